@@ -1,0 +1,105 @@
+"""The event envelope every producer publishes, and its validation at the boundary."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+# A type is dot-separated tokens; `*` and `>` are reserved for channel patterns.
+TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}$"
+# Keys and user ids become NATS subject tokens (encoded when needed), and keys also travel
+# inside `?channels=a,b` lists, so commas, whitespace and control characters are refused.
+KEY_PATTERN = r"^[^\s,\x00-\x1f\x7f]+$"
+USER_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+
+EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, max_length=200)]
+EventKey = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, max_length=128)]
+UserId = Annotated[str, msgspec.Meta(pattern=USER_PATTERN, max_length=256)]
+EventId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=128)]
+Priority = Literal["p0", "p1", "p2", "p3"]
+
+PRIORITY_RANK = {"p0": 0, "p1": 1, "p2": 2, "p3": 3}
+
+
+class Envelope(msgspec.Struct, rename="camel", kw_only=True):
+    """One event as producers publish it and clients receive it (camelCase JSON)."""
+
+    type: EventType
+    id: EventId | None = None
+    source: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    timestamp: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    version: Literal["1.0"] = "1.0"
+    user_id: UserId | None = None
+    session_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    key: EventKey | None = None
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    priority: Priority = "p2"
+    ttl: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    correlation_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+
+    @property
+    def channel(self) -> str:
+        """The channel this event is delivered on: its type, plus `:key` when it has one."""
+        return self.type if self.key is None else f"{self.type}:{self.key}"
+
+    def completed(self, default_source: str = "") -> "Envelope":
+        """A copy with `id`, `timestamp` and `source` filled in where the producer left them out."""
+        return msgspec.structs.replace(
+            self,
+            id=self.id or uuid.uuid4().hex,
+            timestamp=self.timestamp if self.timestamp is not None else int(time.time() * 1000),
+            source=self.source or default_source,
+        )
+
+    def expired(self, now_ms: int) -> bool:
+        """True once `ttl` milliseconds have passed since `timestamp`."""
+        return self.ttl is not None and self.timestamp is not None and now_ms > self.timestamp + self.ttl
+
+
+class InvalidEvent(ValueError):
+    """An envelope failed validation; the message names the field and the rule."""
+
+
+_decoder = msgspec.json.Decoder(Envelope)
+_batch_decoder = msgspec.json.Decoder(Envelope | list[Envelope])
+_encoder = msgspec.json.Encoder()
+
+
+def decode_envelope(data: bytes | str) -> Envelope:
+    """Decode and validate one envelope, raising InvalidEvent that names the bad field."""
+    try:
+        return _decoder.decode(data)
+    except msgspec.ValidationError as error:
+        raise InvalidEvent(str(error)) from None
+    except msgspec.DecodeError as error:
+        raise InvalidEvent(f"malformed JSON: {error}") from None
+
+
+def decode_envelopes(data: bytes | str) -> list[Envelope]:
+    """Decode one envelope or a JSON array of them."""
+    try:
+        decoded = _batch_decoder.decode(data)
+    except msgspec.ValidationError as error:
+        raise InvalidEvent(str(error)) from None
+    except msgspec.DecodeError as error:
+        raise InvalidEvent(f"malformed JSON: {error}") from None
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """The canonical one-line JSON of an envelope."""
+    return _encoder.encode(envelope)
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """An envelope as JetStream stored it: which stream, at which sequence, and its canonical body."""
+
+    stream: str
+    sequence: int
+    envelope: Envelope
+    body: bytes
+    stored_at_ns: int = 0

@@ -1,0 +1,100 @@
+"""Gateway settings, read once from `NOTIFIER_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def default_streams_dir() -> Path:
+    """The `streams_config/` folder beside the package (editable installs) or in the working directory."""
+    beside_package = PACKAGE_ROOT.parent / "streams_config"
+    if beside_package.is_dir():
+        return beside_package
+    return Path.cwd() / "streams_config"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the gateway cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads from its environment, with the documented defaults."""
+
+    nats_url: str | None = None
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    jwt_secret: str | None = None
+    jwt_public_key: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    ping_interval: float = 25.0
+    pong_timeout: float = 10.0
+    sse_ping_interval: float = 15.0
+    sse_retry_ms: int = 2000
+    auth_timeout: float = 5.0
+    outbox_bytes: int = 1024 * 1024
+    max_events_per_second: int = 100
+    streams_dir: Path = field(default_factory=default_streams_dir)
+    stream_replicas: int | None = None
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The configured NATS servers as a list (empty means: start an embedded one)."""
+        if not self.nats_url:
+            return []
+        return [server.strip() for server in self.nats_url.split(",") if server.strip()]
+
+    def with_overrides(self, **changes: object) -> "Settings":
+        """A copy with some fields replaced (tests and the CLI use this)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read `NOTIFIER_*` variables; a bad value raises SettingsError naming the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for settings_field in fields(cls):
+            variable = "NOTIFIER_" + settings_field.name.upper()
+            raw = environ.get(variable)
+            if raw is None or raw == "":
+                continue
+            values[settings_field.name] = _convert(variable, raw, settings_field.type)
+        settings = cls(**values)
+        _check(settings)
+        return settings
+
+
+def _convert(variable: str, raw: str, annotation: object) -> object:
+    kind = str(annotation)
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+        if kind.startswith("Path"):
+            return Path(raw)
+    except ValueError:
+        expected = "a whole number" if kind.startswith("int") else "a number"
+        raise SettingsError(f"{variable}={raw!r}: expected {expected}") from None
+    return raw
+
+
+def _check(settings: Settings) -> None:
+    positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes",
+                "max_events_per_second")
+    for name in positive:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
+    if not 0 < settings.port < 65536 and settings.port != 0:
+        raise SettingsError(f"NOTIFIER_PORT={settings.port!r}: must be a TCP port (1-65535, or 0 for any free port)")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise SettingsError("NOTIFIER_TLS_CERT and NOTIFIER_TLS_KEY must be set together")
+    if settings.jwt_secret and settings.jwt_public_key:
+        raise SettingsError("set either NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY, not both")

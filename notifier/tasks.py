@@ -1,0 +1,49 @@
+"""Owning background tasks: start them named, and cancel them without swallowing our own cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Coroutine, Any
+
+log = logging.getLogger(__name__)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel the tasks and wait until they have finished.
+
+    `asyncio.wait` does not re-raise the tasks' CancelledError, so a cancellation of the
+    caller itself still propagates instead of being mistaken for the task's.
+    """
+    pending = [task for task in tasks if task is not None and not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+
+
+class TaskGroup:
+    """A set of long-lived tasks with one owner; a task that crashes is logged, not lost."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start a task owned by this group."""
+        task = asyncio.create_task(coroutine, name=f"{self.name}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s crashed", task.get_name(), exc_info=task.exception())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def close(self) -> None:
+        """Cancel every task and wait for all of them."""
+        await cancel_and_wait(*list(self._tasks))
