@@ -1,0 +1,154 @@
+"""The one place the NATS side and the HTTP side meet: start everything in order, stop it in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from pathlib import Path
+
+from aiohttp import web
+from nats.aio.client import Client
+
+from notifier import http_api, metrics
+from notifier.auth import Authenticator
+from notifier.history import StreamHistory
+from notifier.hub import Hub
+from notifier.live_feed import LiveFeed
+from notifier.nats_connection import connect_nats
+from notifier.nats_server import EmbeddedNatsServer
+from notifier.producer import Publisher
+from notifier.services import SERVICES, Services
+from notifier.settings import Settings
+from notifier.sse import sse_handler
+from notifier.streams import StreamSet, apply_streams, load_streams
+from notifier.tasks import cancel_and_wait
+from notifier.websocket import websocket_handler
+
+log = logging.getLogger(__name__)
+
+NATS_URL_FILE = "nats-url"
+
+
+class Gateway:
+    """Owns the embedded nats-server (when used), the NATS connection, the live feed and the heartbeat."""
+
+    def __init__(self, settings: Settings, authenticator: Authenticator):
+        self.settings = settings
+        self.authenticator = authenticator
+        self.embedded: EmbeddedNatsServer | None = None
+        self.client: Client | None = None
+        self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
+        self.hub = Hub()
+        self.feed: LiveFeed | None = None
+        self.services: Services | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._streams_ready = False
+
+    @property
+    def nats_servers(self) -> list[str]:
+        """The NATS servers in use (the embedded one when none are configured)."""
+        if self.embedded is not None:
+            return [self.embedded.url]
+        return self.settings.nats_servers
+
+    async def start(self) -> Services:
+        """Start NATS (if embedded), apply streams, follow them live, and return the services for handlers."""
+        if not self.settings.nats_servers:
+            self.embedded = EmbeddedNatsServer(Path(self.settings.data_dir) / "jetstream")
+            await self.embedded.start()
+            (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
+        self.client = await connect_nats(self.nats_servers, name="notifier-gateway",
+                                         on_reconnected=self._reconnected)
+        metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
+        await self._apply_streams()
+        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
+        self.hub.start_at(await self.feed.start())
+        self.services = Services(
+            settings=self.settings,
+            hub=self.hub,
+            history=StreamHistory(self.client, self.streams),
+            publisher=Publisher(self.client, self.streams),
+            authenticator=self.authenticator,
+            not_ready=self.not_ready,
+        )
+        tick = max(0.05, min(self.settings.ping_interval, self.settings.pong_timeout) / 4)
+        self._heartbeat = asyncio.create_task(self.services.connections.run(tick), name="heartbeat")
+        return self.services
+
+    async def _apply_streams(self) -> None:
+        assert self.client is not None
+        self._streams_ready = False
+        await apply_streams(self.client.jetstream(), self.streams)
+        self._streams_ready = True
+
+    async def _reconnected(self) -> None:
+        # A restarted server has lost the live feed's consumers (and maybe the streams).
+        if self.feed is not None:
+            self.feed.request_resubscribe()
+
+    def not_ready(self) -> str | None:
+        """None when serving, else why not (for /readyz)."""
+        if self.client is None or not self.client.is_connected:
+            return "nats disconnected"
+        if not self._streams_ready:
+            return "streams not applied"
+        if self.feed is None or not self.feed.following:
+            return "live feed not following the streams"
+        return None
+
+    def shut_down_connections(self) -> None:
+        """Close every client connection (WebSocket 1001) so the handlers return."""
+        if self.services is not None:
+            self.services.connections.shut_down_all()
+
+    async def stop(self) -> None:
+        """Stop in reverse order of start."""
+        await cancel_and_wait(self._heartbeat)
+        if self.feed is not None:
+            await self.feed.stop()
+        if self.client is not None and not self.client.is_closed:
+            await self.client.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+            (Path(self.settings.data_dir) / NATS_URL_FILE).unlink(missing_ok=True)
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def create_app(settings: Settings, authenticator: Authenticator) -> web.Application:
+    """The aiohttp application; the gateway starts with the app and stops with it."""
+    app = web.Application()
+    gateway = Gateway(settings, authenticator)
+    app[GATEWAY] = gateway
+
+    async def lifecycle(app: web.Application):
+        app[SERVICES] = await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    async def on_shutdown(app: web.Application) -> None:
+        gateway.shut_down_connections()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/sse", sse_handler)
+    app.router.add_post("/api/publish", http_api.publish)
+    app.router.add_get("/api/history", http_api.history)
+    app.router.add_get("/healthz", http_api.healthz)
+    app.router.add_get("/readyz", http_api.readyz)
+    app.router.add_get("/metrics", http_api.metrics_endpoint)
+    return app
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server TLS context when NOTIFIER_TLS_CERT and NOTIFIER_TLS_KEY are set (HTTPS and WSS on one port)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    return context

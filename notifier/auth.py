@@ -1,0 +1,111 @@
+"""JWT verification with pinned algorithms: HS256 with a shared secret, or RS256/ES256 with a public key."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from notifier import metrics
+from notifier.identity import Identity
+
+
+class AuthenticationError(Exception):
+    """A token was missing or not acceptable; `reason` is short enough for a WebSocket close frame."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Authenticator:
+    """Verifies tokens; the accepted algorithm follows from the configured key, never from the token."""
+
+    def __init__(self, secret: str | None = None, public_key_path: Path | None = None, leeway: float = 0):
+        if public_key_path is not None:
+            pem = Path(public_key_path).read_bytes()
+            public_key = load_pem_public_key(pem)
+            if isinstance(public_key, rsa.RSAPublicKey):
+                self.algorithm = "RS256"
+            elif isinstance(public_key, ec.EllipticCurvePublicKey):
+                self.algorithm = "ES256"
+            else:
+                raise ValueError(f"{public_key_path}: only RSA (RS256) and EC P-256 (ES256) public keys are supported")
+            self._verify_key: object = public_key
+            self._secret: str | None = None
+        else:
+            self.generated = secret is None
+            self._secret = secret or secrets.token_urlsafe(32)
+            self._verify_key = self._secret
+            self.algorithm = "HS256"
+        self.leeway = leeway
+
+    @property
+    def can_issue(self) -> bool:
+        """Only a shared secret can sign tokens here; with a public key, tokens come from the identity provider."""
+        return self._secret is not None
+
+    @property
+    def secret(self) -> str | None:
+        """The HS256 secret (for `notifier token` in development)."""
+        return self._secret
+
+    def verify(self, token: str | None) -> Identity:
+        """The identity a token proves, or AuthenticationError saying why not."""
+        if not token:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("missing token")
+        try:
+            claims = jwt.decode(
+                token,
+                self._verify_key,
+                algorithms=[self.algorithm],
+                options={"require": ["exp", "sub"]},
+                leeway=self.leeway,
+            )
+        except jwt.ExpiredSignatureError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token expired") from None
+        except jwt.InvalidAlgorithmError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token algorithm not accepted") from None
+        except jwt.InvalidSignatureError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("bad token signature") from None
+        except jwt.MissingRequiredClaimError as error:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError(f"token lacks claim {error.claim!r}") from None
+        except jwt.PyJWTError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("malformed token") from None
+        roles = claims.get("roles", [])
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token claim 'sub' must be a non-empty string")
+        if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token claim 'roles' must be a list of strings")
+        return Identity(subject, frozenset(roles), float(claims["exp"]))
+
+    def issue(self, subject: str, roles: list[str] | tuple[str, ...] = (), ttl_seconds: float = 3600) -> str:
+        """Sign a token with the shared secret (development and tests)."""
+        if self._secret is None:
+            raise ValueError("tokens can only be issued with NOTIFIER_JWT_SECRET (HS256)")
+        now = int(time.time())
+        claims = {"sub": subject, "roles": list(roles), "iat": now, "exp": now + int(ttl_seconds)}
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()

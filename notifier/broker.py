@@ -1,0 +1,63 @@
+"""The seams between the NATS side and the HTTP side: what the hub and handlers need from a broker.
+
+`notifier.history.StreamHistory` and `notifier.producer.Publisher` implement these; the HTTP
+side only ever sees these protocols, so it never imports NATS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+import msgspec
+
+from notifier.channels import ChannelPattern
+from notifier.cursor import Cursor
+from notifier.events import Envelope, StoredEvent
+from notifier.identity import Identity
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    """Where JetStream stored an event: stream id and sequence; `duplicate` when the id was already stored."""
+
+    id: str
+    stream: str
+    sequence: int
+    duplicate: bool = False
+
+
+@dataclass
+class HistoryPage:
+    """Up to `limit` events (with their cursors), the cursor to continue from, and whether history reached back."""
+
+    events: list[tuple[str, StoredEvent]] = field(default_factory=list)
+    next: Cursor = field(default_factory=Cursor)
+    complete: bool = True
+
+
+class EventPublisher(Protocol):
+    """Stores events durably."""
+
+    async def publish(self, event: Envelope) -> PublishResult:
+        """Store one event and return where."""
+        ...
+
+
+class EventHistory(Protocol):
+    """Reads stored events for one viewer."""
+
+    async def reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
+        """Whether history still holds everything after `since`, and where to start each stream."""
+        ...
+
+    def replay(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, starts: dict[str, int]
+    ) -> AsyncIterator[tuple[str, StoredEvent]]:
+        """Every event after `since` the viewer may see on these channels, oldest first, with cursors."""
+        ...
+
+    async def page(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
+    ) -> HistoryPage:
+        """One page of history for `/api/history`."""
+        ...

@@ -1,0 +1,179 @@
+"""The `notifier` command: `serve` (the default), `publish` and `token`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
+from notifier.auth import Authenticator
+from notifier.events import InvalidEvent, decode_envelope
+from notifier.producer import Publisher
+from notifier.settings import Settings, SettingsError
+
+DEV_SECRET_FILE = "jwt-dev-secret"
+DEV_TOKEN_HOURS = 12
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _authenticator(settings: Settings) -> Authenticator:
+    if settings.jwt_public_key is not None:
+        return Authenticator(public_key_path=settings.jwt_public_key)
+    return Authenticator(secret=settings.jwt_secret)
+
+
+async def serve(settings: Settings) -> None:
+    """Run the gateway until SIGINT or SIGTERM."""
+    authenticator = _authenticator(settings)
+    generated = settings.jwt_public_key is None and settings.jwt_secret is None
+    if generated and not _is_loopback(settings.host):
+        raise SettingsError(
+            f"NOTIFIER_HOST={settings.host!r} but no NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY is set: "
+            "a generated development secret only serves on loopback"
+        )
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / DEV_SECRET_FILE
+    if generated:
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(authenticator.secret or "")
+
+    app = create_app(settings, authenticator)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    context = ssl_context(settings)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.port
+        http, ws = ("https", "wss") if context else ("http", "ws")
+        base = f"{settings.host}:{port}"
+        print(f"notifier serving on {http}://{base}", flush=True)
+        print(f"  WebSocket  {ws}://{base}/ws", flush=True)
+        print(f"  SSE        {http}://{base}/sse?channels=...", flush=True)
+        print(f"  publish    {http}://{base}/api/publish", flush=True)
+        print(f"  history    {http}://{base}/api/history?channels=...", flush=True)
+        print(f"  health     {http}://{base}/healthz  {http}://{base}/readyz  {http}://{base}/metrics", flush=True)
+        print(f"  NATS       {', '.join(app[GATEWAY_KEY].nats_servers)}", flush=True)
+        if generated:
+            token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
+            print(f"  dev token  {token}", flush=True)
+            print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; secret generated for this run)",
+                  flush=True)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        if generated:
+            secret_file.unlink(missing_ok=True)
+
+
+async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish one event through NATS and print where it was stored."""
+    servers = settings.nats_url
+    url_file = Path(settings.data_dir) / NATS_URL_FILE
+    if not servers and url_file.exists():
+        servers = url_file.read_text().strip()
+    if not servers:
+        print("error: set NOTIFIER_NATS_URL, or run `python -m notifier` first (it writes "
+              f"{url_file})", file=sys.stderr)
+        return 2
+    document = {"type": arguments.type, "source": arguments.source, "priority": arguments.priority}
+    try:
+        document["payload"] = json.loads(arguments.payload)
+    except json.JSONDecodeError as error:
+        print(f"error: --payload is not JSON: {error}", file=sys.stderr)
+        return 2
+    if arguments.user:
+        document["userId"] = arguments.user
+    if arguments.key:
+        document["key"] = arguments.key
+    try:
+        envelope = decode_envelope(json.dumps(document))
+    except InvalidEvent as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        async with asyncio.timeout(10):
+            publisher = await Publisher.connect(servers, source=arguments.source, streams_dir=settings.streams_dir)
+            try:
+                result = await publisher.publish(envelope)
+            finally:
+                await publisher.close()
+    except TimeoutError:
+        print(f"error: NATS at {servers} did not store the event within 10 s", file=sys.stderr)
+        return 1
+    print(json.dumps({"id": result.id, "stream": result.stream, "sequence": result.sequence,
+                      "duplicate": result.duplicate}))
+    return 0
+
+
+def token(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Print a JWT signed with NOTIFIER_JWT_SECRET (or the running dev gateway's generated secret)."""
+    secret = settings.jwt_secret
+    secret_file = Path(settings.data_dir) / DEV_SECRET_FILE
+    if not secret and secret_file.exists():
+        secret = secret_file.read_text().strip()
+    if not secret:
+        print("error: set NOTIFIER_JWT_SECRET (tokens are signed with HS256)", file=sys.stderr)
+        return 2
+    print(Authenticator(secret=secret).issue(arguments.subject, arguments.role or [], arguments.ttl))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notifier", description="Real-time notification gateway.")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the gateway (the default)")
+    publish_parser = commands.add_parser("publish", help="publish one event through NATS")
+    publish_parser.add_argument("type", help="event type, e.g. order.filled")
+    publish_parser.add_argument("--payload", default="{}", help="JSON object")
+    publish_parser.add_argument("--user", help="make the event private to this user id")
+    publish_parser.add_argument("--key", help="sub-channel key, e.g. BTC/USDT")
+    publish_parser.add_argument("--priority", default="p2", choices=["p0", "p1", "p2", "p3"])
+    publish_parser.add_argument("--source", default="cli", help="service name")
+    token_parser = commands.add_parser("token", help="print a signed JWT for development and tests")
+    token_parser.add_argument("subject", metavar="SUB", help="user id (the sub claim)")
+    token_parser.add_argument("--role", action="append", help="a role; repeat for more")
+    token_parser.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `notifier` console script and `python -m notifier`."""
+    arguments = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_environment()
+        if arguments.command == "publish":
+            return asyncio.run(publish(settings, arguments))
+        if arguments.command == "token":
+            return token(settings, arguments)
+        asyncio.run(serve(settings))
+        return 0
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

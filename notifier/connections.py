@@ -1,0 +1,54 @@
+"""Every open WebSocket and SSE connection, and the one heartbeat task that looks after them all.
+
+One ticking task instead of a timer per connection keeps an idle connection cheap: it sends
+pings, closes clients that went silent, and closes connections whose token has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from notifier import metrics
+
+
+class Connection(Protocol):
+    """What the registry needs from a transport connection."""
+
+    def heartbeat(self, now: float) -> None:
+        """Send a ping, or close the connection if it is silent or its token expired."""
+        ...
+
+    def shut_down(self) -> None:
+        """Close because the gateway is stopping (WebSocket 1001, SSE end of stream)."""
+        ...
+
+
+class ConnectionRegistry:
+    """The open connections; `run` ticks their heartbeats until cancelled."""
+
+    def __init__(self) -> None:
+        self.open: set[Connection] = set()
+        metrics.CONNECTIONS.read = lambda: len(self.open)
+
+    def add(self, connection: Connection) -> None:
+        """Start looking after a connection."""
+        self.open.add(connection)
+
+    def discard(self, connection: Connection) -> None:
+        """Forget a closed connection."""
+        self.open.discard(connection)
+
+    async def run(self, tick_seconds: float) -> None:
+        """Tick every connection's heartbeat forever (the owner cancels it)."""
+        while True:
+            await asyncio.sleep(tick_seconds)
+            now = time.monotonic()
+            for connection in list(self.open):
+                connection.heartbeat(now)
+
+    def shut_down_all(self) -> None:
+        """Ask every connection to close for shutdown."""
+        for connection in list(self.open):
+            connection.shut_down()

@@ -1,0 +1,104 @@
+"""Server-to-client bytes for both transports, each live event encoded once and shared by every client."""
+
+from __future__ import annotations
+
+import msgspec
+
+from notifier.events import StoredEvent
+
+_encoder = msgspec.json.Encoder()
+
+
+class OutgoingEvent:
+    """One event on its way to many clients; each transport's frame is built on first use, then reused."""
+
+    __slots__ = ("event", "cursor", "_websocket", "_sse", "_sse_named")
+
+    def __init__(self, event: StoredEvent, cursor: str):
+        self.event = event
+        self.cursor = cursor
+        self._websocket: bytes | None = None
+        self._sse: bytes | None = None
+        self._sse_named: bytes | None = None
+
+    @property
+    def websocket_frame(self) -> bytes:
+        """`{"action":"event","channel":...,"id":<cursor>,"data":<envelope>}`."""
+        if self._websocket is None:
+            self._websocket = websocket_event(self.event, self.cursor)
+        return self._websocket
+
+    @property
+    def sse_frame(self) -> bytes:
+        """An unnamed SSE event, so `onmessage` sees it."""
+        if self._sse is None:
+            self._sse = sse_event(self.event, self.cursor, named=False)
+        return self._sse
+
+    @property
+    def sse_named_frame(self) -> bytes:
+        """An SSE event named after the event type, for `addEventListener`."""
+        if self._sse_named is None:
+            self._sse_named = sse_event(self.event, self.cursor, named=True)
+        return self._sse_named
+
+
+def websocket_event(event: StoredEvent, cursor: str) -> bytes:
+    """The WebSocket event message (the envelope body is spliced in, not re-encoded)."""
+    channel = _encoder.encode(event.envelope.channel)
+    return b'{"action":"event","channel":' + channel + b',"id":"' + cursor.encode() + b'","data":' + event.body + b"}"
+
+
+def sse_event(event: StoredEvent, cursor: str, named: bool) -> bytes:
+    """An SSE event block; the body is one line of JSON, so one `data:` line carries it."""
+    name = b"event: " + event.envelope.type.encode() + b"\n" if named else b""
+    return b"id: " + cursor.encode() + b"\n" + name + b"data: " + event.body + b"\n\n"
+
+
+def websocket_control(action: str, **fields: object) -> bytes:
+    """A control message such as ack, error, ping, pong, recovered or lost."""
+    return _encoder.encode({"action": action, **fields})
+
+
+def sse_control(name: str, data: object) -> bytes:
+    """A named SSE control event (`recovered`, `lost`, `error`)."""
+    return b"event: " + name.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
+
+
+class Framing:
+    """How one connection turns events and control messages into bytes."""
+
+    kind = "websocket"
+
+    def live(self, outgoing: OutgoingEvent) -> bytes:
+        """The shared frame of a live event."""
+        return outgoing.websocket_frame
+
+    def replayed(self, event: StoredEvent, cursor: str) -> bytes:
+        """A replayed event: cursors differ per client, so these are built per client."""
+        return websocket_event(event, cursor)
+
+    def control(self, action: str, **fields: object) -> bytes:
+        """A control message."""
+        return websocket_control(action, **fields)
+
+
+class SseFraming(Framing):
+    """SSE framing; `named` adds `event: <type>` lines."""
+
+    kind = "sse"
+
+    def __init__(self, named: bool = False):
+        self.named = named
+
+    def live(self, outgoing: OutgoingEvent) -> bytes:
+        return outgoing.sse_named_frame if self.named else outgoing.sse_frame
+
+    def replayed(self, event: StoredEvent, cursor: str) -> bytes:
+        return sse_event(event, cursor, self.named)
+
+    def control(self, action: str, **fields: object) -> bytes:
+        return sse_control(action, fields)
+
+
+WEBSOCKET_FRAMING = Framing()

@@ -1,0 +1,236 @@
+"""Reading JetStream history for one viewer: exact replay after a cursor, and pages for `/api/history`.
+
+Each stream is read through a short-lived ephemeral pull consumer whose filter subjects cover
+only the public subjects and the viewer's own, so a replay never scans other users' events.
+Streams are merged by store time; each event carries the cursor that is true once the client
+has it: its own stream at its sequence, the other streams at the last sequence read so far.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections import deque
+from typing import AsyncIterator
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from notifier import metrics
+from notifier.broker import HistoryPage
+from notifier.channels import ChannelPattern
+from notifier.cursor import Cursor
+from notifier.events import StoredEvent
+from notifier.identity import Identity
+from notifier.stream_messages import to_stored_event
+from notifier.streams import StreamDefinition, StreamSet
+from notifier.subjects import filters_for
+
+log = logging.getLogger(__name__)
+
+FETCH_BATCH = 256
+FETCH_TIMEOUT = 5.0
+CONSUMER_INACTIVE_SECONDS = 30.0
+
+
+class _StreamReader:
+    """One ephemeral pull consumer over one stream, read in batches, closed when done."""
+
+    def __init__(self, client: Client, definition: StreamDefinition, filters: list[str], start: int):
+        self.client = client
+        self.jetstream = client.jetstream()
+        self.definition = definition
+        self.filters = filters
+        self.start = max(start, 1)
+        self.remaining = 0
+        self.buffer: deque[StoredEvent] = deque()
+        self._subscription = None
+
+    async def open(self) -> "_StreamReader":
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.start,
+            ack_policy=AckPolicy.NONE,
+            filter_subjects=self.filters,
+            mem_storage=True,
+            num_replicas=1,
+            inactive_threshold=CONSUMER_INACTIVE_SECONDS,
+            max_ack_pending=-1,
+        )
+        metrics.JETSTREAM_REQUESTS.increment()
+        self._subscription = await self.jetstream.pull_subscribe(
+            self.filters[0], stream=self.definition.name, config=config
+        )
+        info = await self._subscription.consumer_info()
+        metrics.JETSTREAM_REQUESTS.increment()
+        # Reading exactly what was pending at creation gives the replay a fixed end.
+        self.remaining = info.num_pending
+        return self
+
+    async def fill(self) -> bool:
+        """Fetch the next batch into the buffer; False when the stream has nothing more to give."""
+        while not self.buffer and self.remaining > 0:
+            metrics.JETSTREAM_REQUESTS.increment()
+            try:
+                messages = await self._subscription.fetch(min(FETCH_BATCH, self.remaining), timeout=FETCH_TIMEOUT)
+            except nats.errors.TimeoutError:
+                # Messages counted as pending were removed by limits before we read them.
+                self.remaining = 0
+                break
+            self.remaining -= len(messages)
+            for message in messages:
+                metadata = message.metadata
+                event = to_stored_event(
+                    self.definition, message.subject, message.data, metadata.sequence.stream,
+                    int(metadata.timestamp.timestamp() * 1_000_000_000),
+                )
+                if event is not None:
+                    self.buffer.append(event)
+        return bool(self.buffer)
+
+    async def close(self) -> None:
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            try:
+                await subscription.unsubscribe()
+                await self.jetstream.delete_consumer(self.definition.name, subscription._consumer)
+            except Exception as error:  # the inactive threshold removes it anyway
+                log.debug("closing history consumer: %s", error)
+
+
+class StreamHistory:
+    """History reads for the hub and the HTTP API; knows NATS, hands out StoredEvents and cursors."""
+
+    def __init__(self, client: Client, streams: StreamSet):
+        self.client = client
+        self.jetstream = client.jetstream()
+        self.streams = streams
+
+    def _streams_for(self, patterns: list[ChannelPattern]) -> list[StreamDefinition]:
+        chosen: dict[str, StreamDefinition] = {}
+        for pattern in patterns:
+            for definition in self.streams.for_channel(pattern.tokens):
+                chosen[definition.cursor_id] = definition
+        return list(chosen.values())
+
+    async def _open_readers(
+        self, viewer: Identity, patterns: list[ChannelPattern], starts: dict[str, int]
+    ) -> list[_StreamReader]:
+        readers = []
+        try:
+            for definition in self._streams_for(patterns):
+                filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
+                reader = _StreamReader(self.client, definition, filters, starts[definition.cursor_id])
+                readers.append(reader)
+                await reader.open()
+        except BaseException:
+            for reader in readers:
+                await reader.close()
+            raise
+        return readers
+
+    async def reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
+        """Whether history still holds everything after `since`, and the sequence to start each stream at."""
+        complete = True
+        starts = {}
+        for definition in self._streams_for(patterns):
+            metrics.JETSTREAM_REQUESTS.increment()
+            state = (await self.jetstream.stream_info(definition.name)).state
+            position = since.position(definition.cursor_id)
+            if position > state.last_seq:
+                # The stream was recreated behind this cursor: send what there is and say so.
+                complete, starts[definition.cursor_id] = False, state.first_seq
+            else:
+                if position + 1 < state.first_seq:
+                    complete = False
+                starts[definition.cursor_id] = max(position + 1, state.first_seq)
+        return complete, starts
+
+    async def replay(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, starts: dict[str, int]
+    ) -> AsyncIterator[tuple[str, StoredEvent]]:
+        """Every event after `since` that the viewer may see on these channels, oldest first, with cursors."""
+        metrics.REPLAYS.increment()
+        readers = await self._open_readers(viewer, patterns, starts)
+        try:
+            position = Cursor(since)
+            async for event in _merge(readers):
+                position[event.stream] = event.sequence
+                if viewer.can_see(event.envelope) and any(
+                    pattern.matches(event.envelope.type, event.envelope.key) for pattern in patterns
+                ):
+                    yield position.encode(), event
+        finally:
+            for reader in readers:
+                await reader.close()
+
+    async def page(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
+    ) -> HistoryPage:
+        """The first `limit` events after `since`, or the latest `limit` when there is no cursor."""
+        if since is None:
+            since = await self._latest_start(viewer, patterns, limit)
+            complete = True
+            starts = {stream: sequence + 1 for stream, sequence in since.items()}
+        else:
+            complete, starts = await self.reaches_back(patterns, since)
+        page = HistoryPage(next=Cursor(since), complete=complete)
+        async for cursor, event in self.replay(viewer, patterns, since, starts):
+            page.events.append((cursor, event))
+            page.next[event.stream] = event.sequence
+            if len(page.events) >= limit:
+                break
+        return page
+
+    async def _latest_start(self, viewer: Identity, patterns: list[ChannelPattern], limit: int) -> Cursor:
+        """A cursor just before the latest `limit` matching events of each stream.
+
+        The window grows geometrically, counting matches with a consumer's `num_pending`,
+        so a user with few events in a large stream costs a handful of requests, not a scan.
+        """
+        start = Cursor()
+        for definition in self._streams_for(patterns):
+            metrics.JETSTREAM_REQUESTS.increment()
+            state = (await self.jetstream.stream_info(definition.name)).state
+            filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
+            window = limit
+            while True:
+                begin = max(state.first_seq, state.last_seq - window + 1, 1)
+                reader = await _StreamReader(self.client, definition, filters, begin).open()
+                matching = reader.remaining
+                await reader.close()
+                if matching >= limit or begin <= max(state.first_seq, 1):
+                    break
+                window *= 8
+            # Skip the oldest matches beyond `limit`: read their sequences, then start after them.
+            skip = max(0, matching - limit)
+            position = begin - 1
+            if skip:
+                reader = await _StreamReader(self.client, definition, filters, begin).open()
+                try:
+                    while skip > 0 and await reader.fill():
+                        while reader.buffer and skip > 0:
+                            position = reader.buffer.popleft().sequence
+                            skip -= 1
+                finally:
+                    await reader.close()
+            start[definition.cursor_id] = position
+        return start
+
+
+async def _merge(readers: list[_StreamReader]) -> AsyncIterator[StoredEvent]:
+    """Merge the readers' events by store time (then stream id), each stream staying in sequence order."""
+    heap: list[tuple[int, str, int, _StreamReader]] = []
+    for reader in readers:
+        if await reader.fill():
+            event = reader.buffer[0]
+            heapq.heappush(heap, (event.stored_at_ns, event.stream, event.sequence, reader))
+    while heap:
+        _, _, _, reader = heapq.heappop(heap)
+        event = reader.buffer.popleft()
+        yield event
+        if reader.buffer or await reader.fill():
+            following = reader.buffer[0]
+            heapq.heappush(heap, (following.stored_at_ns, following.stream, following.sequence, reader))
+

@@ -1,0 +1,125 @@
+"""Plain HTTP endpoints: publish, history, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from aiohttp import web
+
+from notifier import metrics
+from notifier.auth import AuthenticationError, bearer_token
+from notifier.channels import InvalidChannel, parse_channel_list
+from notifier.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.events import InvalidEvent, decode_envelopes
+from notifier.http_errors import json_error
+from notifier.identity import PUBLISHER_ROLE, Identity
+from notifier.services import SERVICES, Services
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_PUBLISH = 1000
+DEFAULT_HISTORY_LIMIT = 100
+MAX_HISTORY_LIMIT = 1000
+_FIELD_PATH = re.compile(r"at `([^`]+)`$")
+_encoder = msgspec.json.Encoder()
+
+
+def _authenticate(request: web.Request, services: Services) -> Identity:
+    token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
+    return services.authenticator.verify(token)
+
+
+async def publish(request: web.Request) -> web.Response:
+    """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
+    services: Services = request.app[SERVICES]
+    try:
+        identity = _authenticate(request, services)
+    except AuthenticationError as error:
+        return json_error(401, "unauthorized", error.reason)
+    if PUBLISHER_ROLE not in identity.roles:
+        return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
+    try:
+        envelopes = decode_envelopes(await request.read())
+    except InvalidEvent as error:
+        found = _FIELD_PATH.search(str(error))
+        return json_error(400, "invalid_event", str(error), field=found.group(1) if found else None)
+    if not envelopes:
+        return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
+    if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
+        return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
+    accepted = []
+    for envelope in envelopes:
+        if not envelope.source:
+            envelope = msgspec.structs.replace(envelope, source=identity.user_id)
+        try:
+            result = await services.publisher.publish(envelope)
+        except Exception as error:  # NATS down or JetStream not answering: nothing after this was stored
+            log.warning("publish failed: %s", error)
+            return web.json_response(
+                {"error": {"code": "unavailable", "message": f"event store not available: {error}"},
+                 "accepted": accepted},
+                status=503,
+            )
+        metrics.EVENTS_PUBLISHED.increment()
+        cursor = Cursor(services.hub.positions).advanced(result.stream, result.sequence).encode()
+        accepted.append({"id": result.id, "cursor": cursor, "duplicate": result.duplicate})
+    return web.json_response({"events": accepted}, status=202)
+
+
+async def history(request: web.Request) -> web.Response:
+    """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
+    services: Services = request.app[SERVICES]
+    try:
+        identity = _authenticate(request, services)
+    except AuthenticationError as error:
+        return json_error(401, "unauthorized", error.reason)
+    try:
+        patterns = parse_channel_list(request.query.get("channels", ""))
+    except InvalidChannel as error:
+        return json_error(400, "invalid_channel", str(error), field="channels")
+    if not patterns:
+        return json_error(400, "invalid_channel", "channels is required", field="channels")
+    since_text = request.query.get("since")
+    try:
+        since = decode_cursor(since_text) if since_text else None
+    except InvalidCursor as error:
+        return json_error(400, "invalid_cursor", str(error), field="since")
+    limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
+        return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",
+                          field="limit")
+    try:
+        page = await services.history.page(identity, patterns, since, int(limit_text))
+    except Exception as error:
+        log.warning("history read failed: %s", error)
+        return json_error(503, "unavailable", f"history not available: {error}")
+    body = {
+        "events": [
+            {"id": cursor, "channel": event.envelope.channel, "data": msgspec.Raw(event.body)}
+            for cursor, event in page.events
+        ],
+        "next": page.next.encode(),
+        "complete": page.complete,
+    }
+    return web.Response(body=_encoder.encode(body), content_type="application/json")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: 200 while the process runs."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: 200 when NATS is connected and the streams exist, else 503 with the reason."""
+    reason = request.app[SERVICES].not_ready()
+    if reason is None:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus text format."""
+    return web.Response(text=metrics.render_all(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})

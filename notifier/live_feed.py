@@ -1,0 +1,145 @@
+"""The one live feed per gateway process: an ordered JetStream consumer per stream, handed to the hub.
+
+Every event arrives with its stream sequence, so the hub can stamp cursors that mean the same
+on every replica. After a NATS reconnect the consumers are recreated from the last sequence
+handed on, and sequences already handed on are dropped, so the hub sees each event once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from notifier import metrics
+from notifier.events import StoredEvent
+from notifier.stream_messages import to_stored_event
+from notifier.streams import StreamDefinition, StreamSet
+from notifier.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+IDLE_HEARTBEAT_SECONDS = 2.0
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class LiveFeed:
+    """Follows every stream from its current end and calls `on_event` for each new event, in order."""
+
+    def __init__(
+        self,
+        client: Client,
+        streams: StreamSet,
+        on_event: Callable[[StoredEvent], None],
+        prepare: Callable[[], Awaitable[None]] | None = None,
+    ):
+        self.client = client
+        self.prepare = prepare
+        self.jetstream = client.jetstream()
+        self.streams = streams
+        self.on_event = on_event
+        self.positions: dict[str, int] = {}
+        self._subscriptions: dict[str, object] = {}
+        self._resubscribe_wanted = asyncio.Event()
+        self._supervisor: asyncio.Task[None] | None = None
+        self.following = False
+
+    async def start(self) -> dict[str, int]:
+        """Subscribe every stream from its current last sequence; returns those starting positions."""
+        for definition in self.streams:
+            info = await self.jetstream.stream_info(definition.name)
+            self.positions[definition.cursor_id] = info.state.last_seq
+        await self._subscribe_all()
+        self._supervisor = asyncio.create_task(self._supervise(), name="live-feed-supervisor")
+        return dict(self.positions)
+
+    def request_resubscribe(self) -> None:
+        """Ask for fresh consumers (after a reconnect the server may have lost the old ones)."""
+        self.following = False
+        self._resubscribe_wanted.set()
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._resubscribe_wanted.wait()
+            self._resubscribe_wanted.clear()
+            for attempt in range(1_000_000):
+                try:
+                    await self._unsubscribe_all()
+                    if self.prepare is not None:
+                        await self.prepare()
+                    await self._check_for_reset()
+                    await self._subscribe_all()
+                    log.info("live feed following again from %s", self.positions)
+                    break
+                except Exception as error:  # NATS may still be coming back; keep trying.
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    log.warning("live feed resubscribe failed (%s); retrying in %.2fs", error, delay)
+                    await asyncio.sleep(delay)
+
+    async def _check_for_reset(self) -> None:
+        for definition in self.streams:
+            last = (await self.jetstream.stream_info(definition.name)).state.last_seq
+            if last < self.positions[definition.cursor_id]:
+                # The server came back without our history (a new store): follow what it has now.
+                log.error("stream %s restarted at sequence %d, behind our %d", definition.name, last,
+                          self.positions[definition.cursor_id])
+                self.positions[definition.cursor_id] = last
+
+    async def _subscribe_all(self) -> None:
+        for definition in self.streams:
+            self._subscriptions[definition.cursor_id] = await self._subscribe(definition)
+        self.following = True
+
+    async def _subscribe(self, definition: StreamDefinition):
+        async def handle(message: Msg) -> None:
+            self._handle(definition, message)
+
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=self.positions[definition.cursor_id] + 1,
+        )
+        return await self.jetstream.subscribe(
+            f"{definition.subject_root}.>",
+            stream=definition.name,
+            cb=handle,
+            ordered_consumer=True,
+            idle_heartbeat=IDLE_HEARTBEAT_SECONDS,
+            config=config,
+        )
+
+    def _handle(self, definition: StreamDefinition, message: Msg) -> None:
+        metadata = message.metadata
+        sequence = metadata.sequence.stream
+        if sequence <= self.positions[definition.cursor_id]:
+            return  # already handed on before a resubscribe
+        self.positions[definition.cursor_id] = sequence
+        stored_at_ns = int(metadata.timestamp.timestamp() * 1_000_000_000)
+        event = to_stored_event(definition, message.subject, message.data, sequence, stored_at_ns)
+        if event is None:
+            return
+        metrics.EVENTS_RECEIVED.increment()
+        try:
+            self.on_event(event)
+        except Exception:
+            # One bad event must not stop the feed for everybody.
+            log.exception("dispatch failed for %s seq %d", definition.name, sequence)
+
+    async def _unsubscribe_all(self) -> None:
+        subscriptions, self._subscriptions = self._subscriptions, {}
+        for subscription in subscriptions.values():
+            try:
+                await subscription.unsubscribe()
+            except Exception as error:  # the server may already have forgotten it
+                log.debug("unsubscribe failed: %s", error)
+
+    async def stop(self) -> None:
+        """Stop following and cancel the supervisor."""
+        await cancel_and_wait(self._supervisor)
+        self._supervisor = None
+        if not self.client.is_closed:
+            await self._unsubscribe_all()
+        self.following = False

@@ -1,0 +1,58 @@
+"""Process-wide counters and gauges, rendered in the Prometheus text format at `/metrics`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class Counter:
+    """A number that only goes up."""
+
+    def __init__(self, name: str, help_text: str):
+        self.name = name
+        self.help_text = help_text
+        self.value = 0
+
+    def increment(self, amount: int = 1) -> None:
+        """Add to the counter."""
+        self.value += amount
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} counter\n{self.name} {self.value}\n"
+
+
+class Gauge:
+    """A number read from a function at scrape time, so it can never drift from the truth."""
+
+    def __init__(self, name: str, help_text: str, read: Callable[[], float] = lambda: 0):
+        self.name = name
+        self.help_text = help_text
+        self.read = read
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} gauge\n{self.name} {self.read()}\n"
+
+
+EVENTS_PUBLISHED = Counter("notifier_events_published_total", "Events accepted by POST /api/publish.")
+EVENTS_RECEIVED = Counter("notifier_events_received_total", "Events the live feed took from JetStream.")
+EVENTS_DELIVERED = Counter("notifier_events_delivered_total", "Event messages queued to client outboxes.")
+EVENTS_REPLAYED = Counter("notifier_events_replayed_total", "Events sent to clients from JetStream history.")
+INVALID_STORED_EVENTS = Counter("notifier_invalid_stored_events_total",
+                                "Stored messages skipped because their envelope or subject was invalid.")
+SLOW_CLIENTS_CLOSED = Counter("notifier_slow_clients_closed_total", "Connections closed because their outbox overflowed.")
+AUTH_FAILURES = Counter("notifier_auth_failures_total", "Rejected tokens.")
+REPLAYS = Counter("notifier_replays_total", "Resumes and history reads served from JetStream.")
+JETSTREAM_REQUESTS = Counter("notifier_jetstream_requests_total",
+                             "JetStream API requests made for replay and history (consumer create, fetch, info).")
+CONNECTIONS = Gauge("notifier_connections", "Open WebSocket and SSE connections.")
+NATS_CONNECTED = Gauge("notifier_nats_connected", "1 while connected to NATS.")
+
+ALL = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
+       SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, CONNECTIONS, NATS_CONNECTED]
+
+
+def render_all() -> str:
+    """Every metric in the Prometheus text format."""
+    return "".join(metric.render() for metric in ALL)

@@ -1,0 +1,47 @@
+"""Connecting to NATS the way a long-running gateway must: retry the first connect, reconnect forever."""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger(__name__)
+
+
+async def connect_nats(
+    servers: list[str],
+    name: str,
+    on_reconnected: Callable[[], Awaitable[None]] | None = None,
+    on_disconnected: Callable[[], Awaitable[None]] | None = None,
+    connect_timeout: float = 5.0,
+) -> Client:
+    """Connect with unlimited attempts (the first connect retries too); `on_reconnected` runs after each reconnect."""
+
+    async def error_callback(error: Exception) -> None:
+        log.warning("nats: %s", error)
+
+    async def reconnected_callback() -> None:
+        log.info("nats: reconnected to %s", client.connected_url.netloc if client.connected_url else "?")
+        if on_reconnected is not None:
+            await on_reconnected()
+
+    async def disconnected_callback() -> None:
+        log.warning("nats: disconnected")
+        if on_disconnected is not None:
+            await on_disconnected()
+
+    client = await nats.connect(
+        servers=servers,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+        connect_timeout=connect_timeout,
+        error_cb=error_callback,
+        reconnected_cb=reconnected_callback,
+        disconnected_cb=disconnected_callback,
+    )
+    return client

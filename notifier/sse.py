@@ -1,0 +1,120 @@
+"""`GET /sse`: the Server-Sent Events transport, for browsers' EventSource and plain HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from notifier.auth import AuthenticationError, bearer_token
+from notifier.channels import InvalidChannel, parse_channel_list
+from notifier.cursor import InvalidCursor, decode_cursor
+from notifier.frames import SseFraming
+from notifier.http_errors import json_error
+from notifier.services import SERVICES, Services
+from notifier.session import MAX_CHANNELS, Session
+from notifier.tasks import cancel_and_wait
+
+
+class SseState(enum.Enum):
+    """Where an SSE stream is in its life."""
+
+    STREAMING = "streaming"
+    CLOSED = "closed"
+
+
+class SseConnection:
+    """One EventSource stream: the session's outbox written as SSE blocks, one write per batch."""
+
+    def __init__(self, response: EventSourceResponse, session: Session):
+        self.response = response
+        self.session = session
+        self.state = SseState.STREAMING
+
+    def heartbeat(self, now: float) -> None:
+        """Comment pings come from aiohttp-sse; here only an expired token ends the stream."""
+        expires_at = self.session.identity.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            self.end()
+
+    def shut_down(self) -> None:
+        """End the stream; the browser reconnects (to another replica) with Last-Event-ID."""
+        self.end()
+
+    def end(self) -> None:
+        """Stop streaming; the handler returns once the writer has stopped."""
+        if self.state is SseState.CLOSED:
+            return
+        self.state = SseState.CLOSED
+        self.session.close()
+        self.response.stop_streaming()
+
+    async def write_outbox(self) -> None:
+        """Write queued frames until the session closes or the client goes away."""
+        outbox = self.session.outbox
+        while True:
+            frames = await outbox.take()
+            if not frames:
+                return
+            try:
+                await self.response.write(b"".join(frame for frame, _ in frames))
+            except (ConnectionError, RuntimeError):
+                self.end()  # the client went away
+                return
+            cursors = [cursor for _, cursor in frames if cursor is not None]
+            if cursors:
+                outbox.delivered_cursor = cursors[-1]
+
+
+async def sse_handler(request: web.Request) -> web.StreamResponse:
+    """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
+    services: Services = request.app[SERVICES]
+    settings = services.settings
+    token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
+    try:
+        identity = services.authenticator.verify(token)
+    except AuthenticationError as error:
+        # JSON, not text/event-stream, so EventSource gives up instead of retrying forever.
+        return json_error(401, "unauthorized", error.reason)
+    try:
+        patterns = parse_channel_list(request.query.get("channels", ""))
+    except InvalidChannel as error:
+        return json_error(400, "invalid_channel", str(error), field="channels")
+    if not patterns:
+        return json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
+                          field="channels")
+    if len(patterns) > MAX_CHANNELS:
+        return json_error(400, "too_many_channels", f"at most {MAX_CHANNELS} channels", field="channels")
+    cursor_text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    try:
+        since = decode_cursor(cursor_text) if cursor_text else None
+    except InvalidCursor as error:
+        return json_error(400, "invalid_cursor", str(error), field="last_event_id")
+
+    response = EventSourceResponse(ping_interval=settings.sse_ping_interval)
+    await response.prepare(request)
+    await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
+    connection: SseConnection | None = None
+
+    def on_slow(_: Session) -> None:
+        if connection is not None:
+            connection.end()
+
+    named = request.query.get("named") in ("1", "true", "yes")
+    session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow)
+    connection = SseConnection(response, session)
+    services.connections.add(connection)
+    writer = asyncio.create_task(connection.write_outbox(), name="sse-writer")
+    try:
+        await session.subscribe(patterns, since, acknowledge=False)
+        # Returns when the ping task stops: the client left, or `end()` stopped streaming.
+        await response.wait()
+    finally:
+        connection.end()
+        services.connections.discard(connection)
+        await cancel_and_wait(writer)
+        await session.aclose()
+    return response

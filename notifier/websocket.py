@@ -1,0 +1,263 @@
+"""`GET /ws`: the WebSocket transport. Authenticates, reads client messages, writes the session's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from notifier.auth import AuthenticationError, bearer_token
+from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
+from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
+from notifier.close_codes import CloseCode, ErrorCode
+from notifier.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.frames import WEBSOCKET_FRAMING, websocket_control
+from notifier.identity import Identity
+from notifier.services import SERVICES, Services
+from notifier.session import MAX_CHANNELS, Session
+from notifier.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+CLOSE_DRAIN_SECONDS = 10.0
+PING_FRAME = websocket_control("ping")
+
+
+class WebSocketState(enum.Enum):
+    """Where a WebSocket connection is in its life."""
+
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class WebSocketConnection:
+    """One client's WebSocket: the reader loop runs in the handler, the writer drains the outbox."""
+
+    def __init__(self, request: web.Request, services: Services):
+        self.request = request
+        self.services = services
+        self.settings = services.settings
+        self.websocket = web.WebSocketResponse(compress=False, autoping=False, max_msg_size=1024 * 1024)
+        self.state = WebSocketState.AUTHENTICATING
+        self.session: Session | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._connect_cursor: str | None = None
+        now = time.monotonic()
+        self.last_received = now
+        self.last_ping_sent = now
+
+    async def run(self) -> web.WebSocketResponse:
+        """Serve the connection until either side closes it."""
+        await self.websocket.prepare(self.request)
+        try:
+            identity = await self._authenticate()
+            if identity is None:
+                return self.websocket
+            self._open(identity)
+            await self._subscribe_from_url()
+            await self._read_messages()
+        finally:
+            await self._finish()
+        return self.websocket
+
+    # -- authentication --
+
+    async def _authenticate(self) -> Identity | None:
+        token = self.request.query.get("token") or bearer_token(self.request.headers.get("Authorization"))
+        try:
+            if token is None:
+                token = await self._first_message_token()
+            return self.services.authenticator.verify(token)
+        except AuthenticationError as error:
+            await self.websocket.close(code=CloseCode.POLICY_VIOLATION, message=error.reason.encode())
+            return None
+
+    async def _first_message_token(self) -> str:
+        try:
+            async with asyncio.timeout(self.settings.auth_timeout):
+                message = await self.websocket.receive()
+        except TimeoutError:
+            raise AuthenticationError("authentication timeout") from None
+        if message.type is not WSMsgType.TEXT:
+            raise AuthenticationError("first message must be auth")
+        try:
+            decoded = decode_client_message(message.data)
+        except ProtocolError:
+            raise AuthenticationError("first message must be auth") from None
+        if not isinstance(decoded, Auth):
+            raise AuthenticationError("first message must be auth")
+        return decoded.token
+
+    def _open(self, identity: Identity) -> None:
+        self.session = Session(
+            identity, self.services.hub, self.services.history, WEBSOCKET_FRAMING,
+            self.settings.outbox_bytes, on_slow=self._on_slow,
+        )
+        self.state = WebSocketState.OPEN
+        self.services.connections.add(self)
+        self._writer = asyncio.create_task(self._write_outbox(), name="websocket-writer")
+
+    # -- reading --
+
+    async def _subscribe_from_url(self) -> None:
+        query = self.request.query
+        self._connect_cursor = query.get("last_event_id") or self.request.headers.get("Last-Event-ID")
+        if query.get("channels"):
+            try:
+                patterns = parse_channel_list(query["channels"])
+            except InvalidChannel as error:
+                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                return
+            await self._subscribe(patterns, None)
+
+    async def _read_messages(self) -> None:
+        async for message in self.websocket:
+            self.last_received = time.monotonic()
+            if message.type is WSMsgType.TEXT:
+                await self._handle_text(message.data)
+            elif message.type is WSMsgType.PING:
+                await self.websocket.pong(message.data)
+            elif message.type is WSMsgType.BINARY:
+                await self._handle_text(message.data)
+            elif message.type is WSMsgType.ERROR:
+                log.debug("websocket error: %s", self.websocket.exception())
+            if self.state is not WebSocketState.OPEN:
+                break
+
+    async def _handle_text(self, data: str | bytes) -> None:
+        try:
+            message = decode_client_message(data)
+        except ProtocolError as error:
+            self._send_error(error.code, error.message)
+            return
+        assert self.session is not None
+        if isinstance(message, Subscribe):
+            try:
+                patterns = [parse_channel(text) for text in message.channels]
+            except InvalidChannel as error:
+                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                return
+            await self._subscribe(patterns, message.since)
+        elif isinstance(message, Unsubscribe):
+            self.session.unsubscribe(message.channels)
+        elif isinstance(message, Ping):
+            self.session.send_control("pong")
+        elif isinstance(message, Auth):
+            self._refresh(message.token)
+        elif isinstance(message, Pong):
+            pass  # being received at all is what keeps the connection alive
+
+    async def _subscribe(self, patterns: list, since_text: str | None) -> None:
+        assert self.session is not None
+        if since_text is None and self._connect_cursor is not None:
+            since_text = self._connect_cursor
+        self._connect_cursor = None
+        if len(self.session.patterns) + len(patterns) > MAX_CHANNELS:
+            self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {MAX_CHANNELS} channels per connection")
+            return
+        since: Cursor | None = None
+        if since_text is not None:
+            try:
+                since = decode_cursor(since_text)
+            except InvalidCursor as error:
+                self._send_error(ErrorCode.INVALID_CURSOR, str(error))
+                return
+        await self.session.subscribe(patterns, since)
+
+    def _refresh(self, token: str) -> None:
+        assert self.session is not None
+        try:
+            identity = self.services.authenticator.verify(token)
+        except AuthenticationError as error:
+            self._send_error(ErrorCode.INVALID_TOKEN, error.reason)
+            return
+        if identity.user_id != self.session.identity.user_id or identity.roles != self.session.identity.roles:
+            self._send_error(ErrorCode.INVALID_TOKEN, "a refreshed token must have the same sub and roles")
+            return
+        self.session.identity = identity
+
+    def _send_error(self, code: ErrorCode, message: str) -> None:
+        assert self.session is not None
+        self.session.send_control("error", code=str(code), message=message)
+
+    # -- writing --
+
+    async def _write_outbox(self) -> None:
+        assert self.session is not None
+        outbox = self.session.outbox
+        while True:
+            frames = await outbox.take()
+            if not frames:
+                return
+            try:
+                for frame, cursor in frames:
+                    await self.websocket.send_frame(frame, WSMsgType.TEXT)
+                    if cursor is not None:
+                        outbox.delivered_cursor = cursor
+            except ConnectionError:
+                return  # the client went away; the reader loop sees the close
+
+    # -- closing --
+
+    def heartbeat(self, now: float) -> None:
+        """Ping, or close a silent client (4001) or one whose token expired (1008)."""
+        if self.state is not WebSocketState.OPEN or self.session is None:
+            return
+        expires_at = self.session.identity.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            self.close_soon(CloseCode.POLICY_VIOLATION, "token expired")
+        elif now - self.last_received > self.settings.ping_interval + self.settings.pong_timeout:
+            self.close_soon(CloseCode.PING_TIMEOUT, "ping timeout")
+        elif now - self.last_ping_sent >= self.settings.ping_interval:
+            self.last_ping_sent = now
+            self.session.send_control("ping")
+
+    def shut_down(self) -> None:
+        """The gateway is stopping: tell the client to reconnect elsewhere."""
+        self.close_soon(CloseCode.GOING_AWAY, "server shutting down")
+
+    def _on_slow(self, session: Session) -> None:
+        cursor = session.outbox.delivered_cursor
+        self.close_soon(CloseCode.SLOW, f"slow:{cursor}" if cursor else "slow")
+
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task."""
+        if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
+            return
+        self.state = WebSocketState.CLOSING
+        self._closing = asyncio.create_task(self._close(code, reason), name="websocket-close")
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        if self.session is not None:
+            self.session.close()
+        # A writer stuck on a stalled client would hold the close frame back; the frames it
+        # already wrote stay queued ahead of the close frame.
+        await cancel_and_wait(self._writer)
+        try:
+            async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
+                await self.websocket.close(code=code, message=reason.encode()[:123])
+        except TimeoutError:
+            if self.request.transport is not None:
+                self.request.transport.abort()
+
+    async def _finish(self) -> None:
+        if self._closing is not None:
+            await asyncio.wait([self._closing])
+        self.state = WebSocketState.CLOSED
+        self.services.connections.discard(self)
+        if self.session is not None:
+            await self.session.aclose()
+        await cancel_and_wait(self._writer)
+        if not self.websocket.closed:
+            await self.websocket.close()
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    """Upgrade to a WebSocket and serve it."""
+    return await WebSocketConnection(request, request.app[SERVICES]).run()
