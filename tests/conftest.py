@@ -153,11 +153,16 @@ async def make_gateway(nats_server: EmbeddedNatsServer, tmp_path: Path):
     sessions: list[aiohttp.ClientSession] = []
     gateways: list[RunningGateway] = []
 
-    async def start(ssl_context: ssl.SSLContext | None = None, **overrides: Any) -> RunningGateway:
+    async def start(ssl_context: ssl.SSLContext | None = None, authenticator: Authenticator | None = None,
+                    **overrides: Any) -> RunningGateway:
+        """`authenticator` defaults to the one the settings configure, as `notifier serve` builds it."""
         settings = gateway_settings(nats_server.url, tmp_path / "gateway-data", **overrides)
+        if authenticator is None:
+            authenticator = (Authenticator(public_key_path=settings.jwt_public_key)
+                             if settings.jwt_public_key is not None else Authenticator(secret=settings.jwt_secret))
         http = aiohttp.ClientSession()
         sessions.append(http)
-        running = RunningGateway(settings, Authenticator(secret=SECRET), http, ssl_context)
+        running = RunningGateway(settings, authenticator, http, ssl_context)
         await running.start()
         gateways.append(running)
         return running

@@ -1,0 +1,145 @@
+"""Exact resume from a cursor: replay what was missed in order, say `recovered`, then continue live."""
+
+from __future__ import annotations
+
+import nats
+
+from notifier.producer import Publisher
+from notifier.events import Envelope
+
+
+async def _connected_client_cursor(gateway, channel: str = "order.filled") -> str:
+    """Subscribe a client, deliver one event to it, disconnect it, and return the cursor it saw last."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe(channel)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    return cursor
+
+
+async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
+    """After missing N events, a subscribe with `since` gets exactly those N in order, `recovered`, then live ones."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 26)))
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    replayed = await client.events(25)
+    assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 26))
+    assert await client.receive() == {"action": "recovered", "complete": True}
+    await gateway.publish({"type": "order.filled", "payload": {"n": 26}})
+    live = await client.events(1)
+    assert live[0]["data"]["payload"]["n"] == 26
+
+
+async def test_replayed_cursors_resume_from_the_middle(gateway):
+    """The cursor of any replayed event is itself a resume point: resuming from it skips what came before."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 6)))
+    first = await gateway.websocket(token="alice")
+    await first.subscribe("order.filled", since=cursor)
+    middle = (await first.events(5))[2]["id"]
+    second = await gateway.websocket(token="alice")
+    await second.subscribe("order.filled", since=middle)
+    assert [event["data"]["payload"]["n"] for event in await second.events(2)] == [4, 5]
+    assert (await second.receive())["action"] == "recovered"
+
+
+async def test_last_event_id_query_resumes_channels_from_url(gateway):
+    """`?channels=...&last_event_id=<cursor>` replays the missed events on connect."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    client = await gateway.websocket(f"/ws?channels=order.filled&last_event_id={cursor}")
+    await client.receive_action("ack")
+    assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
+    assert (await client.receive())["action"] == "recovered"
+
+
+async def test_last_event_id_header_applies_to_first_subscribe(gateway):
+    """A `Last-Event-ID` header on the upgrade applies to the first subscribe message."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    client = await gateway.websocket(headers={"Last-Event-ID": cursor})
+    await client.subscribe("order.filled")
+    assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
+    assert (await client.receive())["action"] == "recovered"
+
+
+async def test_resume_on_another_replica(make_gateway):
+    """A cursor from one gateway replica resumes exactly on another replica of the same NATS."""
+    first = await make_gateway()
+    second = await make_gateway()
+    cursor = await _connected_client_cursor(first)
+    await first.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 4)))
+    client = await second.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    assert [event["data"]["payload"]["n"] for event in await client.events(3)] == [1, 2, 3]
+    assert (await client.receive())["action"] == "recovered"
+
+
+async def test_resume_across_gateway_restart(make_gateway, nats_server):
+    """Events published while the gateway is down are replayed exactly after it restarts."""
+    gateway = await make_gateway()
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.stop()
+    async with await Publisher.connect(nats_server.url, source="executor") as publisher:
+        for n in range(1, 4):
+            await publisher.publish(Envelope(type="order.filled", payload={"n": n}))
+    await gateway.start()
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    assert [event["data"]["payload"]["n"] for event in await client.events(3)] == [1, 2, 3]
+    assert await client.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_server):
+    """When history no longer reaches back to the cursor, the client gets what remains and `complete: false`."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    client = await nats.connect(nats_server.url)
+    await client.jetstream().purge_stream("NOTIFIER_ACCOUNT")
+    await client.close()
+    await gateway.publish({"type": "order.filled", "payload": {"n": 2}})
+    resumed = await gateway.websocket(token="alice")
+    await resumed.subscribe("order.filled", since=cursor)
+    assert [event["data"]["payload"]["n"] for event in await resumed.events(1)] == [2]
+    assert await resumed.receive() == {"action": "recovered", "complete": False}
+
+
+async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
+    """Resuming from the latest cursor replays nothing and says `recovered` with `complete: true`."""
+    cursor = await _connected_client_cursor(gateway)
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    assert await client.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_events_published_during_replay_arrive_once_after_it(gateway):
+    """Events published while a replay is running come after the replayed ones, each exactly once."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
+    client = await gateway.websocket(token="alice")
+    await client.send({"action": "subscribe", "channels": ["order.filled"], "since": cursor})
+    await client.receive_action("ack")
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(301, 311)))
+    received = []
+    while len(received) < 310:
+        message = await client.receive()
+        if message["action"] == "event":
+            received.append(message["data"]["payload"]["n"])
+    assert received == list(range(1, 311))
+
+
+async def test_resume_spanning_two_streams_delivers_both(gateway):
+    """A resume over account and market channels replays the missed events of both streams."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", "market.ticker")
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    await gateway.publish({"type": "market.ticker", "key": "BTC/USDT", "payload": {"n": 1}},
+                          {"type": "order.filled", "payload": {"n": 2}})
+    resumed = await gateway.websocket(token="alice")
+    await resumed.subscribe("order.filled", "market.ticker", since=cursor)
+    assert [event["data"]["payload"]["n"] for event in await resumed.events(2)] == [1, 2]
+    assert await resumed.receive() == {"action": "recovered", "complete": True}
