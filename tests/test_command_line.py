@@ -1,0 +1,158 @@
+"""`python -m notifier`, `notifier publish` and `notifier token` as a developer runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+
+from notifier.auth import Authenticator
+
+START_TIMEOUT = 60.0
+
+
+class ServeProcess:
+    """`python -m notifier` in a child process, with the URL and dev token it printed."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.process: asyncio.subprocess.Process | None = None
+        self.base_url = ""
+        self.token = ""
+        self.output: list[str] = []
+
+    def environment(self) -> dict[str, str]:
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+        environment.update(NOTIFIER_DATA_DIR=str(self.data_dir), NOTIFIER_PORT="0", NOTIFIER_LOG_LEVEL="WARNING")
+        return environment
+
+    async def start(self) -> None:
+        self.base_url = self.token = ""
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "notifier", env=self.environment(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )
+        async with asyncio.timeout(START_TIMEOUT):
+            while not self.token:
+                line = (await self.process.stdout.readline()).decode()
+                assert line, "notifier exited early:\n" + "".join(self.output)
+                self.output.append(line)
+                if found := re.match(r"notifier serving on (\S+)", line):
+                    self.base_url = found.group(1)
+                if found := re.match(r"\s+dev token\s+(\S+)", line):
+                    self.token = found.group(1)
+
+    async def stop(self) -> int:
+        assert self.process is not None
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(START_TIMEOUT):
+            await self.process.communicate()
+        return self.process.returncode
+
+
+@pytest.fixture
+async def served(tmp_path):
+    server = ServeProcess(tmp_path / "var")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def _run_command(*arguments: str, data_dir: Path, environment: dict[str, str] | None = None) -> tuple[int, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+    env.update(NOTIFIER_DATA_DIR=str(data_dir), **(environment or {}))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "notifier", *arguments, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(START_TIMEOUT):
+        output, _ = await process.communicate()
+    return process.returncode, output.decode()
+
+
+async def test_serve_starts_embedded_nats_and_is_ready(served):
+    """With no NOTIFIER_NATS_URL, `python -m notifier` starts its own nats-server and `/readyz` is 200."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{served.base_url}/readyz") as response:
+            assert response.status == 200
+    assert any(line.strip().startswith("NATS") and "nats://127.0.0.1:" in line for line in served.output)
+
+
+async def test_printed_dev_token_and_cli_publish_reach_a_websocket(served):
+    """The printed token opens a WebSocket, and `notifier publish` delivers an event to it."""
+    async with aiohttp.ClientSession() as http:
+        websocket_url = served.base_url.replace("http", "ws") + f"/ws?token={served.token}&channels=order.filled"
+        async with http.ws_connect(websocket_url) as websocket:
+            assert json.loads((await websocket.receive(timeout=10)).data)["action"] == "ack"
+            code, output = await _run_command("publish", "order.filled", "--payload", '{"qty": 5}', "--key",
+                                              "BTC/USDT", data_dir=served.data_dir)
+            assert code == 0, output
+            event = json.loads((await websocket.receive(timeout=10)).data)
+    assert event["channel"] == "order.filled:BTC/USDT"
+    assert event["data"]["payload"] == {"qty": 5}
+    assert event["data"]["id"] == json.loads(output.strip().splitlines()[-1])["id"]
+
+
+async def test_sigterm_stops_the_gateway_and_its_nats_server(served):
+    """SIGTERM ends `python -m notifier` with exit code 0 and stops the embedded nats-server."""
+    nats_url = (served.data_dir / "nats-url").read_text().strip()
+    assert await served.stop() == 0
+    host, port = nats_url.removeprefix("nats://").split(":")
+    with pytest.raises(OSError):
+        await asyncio.open_connection(host, int(port))
+    assert not (served.data_dir / "nats-url").exists()
+
+
+async def test_history_survives_a_restart_of_the_embedded_default(tmp_path):
+    """Events stored before a restart of `python -m notifier` are in its history afterwards."""
+    server = ServeProcess(tmp_path / "var")
+    await server.start()
+    code, output = await _run_command("publish", "alert.price", "--payload", '{"level": 1}', data_dir=server.data_dir)
+    assert code == 0, output
+    await server.stop()
+    await server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.base_url}/api/history", params={"channels": "alert.price"},
+                                headers={"Authorization": f"Bearer {server.token}"}) as response:
+                body = await response.json()
+    finally:
+        await server.stop()
+    assert [event["data"]["payload"] for event in body["events"]] == [{"level": 1}]
+
+
+async def test_token_command_signs_with_configured_secret(tmp_path):
+    """`notifier token SUB --role R --ttl S` prints a JWT with those claims, signed with NOTIFIER_JWT_SECRET."""
+    secret = "cli-test-secret-long-enough-for-hs256"
+    code, output = await _run_command("token", "alice", "--role", "publisher", "--role", "admin", "--ttl", "60",
+                                      data_dir=tmp_path, environment={"NOTIFIER_JWT_SECRET": secret})
+    assert code == 0, output
+    identity = Authenticator(secret=secret).verify(output.strip())
+    assert identity.user_id == "alice" and identity.roles == {"publisher", "admin"}
+    claims = jwt.decode(output.strip(), secret, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 60
+
+
+async def test_generated_secret_refuses_non_loopback_host(tmp_path):
+    """Without a configured key, binding a non-loopback address is refused with exit code 2."""
+    code, output = await _run_command(data_dir=tmp_path, environment={"NOTIFIER_HOST": "0.0.0.0"})
+    assert code == 2
+    assert "NOTIFIER_JWT_SECRET" in output
+
+
+async def test_bad_environment_value_names_the_variable(tmp_path):
+    """A non-numeric NOTIFIER_PORT is refused naming the variable."""
+    code, output = await _run_command(data_dir=tmp_path, environment={"NOTIFIER_PORT": "eighty"})
+    assert code == 2
+    assert "NOTIFIER_PORT='eighty'" in output
