@@ -56,6 +56,10 @@ class EventHistory(Protocol):
         """Every event after `since` the viewer may see on these channels, oldest first, with cursors."""
         ...
 
+    async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:
+        """The newest event of every key on these channels the viewer may see, oldest first."""
+        ...
+
     async def page(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
     ) -> HistoryPage:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
 from notifier.close_codes import ErrorCode
+from notifier.rate_limit import SubscriptionOptions
 
 ChannelList = Annotated[list[str], msgspec.Meta(max_length=256)]
 
@@ -16,7 +17,7 @@ class Subscribe(msgspec.Struct, tag_field="action", tag="subscribe", forbid_unkn
 
     channels: ChannelList
     since: str | None = None
-    options: dict[str, Any] | None = None
+    options: SubscriptionOptions | None = None
 
 
 class Unsubscribe(msgspec.Struct, tag_field="action", tag="unsubscribe"):

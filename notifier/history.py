@@ -37,8 +37,10 @@ CONSUMER_INACTIVE_SECONDS = 30.0
 class _StreamReader:
     """One ephemeral pull consumer over one stream, read in batches, closed when done."""
 
-    def __init__(self, client: Client, definition: StreamDefinition, filters: list[str], start: int):
+    def __init__(self, client: Client, definition: StreamDefinition, filters: list[str], start: int,
+                 last_per_subject: bool = False):
         self.client = client
+        self.last_per_subject = last_per_subject
         self.jetstream = client.jetstream()
         self.definition = definition
         self.filters = filters
@@ -49,8 +51,8 @@ class _StreamReader:
 
     async def open(self) -> "_StreamReader":
         config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.start,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if self.last_per_subject else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=None if self.last_per_subject else self.start,
             ack_policy=AckPolicy.NONE,
             filter_subjects=self.filters,
             mem_storage=True,
@@ -157,9 +159,7 @@ class StreamHistory:
             position = Cursor(since)
             async for event in _merge(readers):
                 position[event.stream] = event.sequence
-                if viewer.can_see(event.envelope) and any(
-                    pattern.matches(event.envelope.type, event.envelope.key) for pattern in patterns
-                ):
+                if _visible(event, viewer, patterns):
                     yield position.encode(), event
         finally:
             for reader in readers:
@@ -182,6 +182,21 @@ class StreamHistory:
             if len(page.events) >= limit:
                 break
         return page
+
+    async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:
+        """The newest stored event of every subject (so every key) on these channels the viewer may see, oldest first."""
+        events: list[StoredEvent] = []
+        for definition in self._streams_for(patterns):
+            filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
+            reader = await _StreamReader(self.client, definition, filters, 1, last_per_subject=True).open()
+            try:
+                while await reader.fill():
+                    events.extend(reader.buffer)
+                    reader.buffer.clear()
+            finally:
+                await reader.close()
+        visible = [event for event in events if _visible(event, viewer, patterns)]
+        return sorted(visible, key=lambda event: (event.stored_at_ns, event.stream, event.sequence))
 
     async def _latest_start(self, viewer: Identity, patterns: list[ChannelPattern], limit: int) -> Cursor:
         """A cursor just before the latest `limit` matching events of each stream.
@@ -217,6 +232,11 @@ class StreamHistory:
                     await reader.close()
             start[definition.cursor_id] = position
         return start
+
+
+def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern]) -> bool:
+    envelope = event.envelope
+    return viewer.can_see(envelope) and any(pattern.matches(envelope.type, envelope.key) for pattern in patterns)
 
 
 async def _merge(readers: list[_StreamReader]) -> AsyncIterator[StoredEvent]:

@@ -1,9 +1,9 @@
-"""One client's subscriptions, independent of transport: live delivery, exact resume, slow-client policy.
+"""One client's subscriptions, independent of transport: filtering, rate limits, resume and the slow-client rule.
 
-Resume: the session registers with the hub first and buffers its live events, then replays
-history after the cursor, sends `recovered`, and flushes the buffer, dropping what the replay
-already sent. Registering first means the replay's end is at or past the hub's position, so
-nothing falls between the two; dropping by sequence means nothing is sent twice.
+Resume and snapshots: the session registers with the hub first and buffers its live events,
+then sends history, and flushes the buffer, dropping what history already covered.
+Registering first puts the end of history at or past the hub's position, so nothing falls
+between the two; dropping by sequence means nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -12,23 +12,26 @@ import asyncio
 import enum
 import logging
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from notifier import metrics
 from notifier.broker import EventHistory
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
+from notifier.events import PRIORITY_RANK
 from notifier.frames import Framing, OutgoingEvent
 from notifier.hub import Hub
 from notifier.identity import Identity
 from notifier.outbox import Outbox
+from notifier.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.recovery import ReplayFloor, replay_into, snapshot_into
 from notifier.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
-# How long a replay waits for a stalled client to make room before calling it slow.
-REPLAY_STALL_SECONDS = 30.0
 MAX_CHANNELS = 256
+NO_OPTIONS = SubscriptionOptions()
 
 
 class SessionState(enum.Enum):
@@ -39,25 +42,21 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class _ReplayFloor:
-    """Sequences a replay already sent for some channels; live copies at or below them are dropped."""
+@dataclass
+class Subscription:
+    """One subscribed channel pattern with its options and, when `limit` is set, its own limiter."""
 
-    __slots__ = ("patterns", "sequences")
+    pattern: ChannelPattern
+    options: SubscriptionOptions
+    limiter: RateLimiter | None
 
-    def __init__(self, patterns: list[ChannelPattern], sequences: Cursor):
-        self.patterns = patterns
-        self.sequences = sequences
-
-    def covers(self, outgoing: OutgoingEvent) -> bool:
-        event = outgoing.event
-        if event.sequence > self.sequences.position(event.stream):
-            return False
-        envelope = event.envelope
-        return any(pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
+    def accepts_priority(self, priority: str) -> bool:
+        """Whether the `priority` option lets an event of this priority through."""
+        return self.options.priority is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[self.options.priority]
 
 
 class Session:
-    """A connected, authenticated client: its channels, its outbox and its resume state."""
+    """A connected, authenticated client: its subscriptions, outbox, limits and resume state."""
 
     def __init__(
         self,
@@ -67,6 +66,7 @@ class Session:
         framing: Framing,
         outbox_bytes: int,
         on_slow: Callable[["Session"], None],
+        max_events_per_second: float | None = None,
     ):
         self.identity = identity
         self.hub = hub
@@ -74,38 +74,99 @@ class Session:
         self.framing = framing
         self.outbox = Outbox(outbox_bytes)
         self.on_slow = on_slow
-        self.patterns: dict[str, ChannelPattern] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.connection_limiter = RateLimiter(max_events_per_second) if max_events_per_second else None
         self.state = SessionState.LIVE
         self.tasks = TaskGroup("session")
+        self.last_cursor: str | None = None
         self._recovery_lock = asyncio.Lock()
         self._recoveries = 0
         self._pending: list[OutgoingEvent] = []
         self._pending_bytes = 0
-        self._floors: list[_ReplayFloor] = []
+        self._floors: list[ReplayFloor] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._has_options = False
 
     def __hash__(self) -> int:
         return id(self)
 
+    @property
+    def patterns(self) -> dict[str, ChannelPattern]:
+        """Subscribed channel patterns by their text."""
+        return {text: subscription.pattern for text, subscription in self.subscriptions.items()}
+
     # -- live delivery (called by the hub, never awaits) --
 
     def deliver(self, outgoing: OutgoingEvent) -> None:
-        """Take a live event: buffer it while recovering, else queue it, or give up on a slow client."""
+        """Take a live event: buffer it while recovering, else filter, limit and queue it."""
         if self.state is SessionState.CLOSED:
             return
         if self._floors and any(floor.covers(outgoing) for floor in self._floors):
             return
-        frame = self.framing.live(outgoing)
         if self._recoveries:
             self._pending.append(outgoing)
-            self._pending_bytes += len(frame)
+            self._pending_bytes += len(outgoing.event.body)
             if self._pending_bytes > self.outbox.max_bytes:
                 self.too_slow()
             return
-        if not self.outbox.offer(frame, outgoing.cursor):
+        envelope = outgoing.event.envelope
+        subscription = self._subscription_for(outgoing) if self._has_options else None
+        if subscription is None and self._has_options:
+            return  # matched only channels whose priority option filters it out
+        if envelope.priority != "p0":
+            now = time.monotonic()
+            for limiter in (subscription.limiter if subscription else None, self.connection_limiter):
+                if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+                    self._schedule_flush(limiter.seconds_until_next(now))
+                    return
+        self._queue(outgoing)
+
+    def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
+        """The first matching subscription whose priority option admits the event."""
+        envelope = outgoing.event.envelope
+        for subscription in self.subscriptions.values():
+            if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
+                envelope.type, envelope.key
+            ):
+                return subscription
+        return None
+
+    def _queue(self, outgoing: OutgoingEvent) -> None:
+        if self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
+            self.last_cursor = outgoing.cursor
+        else:
             self.too_slow()
 
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_timer is None and self.state is not SessionState.CLOSED:
+            self._flush_timer = asyncio.get_running_loop().call_later(max(delay, 0.001), self._flush_limited)
+
+    def _flush_limited(self) -> None:
+        """Report lost counts and send conflated events whose turn has come; re-arm while anything waits."""
+        self._flush_timer = None
+        if self.state is SessionState.CLOSED:
+            return
+        now = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        limiters = [subscription.limiter for subscription in self.subscriptions.values() if subscription.limiter]
+        if self.connection_limiter is not None:
+            limiters.append(self.connection_limiter)
+        for limiter in limiters:
+            for channel, count, since in limiter.take_lost():
+                self.send_control("lost", channel=channel, count=count, since=since)
+            for outgoing in limiter.release(now):
+                if outgoing.event.envelope.expired(now_ms):
+                    continue
+                if limiter is not self.connection_limiter and self.connection_limiter is not None:
+                    if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
+                        continue
+                self._queue(outgoing)
+        waiting = [limiter for limiter in limiters if limiter.waiting]
+        if waiting:
+            self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
+
     def send_control(self, action: str, **fields: object) -> None:
-        """Queue a control message (ack, error, pong, recovered)."""
+        """Queue a control message (ack, error, pong, recovered, lost)."""
         if self.state is not SessionState.CLOSED and not self.outbox.offer(self.framing.control(action, **fields)):
             self.too_slow()
 
@@ -119,78 +180,81 @@ class Session:
 
     # -- subscriptions --
 
-    async def subscribe(self, patterns: list[ChannelPattern], since: Cursor | None, acknowledge: bool = True) -> None:
-        """Subscribe, ack (WebSocket), and (with a cursor) replay what was missed before going live.
+    async def subscribe(
+        self,
+        patterns: list[ChannelPattern],
+        since: Cursor | None,
+        options: SubscriptionOptions = NO_OPTIONS,
+        acknowledge: bool = True,
+    ) -> None:
+        """Subscribe and ack; with a cursor replay what was missed, with `snapshot` send it, then go live.
 
-        The replay runs as a task of this session so the transport keeps reading pings meanwhile.
+        History is sent by a task of this session, so the transport keeps reading pings meanwhile.
         """
-        new = [pattern for pattern in patterns if pattern.text not in self.patterns]
-        for pattern in new:
-            self.patterns[pattern.text] = pattern
-        if since is not None:
-            # Registering before the replay starts is what makes the hand-over gap-free.
+        for pattern in patterns:
+            limiter = RateLimiter(options.limit) if options.limit else None
+            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter)
+        self._has_options = any(
+            subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values()
+        )
+        catching_up = since is not None or options.snapshot is not None
+        if catching_up:
+            # Registering before history is read is what makes the hand-over gap-free.
             self._recoveries += 1
             self.state = SessionState.RECOVERING
-        self.hub.subscribe(self, new)
+        self.hub.subscribe(self, patterns)
         if acknowledge:
             self.send_control("ack", subscribed=[pattern.text for pattern in patterns], unsubscribed=[])
-        if since is not None:
-            self.tasks.spawn(self._recover(patterns, since), name="recover")
+        if catching_up:
+            base = Cursor(self.hub.positions)
+            self.tasks.spawn(self._catch_up(patterns, since, options, base), name="catch-up")
 
     def unsubscribe(self, texts: list[str]) -> None:
         """Stop delivering these channels."""
-        removed = [self.patterns.pop(text) for text in texts if text in self.patterns]
+        removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
         self.hub.unsubscribe(self, removed)
-        self._floors = [floor for floor in self._floors if all(p.text in self.patterns for p in floor.patterns)]
+        self._floors = [floor for floor in self._floors
+                        if all(pattern.text in self.subscriptions for pattern in floor.patterns)]
         self.send_control("ack", subscribed=[], unsubscribed=texts)
 
-    async def _recover(self, patterns: list[ChannelPattern], since: Cursor) -> None:
+    async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
+                        options: SubscriptionOptions, base: Cursor) -> None:
+        complete: bool | None = None
+        floor = Cursor(since or {})
         try:
             async with self._recovery_lock:
-                complete, floor = await self._replay(patterns, since)
+                if since is not None:
+                    complete, floor = await replay_into(self, patterns, since)
+                else:
+                    floor = await snapshot_into(self, patterns, options.snapshot, base)
         except Exception:
-            log.exception("replay failed for %s", self.identity.user_id)
-            complete, floor = False, Cursor(since)
+            log.exception("reading history failed for %s", self.identity.user_id)
+            complete = False if since is not None else None
             self.send_control("error", code="history_unavailable", message="history could not be read; live only")
         finally:
             self._recoveries -= 1
         if self.state is SessionState.CLOSED:
             return
-        self.send_control("recovered", complete=complete)
-        self._floors.append(_ReplayFloor(patterns, floor))
+        if complete is not None:
+            self.send_control("recovered", complete=complete)
+        self._floors.append(ReplayFloor(patterns, floor))
         if self._recoveries == 0:
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, [], 0
             for outgoing in pending:
                 self.deliver(outgoing)
 
-    async def _replay(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, Cursor]:
-        complete, starts = await self.history.reaches_back(patterns, since)
-        floor = Cursor(since)
-        now_ms = int(time.time() * 1000)
-        async for cursor, event in self.history.replay(self.identity, patterns, since, starts):
-            if self.state is SessionState.CLOSED:
-                break
-            floor[event.stream] = event.sequence
-            if event.envelope.expired(now_ms):
-                continue
-            try:
-                async with asyncio.timeout(REPLAY_STALL_SECONDS):
-                    await self.outbox.put(self.framing.replayed(event, cursor), cursor)
-            except TimeoutError:
-                self.too_slow()
-                break
-            metrics.EVENTS_REPLAYED.increment()
-        return complete, floor
-
     # -- end of life --
 
     def close(self) -> None:
-        """Leave the hub and wake the writer; tasks are cancelled by `aclose`."""
+        """Leave the hub, stop timers and wake the writer; tasks are cancelled by `aclose`."""
         if self.state is SessionState.CLOSED:
             return
         self.state = SessionState.CLOSED
-        self.hub.unsubscribe(self, list(self.patterns.values()))
+        self.hub.unsubscribe(self, [subscription.pattern for subscription in self.subscriptions.values()])
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self.outbox.close()
         self._pending.clear()
 

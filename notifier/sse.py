@@ -6,6 +6,7 @@ import asyncio
 import enum
 import time
 
+import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
@@ -14,6 +15,7 @@ from notifier.channels import InvalidChannel, parse_channel_list
 from notifier.cursor import InvalidCursor, decode_cursor
 from notifier.frames import SseFraming
 from notifier.http_errors import json_error
+from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import MAX_CHANNELS, Session
 from notifier.tasks import cancel_and_wait
@@ -69,6 +71,36 @@ class SseConnection:
                 outbox.delivered_cursor = cursors[-1]
 
 
+_OPTION_NAMES = ("priority", "limit", "snapshot")
+
+
+def _options_from_query(query) -> SubscriptionOptions:
+    """`priority`, `limit` and `snapshot` query parameters, validated like a subscribe message's options."""
+    raw: dict[str, object] = {}
+    for name in _OPTION_NAMES:
+        value = query.get(name)
+        if value is None or value == "":
+            continue
+        if name == "limit":
+            try:
+                raw[name] = float(value)
+            except ValueError:
+                raw[name] = value
+        elif name == "snapshot" and value.isdigit():
+            raw[name] = int(value)
+        else:
+            raw[name] = value
+    return msgspec.convert(raw, SubscriptionOptions)
+
+
+def _option_field(error: msgspec.ValidationError) -> str | None:
+    text = str(error)
+    for name in _OPTION_NAMES:
+        if f"`$.{name}`" in text:
+            return name
+    return None
+
+
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
     services: Services = request.app[SERVICES]
@@ -88,6 +120,10 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
                           field="channels")
     if len(patterns) > MAX_CHANNELS:
         return json_error(400, "too_many_channels", f"at most {MAX_CHANNELS} channels", field="channels")
+    try:
+        options = _options_from_query(request.query)
+    except msgspec.ValidationError as error:
+        return json_error(400, "invalid_option", str(error).replace("$.", "", 1), field=_option_field(error))
     cursor_text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     try:
         since = decode_cursor(cursor_text) if cursor_text else None
@@ -96,7 +132,6 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
 
     response = EventSourceResponse(ping_interval=settings.sse_ping_interval)
     await response.prepare(request)
-    await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
     connection: SseConnection | None = None
 
     def on_slow(_: Session) -> None:
@@ -104,12 +139,18 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
             connection.end()
 
     named = request.query.get("named") in ("1", "true", "yes")
-    session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow)
+    session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow,
+                      max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)
     services.connections.add(connection)
-    writer = asyncio.create_task(connection.write_outbox(), name="sse-writer")
+    writer: asyncio.Task[None] | None = None
     try:
-        await session.subscribe(patterns, since, acknowledge=False)
+        # Registered with the hub before anything is written: the opening `retry:` line then
+        # promises the client every event published after it (SSE has no ack). Replayed and
+        # live frames queue in the outbox until the writer starts, after the retry line.
+        await session.subscribe(patterns, since, options, acknowledge=False)
+        await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
+        writer = asyncio.create_task(connection.write_outbox(), name="sse-writer")
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:

@@ -17,7 +17,8 @@ from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.frames import WEBSOCKET_FRAMING, websocket_control
 from notifier.identity import Identity
 from notifier.services import SERVICES, Services
-from notifier.session import MAX_CHANNELS, Session
+from notifier.rate_limit import SubscriptionOptions
+from notifier.session import MAX_CHANNELS, NO_OPTIONS, Session
 from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class WebSocketConnection:
         self.services = services
         self.settings = services.settings
         self.websocket = web.WebSocketResponse(compress=False, autoping=False, max_msg_size=1024 * 1024)
+        # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
+        self.batch = request.query.get("batch") in ("1", "true", "yes")
         self.state = WebSocketState.AUTHENTICATING
         self.session: Session | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -98,6 +101,7 @@ class WebSocketConnection:
         self.session = Session(
             identity, self.services.hub, self.services.history, WEBSOCKET_FRAMING,
             self.settings.outbox_bytes, on_slow=self._on_slow,
+            max_events_per_second=self.settings.max_events_per_second,
         )
         self.state = WebSocketState.OPEN
         self.services.connections.add(self)
@@ -114,7 +118,7 @@ class WebSocketConnection:
             except InvalidChannel as error:
                 self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
                 return
-            await self._subscribe(patterns, None)
+            await self._subscribe(patterns, None, NO_OPTIONS)
 
     async def _read_messages(self) -> None:
         async for message in self.websocket:
@@ -143,7 +147,7 @@ class WebSocketConnection:
             except InvalidChannel as error:
                 self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
                 return
-            await self._subscribe(patterns, message.since)
+            await self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
         elif isinstance(message, Unsubscribe):
             self.session.unsubscribe(message.channels)
         elif isinstance(message, Ping):
@@ -153,12 +157,12 @@ class WebSocketConnection:
         elif isinstance(message, Pong):
             pass  # being received at all is what keeps the connection alive
 
-    async def _subscribe(self, patterns: list, since_text: str | None) -> None:
+    async def _subscribe(self, patterns: list, since_text: str | None, options: SubscriptionOptions) -> None:
         assert self.session is not None
         if since_text is None and self._connect_cursor is not None:
             since_text = self._connect_cursor
         self._connect_cursor = None
-        if len(self.session.patterns) + len(patterns) > MAX_CHANNELS:
+        if len(self.session.subscriptions) + len(patterns) > MAX_CHANNELS:
             self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {MAX_CHANNELS} channels per connection")
             return
         since: Cursor | None = None
@@ -168,7 +172,7 @@ class WebSocketConnection:
             except InvalidCursor as error:
                 self._send_error(ErrorCode.INVALID_CURSOR, str(error))
                 return
-        await self.session.subscribe(patterns, since)
+        await self.session.subscribe(patterns, since, options)
 
     def _refresh(self, token: str) -> None:
         assert self.session is not None
@@ -196,6 +200,13 @@ class WebSocketConnection:
             if not frames:
                 return
             try:
+                if self.batch and len(frames) > 1:
+                    await self.websocket.send_frame(b"[" + b",".join(frame for frame, _ in frames) + b"]",
+                                                    WSMsgType.TEXT)
+                    cursors = [cursor for _, cursor in frames if cursor is not None]
+                    if cursors:
+                        outbox.delivered_cursor = cursors[-1]
+                    continue
                 for frame, cursor in frames:
                     await self.websocket.send_frame(frame, WSMsgType.TEXT)
                     if cursor is not None:

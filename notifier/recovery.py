@@ -1,0 +1,91 @@
+"""Sending a session history before it goes live: a replay after a cursor, or a snapshot of a channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from notifier import metrics
+from notifier.channels import ChannelPattern
+from notifier.cursor import Cursor
+from notifier.events import StoredEvent
+from notifier.frames import OutgoingEvent
+
+if TYPE_CHECKING:
+    from notifier.session import Session
+
+# How long history waits for a stalled client to make room before calling it slow.
+STALL_SECONDS = 30.0
+
+
+class ReplayFloor:
+    """Sequences history already sent for some channels; live copies at or below them are dropped."""
+
+    __slots__ = ("patterns", "sequences")
+
+    def __init__(self, patterns: list[ChannelPattern], sequences: Cursor):
+        self.patterns = patterns
+        self.sequences = sequences
+
+    def covers(self, outgoing: OutgoingEvent) -> bool:
+        """Whether this live event was already sent (or superseded) by history."""
+        event = outgoing.event
+        if event.sequence > self.sequences.position(event.stream):
+            return False
+        envelope = event.envelope
+        return any(pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
+
+
+async def _send(session: "Session", event: StoredEvent, cursor: str) -> bool:
+    """Queue one history event at the client's pace; False once the session is closed or too slow."""
+    try:
+        async with asyncio.timeout(STALL_SECONDS):
+            await session.outbox.put(session.framing.replayed(event, cursor), cursor)
+    except TimeoutError:
+        session.too_slow()
+        return False
+    metrics.EVENTS_REPLAYED.increment()
+    return not session.outbox.closed
+
+
+async def replay_into(session: "Session", patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, Cursor]:
+    """Send every event after `since` on these channels; returns whether history reached back, and the floor."""
+    complete, starts = await session.history.reaches_back(patterns, since)
+    floor = Cursor(since)
+    now_ms = int(time.time() * 1000)
+    async for cursor, event in session.history.replay(session.identity, patterns, since, starts):
+        floor[event.stream] = event.sequence
+        if event.envelope.expired(now_ms):
+            continue
+        if not await _send(session, event, cursor):
+            break
+    return complete, floor
+
+
+async def snapshot_into(
+    session: "Session", patterns: list[ChannelPattern], mode: str | int | None, base: Cursor
+) -> Cursor:
+    """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
+
+    Every snapshot event carries one cursor: `base` (the hub's position when the session
+    registered) moved to the newest snapshot sequence in each stream read. Resuming from it
+    continues after the snapshot, which stands for everything on these channels before it.
+    """
+    if mode == "last":
+        events = await session.history.latest_per_key(session.identity, patterns)
+    else:
+        page = await session.history.page(session.identity, patterns, None, int(mode or 1))
+        events = [event for _, event in page.events]
+    # Live copies at or below the newest snapshot sequence are older than, or in, the snapshot.
+    floor = Cursor()
+    for event in events:
+        floor[event.stream] = max(floor.position(event.stream), event.sequence)
+    end = Cursor({**base, **floor}).encode()
+    now_ms = int(time.time() * 1000)
+    for event in events:
+        if event.envelope.expired(now_ms):
+            continue
+        if not await _send(session, event, end):
+            break
+    return floor
