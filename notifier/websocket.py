@@ -199,18 +199,16 @@ class WebSocketConnection:
             frames = await outbox.take()
             if not frames:
                 return
+            if self.batch and len(frames) > 1:
+                frames = [(b"[" + b",".join(frame for frame, _ in frames) + b"]", _last_cursor(frames))]
             try:
-                if self.batch and len(frames) > 1:
-                    await self.websocket.send_frame(b"[" + b",".join(frame for frame, _ in frames) + b"]",
-                                                    WSMsgType.TEXT)
-                    cursors = [cursor for _, cursor in frames if cursor is not None]
-                    if cursors:
-                        outbox.delivered_cursor = cursors[-1]
-                    continue
                 for frame, cursor in frames:
-                    await self.websocket.send_frame(frame, WSMsgType.TEXT)
+                    # Uncompressed frames are written to the transport before send_frame first
+                    # awaits (for drain), so the cursor is recorded first: a writer cancelled while
+                    # waiting on a stalled client has still put this frame ahead of the close frame.
                     if cursor is not None:
                         outbox.delivered_cursor = cursor
+                    await self.websocket.send_frame(frame, WSMsgType.TEXT)
             except ConnectionError:
                 return  # the client went away; the reader loop sees the close
 
@@ -267,6 +265,11 @@ class WebSocketConnection:
         await cancel_and_wait(self._writer)
         if not self.websocket.closed:
             await self.websocket.close()
+
+
+def _last_cursor(frames: list[tuple[bytes, str | None]]) -> str | None:
+    cursors = [cursor for _, cursor in frames if cursor is not None]
+    return cursors[-1] if cursors else None
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
