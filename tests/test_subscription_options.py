@@ -1,0 +1,92 @@
+"""Subscription options: priority filter, rate limit with conflation and `lost`, and the connection ceiling."""
+
+from __future__ import annotations
+
+
+def _numbers(events: list[dict]) -> list[int]:
+    return [event["data"]["payload"]["n"] for event in events]
+
+
+async def test_priority_option_delivers_that_priority_or_higher(gateway):
+    """`priority: p1` delivers p0 and p1 events and filters out p2 and p3."""
+    client = await gateway.websocket()
+    await client.subscribe("risk.alert", options={"priority": "p1"})
+    await gateway.publish(*({"type": "risk.alert", "priority": priority, "payload": {"n": n}}
+                            for n, priority in enumerate(["p3", "p2", "p1", "p0", "p2"])))
+    await gateway.publish({"type": "risk.alert", "priority": "p1", "payload": {"n": 9}})
+    assert _numbers(await client.events(3)) == [2, 3, 9]
+
+
+async def test_limit_conflates_keyed_events_to_latest_per_key(gateway):
+    """Over `limit`, keyed events are conflated: after the first, only the latest of each key is delivered."""
+    client = await gateway.websocket()
+    await client.subscribe("market.ticker", options={"limit": 1})
+    await gateway.publish(*({"type": "market.ticker", "key": key, "payload": {"n": n}}
+                            for n, key in enumerate(["BTC", "BTC", "ETH", "BTC", "ETH", "BTC"])))
+    events = await client.events(3)
+    assert [(event["data"]["key"], event["data"]["payload"]["n"]) for event in events] == [
+        ("BTC", 0), ("BTC", 5), ("ETH", 4)]
+
+
+async def test_lost_counts_exactly_the_unkeyed_events_not_sent(gateway):
+    """Over `limit`, unkeyed events are not sent and `lost` reports exactly how many, per channel."""
+    client = await gateway.websocket()
+    await client.subscribe("signal.*", options={"limit": 1})
+    await gateway.publish(*({"type": "signal.breakout", "payload": {"n": n}} for n in range(6)))
+    first = await client.receive_action("event")
+    lost = await client.receive_action("lost")
+    assert first["data"]["payload"]["n"] == 0
+    assert (lost["channel"], lost["count"]) == ("signal.breakout", 5)
+    assert lost["since"] == first["id"]
+
+
+async def test_lost_since_cursor_reads_the_gap_from_history(gateway):
+    """The `since` of a `lost` message fetches exactly the events that were not sent from `/api/history`."""
+    client = await gateway.websocket()
+    await client.subscribe("signal.*", options={"limit": 1})
+    await gateway.publish(*({"type": "signal.breakout", "payload": {"n": n}} for n in range(4)))
+    await client.receive_action("event")
+    lost = await client.receive_action("lost")
+    async with gateway.http.get(f"{gateway.base_url}/api/history",
+                                params={"channels": "signal.*", "since": lost["since"]},
+                                headers={"Authorization": f"Bearer {gateway.token()}"}) as response:
+        body = await response.json()
+    assert _numbers(body["events"]) == [1, 2, 3]
+
+
+async def test_p0_passes_a_saturated_limit(gateway):
+    """`p0` events are delivered at once even when the subscription's limit is used up."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*", options={"limit": 1})
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}},
+                          *({"type": "order.filled", "priority": "p0", "payload": {"n": n}} for n in range(1, 5)))
+    assert _numbers(await client.events(5)) == [0, 1, 2, 3, 4]
+
+
+async def test_connection_ceiling_applies_to_the_whole_connection(make_gateway):
+    """NOTIFIER_MAX_EVENTS_PER_SECOND limits a connection across all its channels, counting what it drops."""
+    gateway = await make_gateway(max_events_per_second=2)
+    client = await gateway.websocket()
+    await client.subscribe("signal.a", "signal.b")
+    await gateway.publish(*({"type": "signal.a" if n % 2 else "signal.b", "payload": {"n": n}} for n in range(6)))
+    delivered = _numbers(await client.events(2))
+    reports = [await client.receive_action("lost") for _ in range(2)]
+    assert delivered == [0, 1]
+    assert sorted((report["channel"], report["count"]) for report in reports) == [("signal.a", 2), ("signal.b", 2)]
+
+
+async def test_invalid_option_names_the_field(gateway):
+    """`limit: -1` is answered with an error naming `$.options.limit`."""
+    client = await gateway.websocket()
+    await client.send({"action": "subscribe", "channels": ["order.*"], "options": {"limit": -1}})
+    error = await client.receive_action("error")
+    assert error["code"] == "invalid_message"
+    assert "$.options.limit" in error["message"]
+
+
+async def test_unknown_option_is_rejected(gateway):
+    """An option the gateway does not know is an error, not silently ignored."""
+    client = await gateway.websocket()
+    await client.send({"action": "subscribe", "channels": ["order.*"], "options": {"conflate": True}})
+    error = await client.receive_action("error")
+    assert "conflate" in error["message"]
