@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -182,10 +181,3 @@ async def make_gateway(nats_server: EmbeddedNatsServer, tmp_path: Path):
 async def gateway(make_gateway) -> RunningGateway:
     """One running gateway with default settings."""
     return await make_gateway()
-
-
-async def wait_for(condition, timeout: float = RECEIVE_TIMEOUT, message: str = "condition") -> None:
-    """Wait for a synchronous condition by yielding to the loop on a short poll; fail after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
