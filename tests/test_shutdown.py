@@ -1,0 +1,31 @@
+"""Stopping a gateway tells clients to go elsewhere instead of leaving them hanging."""
+
+from __future__ import annotations
+
+import asyncio
+
+from notifier.close_codes import CloseCode
+
+
+async def test_shutdown_closes_websockets_with_going_away(make_gateway):
+    """A gateway shutting down closes its WebSockets with 1001 so clients reconnect to another replica."""
+    gateway = await make_gateway()
+    client = await gateway.websocket()
+    await client.subscribe("order.filled")
+    stopping = asyncio.create_task(gateway.stop())
+    code, reason = await client.closed()
+    await stopping
+    assert (code, reason) == (CloseCode.GOING_AWAY, "server shutting down")
+
+
+async def test_shutdown_ends_sse_streams(make_gateway):
+    """A gateway shutting down ends its SSE streams, so browsers reconnect with Last-Event-ID."""
+    gateway = await make_gateway()
+    url = f"{gateway.base_url}/sse?channels=order.filled&token={gateway.token()}"
+    async with gateway.http.get(url) as response:
+        assert (await response.content.readline()).startswith(b"retry:")
+        stopping = asyncio.create_task(gateway.stop())
+        async with asyncio.timeout(10):
+            rest = await response.content.read()
+        await stopping
+    assert b"data:" not in rest
