@@ -54,6 +54,15 @@ class SseConnection:
         self.session.close()
         self.response.stop_streaming()
 
+    def end_slow(self, request: web.Request) -> None:
+        """Drop a client that stopped reading: nothing more can reach it, so abort rather than wait to drain.
+
+        The browser reconnects with the last `id:` it parsed, so bytes lost with the buffer are replayed.
+        """
+        self.end()
+        if request.transport is not None:
+            request.transport.abort()
+
     async def write_outbox(self) -> None:
         """Write queued frames until the session closes or the client goes away."""
         outbox = self.session.outbox
@@ -136,7 +145,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
 
     def on_slow(_: Session) -> None:
         if connection is not None:
-            connection.end()
+            connection.end_slow(request)
 
     named = request.query.get("named") in ("1", "true", "yes")
     session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow,

@@ -86,3 +86,44 @@ async def test_stalled_client_is_closed_4008_while_fast_clients_get_everything(m
     for reader in readers:
         received = await reader
         assert [event["data"]["payload"]["n"] for event in received] == list(range(published))
+
+
+async def test_stalled_sse_stream_ends_and_resumes_exactly(make_gateway):
+    """An SSE client that stopped reading has its stream ended, and Last-Event-ID resumes it exactly."""
+    gateway = await make_gateway(outbox_bytes=64 * 1024, max_events_per_second=1_000_000)
+    baseline = await _slow_closes(gateway)
+    connector = aiohttp.TCPConnector(socket_factory=_small_receive_buffer_socket)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        url = f"{gateway.base_url}/sse?channels=position.update&token={gateway.token('stalled')}"
+        async with http.get(url) as response:
+            assert (await response.content.readline()).startswith(b"retry:")
+            published = 0
+            for _ in range(MAX_BATCHES):
+                await gateway.publish(*({"type": "position.update", "payload": {**PAYLOAD, "n": published + n}}
+                                        for n in range(BATCH)))
+                published += BATCH
+                if await _slow_closes(gateway) > baseline:
+                    break
+            received, last_id = [], None
+            try:
+                async with asyncio.timeout(30):
+                    async for line in response.content:
+                        if line.startswith(b"id: "):
+                            pending_id = line[4:].strip().decode()
+                        elif line.startswith(b"data: ") and line.endswith(b"\n"):
+                            received.append(json.loads(line[6:])["payload"]["n"])
+                            last_id = pending_id
+            except aiohttp.ClientPayloadError:
+                pass  # the server aborted the stalled connection
+    assert await _slow_closes(gateway) == baseline + 1
+    assert received == list(range(len(received))) and len(received) < published
+    async with gateway.http.get(f"{gateway.base_url}/sse?channels=position.update&token={gateway.token('stalled')}",
+                                headers={"Last-Event-ID": last_id}) as response:
+        resumed = []
+        async with asyncio.timeout(30):
+            async for line in response.content:
+                if line.startswith(b"data: "):
+                    resumed.append(json.loads(line[6:])["payload"]["n"])
+                if line.startswith(b"event: recovered"):
+                    break
+    assert received + resumed == list(range(published))
