@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 
 import jwt
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from notifier import metrics
 from notifier.identity import Identity
+from notifier.settings import SettingsError
 
 
 class AuthenticationError(Exception):
@@ -27,14 +29,15 @@ class Authenticator:
 
     def __init__(self, secret: str | None = None, public_key_path: Path | None = None, leeway: float = 0):
         if public_key_path is not None:
-            pem = Path(public_key_path).read_bytes()
-            public_key = load_pem_public_key(pem)
+            public_key = _load_public_key(Path(public_key_path))
             if isinstance(public_key, rsa.RSAPublicKey):
                 self.algorithm = "RS256"
-            elif isinstance(public_key, ec.EllipticCurvePublicKey):
+            elif isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1):
+                # ES256 is P-256 only; another curve would make every token fail as "malformed".
                 self.algorithm = "ES256"
             else:
-                raise ValueError(f"{public_key_path}: only RSA (RS256) and EC P-256 (ES256) public keys are supported")
+                raise SettingsError(f"NOTIFIER_JWT_PUBLIC_KEY={public_key_path}: only RSA (RS256) and "
+                                    "EC P-256 (ES256) public keys are supported")
             self._verify_key: object = public_key
             self._secret: str | None = None
         else:
@@ -99,6 +102,16 @@ class Authenticator:
         now = int(time.time())
         claims = {"sub": subject, "roles": list(roles), "iat": now, "exp": now + int(ttl_seconds)}
         return jwt.encode(claims, self._secret, algorithm="HS256")
+
+
+def _load_public_key(path: Path) -> object:
+    """The PEM public key at `path`; a SettingsError naming the variable when it cannot be used."""
+    try:
+        return load_pem_public_key(path.read_bytes())
+    except OSError as error:
+        raise SettingsError(f"NOTIFIER_JWT_PUBLIC_KEY={path}: {error.strerror or error}") from None
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SettingsError(f"NOTIFIER_JWT_PUBLIC_KEY={path}: not a PEM public key") from None
 
 
 def bearer_token(authorization: str | None) -> str | None:

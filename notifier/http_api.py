@@ -9,12 +9,10 @@ import msgspec
 from aiohttp import web
 
 from notifier import metrics
-from notifier.auth import AuthenticationError, bearer_token
-from notifier.channels import InvalidChannel, parse_channel_list
-from notifier.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.cursor import Cursor
 from notifier.events import InvalidEvent, decode_envelopes
-from notifier.http_errors import json_error
-from notifier.identity import PUBLISHER_ROLE, Identity
+from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
+from notifier.identity import PUBLISHER_ROLE
 from notifier.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -26,18 +24,13 @@ _FIELD_PATH = re.compile(r"at `([^`]+)`$")
 _encoder = msgspec.json.Encoder()
 
 
-def _authenticate(request: web.Request, services: Services) -> Identity:
-    token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
-    return services.authenticator.verify(token)
-
-
 async def publish(request: web.Request) -> web.Response:
     """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
     services: Services = request.app[SERVICES]
     try:
-        identity = _authenticate(request, services)
-    except AuthenticationError as error:
-        return json_error(401, "unauthorized", error.reason)
+        identity = identity_from(request, services.authenticator)
+    except Rejected as rejection:
+        return rejection.response
     if PUBLISHER_ROLE not in identity.roles:
         return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
     try:
@@ -72,20 +65,11 @@ async def history(request: web.Request) -> web.Response:
     """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
     services: Services = request.app[SERVICES]
     try:
-        identity = _authenticate(request, services)
-    except AuthenticationError as error:
-        return json_error(401, "unauthorized", error.reason)
-    try:
-        patterns = parse_channel_list(request.query.get("channels", ""))
-    except InvalidChannel as error:
-        return json_error(400, "invalid_channel", str(error), field="channels")
-    if not patterns:
-        return json_error(400, "invalid_channel", "channels is required", field="channels")
-    since_text = request.query.get("since")
-    try:
-        since = decode_cursor(since_text) if since_text else None
-    except InvalidCursor as error:
-        return json_error(400, "invalid_cursor", str(error), field="since")
+        identity = identity_from(request, services.authenticator)
+        patterns = channels_from(request)
+        since = cursor_from(request.query.get("since"), "since")
+    except Rejected as rejection:
+        return rejection.response
     limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",

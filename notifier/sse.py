@@ -10,14 +10,11 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from notifier.auth import AuthenticationError, bearer_token
-from notifier.channels import InvalidChannel, parse_channel_list
-from notifier.cursor import InvalidCursor, decode_cursor
 from notifier.frames import SseFraming
-from notifier.http_errors import json_error
+from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
 from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
-from notifier.session import MAX_CHANNELS, Session
+from notifier.session import Session
 from notifier.tasks import cancel_and_wait
 
 
@@ -85,6 +82,14 @@ _OPTION_NAMES = ("priority", "limit", "snapshot")
 
 def _options_from_query(query) -> SubscriptionOptions:
     """`priority`, `limit` and `snapshot` query parameters, validated like a subscribe message's options."""
+    try:
+        return msgspec.convert(_raw_options(query), SubscriptionOptions)
+    except msgspec.ValidationError as error:
+        field = next((name for name in _OPTION_NAMES if f"`$.{name}`" in str(error)), None)
+        raise Rejected(json_error(400, "invalid_option", str(error).replace("$.", "", 1), field=field)) from None
+
+
+def _raw_options(query) -> dict[str, object]:
     raw: dict[str, object] = {}
     for name in _OPTION_NAMES:
         value = query.get(name)
@@ -99,45 +104,21 @@ def _options_from_query(query) -> SubscriptionOptions:
             raw[name] = int(value)
         else:
             raw[name] = value
-    return msgspec.convert(raw, SubscriptionOptions)
-
-
-def _option_field(error: msgspec.ValidationError) -> str | None:
-    text = str(error)
-    for name in _OPTION_NAMES:
-        if f"`$.{name}`" in text:
-            return name
-    return None
+    return raw
 
 
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
     services: Services = request.app[SERVICES]
     settings = services.settings
-    token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
     try:
-        identity = services.authenticator.verify(token)
-    except AuthenticationError as error:
-        # JSON, not text/event-stream, so EventSource gives up instead of retrying forever.
-        return json_error(401, "unauthorized", error.reason)
-    try:
-        patterns = parse_channel_list(request.query.get("channels", ""))
-    except InvalidChannel as error:
-        return json_error(400, "invalid_channel", str(error), field="channels")
-    if not patterns:
-        return json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
-                          field="channels")
-    if len(patterns) > MAX_CHANNELS:
-        return json_error(400, "too_many_channels", f"at most {MAX_CHANNELS} channels", field="channels")
-    try:
+        identity = identity_from(request, services.authenticator)
+        patterns = channels_from(request)
         options = _options_from_query(request.query)
-    except msgspec.ValidationError as error:
-        return json_error(400, "invalid_option", str(error).replace("$.", "", 1), field=_option_field(error))
-    cursor_text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
-    try:
-        since = decode_cursor(cursor_text) if cursor_text else None
-    except InvalidCursor as error:
-        return json_error(400, "invalid_cursor", str(error), field="last_event_id")
+        since = cursor_from(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"),
+                            "last_event_id")
+    except Rejected as rejection:
+        return rejection.response
 
     response = EventSourceResponse(ping_interval=settings.sse_ping_interval)
     await response.prepare(request)

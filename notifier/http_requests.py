@@ -1,0 +1,59 @@
+"""Reading HTTP requests at the boundary: token, channels and cursor, or a JSON error naming the field."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from notifier.auth import AuthenticationError, Authenticator, bearer_token
+from notifier.channels import ChannelPattern, InvalidChannel, parse_channel_list
+from notifier.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.identity import Identity
+from notifier.session import MAX_CHANNELS
+
+
+def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    """`{"error": {"code": ..., "message": ..., "field": ...}}` with the given status."""
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+class Rejected(Exception):
+    """A request that cannot be served; `response` says why."""
+
+    def __init__(self, response: web.Response):
+        super().__init__(response.text)
+        self.response = response
+
+
+def identity_from(request: web.Request, authenticator: Authenticator) -> Identity:
+    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers)."""
+    token = bearer_token(request.headers.get("Authorization")) or request.query.get("token")
+    try:
+        return authenticator.verify(token)
+    except AuthenticationError as error:
+        # JSON, not text/event-stream, so a browser's EventSource gives up instead of retrying forever.
+        raise Rejected(json_error(401, "unauthorized", error.reason)) from None
+
+
+def channels_from(request: web.Request) -> list[ChannelPattern]:
+    """The required `?channels=a,b` list."""
+    try:
+        patterns = parse_channel_list(request.query.get("channels", ""))
+    except InvalidChannel as error:
+        raise Rejected(json_error(400, "invalid_channel", str(error), field="channels")) from None
+    if not patterns:
+        raise Rejected(json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
+                                  field="channels"))
+    if len(patterns) > MAX_CHANNELS:
+        raise Rejected(json_error(400, "too_many_channels", f"at most {MAX_CHANNELS} channels", field="channels"))
+    return patterns
+
+
+def cursor_from(text: str | None, field: str) -> Cursor | None:
+    """An optional cursor parameter."""
+    try:
+        return decode_cursor(text) if text else None
+    except InvalidCursor as error:
+        raise Rejected(json_error(400, "invalid_cursor", str(error), field=field)) from None
