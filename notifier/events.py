@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -61,7 +62,25 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class InvalidEvent(ValueError):
-    """An envelope failed validation; the message names the field and the rule."""
+    """An envelope failed validation; the message names the field and the rule, `field` its JSON path."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.field = _field_path(message)
+
+
+_AT_PATH = re.compile(r" - at `([^`]+)`$")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _field_path(message: str) -> str | None:
+    """The JSON path msgspec names, extended by the missing field's name where one is missing."""
+    at = _AT_PATH.search(message)
+    path = at.group(1) if at else None
+    missing = _MISSING.search(message)
+    if missing:
+        return f"{path or '$'}.{missing.group(1)}"
+    return path
 
 
 _decoder = msgspec.json.Decoder(Envelope)

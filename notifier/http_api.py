@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import msgspec
 from aiohttp import web
@@ -20,7 +19,6 @@ log = logging.getLogger(__name__)
 MAX_EVENTS_PER_PUBLISH = 1000
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1000
-_FIELD_PATH = re.compile(r"at `([^`]+)`$")
 _encoder = msgspec.json.Encoder()
 
 
@@ -36,8 +34,7 @@ async def publish(request: web.Request) -> web.Response:
     try:
         envelopes = decode_envelopes(await request.read())
     except InvalidEvent as error:
-        found = _FIELD_PATH.search(str(error))
-        return json_error(400, "invalid_event", str(error), field=found.group(1) if found else None)
+        return json_error(400, "invalid_event", str(error), field=error.field)
     if not envelopes:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
