@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from notifier import metrics
 from notifier.identity import Identity
-from notifier.settings import SettingsError
+from notifier.settings import Settings, SettingsError
 
 
 class AuthenticationError(Exception):
@@ -27,7 +27,8 @@ class AuthenticationError(Exception):
 class Authenticator:
     """Verifies tokens; the accepted algorithm follows from the configured key, never from the token."""
 
-    def __init__(self, secret: str | None = None, public_key_path: Path | None = None, leeway: float = 0):
+    def __init__(self, secret: str | None = None, public_key_path: Path | None = None, leeway: float = 0,
+                 audience: str | None = None):
         if public_key_path is not None:
             public_key = _load_public_key(Path(public_key_path))
             if isinstance(public_key, rsa.RSAPublicKey):
@@ -46,6 +47,16 @@ class Authenticator:
             self._verify_key = self._secret
             self.algorithm = "HS256"
         self.leeway = leeway
+        # With an audience configured, tokens must name it; without one, an `aud` claim is not checked,
+        # since identity providers add it to every token.
+        self.audience = audience
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Authenticator":
+        """The authenticator `notifier serve` uses: public key, else shared secret, else a generated secret."""
+        if settings.jwt_public_key is not None:
+            return cls(public_key_path=settings.jwt_public_key, audience=settings.jwt_audience)
+        return cls(secret=settings.jwt_secret, audience=settings.jwt_audience)
 
     @property
     def can_issue(self) -> bool:
@@ -67,7 +78,8 @@ class Authenticator:
                 token,
                 self._verify_key,
                 algorithms=[self.algorithm],
-                options={"require": ["exp", "sub"]},
+                options={"require": ["exp", "sub"], "verify_aud": self.audience is not None},
+                audience=self.audience,
                 leeway=self.leeway,
             )
         except jwt.ExpiredSignatureError:

@@ -33,15 +33,9 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _authenticator(settings: Settings) -> Authenticator:
-    if settings.jwt_public_key is not None:
-        return Authenticator(public_key_path=settings.jwt_public_key)
-    return Authenticator(secret=settings.jwt_secret)
-
-
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
-    authenticator = _authenticator(settings)
+    authenticator = Authenticator.from_settings(settings)
     generated = settings.jwt_public_key is None and settings.jwt_secret is None
     if generated and not _is_loopback(settings.host):
         raise SettingsError(

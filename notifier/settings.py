@@ -32,6 +32,7 @@ class Settings:
     port: int = 8080
     jwt_secret: str | None = None
     jwt_public_key: Path | None = None
+    jwt_audience: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     ping_interval: float = 25.0

@@ -120,7 +120,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     except Rejected as rejection:
         return rejection.response
 
-    response = EventSourceResponse(ping_interval=settings.sse_ping_interval)
+    response = EventSourceResponse(ping_interval=settings.sse_ping_interval, sep="\n")
     await response.prepare(request)
     connection: SseConnection | None = None
 

@@ -157,8 +157,7 @@ async def make_gateway(nats_server: EmbeddedNatsServer, tmp_path: Path):
         """`authenticator` defaults to the one the settings configure, as `notifier serve` builds it."""
         settings = gateway_settings(nats_server.url, tmp_path / "gateway-data", **overrides)
         if authenticator is None:
-            authenticator = (Authenticator(public_key_path=settings.jwt_public_key)
-                             if settings.jwt_public_key is not None else Authenticator(secret=settings.jwt_secret))
+            authenticator = Authenticator.from_settings(settings)
         http = aiohttp.ClientSession()
         sessions.append(http)
         running = RunningGateway(settings, authenticator, http, ssl_context)

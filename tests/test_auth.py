@@ -19,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from conftest import SECRET
 
+from notifier.auth import AuthenticationError, Authenticator
+
 POLICY_VIOLATION = 1008
 
 
@@ -371,3 +373,16 @@ async def test_unusable_public_key_stops_serve_with_an_error_naming_the_variable
         "NOTIFIER_JWT_PUBLIC_KEY": str(path), "NOTIFIER_DATA_DIR": str(tmp_path / "data"), "NOTIFIER_PORT": "0"})
     assert code == 2, output
     assert output.startswith("error: NOTIFIER_JWT_PUBLIC_KEY="), output
+
+
+def test_audience_claim_is_ignored_without_configured_audience():
+    """Without NOTIFIER_JWT_AUDIENCE, a token carrying `aud` (as identity providers issue) is accepted."""
+    token = jwt.encode({"sub": "alice", "aud": "trading-ui", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    assert Authenticator(secret=SECRET).verify(token).user_id == "alice"
+
+
+def test_configured_audience_rejects_other_audiences():
+    """With an audience configured, a token for another audience is rejected."""
+    token = jwt.encode({"sub": "alice", "aud": "other-app", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    with pytest.raises(AuthenticationError):
+        Authenticator(secret=SECRET, audience="trading-ui").verify(token)
