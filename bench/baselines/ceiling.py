@@ -1,0 +1,95 @@
+"""The ceiling baseline: each event encoded once, its frame written straight to every transport.
+
+No auth, no per-client queue, no backpressure, routing by exact channel name only (a dict
+lookup, so a one-channel fan-out is a plain broadcast). What this machine can push at all
+through Python and aiohttp's sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+
+from aiohttp import WSMsgType, web
+
+from bench.baselines.common import PUBLISH_PATH, Registry, channels_of, serve, sse_headers
+
+registry = Registry()
+sequence = 0
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """An unmasked server-to-client text frame (RFC 6455 section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return bytes((0x81, 126)) + struct.pack("!H", length) + payload
+    return bytes((0x81, 127)) + struct.pack("!Q", length) + payload
+
+
+async def publish_handler(request: web.Request) -> web.WebSocketResponse:
+    """Build each event's WebSocket frame and SSE chunk once; write them to every subscriber's transport."""
+    global sequence
+    websocket = web.WebSocketResponse()
+    await websocket.prepare(request)
+    async for message in websocket:
+        if message.type is not WSMsgType.TEXT:
+            continue
+        channel, _, body = message.data.partition("\n")
+        subscribers = registry.by_channel.get(channel)
+        sequence += 1
+        if not subscribers:
+            continue
+        number = str(sequence).encode()
+        envelope = body.encode()
+        frame = websocket_frame(b'{"action":"event","channel":' + json.dumps(channel).encode()
+                                + b',"id":"' + number + b'","data":' + envelope + b"}")
+        block = b"id: " + number + b"\ndata: " + envelope + b"\n\n"
+        chunk = b"%x\r\n" % len(block) + block + b"\r\n"  # the stream is chunked, so the chunk is pre-built too
+        for is_sse, transport in subscribers:
+            if not transport.is_closing():
+                transport.write(chunk if is_sse else frame)
+    return websocket
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    websocket = web.WebSocketResponse()
+    await websocket.prepare(request)
+    channels = channels_of(request)
+    subscriber = (False, request.transport)
+    registry.add(subscriber, channels)
+    try:
+        await websocket.send_str(json.dumps({"action": "ack", "subscribed": channels, "unsubscribed": []}))
+        async for _ in websocket:
+            pass
+    finally:
+        registry.remove(subscriber, channels)
+    return websocket
+
+
+async def sse_handler(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers=sse_headers())
+    await response.prepare(request)
+    channels = channels_of(request)
+    subscriber = (True, request.transport)
+    registry.add(subscriber, channels)
+    try:
+        await response.write(b"retry: 2000\n\n")
+        await asyncio.Event().wait()  # until the client leaves and aiohttp cancels this handler
+    finally:
+        registry.remove(subscriber, channels)
+    return response
+
+
+def build_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/sse", sse_handler)
+    app.router.add_get(PUBLISH_PATH, publish_handler)
+    return app
+
+
+if __name__ == "__main__":
+    asyncio.run(serve("ceiling", build_app))
