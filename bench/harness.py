@@ -1,0 +1,150 @@
+"""The measuring machinery scenarios share: servers, clients, warm-up, and one measured step."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import quote
+
+from bench.publisher_worker import main as publisher_main
+from bench.servers import JWT_SECRET, Server
+from bench.stats import StepResult, latency_percentiles
+from bench.workers import BenchError, LoadPool, WorkerHandle
+from notifier.auth import Authenticator
+
+WARM_SECONDS = 20.0
+TOKEN_SECONDS = 3600
+
+
+class Bench:
+    """Owns the load workers and the publisher for the whole run; scenarios borrow them."""
+
+    def __init__(self, workers: int, log_dir: Path):
+        self.log_dir = log_dir
+        self.results: list[StepResult] = []
+        self.summaries: dict[str, dict] = {}  # per scenario: ratios and derived figures for the report
+        self.notes: list[str] = []
+        self._authenticator = Authenticator(secret=JWT_SECRET)
+        self.pool = LoadPool(workers)
+        try:
+            self.publisher = WorkerHandle("publisher", publisher_main)
+        except BaseException:
+            self.pool.stop()
+            raise
+        self.client_slices: list[range] = []
+        self.stalled = 0
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.pool.stop()
+
+    # -- servers and clients --
+
+    @contextlib.contextmanager
+    def serving(self, kind: str) -> Iterator[Server]:
+        """A fresh server with the publisher connected to it; everything is torn down on exit."""
+        server = Server(kind, self.log_dir).start()
+        try:
+            if kind == "notifier":
+                self.publisher.call("open", 30, nats_url=server.nats_url)
+            else:
+                self.publisher.call("open", 30, publish_url=f"ws://{server.host}:{server.port}/publish")
+            yield server
+        finally:
+            try:
+                self.disconnect()
+                self.publisher.call("close", 30)
+            except BenchError as error:
+                # Tear down anyway; the error that matters is the one already on its way up.
+                self.notes.append(f"teardown of {kind}: {error}")
+            finally:
+                server.stop()
+
+    def path(self, server: Server, transport: str, channels: list[str], baseline_channels: list[str],
+             user: str) -> str:
+        """A client's request path: the gateway gets its channels and a token; baselines exact names."""
+        chosen = channels if server.kind == "notifier" else baseline_channels
+        query = "channels=" + quote(",".join(chosen), safe=":/,")
+        if server.kind == "notifier":
+            query += "&token=" + self._authenticator.issue(user, [], TOKEN_SECONDS)
+        return f"/{transport}?{query}"
+
+    def connect(self, server: Server, transport: str, paths: list[str], stalled: int = 0,
+                concurrency: int = 64) -> None:
+        """Open all clients, spread over the workers; the first `stalled` (on worker 0) never read."""
+        timeout = 20.0 + len(paths) / 100  # generous: a healthy server accepts far more than 100/s
+        self.client_slices = self.pool.slices(len(paths))
+        if stalled > len(self.client_slices[0]):
+            raise BenchError("stalled clients must all live on the first worker")
+        self.stalled = stalled
+        self.pool.send_each("connect", [
+            {"host": server.host, "port": server.port, "transport": transport,
+             "paths": [paths[index] for index in indices], "stalled": stalled if worker == 0 else 0,
+             "concurrency": concurrency, "timeout": timeout}
+            for worker, indices in enumerate(self.client_slices)])
+        answers = self.pool.receive_all("connect", timeout + 30)
+        failed = sum(answer["failed"] for answer in answers)
+        if failed:
+            errors = [error for answer in answers for error in answer["errors"]]
+            raise BenchError(f"{failed} of {len(paths)} {transport} clients to {server.kind} failed: {errors}")
+
+    def disconnect(self) -> None:
+        self.pool.call_all("disconnect", 60)
+        self.pool.call_all("forget", 10)
+        self.client_slices = []
+        self.stalled = 0
+
+    def warm(self, lane: dict) -> None:
+        """Publish one event and wait until every reading client has it: subscribed end to end."""
+        self.pool.send_each("warm", [{"timeout": WARM_SECONDS}] * len(self.pool.workers))
+        self.publisher.call("publish", 30, lanes=[{**lane, "count": 1}])
+        self.pool.receive_all("warm", WARM_SECONDS + 10)
+
+    # -- one measured step --
+
+    def step(self, server: Server, scenario: str, label: str, lanes: list[dict], duration: float,
+             expected_for: Callable[[list[int], int], int], grace: float) -> StepResult:
+        """Publish `lanes` for `duration` s, wait up to `grace` s for the rest, and return the figures.
+
+        `expected_for(sent_per_lane, client_index)` says how many events a client should get.
+        """
+        self.pool.call_all("reset", 10)
+        before = self._cpu(server)
+        started = time.monotonic()
+        published = self.publisher.call("publish", duration * 4 + 60, lanes=lanes, duration=duration)
+        if published["errors"]:
+            self.notes.append(f"{scenario}/{server.kind}/{label}: publish errors {published['errors']}")
+        sent = published["sent"]
+        expected_each = []
+        for indices in self.client_slices:
+            expected_each.append(sum(expected_for(sent, index) for index in indices if index >= self.stalled))
+        self.pool.send_each("collect", [{"expected": expected, "timeout": grace} for expected in expected_each])
+        answers = self.pool.receive_all("collect", grace + 60)
+        wall = time.monotonic() - started
+        after = self._cpu(server)
+        delivered = sum(answer["received"] for answer in answers)
+        expected = sum(expected_each)
+        last_ns = max((answer["last_ns"] for answer in answers), default=0)
+        span = (last_ns - published["first_ns"]) / 1e9 if last_ns else 0.0
+        publish_span = (published["last_ns"] - published["first_ns"]) / 1e9
+        clients = sum(len(indices) for indices in self.client_slices)
+        result = StepResult(
+            scenario=scenario, server=server.kind, label=label, clients=clients,
+            events_per_second=sum(lane.get("rate", 0) for lane in lanes),
+            expected=expected, delivered=delivered,
+            offered_per_second=expected / duration,
+            delivered_per_second=delivered / span if span > 0 else 0.0,
+            latency_ms=latency_percentiles([answer["latencies"] for answer in answers], max(0, expected - delivered)),
+            server_cpu_seconds=after[0] - before[0], broker_cpu_seconds=after[1] - before[1],
+            loadgen_cpu_seconds=after[2] - before[2], publisher_cpu_seconds=after[3] - before[3],
+            wall_seconds=wall, publisher_behind=publish_span > duration * 1.25 + 0.25,
+            extra={"closed_clients": sum(answer["closed"] for answer in answers)},
+        )
+        self.results.append(result)
+        return result
+
+    def _cpu(self, server: Server) -> tuple[float, float, float, float]:
+        return (server.cpu_seconds(), server.helper_cpu_seconds(), self.pool.cpu_seconds(),
+                self.publisher.cpu_seconds())

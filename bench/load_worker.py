@@ -1,0 +1,183 @@
+"""A load-generating process: holds many client connections on uvloop, obeys commands from a pipe.
+
+Commands arrive on a multiprocessing pipe and run one at a time; each gets exactly one
+answer `("ok", result)` or `("error", text)`. Every wait inside is bounded by a timeout the
+harness passes in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+from bench.machine import raise_open_file_limit
+from bench.protocols import SseClient, Stats, StreamClient, WebSocketClient
+
+STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
+
+
+class LoadWorker:
+    """The clients of one process and the commands that drive them."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.commands: asyncio.Queue = asyncio.Queue()
+        self.stats = Stats()
+        self.clients: list[StreamClient] = []
+        self.stalled: list[StreamClient] = []
+        self.endpoint: tuple[str, int, str] | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.connection.fileno(), self._readable)
+        self.connection.send(("ready", None))
+        while True:
+            name, arguments = await self.commands.get()
+            os.set_blocking(self.connection.fileno(), True)
+            if name == "quit":
+                await self.do_disconnect(timeout=5)
+                return
+            try:
+                result = await getattr(self, "do_" + name)(**arguments)
+                self.connection.send(("ok", result))
+            except Exception:
+                self.connection.send(("error", traceback.format_exc()))
+
+    def _readable(self) -> None:
+        # uvloop makes a watched fd non-blocking; a pickled command must be read (and an answer
+        # written) whole, so the pipe goes back to blocking: the other end always writes promptly.
+        os.set_blocking(self.connection.fileno(), True)
+        try:
+            while self.connection.poll():
+                self.commands.put_nowait(self.connection.recv())
+        except EOFError:
+            # The harness is gone: stop rather than linger as an orphan.
+            asyncio.get_running_loop().remove_reader(self.connection.fileno())
+            self.commands.put_nowait(("quit", {}))
+
+    async def _open(self, host: str, port: int, transport: str, path: str, cursor: str | None,
+                    stalled: bool) -> StreamClient:
+        loop = asyncio.get_running_loop()
+        kind = SseClient if transport == "sse" else WebSocketClient
+        if stalled:
+            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+            raw.setblocking(False)
+            await loop.sock_connect(raw, (host, port))
+            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), sock=raw)
+        else:
+            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), host, port)
+        return client
+
+    async def do_connect(self, host: str, port: int, transport: str, paths: list[str], stalled: int = 0,
+                         concurrency: int = 64, timeout: float = 60.0) -> dict:
+        """Open one client per path (the first `stalled` stop reading once subscribed); wait until all are subscribed."""
+        self.endpoint = (host, port, transport)
+        gate = asyncio.Semaphore(concurrency)  # a bounded connect rate keeps the listen backlog from overflowing
+        errors: list[str] = []
+
+        async def open_one(index: int, path: str) -> None:
+            async with gate:
+                try:
+                    client = await self._open(host, port, transport, path, None, index < stalled)
+                    await client.ready
+                except (OSError, ConnectionError) as error:
+                    errors.append(repr(error))
+                    return
+            if index < stalled:
+                client.transport.pause_reading()
+                self.stalled.append(client)
+            else:
+                self.clients.append(client)
+
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(open_one(index, path) for index, path in enumerate(paths)))
+        return {"connected": len(self.clients) + len(self.stalled), "failed": len(errors), "errors": errors[:3]}
+
+    async def do_warm(self, timeout: float) -> dict:
+        """Wait until every reading client has had at least one event: all are subscribed end to end."""
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(client.first_event for client in self.clients))
+        return {"warm": len(self.clients)}
+
+    async def do_reset(self) -> dict:
+        """Forget the figures so far (warm-up or a previous step)."""
+        self.stats.reset()
+        self.stats.target = -1
+        self.stats.reached.clear()
+        return {}
+
+    async def do_collect(self, expected: int, timeout: float) -> dict:
+        """Wait until `expected` events arrived in total (or the timeout), then hand over the figures."""
+        stats = self.stats
+        if stats.received < expected:
+            stats.target = expected
+            try:
+                async with asyncio.timeout(timeout):
+                    await stats.reached.wait()
+            except TimeoutError:
+                pass  # fell behind: report what arrived
+        closed = sum(1 for client in self.clients if client.closed.done())
+        result = {"received": stats.received, "expected": expected, "first_ns": stats.first_ns,
+                  "last_ns": stats.last_ns, "latencies": stats.latencies.tobytes(), "closed": closed}
+        return result
+
+    async def do_disconnect(self, timeout: float = 30.0) -> dict:
+        """Close every client and wait until the sockets are gone."""
+        everyone = self.clients + self.stalled
+        for client in everyone:
+            client.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(client.closed for client in everyone))
+        except TimeoutError:
+            for client in everyone:
+                if client.transport is not None:
+                    client.transport.abort()
+        self.stalled = []
+        return {"closed": len(everyone)}
+
+    async def do_forget(self) -> dict:
+        """Drop the closed clients (after a disconnect whose cursors are no longer needed)."""
+        self.clients = []
+        return {}
+
+    async def do_resume(self, paths: list[str], concurrency: int = 1000, timeout: float = 60.0) -> dict:
+        """Reconnect every (closed) client from its last cursor at once; report when each was live again."""
+        assert self.endpoint is not None
+        host, port, transport = self.endpoint
+        gate = asyncio.Semaphore(concurrency)
+        previous, self.clients = self.clients, []
+        live_at: list[int] = []
+        replayed: list[int] = []
+        complete: list[bool] = []
+        errors: list[str] = []
+
+        async def resume_one(old: StreamClient, path: str) -> None:
+            async with gate:
+                try:
+                    client = await self._open(host, port, transport, path, old.cursor, False)
+                    self.clients.append(client)
+                    complete.append(await client.recovered)
+                except (OSError, ConnectionError) as error:
+                    errors.append(repr(error))
+                    return
+            live_at.append(time.time_ns())
+            replayed.append(client.events)
+
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(resume_one(old, path) for old, path in zip(previous, paths)))
+        return {"live_at_ns": live_at, "replayed": replayed,
+                "complete": complete, "failed": len(errors), "errors": errors[:3]}
+
+
+def main(connection: Connection) -> None:
+    """Process entry point (spawned by the harness)."""
+    import uvloop
+
+    raise_open_file_limit()
+    uvloop.run(LoadWorker(connection).run())

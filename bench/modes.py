@@ -1,0 +1,65 @@
+"""How big each scenario is in each mode: `--smoke` (the test), `--quick` (under two minutes), full."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+ALL_SCENARIOS = ("fanout", "private", "idle", "sse", "resume", "stall")
+SERVERS = ("notifier", "naive", "ceiling")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Sizes of one run. Rates are events/s; a fan-out step's deliveries/s is rate x clients."""
+
+    name: str
+    scenarios: tuple[str, ...]
+    workers: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    duration: float = 5.0  # seconds each measured step publishes for
+    grace: float = 5.0  # seconds a step waits after publishing for late deliveries
+    # 1 (fan-out) and 4 (SSE): connection counts (the last is the headline count) and rate steps.
+    fanout_clients: tuple[int, ...] = (250, 1000)
+    base_rate: float = 50.0  # events/s of the first step at the headline count
+    rate_steps: tuple[float, ...] = (1, 2, 4, 8, 16)  # multiples of base_rate x headline deliveries/s
+    sse_clients: int = 1000
+    # 2: private orders plus a shared ticker.
+    private_users: int = 1000
+    ticker_rate: float = 10.0
+    orders_per_user_per_second: float = 1.0
+    # 3: idle connections.
+    idle_connections: int = 10_000
+    # 5: resume storm.
+    resume_clients: int = 1000
+    resume_behind: int = 1000
+    # 6: one stalled client, and the burst that fills its socket buffers before the step.
+    stall_clients: int = 1000
+    stall_rate: float = 50.0
+    stall_burst_bytes: int = 6 * 1024 * 1024
+    reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report
+
+
+FULL = Mode(name="full", scenarios=ALL_SCENARIOS)
+
+QUICK = Mode(
+    name="quick", scenarios=ALL_SCENARIOS, duration=1.5, grace=2.0,
+    fanout_clients=(50, 200), rate_steps=(1, 4, 16), sse_clients=200,
+    private_users=200, ticker_rate=20.0, orders_per_user_per_second=1.0,
+    idle_connections=1000, resume_clients=200, resume_behind=200,
+    stall_clients=200, stall_rate=50.0,
+    reduced=(
+        "fan-out and SSE: 200 clients (not 1,000), steps of 1x/4x/16x 50 events/s, 1.5 s each",
+        "private: 200 users (not 1,000)",
+        "idle: 1,000 connections (not 10,000)",
+        "resume storm: 200 clients, each 200 events behind (not 1,000 x 1,000)",
+        "stall: 200 clients (not 1,000)",
+    ),
+)
+
+SMOKE = Mode(
+    name="smoke", scenarios=("fanout",), workers=1, duration=2.0, grace=2.0,
+    fanout_clients=(20,), rate_steps=(1,),
+    reduced=("smoke: the fan-out scenario only, 20 clients, one 2 s step at 50 events/s",),
+)
+
+MODES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}

@@ -1,0 +1,254 @@
+"""Lean client ends of the real WebSocket (RFC 6455) and SSE (chunked HTTP/1.1) protocols.
+
+Written on bare asyncio protocols, not aiohttp's client, because the load generator must
+cost far less per message than the server it measures: one `time.time_ns()` per read, one
+regex search per event, no task or future per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import time
+from array import array
+
+# Optional spaces: the naive baseline writes with `json.dumps` defaults (`"key": value`).
+SENT_AT = re.compile(rb'"sentAt": ?(\d+)')
+WEBSOCKET_CURSOR = re.compile(rb', ?"id": ?"([^"]+)"')
+COMPLETE = re.compile(rb'"complete": ?true')
+SSE_CURSOR = re.compile(rb"(?:^|\n)id: ([^\n\r]+)")
+HEADER_END = b"\r\n\r\n"
+PONG = b'{"action":"pong"}'
+
+
+class Stats:
+    """What every client of one worker adds to: event latencies (µs) and receive times."""
+
+    def __init__(self) -> None:
+        self.reset()
+        self.target = -1
+        self.reached = asyncio.Event()
+
+    def reset(self) -> None:
+        self.latencies = array("q")
+        self.received = 0
+        self.first_ns = 0
+        self.last_ns = 0
+
+    def add(self, now_ns: int, sent_ns: int) -> None:
+        self.latencies.append((now_ns - sent_ns) // 1000)
+        self.received += 1
+        if not self.first_ns:
+            self.first_ns = now_ns
+        self.last_ns = now_ns
+        if self.received == self.target:
+            self.reached.set()
+
+
+class StreamClient(asyncio.Protocol):
+    """Shared by both transports: the HTTP request, the response head, and what a client remembers."""
+
+    def __init__(self, stats: Stats, host: str, port: int, path: str, cursor: str | None = None):
+        self.stats = stats
+        self.request = self.build_request(f"{host}:{port}", path, cursor)
+        self.transport: asyncio.Transport | None = None
+        self.head = b""
+        self.open = False
+        self.events = 0
+        self.cursor = cursor
+        self.close_code: int | None = None
+        loop = asyncio.get_running_loop()
+        self.ready = loop.create_future()  # subscribed (ack / first SSE bytes)
+        self.recovered = loop.create_future()  # resolved with `complete` after a replay
+        self.first_event = loop.create_future()
+        self.closed = loop.create_future()
+
+    def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exception: Exception | None) -> None:
+        for future in (self.ready, self.recovered, self.first_event):
+            if not future.done():
+                future.set_exception(ConnectionError(f"closed before ready (code {self.close_code})"))
+                future.exception()  # mark retrieved: not every future is awaited
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.open:
+            self.head += data
+            end = self.head.find(HEADER_END)
+            if end < 0:
+                return
+            head, data = self.head[:end], self.head[end + 4:]
+            self.head = b""
+            if not self.accept_head(head):
+                self.transport.close()
+                return
+            self.open = True
+            if not data:
+                return
+        self.body_received(data, time.time_ns())
+
+    def accept_head(self, head: bytes) -> bool:
+        raise NotImplementedError
+
+    def body_received(self, data: bytes, now_ns: int) -> None:
+        raise NotImplementedError
+
+    def event_received(self, now_ns: int, sent_ns: int) -> None:
+        self.stats.add(now_ns, sent_ns)
+        self.events += 1
+        if self.events == 1:
+            self.first_event.set_result(None)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+class WebSocketClient(StreamClient):
+    """A WebSocket client: masked frames out, unmasked frames in, pongs for pings."""
+
+    def __init__(self, *arguments, **keywords):
+        super().__init__(*arguments, **keywords)
+        self.pending = b""
+
+    def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
+        if cursor is not None:
+            path += ("&" if "?" in path else "?") + "last_event_id=" + cursor
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+    def accept_head(self, head: bytes) -> bool:
+        return head.startswith(b"HTTP/1.1 101")
+
+    def body_received(self, data: bytes, now_ns: int) -> None:
+        if self.pending:
+            data = self.pending + data
+        size = len(data)
+        offset = 0
+        while size - offset >= 2:
+            first, second = data[offset], data[offset + 1]
+            length = second & 0x7F
+            header = 2
+            if length == 126:
+                if size - offset < 4:
+                    break
+                length = int.from_bytes(data[offset + 2:offset + 4], "big")
+                header = 4
+            elif length == 127:
+                if size - offset < 10:
+                    break
+                length = int.from_bytes(data[offset + 2:offset + 10], "big")
+                header = 10
+            end = offset + header + length
+            if end > size:
+                break
+            self.frame_received(first & 0x0F, data[offset + header:end], now_ns)
+            offset = end
+        self.pending = data[offset:] if offset < size else b""
+
+    def frame_received(self, opcode: int, payload: bytes, now_ns: int) -> None:
+        if opcode == 1:
+            found = SENT_AT.search(payload)
+            if found is not None:
+                self.event_received(now_ns, int(found.group(1)))
+                cursor = WEBSOCKET_CURSOR.search(payload)
+                if cursor is not None:
+                    self.cursor = cursor.group(1).decode()
+            elif b'"ack"' in payload:  # control messages carry no sentAt
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            elif b'"recovered"' in payload:
+                if not self.recovered.done():
+                    self.recovered.set_result(COMPLETE.search(payload) is not None)
+            elif b'"ping"' in payload:
+                self.send(PONG)
+        elif opcode == 8:
+            self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+            self.close()
+        elif opcode == 9:
+            self.send(payload, opcode=10)
+
+    def send(self, payload: bytes, opcode: int = 1) -> None:
+        """Send one masked frame (clients must mask, RFC 6455 section 5.3); payloads here are small."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[index & 3] for index, byte in enumerate(payload))
+        self.transport.write(bytes((0x80 | opcode, 0x80 | len(payload))) + mask + masked)
+
+
+class SseClient(StreamClient):
+    """An EventSource-like client: de-chunks the body, splits events on blank lines."""
+
+    def __init__(self, *arguments, **keywords):
+        super().__init__(*arguments, **keywords)
+        self.chunked = False
+        self.raw = b""  # chunked bytes not yet decoded
+        self.text = b""  # decoded bytes not yet split into events
+        self.chunk_left = 0  # data bytes of the current chunk still to come
+        self.skip = 0  # framing bytes (the CRLF after a chunk) still to skip
+
+    def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
+        resume = f"Last-Event-ID: {cursor}\r\n" if cursor is not None else ""
+        return (f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n"
+                f"Cache-Control: no-cache\r\n{resume}\r\n").encode()
+
+    def accept_head(self, head: bytes) -> bool:
+        self.chunked = b"transfer-encoding: chunked" in head.lower()
+        return head.startswith(b"HTTP/1.1 200")
+
+    def body_received(self, data: bytes, now_ns: int) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)  # the stream is open; the gateway subscribes before its first event
+        self.text += self.dechunk(data) if self.chunked else data
+        end = self.text.rfind(b"\n\n")
+        if end < 0:
+            return
+        complete, self.text = self.text[:end + 2], self.text[end + 2:]
+        for found in SENT_AT.finditer(complete):
+            self.event_received(now_ns, int(found.group(1)))
+        cursors = SSE_CURSOR.findall(complete)
+        if cursors:
+            self.cursor = cursors[-1].decode()
+        if b"event: recovered" in complete and not self.recovered.done():
+            self.recovered.set_result(COMPLETE.search(complete) is not None)
+
+    def dechunk(self, data: bytes) -> bytes:
+        """Strip HTTP/1.1 chunk framing (size line, data, CRLF), keeping state across reads."""
+        raw = self.raw + data
+        decoded = []
+        offset = 0
+        size = len(raw)
+        while offset < size:
+            if self.skip:  # the CRLF after a chunk's data
+                take = min(self.skip, size - offset)
+                self.skip -= take
+                offset += take
+                continue
+            if self.chunk_left == 0:
+                line_end = raw.find(b"\r\n", offset)
+                if line_end < 0:
+                    break
+                self.chunk_left = int(raw[offset:line_end].split(b";")[0] or b"0", 16)
+                offset = line_end + 2
+                if self.chunk_left == 0:
+                    break  # the last chunk: the stream ended
+                continue
+            take = min(self.chunk_left, size - offset)
+            decoded.append(raw[offset:offset + take])
+            self.chunk_left -= take
+            offset += take
+            if self.chunk_left == 0:
+                self.skip = 2
+        self.raw = raw[offset:]
+        return b"".join(decoded)

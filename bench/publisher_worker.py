@@ -1,0 +1,144 @@
+"""The publishing process: stamps `sentAt` (wall-clock ns) into each payload and publishes at a fixed rate.
+
+To the gateway it publishes the product's way, `notifier.producer.Publisher` through NATS
+JetStream (so latency includes the store); to a baseline, over its `/publish` WebSocket.
+Both get byte-identical envelopes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+import aiohttp
+
+from bench.machine import raise_open_file_limit
+from notifier.events import Envelope, encode_envelope
+
+IN_FLIGHT = 256  # JetStream publishes awaiting their ack at once: the schedule never waits on one ack
+
+
+class PublisherWorker:
+    """One connection to the server under test and the pacing loops that publish through it."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.commands: asyncio.Queue = asyncio.Queue()
+        self.publisher = None  # notifier.producer.Publisher when publishing to the gateway
+        self.http: aiohttp.ClientSession | None = None
+        self.websocket: aiohttp.ClientWebSocketResponse | None = None
+        self.errors: list[str] = []
+
+    async def run(self) -> None:
+        asyncio.get_running_loop().add_reader(self.connection.fileno(), self._readable)
+        self.connection.send(("ready", None))
+        while True:
+            name, arguments = await self.commands.get()
+            os.set_blocking(self.connection.fileno(), True)
+            if name == "quit":
+                await self.do_close()
+                return
+            try:
+                self.connection.send(("ok", await getattr(self, "do_" + name)(**arguments)))
+            except Exception:
+                self.connection.send(("error", traceback.format_exc()))
+
+    def _readable(self) -> None:
+        # uvloop makes a watched fd non-blocking; a pickled command must be read (and an answer
+        # written) whole, so the pipe goes back to blocking: the other end always writes promptly.
+        os.set_blocking(self.connection.fileno(), True)
+        try:
+            while self.connection.poll():
+                self.commands.put_nowait(self.connection.recv())
+        except EOFError:
+            asyncio.get_running_loop().remove_reader(self.connection.fileno())
+            self.commands.put_nowait(("quit", {}))
+
+    async def do_open(self, nats_url: str | None = None, publish_url: str | None = None) -> dict:
+        """Connect to the gateway's NATS, or to a baseline's publish WebSocket."""
+        await self.do_close()
+        if nats_url is not None:
+            from notifier.producer import Publisher
+
+            self.publisher = await Publisher.connect(nats_url, source="bench")
+        else:
+            self.http = aiohttp.ClientSession()
+            self.websocket = await self.http.ws_connect(publish_url)
+        return {}
+
+    async def do_close(self) -> dict:
+        """Best effort: the server may already be gone, and closing must still release everything."""
+        if self.publisher is not None:
+            publisher, self.publisher = self.publisher, None
+            try:
+                await asyncio.wait_for(publisher.close(), 10)
+            except Exception:
+                await publisher.client.close()
+        if self.websocket is not None:
+            await self.websocket.close()
+            self.websocket = None
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+        return {}
+
+    async def _send(self, lane: dict, index: int, in_flight: asyncio.Semaphore, pending: set) -> None:
+        users = lane.get("users")
+        user = users[index % len(users)] if users else None
+        payload = {"sentAt": time.time_ns()}
+        if lane.get("pad_bytes"):
+            payload["pad"] = "x" * lane["pad_bytes"]
+        envelope = Envelope(type=lane["type"], key=lane.get("key"), user_id=user, payload=payload)
+        if self.publisher is not None:
+            await in_flight.acquire()
+            task = asyncio.create_task(self.publisher.publish(envelope))
+            pending.add(task)
+            task.add_done_callback(lambda done: (pending.discard(done), in_flight.release(), self._note(done)))
+        else:
+            channel = lane["baseline_channel"].format(user=user)
+            body = encode_envelope(envelope.completed("bench")).decode()
+            await self.websocket.send_str(channel + "\n" + body)
+
+    def _note(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None and len(self.errors) < 5:
+            self.errors.append(repr(task.exception()))
+
+    async def _run_lane(self, lane: dict, count: int, rate: float | None, start: float,
+                        in_flight: asyncio.Semaphore, pending: set) -> None:
+        loop = asyncio.get_running_loop()
+        for index in range(count):
+            if rate:
+                delay = start + index / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # pacing the schedule, not synchronizing with anyone
+            await self._send(lane, index, in_flight, pending)
+
+    async def do_publish(self, lanes: list[dict], duration: float | None = None, timeout: float = 60.0) -> dict:
+        """Publish every lane concurrently: `rate` events/s for `duration` s, or `count` events at full speed.
+
+        Returns how many each lane sent and the wall-clock span of the sends.
+        """
+        loop = asyncio.get_running_loop()
+        in_flight = asyncio.Semaphore(IN_FLIGHT)
+        pending: set[asyncio.Task] = set()
+        self.errors = []
+        counts = [lane["count"] if "count" in lane else max(1, round(lane["rate"] * duration)) for lane in lanes]
+        first_ns = time.time_ns()
+        start = loop.time()
+        async with asyncio.timeout(timeout):
+            await asyncio.gather(*(self._run_lane(lane, count, lane.get("rate"), start, in_flight, pending)
+                                   for lane, count in zip(lanes, counts)))
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        return {"sent": counts, "first_ns": first_ns, "last_ns": time.time_ns(), "errors": self.errors}
+
+
+def main(connection: Connection) -> None:
+    """Process entry point (spawned by the harness)."""
+    import uvloop
+
+    raise_open_file_limit()
+    uvloop.run(PublisherWorker(connection).run())

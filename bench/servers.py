@@ -1,0 +1,169 @@
+"""The server under test as a child process: started fresh per scenario, ready when it prints its URL."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+from bench.workers import BenchError
+
+SERVER_KINDS = ("notifier", "naive", "ceiling")
+JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
+READY_SECONDS = 60.0
+STOP_SECONDS = 15.0
+_URL_LINE = re.compile(r"serving on http://([\d.]+):(\d+)")
+_NATS_LINE = re.compile(r"^\s*NATS\s+(nats://\S+)")
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+class Server:
+    """`python -m notifier` (with its embedded nats-server) or a baseline, on 127.0.0.1 and a free port."""
+
+    def __init__(self, kind: str, log_dir: Path):
+        if kind not in SERVER_KINDS:
+            raise ValueError(f"unknown server {kind!r}")
+        self.kind = kind
+        self.log_path = log_dir / f"{kind}-{time.strftime('%H%M%S')}-{os.getpid()}.log"
+        self.data_dir: str | None = None
+        self.process: subprocess.Popen | None = None
+        self.psutil: psutil.Process | None = None
+        self.helpers: list[psutil.Process] = []  # nats-server, started by the gateway
+        self.host = "127.0.0.1"
+        self.port = 0
+        self.nats_url: str | None = None
+        self._drain: threading.Thread | None = None
+
+    def start(self) -> "Server":
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+        if self.kind == "notifier":
+            self.data_dir = tempfile.mkdtemp(prefix="notifier-bench-")
+            environment.update(
+                NOTIFIER_HOST="127.0.0.1", NOTIFIER_PORT="0", NOTIFIER_DATA_DIR=self.data_dir,
+                NOTIFIER_JWT_SECRET=JWT_SECRET, NOTIFIER_LOG_LEVEL="WARNING",
+                # No heartbeats during a measurement: they are not what is measured.
+                NOTIFIER_PING_INTERVAL="3600", NOTIFIER_SSE_PING_INTERVAL="3600",
+            )
+            command = [sys.executable, "-m", "notifier"]
+        else:
+            command = [sys.executable, "-m", f"bench.baselines.{self.kind}", "--port", "0"]
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE,
+                                        stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        self.psutil = psutil.Process(self.process.pid)
+        self.helpers = self.psutil.children(recursive=True)
+        return self
+
+    def _wait_until_ready(self) -> None:
+        """Read stdout lines until the URL (and, for the gateway, the NATS line); bounded in time."""
+        assert self.process is not None and self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + READY_SECONDS
+        seen = b""
+        want_nats = self.kind == "notifier"
+        try:
+            while not (self.port and (self.nats_url or not want_nats)):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    raise BenchError(f"{self.kind} printed no URL within {READY_SECONDS:.0f} s; see {self.log_path}")
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                if not chunk:
+                    raise BenchError(f"{self.kind} exited with {self.process.wait()}; see {self.log_path}")
+                seen += chunk
+                for line in seen.decode(errors="replace").splitlines():
+                    if found := _URL_LINE.search(line):
+                        self.host, self.port = found.group(1), int(found.group(2))
+                    if found := _NATS_LINE.match(line):
+                        self.nats_url = found.group(1)
+        finally:
+            selector.close()
+        with self.log_path.open("ab") as log:
+            log.write(seen)
+        # Keep draining stdout into the log so the server never blocks on a full pipe.
+        self._drain = threading.Thread(target=self._copy_stdout, daemon=True, name=f"{self.kind}-stdout")
+        self._drain.start()
+
+    def _copy_stdout(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        with self.log_path.open("ab") as log:
+            for line in self.process.stdout:
+                log.write(line)
+
+    def url(self, path: str) -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server process alone (user + system)."""
+        assert self.psutil is not None
+        times = self.psutil.cpu_times()
+        return times.user + times.system
+
+    def helper_cpu_seconds(self) -> float:
+        """CPU time of the processes the server started (the gateway's nats-server)."""
+        total = 0.0
+        for helper in self.helpers:
+            try:
+                times = helper.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def rss_bytes(self) -> int:
+        assert self.psutil is not None
+        return self.psutil.memory_info().rss
+
+    def metric(self, name: str) -> float:
+        """One value from the gateway's `/metrics` (Prometheus text)."""
+        with urllib.request.urlopen(self.url("/metrics"), timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise BenchError(f"/metrics has no {name}")
+
+    def stop(self) -> None:
+        """SIGTERM (the gateway then stops its nats-server), then kill whatever is left of ours."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(STOP_SECONDS)
+        for helper in self.helpers:
+            try:
+                if helper.is_running():
+                    helper.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self.process is not None and self.process.stdout is not None:
+            if self._drain is not None:
+                self._drain.join(STOP_SECONDS)
+            self.process.stdout.close()
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
