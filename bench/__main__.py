@@ -1,0 +1,90 @@
+"""`python -m bench [--quick | --smoke] [--output DIR] [--scenarios a,b]`: run, then write REPORT.md and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench.machine import machine_info, raise_open_file_limit
+from bench.modes import ALL_SCENARIOS, MODES
+from bench.workers import BenchError
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    size.add_argument("--smoke", action="store_true", help="the smallest run: one fan-out step (the test uses it)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where REPORT.md and the plots go")
+    parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
+    parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
+    return parser
+
+
+def run_scenario(bench, mode, name: str) -> None:
+    import importlib
+
+    if name in ("fanout", "sse"):
+        from bench.scenarios import fanout
+
+        fanout.run(bench, mode, "ws" if name == "fanout" else "sse")
+    else:
+        importlib.import_module(f"bench.scenarios.{name}").run(bench, mode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    mode = MODES["smoke" if arguments.smoke else "quick" if arguments.quick else "full"]
+    if arguments.scenarios:
+        chosen = tuple(name.strip() for name in arguments.scenarios.split(",") if name.strip())
+        unknown = [name for name in chosen if name not in ALL_SCENARIOS]
+        if unknown:
+            print(f"error: unknown scenarios {unknown}; choose from {ALL_SCENARIOS}", file=sys.stderr)
+            return 2
+        mode = replace(mode, scenarios=chosen)
+    if arguments.workers:
+        mode = replace(mode, workers=arguments.workers)
+    raise_open_file_limit()  # inherited by every server and worker process started from here
+    output: Path = arguments.output
+    log_dir = output / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    from bench.harness import Bench
+    from bench.report import write_report
+
+    started = time.monotonic()
+    bench = Bench(mode.workers, log_dir)
+    failure = None
+    try:
+        for name in mode.scenarios:
+            print(f"[bench] {name} ...", flush=True)
+            scenario_started = time.monotonic()
+            try:
+                run_scenario(bench, mode, name)
+            except BenchError as error:
+                # One broken scenario should not cost the figures of the others.
+                failure = f"{name}: {error}"
+                bench.notes.append(f"scenario {failure}")
+                print(f"[bench] {name} failed: {error}", file=sys.stderr, flush=True)
+            print(f"[bench] {name} took {time.monotonic() - scenario_started:.1f} s", flush=True)
+    finally:
+        bench.close()
+    elapsed = time.monotonic() - started
+    info = machine_info()
+    (output / "results.json").write_text(json.dumps(
+        {"mode": mode.name, "machine": info, "elapsed_seconds": elapsed, "notes": bench.notes,
+         "summaries": bench.summaries, "steps": [result.to_dict() for result in bench.results]},
+        indent=2, default=str))
+    report = write_report(output, mode, info, bench, elapsed)
+    print(f"[bench] {len(bench.results)} steps in {elapsed:.1f} s; report: {report}", flush=True)
+    return 1 if failure else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Scenario 3: authenticated, subscribed, idle WebSocket connections; server memory per connection.
+
+A small first batch is connected before the baseline RSS is read, so one-off costs of the
+first connection (imports, pools) are not charged to every connection.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Bench
+from bench.modes import SERVERS, Mode
+from bench.scenarios.common import user_name
+
+IDLE_CHANNEL = "alert.idle"
+
+
+def run(bench: Bench, mode: Mode) -> None:
+    total = mode.idle_connections
+    first = max(10, total // 100)
+    summary: dict = {"connections": total, "bytes_per_connection": {}}
+    for kind in SERVERS:
+        with bench.serving(kind) as server:
+            paths = [bench.path(server, "ws", [IDLE_CHANNEL], [IDLE_CHANNEL], user_name(index))
+                     for index in range(first + total)]
+            bench.connect(server, "ws", paths[:first])
+            before = server.rss_bytes()
+            bench.connect(server, "ws", paths[first:], concurrency=128)
+            after = server.rss_bytes()
+            summary["bytes_per_connection"][kind] = (after - before) / total
+            summary.setdefault("rss_after", {})[kind] = after
+    bench.summaries["idle"] = summary

@@ -1,0 +1,60 @@
+"""Scenario 5: every client reconnects at once, each the same number of events behind; time until all are live.
+
+"Live" is the gateway's `recovered` message: the replay is done and live events follow.
+The baseline is the ceiling server taking the same number of connections at once with no
+history at all: the cost of the connections alone, on the same listen backlog.
+"""
+
+from __future__ import annotations
+
+import time
+
+from bench.harness import Bench
+from bench.modes import Mode
+from bench.scenarios.common import user_name
+
+RESUME_TYPE = "alert.resume"  # public, in the account stream (kept for days), so the history is all there
+
+
+def _lane() -> dict:
+    return {"type": RESUME_TYPE, "baseline_channel": RESUME_TYPE}
+
+
+def run(bench: Bench, mode: Mode) -> None:
+    clients, behind = mode.resume_clients, mode.resume_behind
+    summary: dict = {"clients": clients, "behind": behind}
+    with bench.serving("notifier") as server:
+        paths = [bench.path(server, "ws", [RESUME_TYPE], [], user_name(index)) for index in range(clients)]
+        bench.connect(server, "ws", paths)
+        bench.warm(_lane())  # every client now holds the cursor of this event
+        bench.pool.call_all("disconnect", 60)
+        bench.publisher.call("publish", 120, lanes=[{**_lane(), "count": behind}])
+        requests_before = server.metric("notifier_jetstream_requests_total")
+        replayed_before = server.metric("notifier_events_replayed_total")
+        cpu_before = server.cpu_seconds(), server.helper_cpu_seconds()
+        slices = bench.pool.slices(clients)
+        started_ns = time.time_ns()
+        bench.pool.send_each("resume", [{"paths": [paths[index] for index in indices], "concurrency": clients,
+                                         "timeout": 120.0} for indices in slices])
+        answers = bench.pool.receive_all("resume", 180)
+        live_ns = [moment for answer in answers for moment in answer["live_at_ns"]]
+        replayed = [count for answer in answers for count in answer["replayed"]]
+        summary["notifier"] = {
+            "all_live_seconds": (max(live_ns) - started_ns) / 1e9 if live_ns else float("nan"),
+            "live": len(live_ns),
+            "failed": sum(answer["failed"] for answer in answers),
+            "errors": [error for answer in answers for error in answer["errors"]][:3],
+            "complete": sum(1 for answer in answers for flag in answer["complete"] if flag),
+            "replayed_min": min(replayed, default=0),
+            "replayed_max": max(replayed, default=0),
+            "jetstream_requests": server.metric("notifier_jetstream_requests_total") - requests_before,
+            "events_replayed": server.metric("notifier_events_replayed_total") - replayed_before,
+            "server_cpu_seconds": server.cpu_seconds() - cpu_before[0],
+            "broker_cpu_seconds": server.helper_cpu_seconds() - cpu_before[1],
+        }
+    with bench.serving("ceiling") as server:
+        paths = [bench.path(server, "ws", [], [RESUME_TYPE], user_name(index)) for index in range(clients)]
+        started = time.monotonic()
+        bench.connect(server, "ws", paths, concurrency=clients)
+        summary["ceiling"] = {"all_connected_seconds": time.monotonic() - started}
+    bench.summaries["resume"] = summary

@@ -1,0 +1,46 @@
+"""Scenario 6: one client stops reading; the other clients' p99, without and then with it.
+
+A client that stops reading only pushes back once the kernel buffers between it and the
+server are full, which on loopback is megabytes (the server's send buffer grows to
+`tcp_wmem` max). So the stalled client also subscribes to a bulk channel nobody else takes,
+and a burst on that channel (a few MB, before the measured step) fills its buffers: the
+stall bites within the step instead of after minutes. Its receive window is 4 KB.
+"""
+
+from __future__ import annotations
+
+from bench.harness import Bench
+from bench.modes import SERVERS, Mode
+from bench.scenarios.common import TICKER_CHANNEL, TICKER_KEY, everyone_gets_all, ticker_lane, user_name
+
+BULK_TYPE = "market.depth"
+BULK_CHANNEL = f"{BULK_TYPE}:{TICKER_KEY}"
+BULK_EVENT_BYTES = 64 * 1024
+
+
+def run(bench: Bench, mode: Mode) -> None:
+    clients = mode.stall_clients
+    bulk_lane = {"type": BULK_TYPE, "key": TICKER_KEY, "baseline_channel": BULK_CHANNEL,
+                 "pad_bytes": BULK_EVENT_BYTES, "count": max(1, mode.stall_burst_bytes // BULK_EVENT_BYTES)}
+    summary: dict = {"clients": clients, "rate": mode.stall_rate, "burst_bytes": mode.stall_burst_bytes, "p99": {}}
+    for kind in SERVERS:
+        with bench.serving(kind) as server:
+            paths = [bench.path(server, "ws", [TICKER_CHANNEL], [TICKER_CHANNEL], user_name(index))
+                     for index in range(clients)]
+            stalled_path = bench.path(server, "ws", [TICKER_CHANNEL, BULK_CHANNEL], [TICKER_CHANNEL, BULK_CHANNEL],
+                                      user_name(0))
+            figures = {}
+            for stalled, label in ((0, "without stalled client"), (1, "with 1 stalled client")):
+                bench.connect(server, "ws", [stalled_path] + paths[1:] if stalled else paths, stalled=stalled)
+                bench.warm(ticker_lane())
+                if stalled:
+                    bench.publisher.call("publish", 60, lanes=[bulk_lane])
+                result = bench.step(server, "stall", label, [ticker_lane(mode.stall_rate)], mode.duration,
+                                    everyone_gets_all, mode.grace)
+                figures[label] = result.latency_ms["p99"]
+                bench.disconnect()
+            summary["p99"][kind] = figures
+            if kind == "notifier":
+                # The gateway's answer to a stalled client: close it once its bounded outbox overflows.
+                summary["notifier_slow_closed"] = server.metric("notifier_slow_clients_closed_total")
+    bench.summaries["stall"] = summary
