@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where REPORT.md and the plots go")
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
     parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the gateway under cProfile; the report lists its hottest functions")
     return parser
 
 
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.report import write_report
 
     started = time.monotonic()
-    bench = Bench(mode.workers, log_dir)
+    profile_dir = None
+    if arguments.profile:
+        profile_dir = output / "profiles"
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(mode.workers, log_dir, profile_dir)
     failure = None
     try:
         for name in mode.scenarios:

@@ -21,8 +21,9 @@ TOKEN_SECONDS = 3600
 class Bench:
     """Owns the load workers and the publisher for the whole run; scenarios borrow them."""
 
-    def __init__(self, workers: int, log_dir: Path):
+    def __init__(self, workers: int, log_dir: Path, profile_dir: Path | None = None):
         self.log_dir = log_dir
+        self.profile_dir = profile_dir
         self.results: list[StepResult] = []
         self.summaries: dict[str, dict] = {}  # per scenario: ratios and derived figures for the report
         self.notes: list[str] = []
@@ -45,7 +46,7 @@ class Bench:
     @contextlib.contextmanager
     def serving(self, kind: str) -> Iterator[Server]:
         """A fresh server with the publisher connected to it; everything is torn down on exit."""
-        server = Server(kind, self.log_dir).start()
+        server = Server(kind, self.log_dir, self.profile_dir).start()
         try:
             if kind == "notifier":
                 self.publisher.call("open", 30, nats_url=server.nats_url)
@@ -96,11 +97,16 @@ class Bench:
         self.client_slices = []
         self.stalled = 0
 
-    def warm(self, lane: dict) -> None:
-        """Publish one event and wait until every reading client has it: subscribed end to end."""
-        self.pool.send_each("warm", [{"timeout": WARM_SECONDS}] * len(self.pool.workers))
+    def warm(self, lane: dict, timeout: float = WARM_SECONDS, required: bool = True) -> bool:
+        """Publish one event and wait until every reading client has it: subscribed end to end.
+
+        Also a barrier: the event follows everything published before it through the server.
+        Returns whether all got it in time (a failure raises unless `required` is False).
+        """
+        self.pool.call_all("arm", 10)
         self.publisher.call("publish", 30, lanes=[{**lane, "count": 1}])
-        self.pool.receive_all("warm", WARM_SECONDS + 10)
+        answers = self.pool.call_all("warm", timeout + 10, seconds=timeout, required=required)
+        return all(answer["settled"] for answer in answers)
 
     # -- one measured step --
 

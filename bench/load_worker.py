@@ -30,6 +30,7 @@ class LoadWorker:
         self.clients: list[StreamClient] = []
         self.stalled: list[StreamClient] = []
         self.endpoint: tuple[str, int, str] | None = None
+        self.armed: list[asyncio.Future] = []
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -98,11 +99,21 @@ class LoadWorker:
             await asyncio.gather(*(open_one(index, path) for index, path in enumerate(paths)))
         return {"connected": len(self.clients) + len(self.stalled), "failed": len(errors), "errors": errors[:3]}
 
-    async def do_warm(self, timeout: float) -> dict:
-        """Wait until every reading client has had at least one event: all are subscribed end to end."""
-        async with asyncio.timeout(timeout):
-            await asyncio.gather(*(client.first_event for client in self.clients))
-        return {"warm": len(self.clients)}
+    async def do_arm(self) -> dict:
+        """Start watching every reading client for its next event (before the harness publishes one)."""
+        self.armed = [client.arm() for client in self.clients]
+        return {}
+
+    async def do_warm(self, seconds: float, required: bool = True) -> dict:
+        """Wait until every reading client has had an event since `arm`: all are subscribed end to end."""
+        try:
+            async with asyncio.timeout(seconds):
+                await asyncio.gather(*self.armed)
+        except TimeoutError:
+            if required:
+                raise
+            return {"settled": False}
+        return {"settled": True}
 
     async def do_reset(self) -> dict:
         """Forget the figures so far (warm-up or a previous step)."""

@@ -2,7 +2,7 @@
 
 Written on bare asyncio protocols, not aiohttp's client, because the load generator must
 cost far less per message than the server it measures: one `time.time_ns()` per read, one
-regex search per event, no task or future per message.
+regex search per event, counters updated once per read, no task or future per message.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import asyncio
 import base64
 import os
 import re
-import time
 from array import array
+from time import time_ns
 
 # Optional spaces: the naive baseline writes with `json.dumps` defaults (`"key": value`).
 SENT_AT = re.compile(rb'"sentAt": ?(\d+)')
 WEBSOCKET_CURSOR = re.compile(rb', ?"id": ?"([^"]+)"')
-COMPLETE = re.compile(rb'"complete": ?true')
 SSE_CURSOR = re.compile(rb"(?:^|\n)id: ([^\n\r]+)")
+COMPLETE = re.compile(rb'"complete": ?true')
 HEADER_END = b"\r\n\r\n"
 PONG = b'{"action":"pong"}'
 
@@ -37,13 +37,14 @@ class Stats:
         self.first_ns = 0
         self.last_ns = 0
 
-    def add(self, now_ns: int, sent_ns: int) -> None:
-        self.latencies.append((now_ns - sent_ns) // 1000)
-        self.received += 1
-        if not self.first_ns:
+    def counted(self, events: int, now_ns: int) -> None:
+        """`events` arrived in one read at `now_ns` (their latencies are already appended)."""
+        before = self.received
+        self.received = before + events
+        if not before:
             self.first_ns = now_ns
         self.last_ns = now_ns
-        if self.received == self.target:
+        if before < self.target <= self.received:
             self.reached.set()
 
 
@@ -57,13 +58,32 @@ class StreamClient(asyncio.Protocol):
         self.head = b""
         self.open = False
         self.events = 0
-        self.cursor = cursor
+        self._cursor = cursor
+        self._cursor_source: bytes | None = None  # the newest event's bytes; parsed only when asked
         self.close_code: int | None = None
         loop = asyncio.get_running_loop()
         self.ready = loop.create_future()  # subscribed (ack / first SSE bytes)
         self.recovered = loop.create_future()  # resolved with `complete` after a replay
-        self.first_event = loop.create_future()
+        self.next_event: asyncio.Future | None = None  # armed by the harness to wait for a fresh event
         self.closed = loop.create_future()
+
+    @property
+    def cursor(self) -> str | None:
+        """The resume cursor of the newest event received."""
+        if self._cursor_source is not None:
+            found = self.cursor_in(self._cursor_source)
+            if found is not None:
+                self._cursor = found
+            self._cursor_source = None
+        return self._cursor
+
+    def cursor_in(self, source: bytes) -> str | None:
+        raise NotImplementedError
+
+    def arm(self) -> asyncio.Future:
+        """A future resolved by the next event this client receives."""
+        self.next_event = asyncio.get_running_loop().create_future()
+        return self.next_event
 
     def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
         raise NotImplementedError
@@ -73,8 +93,8 @@ class StreamClient(asyncio.Protocol):
         transport.write(self.request)  # type: ignore[attr-defined]
 
     def connection_lost(self, exception: Exception | None) -> None:
-        for future in (self.ready, self.recovered, self.first_event):
-            if not future.done():
+        for future in (self.ready, self.recovered, self.next_event):
+            if future is not None and not future.done():
                 future.set_exception(ConnectionError(f"closed before ready (code {self.close_code})"))
                 future.exception()  # mark retrieved: not every future is awaited
         if not self.closed.done():
@@ -94,19 +114,21 @@ class StreamClient(asyncio.Protocol):
             self.open = True
             if not data:
                 return
-        self.body_received(data, time.time_ns())
+        self.body_received(data, time_ns())
+
+    def events_counted(self, events: int, now_ns: int) -> None:
+        self.events += events
+        self.stats.counted(events, now_ns)
+        if self.next_event is not None:
+            if not self.next_event.done():
+                self.next_event.set_result(None)
+            self.next_event = None
 
     def accept_head(self, head: bytes) -> bool:
         raise NotImplementedError
 
     def body_received(self, data: bytes, now_ns: int) -> None:
         raise NotImplementedError
-
-    def event_received(self, now_ns: int, sent_ns: int) -> None:
-        self.stats.add(now_ns, sent_ns)
-        self.events += 1
-        if self.events == 1:
-            self.first_event.set_result(None)
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -130,11 +152,21 @@ class WebSocketClient(StreamClient):
     def accept_head(self, head: bytes) -> bool:
         return head.startswith(b"HTTP/1.1 101")
 
+    def cursor_in(self, source: bytes) -> str | None:
+        # The message's own `id` comes before `data`, whose envelope has an `id` of its own.
+        found = WEBSOCKET_CURSOR.search(source)
+        return found.group(1).decode() if found else None
+
     def body_received(self, data: bytes, now_ns: int) -> None:
+        """Walk the complete frames in place (no per-frame copies of events); keep a partial one."""
         if self.pending:
             data = self.pending + data
         size = len(data)
         offset = 0
+        events = 0
+        last_event = None
+        latencies = self.stats.latencies
+        search = SENT_AT.search
         while size - offset >= 2:
             first, second = data[offset], data[offset + 1]
             length = second & 0x7F
@@ -149,22 +181,26 @@ class WebSocketClient(StreamClient):
                     break
                 length = int.from_bytes(data[offset + 2:offset + 10], "big")
                 header = 10
-            end = offset + header + length
+            start = offset + header
+            end = start + length
             if end > size:
                 break
-            self.frame_received(first & 0x0F, data[offset + header:end], now_ns)
+            found = search(data, start, end) if first & 0x0F == 1 else None
+            if found is not None:
+                latencies.append((now_ns - int(found.group(1))) // 1000)
+                events += 1
+                last_event = (start, end)
+            else:
+                self.control_frame(first & 0x0F, data[start:end])
             offset = end
         self.pending = data[offset:] if offset < size else b""
+        if events:
+            self._cursor_source = data[last_event[0]:last_event[1]]
+            self.events_counted(events, now_ns)
 
-    def frame_received(self, opcode: int, payload: bytes, now_ns: int) -> None:
-        if opcode == 1:
-            found = SENT_AT.search(payload)
-            if found is not None:
-                self.event_received(now_ns, int(found.group(1)))
-                cursor = WEBSOCKET_CURSOR.search(payload)
-                if cursor is not None:
-                    self.cursor = cursor.group(1).decode()
-            elif b'"ack"' in payload:  # control messages carry no sentAt
+    def control_frame(self, opcode: int, payload: bytes) -> None:
+        if opcode == 1:  # control messages carry no sentAt
+            if b'"ack"' in payload:
                 if not self.ready.done():
                     self.ready.set_result(None)
             elif b'"recovered"' in payload:
@@ -172,6 +208,11 @@ class WebSocketClient(StreamClient):
                     self.recovered.set_result(COMPLETE.search(payload) is not None)
             elif b'"ping"' in payload:
                 self.send(PONG)
+            elif b'"error"' in payload:
+                for future in (self.ready, self.recovered):  # fail fast instead of waiting out a timeout
+                    if not future.done():
+                        future.set_exception(ConnectionError(payload.decode(errors="replace")))
+                        future.exception()
         elif opcode == 8:
             self.close_code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
             self.close()
@@ -203,25 +244,32 @@ class SseClient(StreamClient):
         return (f"GET {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: text/event-stream\r\n"
                 f"Cache-Control: no-cache\r\n{resume}\r\n").encode()
 
+    def cursor_in(self, source: bytes) -> str | None:
+        found = SSE_CURSOR.findall(source)  # several events may have arrived together: the last wins
+        return found[-1].decode() if found else None
+
     def accept_head(self, head: bytes) -> bool:
         self.chunked = b"transfer-encoding: chunked" in head.lower()
         return head.startswith(b"HTTP/1.1 200")
 
     def body_received(self, data: bytes, now_ns: int) -> None:
         if not self.ready.done():
-            self.ready.set_result(None)  # the stream is open; the gateway subscribes before its first event
+            self.ready.set_result(None)  # the stream is open; the harness's warm-up proves the subscription
         self.text += self.dechunk(data) if self.chunked else data
         end = self.text.rfind(b"\n\n")
         if end < 0:
             return
         complete, self.text = self.text[:end + 2], self.text[end + 2:]
+        latencies = self.stats.latencies
+        events = 0
         for found in SENT_AT.finditer(complete):
-            self.event_received(now_ns, int(found.group(1)))
-        cursors = SSE_CURSOR.findall(complete)
-        if cursors:
-            self.cursor = cursors[-1].decode()
+            latencies.append((now_ns - int(found.group(1))) // 1000)
+            events += 1
         if b"event: recovered" in complete and not self.recovered.done():
             self.recovered.set_result(COMPLETE.search(complete) is not None)
+        if events:
+            self._cursor_source = complete
+            self.events_counted(events, now_ns)
 
     def dechunk(self, data: bytes) -> bytes:
         """Strip HTTP/1.1 chunk framing (size line, data, CRLF), keeping state across reads."""

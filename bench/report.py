@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bench.modes import SERVERS, Mode
 from bench.plots import latency_plot, throughput_plot
+from bench.profiling import profile_section
 from bench.scenarios.fanout import busiest_kept_up, headline_results, ratio
 from bench.stats import PERCENTILES, StepResult
 
@@ -243,7 +244,9 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
                   "protocols; this is what they cost, so a reader can tell whether they were the limit "
                   f"(the machine has {info.get('nproc')} cores shared by everything).", "",
                   *_load_generator(bench.results), ""]
-    lines += ["## Plots", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots if plot] + [""]
+    if any(plots):
+        lines += ["## Plots", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots if plot] + [""]
+    lines += profile_section(bench.profile_dir)
     lines += ["## Machine", "", *_table(["", ""], [[key, value] for key, value in info.items()]), ""]
     if bench.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in bench.notes] + [""]

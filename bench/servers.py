@@ -17,11 +17,13 @@ from pathlib import Path
 
 import psutil
 
+from bench.profiling import profiled_command
 from bench.workers import BenchError
 
 SERVER_KINDS = ("notifier", "naive", "ceiling")
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
 READY_SECONDS = 60.0
+UNLIMITED_EVENTS_PER_SECOND = 1_000_000
 STOP_SECONDS = 15.0
 _URL_LINE = re.compile(r"serving on http://([\d.]+):(\d+)")
 _NATS_LINE = re.compile(r"^\s*NATS\s+(nats://\S+)")
@@ -31,11 +33,15 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 class Server:
     """`python -m notifier` (with its embedded nats-server) or a baseline, on 127.0.0.1 and a free port."""
 
-    def __init__(self, kind: str, log_dir: Path):
+    started = 0  # numbers the log files of one run
+
+    def __init__(self, kind: str, log_dir: Path, profile_dir: Path | None = None):
         if kind not in SERVER_KINDS:
             raise ValueError(f"unknown server {kind!r}")
         self.kind = kind
-        self.log_path = log_dir / f"{kind}-{time.strftime('%H%M%S')}-{os.getpid()}.log"
+        Server.started += 1
+        self.log_path = log_dir / f"{time.strftime('%H%M%S')}-{Server.started:02d}-{kind}.log"
+        self.profile_path = profile_dir / f"{self.log_path.stem}.pstats" if profile_dir and kind == "notifier" else None
         self.data_dir: str | None = None
         self.process: subprocess.Popen | None = None
         self.psutil: psutil.Process | None = None
@@ -54,8 +60,12 @@ class Server:
                 NOTIFIER_JWT_SECRET=JWT_SECRET, NOTIFIER_LOG_LEVEL="WARNING",
                 # No heartbeats during a measurement: they are not what is measured.
                 NOTIFIER_PING_INTERVAL="3600", NOTIFIER_SSE_PING_INTERVAL="3600",
+                # The per-connection limit (default 100 events/s, conflating or dropping the rest) would
+                # cap every fan-out step; lifted out of the way, the limiter still runs and costs what it costs.
+                NOTIFIER_MAX_EVENTS_PER_SECOND=str(UNLIMITED_EVENTS_PER_SECOND),
             )
-            command = [sys.executable, "-m", "notifier"]
+            profiler = profiled_command(self.profile_path) if self.profile_path else []
+            command = [sys.executable, *profiler, "-m", "notifier"]
         else:
             command = [sys.executable, "-m", f"bench.baselines.{self.kind}", "--port", "0"]
         log = self.log_path.open("wb")
