@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from dataclasses import replace
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.workers:
         mode = replace(mode, workers=arguments.workers)
     raise_open_file_limit()  # inherited by every server and worker process started from here
+    # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every process this run started.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     output: Path = arguments.output
     log_dir = output / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)

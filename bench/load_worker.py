@@ -14,7 +14,7 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 
-from bench.machine import raise_open_file_limit
+from bench.machine import die_with_parent, raise_open_file_limit
 from bench.protocols import SseClient, Stats, StreamClient, WebSocketClient
 
 STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
@@ -190,5 +190,6 @@ def main(connection: Connection) -> None:
     """Process entry point (spawned by the harness)."""
     import uvloop
 
+    die_with_parent()
     raise_open_file_limit()
     uvloop.run(LoadWorker(connection).run())

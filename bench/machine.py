@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import resource
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +25,22 @@ def raise_open_file_limit() -> int:
             return soft  # some containers forbid it; the run then states the lower limit
         return target
     return soft
+
+
+PARENT_VARIABLE = "BENCH_HARNESS_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Ask Linux for SIGTERM when the parent dies, even by SIGKILL, so no server or worker outlives a run."""
+    if parent_pid is None:
+        parent_pid = int(os.environ.get(PARENT_VARIABLE, "0")) or None
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return  # not Linux: the harness's own cleanup still stops everything it started
+    if parent_pid is not None and os.getppid() != parent_pid:
+        raise SystemExit("the harness is already gone")  # it died before the request above took effect
 
 
 def cpu_model() -> str:

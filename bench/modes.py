@@ -42,7 +42,7 @@ class Mode:
 FULL = Mode(name="full", scenarios=ALL_SCENARIOS)
 
 QUICK = Mode(
-    name="quick", scenarios=ALL_SCENARIOS, duration=1.5, grace=2.0,
+    name="quick", scenarios=ALL_SCENARIOS, duration=1.5, grace=1.5,
     fanout_clients=(50, 200), rate_steps=(1, 4, 16), sse_clients=200,
     private_users=200, ticker_rate=20.0, orders_per_user_per_second=1.0,
     idle_connections=1000, resume_clients=200, resume_behind=200,

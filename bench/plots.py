@@ -9,11 +9,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as pyplot  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from bench.modes import SERVERS  # noqa: E402
 from bench.stats import PERCENTILES, StepResult  # noqa: E402
 
 COLORS = {"notifier": "tab:blue", "naive": "tab:red", "ceiling": "tab:green"}
+PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
+THOUSANDS = FuncFormatter(lambda value, _: f"{value / 1000:g}k")
 
 
 def _first_step(results: list[StepResult], scenario: str, label_contains: str = "") -> dict[str, StepResult]:
@@ -50,9 +53,12 @@ def latency_plot(results: list[StepResult], path: Path) -> Path | None:
             axis.bar(positions, finite, width, label=server, color=COLORS[server])
             for position, value in zip(positions, values):
                 if not math.isfinite(value):
-                    axis.annotate("lost", (position, 1), rotation=90, ha="center", fontsize=7, color=COLORS[server])
+                    axis.annotate("not delivered", (position, 0.03), xycoords=("data", "axes fraction"), rotation=90,
+                                  ha="center", va="bottom", fontsize=7, color=COLORS[server])
         axis.set_xticks(range(len(PERCENTILES)), [name for name, _ in PERCENTILES])
         axis.set_yscale("log")
+        axis.yaxis.set_major_formatter(PLAIN)
+        axis.yaxis.set_minor_formatter(PLAIN)
         axis.set_ylabel("end-to-end latency (ms)")
         clients = next(iter(found.values())).clients
         axis.set_title(f"{title}\n{clients} clients", fontsize=9)
@@ -87,6 +93,9 @@ def throughput_plot(summaries: dict, results: list[StepResult], path: Path) -> P
     right.set_title(f"delivered against offered, {fanout['headline_clients']} clients", fontsize=9)
     limit = max([step.offered_per_second for step in results if step.scenario == "fanout"] or [1])
     right.plot([0, limit], [0, limit], linestyle=":", color="grey", label="keeping up")
+    left.yaxis.set_major_formatter(THOUSANDS)
+    right.xaxis.set_major_formatter(THOUSANDS)
+    right.yaxis.set_major_formatter(THOUSANDS)
     for axis in (left, right):
         axis.legend(fontsize=7)
         axis.grid(alpha=0.3)

@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection
 
 import aiohttp
 
-from bench.machine import raise_open_file_limit
+from bench.machine import die_with_parent, raise_open_file_limit
 from notifier.events import Envelope, encode_envelope
 
 IN_FLIGHT = 256  # JetStream publishes awaiting their ack at once: the schedule never waits on one ack
@@ -140,5 +140,6 @@ def main(connection: Connection) -> None:
     """Process entry point (spawned by the harness)."""
     import uvloop
 
+    die_with_parent()
     raise_open_file_limit()
     uvloop.run(PublisherWorker(connection).run())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.machine import PARENT_VARIABLE
 from bench.profiling import profiled_command
 from bench.workers import BenchError
 
@@ -31,7 +32,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    """`python -m notifier` (with its embedded nats-server) or a baseline, on 127.0.0.1 and a free port."""
+    """The gateway (`notifier serve`, with its embedded nats-server) or a baseline, on 127.0.0.1 and a free port."""
 
     started = 0  # numbers the log files of one run
 
@@ -53,6 +54,7 @@ class Server:
 
     def start(self) -> "Server":
         environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+        environment[PARENT_VARIABLE] = str(os.getpid())
         if self.kind == "notifier":
             self.data_dir = tempfile.mkdtemp(prefix="notifier-bench-")
             environment.update(
@@ -65,7 +67,7 @@ class Server:
                 NOTIFIER_MAX_EVENTS_PER_SECOND=str(UNLIMITED_EVENTS_PER_SECOND),
             )
             profiler = profiled_command(self.profile_path) if self.profile_path else []
-            command = [sys.executable, *profiler, "-m", "notifier"]
+            command = [sys.executable, *profiler, "-m", "bench.gateway"]
         else:
             command = [sys.executable, "-m", f"bench.baselines.{self.kind}", "--port", "0"]
         log = self.log_path.open("wb")

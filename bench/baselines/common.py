@@ -15,7 +15,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from bench.machine import raise_open_file_limit
+from bench.machine import die_with_parent, raise_open_file_limit
 
 PUBLISH_PATH = "/publish"
 
@@ -48,6 +48,7 @@ async def serve(name: str, build_app: Callable[[], web.Application],
     parser = argparse.ArgumentParser(prog=f"bench.baselines.{name}")
     parser.add_argument("--port", type=int, default=0)
     arguments = parser.parse_args()
+    die_with_parent()
     raise_open_file_limit()
     app = build_app()
     # Cancelling a handler when its client leaves is how an SSE handler learns the client is gone.
