@@ -35,6 +35,13 @@ class HistoryPage:
     complete: bool = True
 
 
+@dataclass
+class ReplayStatus:
+    """Filled in by a replay: false when history did not reach back far enough to be exact."""
+
+    complete: bool = True
+
+
 class EventPublisher(Protocol):
     """Stores events durably."""
 
@@ -46,12 +53,8 @@ class EventPublisher(Protocol):
 class EventHistory(Protocol):
     """Reads stored events for one viewer."""
 
-    async def reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
-        """Whether history still holds everything after `since`, and where to start each stream."""
-        ...
-
     def replay(
-        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, starts: dict[str, int]
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
     ) -> AsyncIterator[tuple[str, StoredEvent]]:
         """Every event after `since` the viewer may see on these channels, oldest first, with cursors."""
         ...

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections import deque
+import time
+from collections import Counter, deque
+from contextlib import aclosing
 from typing import AsyncIterator
 
 import nats.errors
@@ -18,7 +20,7 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from notifier import metrics
-from notifier.broker import HistoryPage
+from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
 from notifier.events import StoredEvent
@@ -132,7 +134,7 @@ class StreamHistory:
             raise
         return readers
 
-    async def reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
+    async def _reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
         """Whether history still holds everything after `since`, and the sequence to start each stream at."""
         complete = True
         starts = {}
@@ -150,16 +152,31 @@ class StreamHistory:
         return complete, starts
 
     async def replay(
-        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, starts: dict[str, int]
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
     ) -> AsyncIterator[tuple[str, StoredEvent]]:
-        """Every event after `since` that the viewer may see on these channels, oldest first, with cursors."""
+        """Every event after `since` the viewer may see on these channels, oldest first, with cursors.
+
+        `status.complete` turns false when history no longer reaches back to `since`, or when a
+        subject of a stream that keeps only its last N messages per subject replayed N of them:
+        older ones after the cursor may have been discarded, and a gap is never silent.
+        """
         metrics.REPLAYS.increment()
+        complete, starts = await self._reaches_back(patterns, since)
+        status.complete = complete
         readers = await self._open_readers(viewer, patterns, starts)
+        per_subject: Counter[tuple[str, str | None, str]] = Counter()
+        now_ms = int(time.time() * 1000)
         try:
             position = Cursor(since)
             async for event in _merge(readers):
                 position[event.stream] = event.sequence
-                if _visible(event, viewer, patterns):
+                limit = self.streams.by_cursor_id[event.stream].max_msgs_per_subject
+                if limit > 0:
+                    subject = (event.stream, event.envelope.user_id, event.envelope.channel)
+                    per_subject[subject] += 1
+                    if per_subject[subject] >= limit:
+                        status.complete = False
+                if _visible(event, viewer, patterns, now_ms):
                     yield position.encode(), event
         finally:
             for reader in readers:
@@ -169,18 +186,21 @@ class StreamHistory:
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
     ) -> HistoryPage:
         """The first `limit` events after `since`, or the latest `limit` when there is no cursor."""
+        latest = since is None
         if since is None:
             since = await self._latest_start(viewer, patterns, limit)
-            complete = True
-            starts = {stream: sequence + 1 for stream, sequence in since.items()}
-        else:
-            complete, starts = await self.reaches_back(patterns, since)
-        page = HistoryPage(next=Cursor(since), complete=complete)
-        async for cursor, event in self.replay(viewer, patterns, since, starts):
-            page.events.append((cursor, event))
-            page.next[event.stream] = event.sequence
-            if len(page.events) >= limit:
-                break
+        status = ReplayStatus()
+        page = HistoryPage(next=Cursor(since))
+        async with aclosing(self.replay(viewer, patterns, since, status)) as events:
+            async for cursor, event in events:
+                page.events.append((cursor, event))
+                page.next[event.stream] = event.sequence
+                # The latest mode reads up to `limit` per stream and keeps the newest `limit` overall.
+                if not latest and len(page.events) >= limit:
+                    break
+        if latest:
+            page.events = page.events[-limit:]
+        page.complete = status.complete
         return page
 
     async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:
@@ -195,7 +215,8 @@ class StreamHistory:
                     reader.buffer.clear()
             finally:
                 await reader.close()
-        visible = [event for event in events if _visible(event, viewer, patterns)]
+        now_ms = int(time.time() * 1000)
+        visible = [event for event in events if _visible(event, viewer, patterns, now_ms)]
         return sorted(visible, key=lambda event: (event.stored_at_ns, event.stream, event.sequence))
 
     async def _latest_start(self, viewer: Identity, patterns: list[ChannelPattern], limit: int) -> Cursor:
@@ -234,9 +255,14 @@ class StreamHistory:
         return start
 
 
-def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern]) -> bool:
+def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern], now_ms: int) -> bool:
+    """Whether the viewer may see the event, it is on one of the channels, and its ttl has not passed."""
     envelope = event.envelope
-    return viewer.can_see(envelope) and any(pattern.matches(envelope.type, envelope.key) for pattern in patterns)
+    return (
+        viewer.can_see(envelope)
+        and not envelope.expired(now_ms)
+        and any(pattern.matches(envelope.type, envelope.key) for pattern in patterns)
+    )
 
 
 async def _merge(readers: list[_StreamReader]) -> AsyncIterator[StoredEvent]:

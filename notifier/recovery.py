@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from notifier import metrics
+from notifier.broker import ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
-from notifier.events import StoredEvent
+from notifier.events import PRIORITY_RANK, StoredEvent
 from notifier.frames import OutgoingEvent
 
 if TYPE_CHECKING:
@@ -49,22 +50,27 @@ async def _send(session: "Session", event: StoredEvent, cursor: str) -> bool:
     return not session.outbox.closed
 
 
-async def replay_into(session: "Session", patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, Cursor]:
-    """Send every event after `since` on these channels; returns whether history reached back, and the floor."""
-    complete, starts = await session.history.reaches_back(patterns, since)
+def _admitted(event: StoredEvent, priority: str | None) -> bool:
+    """The subscription's `priority` option holds for history as it does live."""
+    return priority is None or PRIORITY_RANK[event.envelope.priority] <= PRIORITY_RANK[priority]
+
+
+async def replay_into(
+    session: "Session", patterns: list[ChannelPattern], since: Cursor, priority: str | None
+) -> tuple[bool, Cursor]:
+    """Send every event after `since` on these channels; returns whether history was exact, and the floor."""
+    status = ReplayStatus()
     floor = Cursor(since)
-    now_ms = int(time.time() * 1000)
-    async for cursor, event in session.history.replay(session.identity, patterns, since, starts):
-        floor[event.stream] = event.sequence
-        if event.envelope.expired(now_ms):
-            continue
-        if not await _send(session, event, cursor):
-            break
-    return complete, floor
+    async with aclosing(session.history.replay(session.identity, patterns, since, status)) as events:
+        async for cursor, event in events:
+            floor[event.stream] = event.sequence
+            if _admitted(event, priority) and not await _send(session, event, cursor):
+                break
+    return status.complete, floor
 
 
 async def snapshot_into(
-    session: "Session", patterns: list[ChannelPattern], mode: str | int | None, base: Cursor
+    session: "Session", patterns: list[ChannelPattern], mode: str | int | None, priority: str | None, base: Cursor
 ) -> Cursor:
     """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
 
@@ -82,10 +88,7 @@ async def snapshot_into(
     for event in events:
         floor[event.stream] = max(floor.position(event.stream), event.sequence)
     end = Cursor({**base, **floor}).encode()
-    now_ms = int(time.time() * 1000)
     for event in events:
-        if event.envelope.expired(now_ms):
-            continue
-        if not await _send(session, event, end):
+        if _admitted(event, priority) and not await _send(session, event, end):
             break
     return floor

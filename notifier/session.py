@@ -224,9 +224,9 @@ class Session:
         try:
             async with self._recovery_lock:
                 if since is not None:
-                    complete, floor = await replay_into(self, patterns, since)
+                    complete, floor = await replay_into(self, patterns, since, options.priority)
                 else:
-                    floor = await snapshot_into(self, patterns, options.snapshot, base)
+                    floor = await snapshot_into(self, patterns, options.snapshot, options.priority, base)
         except Exception:
             log.exception("reading history failed for %s", self.identity.user_id)
             complete = False if since is not None else None

@@ -75,3 +75,24 @@ async def test_history_cursor_resumes_websocket(gateway):
     await client.subscribe("order.filled", since=body["next"])
     assert [event["data"]["payload"]["n"] for event in await client.events(1)] == [2]
     assert (await client.receive())["action"] == "recovered"
+
+
+async def test_latest_n_across_two_streams_is_the_newest_n_overall(gateway):
+    """Latest-N over channels in two streams returns the newest N events of both, oldest first."""
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}}, {"type": "market.ticker", "key": "BTC",
+                                                                          "payload": {"n": 1}})
+    await gateway.publish({"type": "order.filled", "payload": {"n": 2}}, {"type": "market.ticker", "key": "BTC",
+                                                                          "payload": {"n": 3}})
+    status, body = await _history(gateway, channels="order.filled,market.ticker", limit="2")
+    assert [event["data"]["payload"]["n"] for event in body["events"]] == [2, 3]
+
+
+async def test_history_leaves_out_expired_events(gateway):
+    """An event whose ttl has passed is not listed by history."""
+    import time
+
+    stale = int(time.time() * 1000) - 60_000
+    await gateway.publish({"type": "alert.price", "timestamp": stale, "ttl": 1000, "payload": {"n": 1}},
+                          {"type": "alert.price", "payload": {"n": 2}})
+    status, body = await _history(gateway, channels="alert.price")
+    assert [event["data"]["payload"]["n"] for event in body["events"]] == [2]

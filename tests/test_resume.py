@@ -143,3 +143,43 @@ async def test_resume_spanning_two_streams_delivers_both(gateway):
     await resumed.subscribe("order.filled", "market.ticker", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(2)] == [1, 2]
     assert await resumed.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_resume_of_conflated_market_subject_is_marked_incomplete(gateway):
+    """When a market subject outran its per-subject history while the client was away, recovery says incomplete."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("market.ticker:BTC")
+    await gateway.publish({"type": "market.ticker", "key": "BTC", "payload": {"n": 0}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    await gateway.publish(*({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in range(1, 21)))
+    resumed = await gateway.websocket(token="alice")
+    await resumed.subscribe("market.ticker:BTC", since=cursor)
+    events = await resumed.events(16)
+    assert [event["data"]["payload"]["n"] for event in events] == list(range(5, 21))
+    assert await resumed.receive() == {"action": "recovered", "complete": False}
+
+
+async def test_resume_of_few_market_ticks_is_complete(gateway):
+    """A market subject that stayed within its per-subject history resumes with `complete: true`."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("market.ticker:ETH")
+    await gateway.publish({"type": "market.ticker", "key": "ETH", "payload": {"n": 0}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    await gateway.publish(*({"type": "market.ticker", "key": "ETH", "payload": {"n": n}} for n in range(1, 4)))
+    resumed = await gateway.websocket(token="alice")
+    await resumed.subscribe("market.ticker:ETH", since=cursor)
+    assert [event["data"]["payload"]["n"] for event in await resumed.events(3)] == [1, 2, 3]
+    assert await resumed.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_replay_applies_the_priority_option(gateway):
+    """A resume with `priority: p1` replays only p0 and p1 events, as live delivery would."""
+    cursor = await _connected_client_cursor(gateway)
+    await gateway.publish(*({"type": "order.filled", "priority": priority, "payload": {"n": n}}
+                            for n, priority in enumerate(["p3", "p1", "p2", "p0"], start=1)))
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor, options={"priority": "p1"})
+    assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [2, 4]
+    assert (await client.receive())["action"] == "recovered"
