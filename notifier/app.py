@@ -28,6 +28,7 @@ from notifier.websocket import websocket_handler
 log = logging.getLogger(__name__)
 
 NATS_URL_FILE = "nats-url"
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
 class Gateway:
@@ -43,6 +44,9 @@ class Gateway:
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        # Set once the live feed follows the streams (tests and embedders wait on it).
+        self.following = asyncio.Event()
         self._streams_ready = False
 
     @property
@@ -53,17 +57,17 @@ class Gateway:
         return self.settings.nats_servers
 
     async def start(self) -> Services:
-        """Start NATS (if embedded), apply streams, follow them live, and return the services for handlers."""
+        """Start NATS (if embedded) and return the services at once; connecting and following run in the background.
+
+        The HTTP port opens while NATS is still unreachable, so `/healthz` answers and `/readyz`
+        says why the gateway is not ready yet.
+        """
         if not self.settings.nats_servers:
             self.embedded = EmbeddedNatsServer(Path(self.settings.data_dir) / "jetstream")
             await self.embedded.start()
             (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
-        self.client = await connect_nats(self.nats_servers, name="notifier-gateway",
-                                         on_reconnected=self._reconnected)
+        self.client = Client()
         metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
-        await self._apply_streams()
-        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
-        self.hub.start_at(await self.feed.start())
         self.services = Services(
             settings=self.settings,
             hub=self.hub,
@@ -72,9 +76,26 @@ class Gateway:
             authenticator=self.authenticator,
             not_ready=self.not_ready,
         )
+        self._connecting = asyncio.create_task(self._connect_and_follow(), name="connect-and-follow")
         tick = max(0.05, min(self.settings.ping_interval, self.settings.pong_timeout) / 4)
         self._heartbeat = asyncio.create_task(self.services.connections.run(tick), name="heartbeat")
         return self.services
+
+    async def _connect_and_follow(self) -> None:
+        assert self.client is not None
+        await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
+                           on_reconnected=self._reconnected)
+        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
+        for attempt in range(1_000_000):
+            try:
+                await self._apply_streams()
+                self.hub.start_at(await self.feed.start())
+                self.following.set()
+                return
+            except Exception as error:  # JetStream may still be electing a leader; keep trying
+                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                log.warning("cannot follow the streams yet (%s); retrying in %.1fs", error, delay)
+                await asyncio.sleep(delay)
 
     async def _apply_streams(self) -> None:
         assert self.client is not None
@@ -89,7 +110,10 @@ class Gateway:
 
     def not_ready(self) -> str | None:
         """None when serving, else why not (for /readyz)."""
-        if self.client is None or not self.client.is_connected:
+        if self.client is None or (self._connecting is not None and not self.client.is_connected
+                                   and self.feed is None):
+            return "connecting to nats"
+        if not self.client.is_connected:
             return "nats disconnected"
         if not self._streams_ready:
             return "streams not applied"
@@ -104,10 +128,10 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop in reverse order of start."""
-        await cancel_and_wait(self._heartbeat)
+        await cancel_and_wait(self._heartbeat, self._connecting)
         if self.feed is not None:
             await self.feed.stop()
-        if self.client is not None and not self.client.is_closed:
+        if self.client is not None and not self.client.is_closed and self.client.is_connected:
             await self.client.close()
         if self.embedded is not None:
             await self.embedded.stop()

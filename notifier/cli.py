@@ -19,6 +19,7 @@ from notifier.auth import Authenticator
 from notifier.events import InvalidEvent, decode_envelope
 from notifier.producer import Publisher
 from notifier.settings import Settings, SettingsError
+from notifier.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
 DEV_TOKEN_HOURS = 12
@@ -49,37 +50,48 @@ async def serve(settings: Settings) -> None:
         secret_file.touch(mode=0o600)
         secret_file.write_text(authenticator.secret or "")
 
-    app = create_app(settings, authenticator)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    context = ssl_context(settings)
-    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
+    app = create_app(settings, authenticator)
+    runner = web.AppRunner(app, handle_signals=False)
     try:
+        await runner.setup()
+        context = ssl_context(settings)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else settings.port
-        http, ws = ("https", "wss") if context else ("http", "ws")
-        base = f"{settings.host}:{port}"
-        print(f"notifier serving on {http}://{base}", flush=True)
-        print(f"  WebSocket  {ws}://{base}/ws", flush=True)
-        print(f"  SSE        {http}://{base}/sse?channels=...", flush=True)
-        print(f"  publish    {http}://{base}/api/publish", flush=True)
-        print(f"  history    {http}://{base}/api/history?channels=...", flush=True)
-        print(f"  health     {http}://{base}/healthz  {http}://{base}/readyz  {http}://{base}/metrics", flush=True)
-        print(f"  NATS       {', '.join(app[GATEWAY_KEY].nats_servers)}", flush=True)
-        if generated:
-            token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
-            print(f"  dev token  {token}", flush=True)
-            print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; secret generated for this run)",
-                  flush=True)
-        await stop.wait()
+        gateway = app[GATEWAY_KEY]
+        print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)
+        stopping = asyncio.create_task(stop.wait())
+        following = asyncio.create_task(gateway.following.wait())
+        await asyncio.wait([stopping, following], return_when=asyncio.FIRST_COMPLETED)
+        await cancel_and_wait(following)
+        if not stop.is_set():
+            port = site._server.sockets[0].getsockname()[1] if site._server else settings.port
+            _print_urls(settings.host, port, context is not None, gateway.nats_servers)
+            if generated:
+                token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
+                print(f"  dev token  {token}", flush=True)
+                print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; "
+                      "secret generated for this run)", flush=True)
+        await stopping
     finally:
         await runner.cleanup()
         if generated:
             secret_file.unlink(missing_ok=True)
+
+
+def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> None:
+    http, ws = ("https", "wss") if tls else ("http", "ws")
+    base = f"{host}:{port}"
+    print(f"notifier serving on {http}://{base}", flush=True)
+    print(f"  WebSocket  {ws}://{base}/ws", flush=True)
+    print(f"  SSE        {http}://{base}/sse?channels=...", flush=True)
+    print(f"  publish    {http}://{base}/api/publish", flush=True)
+    print(f"  history    {http}://{base}/api/history?channels=...", flush=True)
+    print(f"  health     {http}://{base}/healthz  {http}://{base}/readyz  {http}://{base}/metrics", flush=True)
+    print(f"  NATS       {', '.join(nats_servers)}", flush=True)
 
 
 async def publish(settings: Settings, arguments: argparse.Namespace) -> int:

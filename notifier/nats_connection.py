@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable
 
-import nats
 from nats.aio.client import Client
 
 log = logging.getLogger(__name__)
@@ -14,11 +13,15 @@ log = logging.getLogger(__name__)
 async def connect_nats(
     servers: list[str],
     name: str,
+    client: Client | None = None,
     on_reconnected: Callable[[], Awaitable[None]] | None = None,
     on_disconnected: Callable[[], Awaitable[None]] | None = None,
     connect_timeout: float = 5.0,
 ) -> Client:
-    """Connect with unlimited attempts (the first connect retries too); `on_reconnected` runs after each reconnect."""
+    """Connect `client` (or a new one) with unlimited attempts, the first connect included.
+
+    `on_reconnected` runs after each reconnect.
+    """
 
     async def error_callback(error: Exception) -> None:
         log.warning("nats: %s", error)
@@ -33,7 +36,8 @@ async def connect_nats(
         if on_disconnected is not None:
             await on_disconnected()
 
-    client = await nats.connect(
+    client = client or Client()
+    await client.connect(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,

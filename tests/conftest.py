@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -62,12 +63,15 @@ class RunningGateway:
     def token(self, subject: str = "alice", roles: tuple[str, ...] = (), ttl: float = 3600) -> str:
         return self.authenticator.issue(subject, list(roles), ttl)
 
-    async def start(self) -> None:
+    async def start(self, wait_following: bool = True) -> None:
         self.runner = web.AppRunner(create_app(self.settings, self.authenticator), handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
+        if wait_following:
+            async with asyncio.timeout(RECEIVE_TIMEOUT):
+                await self.gateway.following.wait()
 
     async def stop(self) -> None:
         if self.runner is not None:
@@ -153,7 +157,7 @@ async def make_gateway(nats_server: EmbeddedNatsServer, tmp_path: Path):
     gateways: list[RunningGateway] = []
 
     async def start(ssl_context: ssl.SSLContext | None = None, authenticator: Authenticator | None = None,
-                    **overrides: Any) -> RunningGateway:
+                    wait_following: bool = True, **overrides: Any) -> RunningGateway:
         """`authenticator` defaults to the one the settings configure, as `notifier serve` builds it."""
         settings = gateway_settings(nats_server.url, tmp_path / "gateway-data", **overrides)
         if authenticator is None:
@@ -161,8 +165,8 @@ async def make_gateway(nats_server: EmbeddedNatsServer, tmp_path: Path):
         http = aiohttp.ClientSession()
         sessions.append(http)
         running = RunningGateway(settings, authenticator, http, ssl_context)
-        await running.start()
         gateways.append(running)
+        await running.start(wait_following)
         return running
 
     try:

@@ -76,3 +76,17 @@ async def test_events_stored_during_gateway_outage_of_nats_link_are_not_lost(gat
     await resumed.subscribe("order.filled", since=cursor)
     assert (await resumed.events(1))[0]["data"]["payload"] == {"n": 1}
     assert (await resumed.receive())["action"] == "recovered"
+
+
+async def test_gateway_serves_health_while_nats_is_not_up_yet(make_gateway, nats_server):
+    """Started before NATS, the gateway answers `/healthz` 200 and `/readyz` 503, then becomes ready when NATS starts."""
+    port = nats_server.port
+    await nats_server.stop()
+    gateway = await make_gateway(wait_following=False)
+    async with gateway.http.get(f"{gateway.base_url}/healthz") as response:
+        assert response.status == 200
+    async with gateway.http.get(f"{gateway.base_url}/readyz") as response:
+        assert (response.status, (await response.json())["reason"]) == (503, "connecting to nats")
+    nats_server.requested_port = port
+    await nats_server.start()
+    await _wait_for_ready_status(gateway, 200)
