@@ -91,6 +91,12 @@ class Authenticator:
         except jwt.InvalidSignatureError:
             metrics.AUTH_FAILURES.increment()
             raise AuthenticationError("bad token signature") from None
+        except jwt.InvalidAudienceError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token audience not accepted") from None
+        except jwt.ImmatureSignatureError:
+            metrics.AUTH_FAILURES.increment()
+            raise AuthenticationError("token not yet valid") from None
         except jwt.MissingRequiredClaimError as error:
             metrics.AUTH_FAILURES.increment()
             raise AuthenticationError(f"token lacks claim {error.claim!r}") from None

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from notifier.auth import Authenticator
 from notifier.events import InvalidEvent, decode_envelope
 from notifier.producer import Publisher
 from notifier.settings import Settings, SettingsError
+from notifier.streams import StreamConfigError
 from notifier.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
@@ -168,8 +170,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `notifier` console script and `python -m notifier`."""
     arguments = _parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("NOTIFIER_LOG_LEVEL", "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        print(f"error: NOTIFIER_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_environment()
         if arguments.command == "publish":
@@ -178,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
             return token(settings, arguments)
         asyncio.run(serve(settings))
         return 0
-    except SettingsError as error:
+    except (SettingsError, StreamConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, ssl.SSLError) as error:
+        # Unreadable TLS files, a port already in use, a data dir that cannot be created.
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -8,10 +8,8 @@ from enum import IntEnum, StrEnum
 class CloseCode(IntEnum):
     """Why the server closed a WebSocket."""
 
-    NORMAL = 1000
     GOING_AWAY = 1001  # the gateway is shutting down; reconnect to another replica
     POLICY_VIOLATION = 1008  # authentication failed or the token expired
-    INTERNAL_ERROR = 1011
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
     SLOW = 4008  # the client's outbox overflowed; the reason carries the last delivered cursor
 
@@ -25,6 +23,5 @@ class ErrorCode(StrEnum):
     INVALID_CHANNEL = "invalid_channel"
     INVALID_CURSOR = "invalid_cursor"
     INVALID_TOKEN = "invalid_token"
-    NOT_AUTHENTICATED = "not_authenticated"
     TOO_MANY_CHANNELS = "too_many_channels"
     HISTORY_UNAVAILABLE = "history_unavailable"

@@ -39,9 +39,10 @@ CONSUMER_INACTIVE_SECONDS = 30.0
 class _StreamReader:
     """One ephemeral pull consumer over one stream, read in batches, closed when done."""
 
-    def __init__(self, client: Client, definition: StreamDefinition, filters: list[str], start: int,
-                 last_per_subject: bool = False):
+    def __init__(self, client: Client, streams: StreamSet, definition: StreamDefinition, filters: list[str],
+                 start: int, last_per_subject: bool = False):
         self.client = client
+        self.streams = streams
         self.last_per_subject = last_per_subject
         self.jetstream = client.jetstream()
         self.definition = definition
@@ -86,7 +87,7 @@ class _StreamReader:
             for message in messages:
                 metadata = message.metadata
                 event = to_stored_event(
-                    self.definition, message.subject, message.data, metadata.sequence.stream,
+                    self.streams, self.definition, message.subject, message.data, metadata.sequence.stream,
                     int(metadata.timestamp.timestamp() * 1_000_000_000),
                 )
                 if event is not None:
@@ -125,7 +126,7 @@ class StreamHistory:
         try:
             for definition in self._streams_for(patterns):
                 filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
-                reader = _StreamReader(self.client, definition, filters, starts[definition.cursor_id])
+                reader = _StreamReader(self.client, self.streams, definition, filters, starts[definition.cursor_id])
                 readers.append(reader)
                 await reader.open()
         except BaseException:
@@ -208,7 +209,7 @@ class StreamHistory:
         events: list[StoredEvent] = []
         for definition in self._streams_for(patterns):
             filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
-            reader = await _StreamReader(self.client, definition, filters, 1, last_per_subject=True).open()
+            reader = await _StreamReader(self.client, self.streams, definition, filters, 1, last_per_subject=True).open()
             try:
                 while await reader.fill():
                     events.extend(reader.buffer)
@@ -233,7 +234,7 @@ class StreamHistory:
             window = limit
             while True:
                 begin = max(state.first_seq, state.last_seq - window + 1, 1)
-                reader = await _StreamReader(self.client, definition, filters, begin).open()
+                reader = await _StreamReader(self.client, self.streams, definition, filters, begin).open()
                 matching = reader.remaining
                 await reader.close()
                 if matching >= limit or begin <= max(state.first_seq, 1):
@@ -243,7 +244,7 @@ class StreamHistory:
             skip = max(0, matching - limit)
             position = begin - 1
             if skip:
-                reader = await _StreamReader(self.client, definition, filters, begin).open()
+                reader = await _StreamReader(self.client, self.streams, definition, filters, begin).open()
                 try:
                     while skip > 0 and await reader.fill():
                         while reader.buffer and skip > 0:

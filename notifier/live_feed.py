@@ -118,7 +118,7 @@ class LiveFeed:
             return  # already handed on before a resubscribe
         self.positions[definition.cursor_id] = sequence
         stored_at_ns = int(metadata.timestamp.timestamp() * 1_000_000_000)
-        event = to_stored_event(definition, message.subject, message.data, sequence, stored_at_ns)
+        event = to_stored_event(self.streams, definition, message.subject, message.data, sequence, stored_at_ns)
         if event is None:
             return
         metrics.EVENTS_RECEIVED.increment()

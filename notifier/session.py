@@ -18,6 +18,7 @@ from typing import Callable
 from notifier import metrics
 from notifier.broker import EventHistory
 from notifier.channels import ChannelPattern
+from notifier.close_codes import ErrorCode
 from notifier.cursor import Cursor
 from notifier.events import PRIORITY_RANK
 from notifier.frames import Framing, OutgoingEvent
@@ -122,18 +123,29 @@ class Session:
         self._queue(outgoing)
 
     def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
-        """The first matching subscription whose priority option admits the event."""
+        """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
         envelope = outgoing.event.envelope
+        chosen = None
         for subscription in self.subscriptions.values():
             if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
                 envelope.type, envelope.key
             ):
-                return subscription
-        return None
+                if subscription.limiter is None:
+                    return subscription
+                chosen = chosen or subscription
+        return chosen
 
     def _queue(self, outgoing: OutgoingEvent) -> None:
         if self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
             self.last_cursor = outgoing.cursor
+        else:
+            self.too_slow()
+
+    def _queue_released(self, outgoing: OutgoingEvent) -> None:
+        """A conflated event goes out late, stamped with the hub's cursor so cursors never go backwards."""
+        cursor = self.hub.cursor or outgoing.cursor
+        if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
+            self.last_cursor = cursor
         else:
             self.too_slow()
 
@@ -160,7 +172,7 @@ class Session:
                 if limiter is not self.connection_limiter and self.connection_limiter is not None:
                     if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
                         continue
-                self._queue(outgoing)
+                self._queue_released(outgoing)
         waiting = [limiter for limiter in limiters if limiter.waiting]
         if waiting:
             self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
@@ -194,9 +206,7 @@ class Session:
         for pattern in patterns:
             limiter = RateLimiter(options.limit) if options.limit else None
             self.subscriptions[pattern.text] = Subscription(pattern, options, limiter)
-        self._has_options = any(
-            subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values()
-        )
+        self._has_options = self._any_options()
         catching_up = since is not None or options.snapshot is not None
         if catching_up:
             # Registering before history is read is what makes the hand-over gap-free.
@@ -209,10 +219,15 @@ class Session:
             base = Cursor(self.hub.positions)
             self.tasks.spawn(self._catch_up(patterns, since, options, base), name="catch-up")
 
+    def _any_options(self) -> bool:
+        """Whether any subscription filters by priority or limits its rate (else delivery takes the fast path)."""
+        return any(subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values())
+
     def unsubscribe(self, texts: list[str]) -> None:
         """Stop delivering these channels."""
         removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
         self.hub.unsubscribe(self, removed)
+        self._has_options = self._any_options()
         self._floors = [floor for floor in self._floors
                         if all(pattern.text in self.subscriptions for pattern in floor.patterns)]
         self.send_control("ack", subscribed=[], unsubscribed=texts)
@@ -230,7 +245,7 @@ class Session:
         except Exception:
             log.exception("reading history failed for %s", self.identity.user_id)
             complete = False if since is not None else None
-            self.send_control("error", code="history_unavailable", message="history could not be read; live only")
+            self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
         finally:
             self._recoveries -= 1
         if self.state is SessionState.CLOSED:

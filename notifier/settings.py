@@ -67,6 +67,9 @@ class Settings:
             if raw is None or raw == "":
                 continue
             values[settings_field.name] = _convert(variable, raw, settings_field.type)
+        if "port" not in values and environ.get("PORT"):
+            # Platforms that run the Procfile assign the port in PORT.
+            values["port"] = _convert("PORT", environ["PORT"], "int")
         settings = cls(**values)
         _check(settings)
         return settings
@@ -95,6 +98,8 @@ def _check(settings: Settings) -> None:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
     if not 0 < settings.port < 65536 and settings.port != 0:
         raise SettingsError(f"NOTIFIER_PORT={settings.port!r}: must be a TCP port (1-65535, or 0 for any free port)")
+    if settings.stream_replicas is not None and not 1 <= settings.stream_replicas <= 5:
+        raise SettingsError(f"NOTIFIER_STREAM_REPLICAS={settings.stream_replicas!r}: must be from 1 to 5")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise SettingsError("NOTIFIER_TLS_CERT and NOTIFIER_TLS_KEY must be set together")
     if settings.jwt_secret and settings.jwt_public_key:

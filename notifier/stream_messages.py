@@ -8,19 +8,20 @@ import msgspec
 
 from notifier import metrics
 from notifier.events import InvalidEvent, StoredEvent, decode_envelope, encode_envelope
-from notifier.streams import StreamDefinition
+from notifier.streams import StreamDefinition, StreamSet
 from notifier.subjects import subject_for
 
 log = logging.getLogger(__name__)
 
 
 def to_stored_event(
-    definition: StreamDefinition, subject: str, data: bytes, sequence: int, stored_at_ns: int
+    streams: StreamSet, definition: StreamDefinition, subject: str, data: bytes, sequence: int, stored_at_ns: int
 ) -> StoredEvent | None:
     """Decode a stored message, or None (logged and counted) when it is invalid.
 
-    The subject must be the one the envelope itself implies: otherwise a body claiming
-    `userId: alice` on a public subject would leak into other users' replays.
+    The subject must be the one the envelope itself implies, in the stream its type routes to:
+    otherwise a body claiming `userId: alice` on a public subject would leak into other users'
+    replays, and an event in the wrong stream would be live but missing from history.
     """
     try:
         envelope = decode_envelope(data)
@@ -28,7 +29,7 @@ def to_stored_event(
         metrics.INVALID_STORED_EVENTS.increment()
         log.warning("skipping %s seq %d on %s: %s", definition.name, sequence, subject, error)
         return None
-    if subject_for(envelope, definition) != subject:
+    if streams.for_type(envelope.type) is not definition or subject_for(envelope, definition) != subject:
         metrics.INVALID_STORED_EVENTS.increment()
         log.warning("skipping %s seq %d: subject %s does not match its envelope", definition.name, sequence, subject)
         return None

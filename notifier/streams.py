@@ -135,6 +135,8 @@ def load_streams(directory: Path, replicas_override: int | None = None) -> Strea
             if name not in data:
                 raise StreamConfigError(f"{path}: missing field {name!r}")
         limits = data.get("jetstream", {})
+        if limits.get("storage", "file") not in ("file", "memory"):
+            raise StreamConfigError(f"{path}: jetstream.storage must be \"file\" or \"memory\"")
         if not str(data["cursor_id"]).isalpha() or not str(data["cursor_id"]).islower():
             raise StreamConfigError(f"{path}: cursor_id must be lowercase letters")
         definitions.append(

@@ -14,7 +14,7 @@ from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
 from notifier.close_codes import CloseCode, ErrorCode
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
-from notifier.frames import WEBSOCKET_FRAMING, websocket_control
+from notifier.frames import WEBSOCKET_FRAMING
 from notifier.identity import Identity
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
@@ -24,7 +24,7 @@ from notifier.tasks import cancel_and_wait
 log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 10.0
-PING_FRAME = websocket_control("ping")
+MAX_CLOSE_REASON = 123
 
 
 class WebSocketState(enum.Enum):
@@ -72,7 +72,7 @@ class WebSocketConnection:
     # -- authentication --
 
     async def _authenticate(self) -> Identity | None:
-        token = self.request.query.get("token") or bearer_token(self.request.headers.get("Authorization"))
+        token = bearer_token(self.request.headers.get("Authorization")) or self.request.query.get("token")
         try:
             if token is None:
                 token = await self._first_message_token()
@@ -87,7 +87,7 @@ class WebSocketConnection:
                 message = await self.websocket.receive()
         except TimeoutError:
             raise AuthenticationError("authentication timeout") from None
-        if message.type is not WSMsgType.TEXT:
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
             raise AuthenticationError("first message must be auth")
         try:
             decoded = decode_client_message(message.data)
@@ -111,7 +111,8 @@ class WebSocketConnection:
 
     async def _subscribe_from_url(self) -> None:
         query = self.request.query
-        self._connect_cursor = query.get("last_event_id") or self.request.headers.get("Last-Event-ID")
+        # The header wins, as on SSE: it is the newer of the two when a client reconnects.
+        self._connect_cursor = self.request.headers.get("Last-Event-ID") or query.get("last_event_id")
         if query.get("channels"):
             try:
                 patterns = parse_channel_list(query["channels"])
@@ -233,7 +234,9 @@ class WebSocketConnection:
 
     def _on_slow(self, session: Session) -> None:
         cursor = session.outbox.delivered_cursor
-        self.close_soon(CloseCode.SLOW, f"slow:{cursor}" if cursor else "slow")
+        reason = f"slow:{cursor}" if cursor else "slow"
+        # A close reason holds 123 bytes; a cut cursor would be worse than none.
+        self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task."""
@@ -250,7 +253,7 @@ class WebSocketConnection:
         await cancel_and_wait(self._writer)
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
-                await self.websocket.close(code=code, message=reason.encode()[:123])
+                await self.websocket.close(code=code, message=reason.encode()[:MAX_CLOSE_REASON])
         except TimeoutError:
             if self.request.transport is not None:
                 self.request.transport.abort()

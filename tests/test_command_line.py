@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from notifier.auth import Authenticator
+from notifier.settings import Settings
 
 START_TIMEOUT = 60.0
 
@@ -156,3 +157,20 @@ async def test_bad_environment_value_names_the_variable(tmp_path):
     code, output = await _run_command(data_dir=tmp_path, environment={"NOTIFIER_PORT": "eighty"})
     assert code == 2
     assert "NOTIFIER_PORT='eighty'" in output
+
+
+async def test_broken_stream_definition_exits_2_naming_the_file(tmp_path):
+    """A stream definition with an unknown storage kind stops start-up with exit code 2 naming the file."""
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    (streams / "only.toml").write_text('name = "X"\ncursor_id = "x"\nsubject_root = "x"\ntypes = [">"]\n'
+                                       'default = true\n[jetstream]\nstorage = "tape"\n')
+    code, output = await _run_command(data_dir=tmp_path, environment={"NOTIFIER_STREAMS_DIR": str(streams)})
+    assert code == 2
+    assert "only.toml: jetstream.storage" in output
+
+
+def test_port_variable_is_used_when_notifier_port_is_unset():
+    """Platforms that run the Procfile set PORT; the gateway listens there when NOTIFIER_PORT is unset."""
+    assert Settings.from_environment({"PORT": "5055"}).port == 5055
+    assert Settings.from_environment({"PORT": "5055", "NOTIFIER_PORT": "6066"}).port == 6066

@@ -96,3 +96,15 @@ def test_subject_scheme_encodes_unusual_user_ids_and_keys():
     envelope = msgspec.convert({"type": "order.filled", "userId": "a.b@c", "key": "1.5x"}, Envelope)
     subject = subject_for(envelope, account)
     assert subject == "notifier.account.user.~YS5iQGM.~MS41eA.order.filled"
+
+
+async def test_event_stored_in_the_wrong_stream_is_skipped(gateway, nats_server):
+    """A market event published under the account stream's subjects is not delivered (it would be missing from history)."""
+    client = await gateway.websocket()
+    await client.subscribe("market.ticker")
+    connection = await nats.connect(nats_server.url)
+    misplaced = {"type": "market.ticker", "key": "BTC", "payload": {"misplaced": True}}
+    await connection.jetstream().publish("notifier.account.pub.BTC.market.ticker", json.dumps(misplaced).encode())
+    await connection.close()
+    await gateway.publish({"type": "market.ticker", "key": "BTC", "payload": {"misplaced": False}})
+    assert (await client.events(1))[0]["data"]["payload"] == {"misplaced": False}

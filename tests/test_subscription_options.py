@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from notifier.cursor import decode_cursor
+
 
 def _numbers(events: list[dict]) -> list[int]:
     return [event["data"]["payload"]["n"] for event in events]
@@ -90,3 +92,27 @@ async def test_unknown_option_is_rejected(gateway):
     await client.send({"action": "subscribe", "channels": ["order.*"], "options": {"conflate": True}})
     error = await client.receive_action("error")
     assert "conflate" in error["message"]
+
+
+async def test_unlimited_subscription_wins_over_a_limited_one(gateway):
+    """An event matching a limited and an unlimited subscription is delivered without the limit."""
+    client = await gateway.websocket()
+    await client.subscribe("market.ticker", options={"limit": 1})
+    await client.subscribe("market.ticker:BTC")
+    await gateway.publish(*({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in range(4)))
+    assert _numbers(await client.events(4)) == [0, 1, 2, 3]
+
+
+async def test_conflated_events_never_move_cursors_backwards(gateway):
+    """Events released from conflation carry cursors no older than anything delivered before them."""
+    client = await gateway.websocket()
+    await client.subscribe("market.ticker", options={"limit": 1})
+    await client.subscribe("alert.price")
+    await gateway.publish({"type": "market.ticker", "key": "BTC", "payload": {"n": 0}},
+                          {"type": "market.ticker", "key": "BTC", "payload": {"n": 1}},
+                          {"type": "alert.price", "payload": {"n": 2}})
+    events = await client.events(3)
+    assert _numbers(events) == [0, 2, 1]
+    positions = [decode_cursor(event["id"]) for event in events]
+    for earlier, later in zip(positions, positions[1:]):
+        assert all(later.position(stream) >= sequence for stream, sequence in earlier.items())
