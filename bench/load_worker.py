@@ -45,7 +45,7 @@ class LoadWorker:
             try:
                 result = await getattr(self, "do_" + name)(**arguments)
                 self.connection.send(("ok", result))
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure goes back to the harness, which stops the scenario
                 self.connection.send(("error", traceback.format_exc()))
 
     def _readable(self) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as pyplot  # noqa: E402  (the backend must be chosen first)
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+matplotlib.use("Agg")  # before pyplot is imported: no display on servers and CI
+from matplotlib import pyplot
+from matplotlib.ticker import FuncFormatter
 
-from bench.modes import SERVERS  # noqa: E402
-from bench.stats import PERCENTILES, StepResult  # noqa: E402
+from bench.modes import SERVERS
+from bench.stats import PERCENTILES, StepResult
 
 COLORS = {"notifier": "tab:blue", "naive": "tab:red", "ceiling": "tab:green"}
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
@@ -78,8 +78,9 @@ def throughput_plot(summaries: dict, results: list[StepResult], path: Path) -> P
     for server in SERVERS:
         counts = fanout["counts"].get(server, {})
         if counts:
-            xs = sorted(counts)
-            left.plot(xs, [counts[x] for x in xs], marker="o", label=server, color=COLORS[server])
+            connections = sorted(counts)
+            left.plot(connections, [counts[count] for count in connections], marker="o", label=server,
+                      color=COLORS[server])
         steps = [result for result in results if result.scenario == "fanout" and result.server == server
                  and result.clients == fanout["headline_clients"]]
         if steps:

@@ -43,7 +43,7 @@ class PublisherWorker:
                 return
             try:
                 self.connection.send(("ok", await getattr(self, "do_" + name)(**arguments)))
-            except Exception:
+            except Exception:  # noqa: BLE001 - any failure goes back to the harness, which stops the scenario
                 self.connection.send(("error", traceback.format_exc()))
 
     def _readable(self) -> None:
@@ -75,7 +75,7 @@ class PublisherWorker:
             publisher, self.publisher = self.publisher, None
             try:
                 await asyncio.wait_for(publisher.close(), 10)
-            except Exception:
+            except Exception:  # noqa: BLE001 - best effort: a dead server cannot be drained
                 await publisher.client.close()
         if self.websocket is not None:
             await self.websocket.close()

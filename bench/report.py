@@ -20,6 +20,18 @@ SCENARIO_TITLES = {
 }
 
 
+_CONTENTION = (
+    "At the top steps of scenarios 1 and 4 the server, the load generator and the publisher together need more "
+    "than this machine's {} cores, so there the figures measure contention as much as the server (see the load "
+    "generator table); the ceiling writes one frame per event per client, so a server that batches writes (fewer "
+    "reads for the clients) can pass it there."
+)
+_LOAD_GENERATOR = (
+    "Load comes from separate processes on uvloop speaking the real protocols; this is what they cost, so a "
+    "reader can tell whether they were the limit (the machine has {} cores shared by everything)."
+)
+
+
 def number(value: float, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -90,21 +102,23 @@ def _ratios(bench) -> list[str]:
             continue
         unsaturated = [server for server, figure in figures.items() if not figure["saturated"]]
         note = f"kept up at every step (capacity not reached): {', '.join(unsaturated)}" if unsaturated else ""
-        rows.append(_ratio_row(f"{name}: peak deliveries/s", {s: f["peak"] for s, f in figures.items()},
-                               "higher", 0, note))
-        rows.append(_ratio_row(f"{name}: server CPU µs per delivery (busiest step kept up)",
-                               {s: f["cpu"] for s, f in figures.items()}, "lower"))
-        rows.append(_ratio_row(f"{name}: p99 ms at the base rate", {s: f["p99"] for s, f in figures.items()},
-                               "lower", 2))
+
+        def each(key: str, figures: dict = figures) -> dict[str, float]:
+            return {server: figure[key] for server, figure in figures.items()}
+
+        rows.append(_ratio_row(f"{name}: peak deliveries/s", each("peak"), "higher", 0, note))
+        rows.append(_ratio_row(f"{name}: server CPU µs per delivery (busiest step kept up)", each("cpu"), "lower"))
+        rows.append(_ratio_row(f"{name}: p99 ms at the base rate", each("p99"), "lower", 2))
     private = {result.server: result for result in bench.results if result.scenario == "private"}
     if private:
         rows.append(_ratio_row("private: server CPU µs per delivery",
-                               {s: r.server_us_per_delivery for s, r in private.items()}, "lower"))
-        rows.append(_ratio_row("private: p99 ms", {s: r.latency_ms["p99"] for s, r in private.items()}, "lower", 2))
+                               {server: result.server_us_per_delivery for server, result in private.items()}, "lower"))
+        rows.append(_ratio_row("private: p99 ms",
+                               {server: result.latency_ms["p99"] for server, result in private.items()}, "lower", 2))
     idle = bench.summaries.get("idle")
     if idle:
-        rows.append(_ratio_row(f"idle: KB per connection ({idle['connections']:,} connections)",
-                               {s: v / 1024 for s, v in idle["bytes_per_connection"].items()}, "lower"))
+        kilobytes = {server: value / 1024 for server, value in idle["bytes_per_connection"].items()}
+        rows.append(_ratio_row(f"idle: KB per connection ({idle['connections']:,} connections)", kilobytes, "lower"))
     stall = bench.summaries.get("stall")
     if stall:
         change = {server: _change(figures) for server, figures in stall["p99"].items()}
@@ -158,8 +172,8 @@ def _targets(bench, mode: Mode) -> list[str]:
     resume = bench.summaries.get("resume")
     if resume and "notifier" in resume:
         seconds = resume["notifier"]["all_live_seconds"]
-        rows.append([f"resume storm: all live within 5 s (here {resume['clients']:,} clients × "
-                     f"{resume['behind']:,} events behind)", _live_time(resume["notifier"]), _verdict(seconds <= 5.0)])
+        label = f"resume storm: all live within 5 s (here {resume['clients']:,} × {resume['behind']:,} events behind)"
+        rows.append([label, _live_time(resume["notifier"]), _verdict(seconds <= 5.0)])
     stall = bench.summaries.get("stall")
     if stall and "notifier" in stall["p99"]:
         change = _change(stall["p99"]["notifier"])
@@ -180,16 +194,16 @@ def _resume_section(bench) -> list[str]:
         return []
     ours = resume["notifier"]
     clients = max(1, ours["live"])
+    per_event = ours["server_cpu_seconds"] * 1e6 / max(1, ours["events_replayed"])
     rows = [
         ["clients live again / failed / not live within the bound",
          f"{ours['live']:,} / {ours['failed']:,} / {ours['late']:,} (bound {ours['timeout_seconds']:.0f} s)"],
         ["time until all live (last `recovered`)", _live_time(ours)],
         ["events replayed per client (min–max)", f"{ours['replayed_min']:,}–{ours['replayed_max']:,}"],
         ["replays reported complete", f"{ours['complete']:,}"],
-        ["JetStream requests (total, per client)", f"{ours['jetstream_requests']:,.0f}, "
-                                                   f"{ours['jetstream_requests'] / clients:.1f}"],
-        ["gateway CPU s (µs per replayed event)", f"{number(ours['server_cpu_seconds'], 2)} "
-         f"({number(ours['server_cpu_seconds'] * 1e6 / max(1, ours['events_replayed']))})"],
+        ["JetStream requests (total, per client)",
+         f"{ours['jetstream_requests']:,.0f}, {ours['jetstream_requests'] / clients:.1f}"],
+        ["gateway CPU s (µs per replayed event)", f"{number(ours['server_cpu_seconds'], 2)} ({number(per_event)})"],
         ["nats-server CPU s", number(ours["broker_cpu_seconds"], 2)],
     ]
     if "ceiling" in resume:
@@ -221,24 +235,20 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
     """Write REPORT.md and the PNGs into `output`; returns the report's path."""
     plots = [latency_plot(bench.results, output / "latency_percentiles.png"),
              throughput_plot(bench.summaries, bench.results, output / "throughput_vs_connections.png")]
-    lines = [
-        "# notifier benchmark report", "",
+    introduction = (
         f"Mode **{mode.name}**, run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, took {elapsed:.0f} s. "
         "Every server ran in the same run on the same machine: the gateway (`python -m notifier`, with its "
         "embedded nats-server, publishing through JetStream), the **naive** baseline (per-client `json.dumps`, "
         "unbounded queues, sends awaited in turn) and the **ceiling** baseline (encode once, write a pre-built "
         "frame to every transport). Servers run on the default asyncio loop; load generators on uvloop. "
         "Latency is end to end: the publisher stamps `sentAt` (wall clock) in the payload, clients subtract it "
-        "from their receive time. Server CPU is the server process alone (psutil), over each step.", "",
-    ]
+        "from their receive time. Server CPU is the server process alone (psutil), over each step."
+    )
+    lines = ["# notifier benchmark report", "", introduction, ""]
     if mode.reduced:
         lines += ["Reduced from the issue's sizes in this mode:", ""] + [f"- {item}" for item in mode.reduced] + [""]
     lines += ["## Targets", "", *_targets(bench, mode), "",
-              "## Ratios to the baselines (same run)", "", *_ratios(bench), "",
-              f"At the top steps of scenarios 1 and 4 the server, the load generator and the publisher together "
-              f"need more than this machine's {info.get('nproc')} cores, so there the figures measure contention as "
-              "much as the server (see the load generator table); the ceiling writes one frame per event per "
-              "client, so a server that batches writes (fewer reads for the clients) can pass it there.", ""]
+              "## Ratios to the baselines (same run)", "", *_ratios(bench), "", _CONTENTION.format(info.get("nproc")), ""]
     for scenario, title in SCENARIO_TITLES.items():
         steps = [result for result in bench.results if result.scenario == scenario]
         if steps:
@@ -252,12 +262,10 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
     lines += _resume_section(bench)
     stall = bench.summaries.get("stall")
     if stall and "notifier_slow_closed" in stall:
-        lines += [f"In scenario 6 the gateway closed {stall['notifier_slow_closed']:.0f} slow client(s) "
-                  "(bounded outbox overflowed).", ""]
+        closed = stall["notifier_slow_closed"]
+        lines += [f"In scenario 6 the gateway closed {closed:.0f} slow client(s) (bounded outbox overflowed).", ""]
     if bench.results:
-        lines += ["## Load generator", "", "Load comes from separate processes on uvloop speaking the real "
-                  "protocols; this is what they cost, so a reader can tell whether they were the limit "
-                  f"(the machine has {info.get('nproc')} cores shared by everything).", "",
+        lines += ["## Load generator", "", _LOAD_GENERATOR.format(info.get("nproc")), "",
                   *_load_generator(bench.results), ""]
     if any(plots):
         lines += ["## Plots", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots if plot] + [""]

@@ -52,7 +52,7 @@ class Server:
         self.nats_url: str | None = None
         self._drain: threading.Thread | None = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
         environment[PARENT_VARIABLE] = str(os.getpid())
         if self.kind == "notifier":
@@ -174,7 +174,7 @@ class Server:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:  # noqa: PYI034 - Server is not subclassed
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

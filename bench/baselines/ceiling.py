@@ -13,7 +13,13 @@ import struct
 
 from aiohttp import WSMsgType, web
 
-from bench.baselines.common import PUBLISH_PATH, Registry, channels_of, serve, sse_headers
+from bench.baselines.common import (
+    PUBLISH_PATH,
+    Registry,
+    channels_of,
+    serve,
+    sse_headers,
+)
 
 registry = Registry()
 sequence = 0

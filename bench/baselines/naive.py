@@ -13,10 +13,16 @@ import json
 
 from aiohttp import WSMsgType, web
 
-from bench.baselines.common import PUBLISH_PATH, Registry, channels_of, serve, sse_headers
+from bench.baselines.common import (
+    PUBLISH_PATH,
+    Registry,
+    channels_of,
+    serve,
+    sse_headers,
+)
 
 registry = Registry()
-clients: list["Client"] = []
+clients: list[Client] = []
 wake = asyncio.Event()
 sequence = 0
 
@@ -35,7 +41,7 @@ async def broadcaster() -> None:
     while True:
         await wake.wait()
         wake.clear()
-        for client in list(clients):
+        for client in list(clients):  # noqa: PERF101 - a copy: handlers remove clients while sends are awaited
             queue = client.queue
             while not queue.empty():
                 channel, number, event = queue.get_nowait()

@@ -6,7 +6,12 @@ import math
 
 from bench.harness import Bench
 from bench.modes import SERVERS, Mode
-from bench.scenarios.common import TICKER_CHANNEL, everyone_gets_all, ticker_lane, user_name
+from bench.scenarios.common import (
+    TICKER_CHANNEL,
+    everyone_gets_all,
+    ticker_lane,
+    user_name,
+)
 
 
 def run(bench: Bench, mode: Mode, transport: str = "ws") -> None:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from bench.harness import Bench
 from bench.modes import SERVERS, Mode
-from bench.scenarios.common import TICKER_CHANNEL, TICKER_KEY, everyone_gets_all, ticker_lane, user_name
+from bench.scenarios.common import (
+    TICKER_CHANNEL,
+    TICKER_KEY,
+    everyone_gets_all,
+    ticker_lane,
+    user_name,
+)
 
 BULK_TYPE = "market.depth"
 BULK_CHANNEL = f"{BULK_TYPE}:{TICKER_KEY}"
