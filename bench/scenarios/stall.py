@@ -46,7 +46,7 @@ def run(bench: Bench, mode: Mode) -> None:
                     # Measure the stall's steady state, not the burst: wait (bounded) until a fresh event
                     # has passed the burst to every reading client. A server the stall blocks never settles.
                     summary.setdefault("settled", {})[kind] = bench.warm(ticker_lane(), mode.grace, required=False)
-                result = bench.step(server, "stall", label, [ticker_lane(mode.stall_rate)], mode.duration,
+                result = bench.step(server, "stall", label, [ticker_lane(mode.stall_rate)], mode.stall_duration,
                                     everyone_gets_all, mode.grace)
                 figures[label] = result.latency_ms["p99"]
                 bench.disconnect()
