@@ -163,9 +163,7 @@ class LoadWorker:
         host, port, transport = self.endpoint
         gate = asyncio.Semaphore(concurrency)
         previous, self.clients = self.clients, []
-        live_at: list[int] = []
-        replayed: list[int] = []
-        complete: list[bool] = []
+        resumed: list[tuple[int, int, bool]] = []  # per client live again: when, events replayed, complete
         errors: list[str] = []
 
         async def resume_one(old: StreamClient, path: str) -> None:
@@ -173,12 +171,12 @@ class LoadWorker:
                 try:
                     client = await self._open(host, port, transport, path, old.cursor, False)
                     self.clients.append(client)
-                    complete.append(await client.recovered)
+                    complete = await client.recovered
                 except (OSError, ConnectionError) as error:
                     errors.append(repr(error))
                     return
-            live_at.append(time.time_ns())
-            replayed.append(client.events)
+            # Frames arrive in order, so every replayed event was counted before `recovered`.
+            resumed.append((time.time_ns(), client.events, complete))
 
         tasks = [asyncio.ensure_future(resume_one(old, path)) for old, path in zip(previous, paths)]
         _, late = await asyncio.wait(tasks, timeout=timeout)
@@ -186,8 +184,7 @@ class LoadWorker:
             task.cancel()
         if late:
             await asyncio.wait(late)
-        return {"live_at_ns": live_at, "replayed": replayed, "complete": complete, "failed": len(errors),
-                "errors": errors[:3], "late": len(late)}
+        return {"resumed": resumed, "failed": len(errors), "errors": errors[:3], "late": len(late)}
 
 
 def main(connection: Connection) -> None:

@@ -201,6 +201,8 @@ def _resume_section(bench) -> list[str]:
         ["time until all live (last `recovered`)", _live_time(ours)],
         ["events replayed per client (min–max)", f"{ours['replayed_min']:,}–{ours['replayed_max']:,}"],
         ["replays reported complete", f"{ours['complete']:,}"],
+        ["complete, yet fewer events than were missed (a silent gap)", f"{ours['gap_but_complete']:,}"],
+        ["more events than were missed (duplicates)", f"{ours['duplicates']:,}"],
         ["JetStream requests (total, per client)",
          f"{ours['jetstream_requests']:,.0f}, {ours['jetstream_requests'] / clients:.1f}"],
         ["gateway CPU s (µs per replayed event)", f"{number(ours['server_cpu_seconds'], 2)} ({number(per_event)})"],

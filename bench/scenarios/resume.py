@@ -38,8 +38,9 @@ def run(bench: Bench, mode: Mode) -> None:
         bench.pool.send_each("resume", [{"paths": [paths[index] for index in indices], "concurrency": clients,
                                          "timeout": timeout} for indices in slices])
         answers = bench.pool.receive_all("resume", timeout + 30)
-        live_ns = [moment for answer in answers for moment in answer["live_at_ns"]]
-        replayed = [count for answer in answers for count in answer["replayed"]]
+        resumed = [entry for answer in answers for entry in answer["resumed"]]
+        live_ns = [moment for moment, _, _ in resumed]
+        replayed = [count for _, count, _ in resumed]
         everyone_live = len(live_ns) == clients
         summary["notifier"] = {
             # Not everyone live within the bound: the storm took longer than the bound, however long.
@@ -49,7 +50,10 @@ def run(bench: Bench, mode: Mode) -> None:
             "late": sum(answer["late"] for answer in answers),
             "timeout_seconds": timeout,
             "errors": [error for answer in answers for error in answer["errors"]][:3],
-            "complete": sum(1 for answer in answers for flag in answer["complete"] if flag),
+            "complete": sum(1 for _, _, complete in resumed if complete),
+            # Exact resume means exactly `behind` events each: fewer with complete=true is a silent gap.
+            "gap_but_complete": sum(1 for _, count, complete in resumed if complete and count < behind),
+            "duplicates": sum(1 for _, count, _ in resumed if count > behind),
             "replayed_min": min(replayed, default=0),
             "replayed_max": max(replayed, default=0),
             "jetstream_requests": server.metric("notifier_jetstream_requests_total") - requests_before,
