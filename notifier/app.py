@@ -45,8 +45,7 @@ class Gateway:
         self.services: Services | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
-        # Set once the live feed follows the streams (tests and embedders wait on it).
-        self.following = asyncio.Event()
+
         self._streams_ready = False
 
     @property
@@ -76,6 +75,7 @@ class Gateway:
             authenticator=self.authenticator,
             not_ready=self.not_ready,
         )
+        self.following = self.services.following
         self._connecting = asyncio.create_task(self._connect_and_follow(), name="connect-and-follow")
         tick = max(0.05, min(self.settings.ping_interval, self.settings.pong_timeout) / 4)
         self._heartbeat = asyncio.create_task(self.services.connections.run(tick), name="heartbeat")

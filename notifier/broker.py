@@ -37,9 +37,17 @@ class HistoryPage:
 
 @dataclass
 class ReplayStatus:
-    """Filled in by a replay: false when history did not reach back far enough to be exact."""
+    """Filled in by a replay: where each stream was read from, and false when history was not exact."""
 
     complete: bool = True
+    starts: dict[str, int] = field(default_factory=dict)
+
+    def start_position(self, since: Cursor) -> Cursor:
+        """The position just before the first event read: `since`, moved where a stream was read from later."""
+        position = Cursor(since)
+        for stream, start in self.starts.items():
+            position[stream] = start - 1
+        return position
 
 
 class EventPublisher(Protocol):
@@ -53,10 +61,14 @@ class EventPublisher(Protocol):
 class EventHistory(Protocol):
     """Reads stored events for one viewer."""
 
+    def stream_ids_for(self, patterns: list[ChannelPattern]) -> set[str]:
+        """The cursor ids of the streams that may hold events on these channels."""
+        ...
+
     def replay(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[tuple[str, StoredEvent]]:
-        """Every event after `since` the viewer may see on these channels, oldest first, with cursors."""
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after `since` the viewer may see on these channels, oldest first; `status` says from where."""
         ...
 
     async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:

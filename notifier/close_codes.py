@@ -10,6 +10,7 @@ class CloseCode(IntEnum):
 
     GOING_AWAY = 1001  # the gateway is shutting down; reconnect to another replica
     POLICY_VIOLATION = 1008  # authentication failed or the token expired
+    TRY_AGAIN_LATER = 1013  # the gateway is starting and does not follow the streams yet
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
     SLOW = 4008  # the client's outbox overflowed; the reason carries the last delivered cursor
 
@@ -25,3 +26,4 @@ class ErrorCode(StrEnum):
     INVALID_TOKEN = "invalid_token"
     TOO_MANY_CHANNELS = "too_many_channels"
     HISTORY_UNAVAILABLE = "history_unavailable"
+    TOO_MANY_RECOVERIES = "too_many_recoveries"

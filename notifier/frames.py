@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from notifier.cursor import Cursor
 from notifier.events import StoredEvent
 
 _encoder = msgspec.json.Encoder()
@@ -12,11 +13,13 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "cursor", "_websocket", "_sse", "_sse_named")
+    __slots__ = ("event", "positions", "cursor", "_websocket", "_sse", "_sse_named")
 
-    def __init__(self, event: StoredEvent, cursor: str):
+    def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
-        self.cursor = cursor
+        # The hub's position in every stream once this event is dispatched, and its wire form.
+        self.positions = positions
+        self.cursor = positions.encode()
         self._websocket: bytes | None = None
         self._sse: bytes | None = None
         self._sse_named: bytes | None = None

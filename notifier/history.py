@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256
 FETCH_TIMEOUT = 5.0
+FETCH_ATTEMPTS = 3
 CONSUMER_INACTIVE_SECONDS = 30.0
+
+
+class HistoryUnavailable(RuntimeError):
+    """JetStream did not deliver history it said it holds; the caller must not claim a complete replay."""
 
 
 class _StreamReader:
@@ -75,14 +80,21 @@ class _StreamReader:
 
     async def fill(self) -> bool:
         """Fetch the next batch into the buffer; False when the stream has nothing more to give."""
+        attempts = 0
         while not self.buffer and self.remaining > 0:
             metrics.JETSTREAM_REQUESTS.increment()
             try:
                 messages = await self._subscription.fetch(min(FETCH_BATCH, self.remaining), timeout=FETCH_TIMEOUT)
             except nats.errors.TimeoutError:
-                # Messages counted as pending were removed by limits before we read them.
-                self.remaining = 0
-                break
+                # Either limits removed what was pending, or JetStream is slow: only the consumer can tell.
+                metrics.JETSTREAM_REQUESTS.increment()
+                if (await self._subscription.consumer_info()).num_pending == 0:
+                    self.remaining = 0
+                    break
+                attempts += 1
+                if attempts >= FETCH_ATTEMPTS:
+                    raise HistoryUnavailable(f"{self.definition.name}: no answer to fetch after {attempts} tries")
+                continue
             self.remaining -= len(messages)
             for message in messages:
                 metadata = message.metadata
@@ -152,10 +164,17 @@ class StreamHistory:
                 starts[definition.cursor_id] = max(position + 1, state.first_seq)
         return complete, starts
 
+    def stream_ids_for(self, patterns: list[ChannelPattern]) -> set[str]:
+        """The cursor ids of the streams that may hold events on these channels."""
+        return {definition.cursor_id for definition in self._streams_for(patterns)}
+
     async def replay(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[tuple[str, StoredEvent]]:
-        """Every event after `since` the viewer may see on these channels, oldest first, with cursors.
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after `since` the viewer may see on these channels, oldest first.
+
+        Before the first event, `status.starts` holds the sequence each stream is read from
+        (after `since`, or later when history no longer reaches back or the stream was reset).
 
         `status.complete` turns false when history no longer reaches back to `since`, or when a
         subject of a stream that keeps only its last N messages per subject replayed N of them:
@@ -163,14 +182,12 @@ class StreamHistory:
         """
         metrics.REPLAYS.increment()
         complete, starts = await self._reaches_back(patterns, since)
-        status.complete = complete
+        status.complete, status.starts = complete, starts
         readers = await self._open_readers(viewer, patterns, starts)
         per_subject: Counter[tuple[str, str | None, str]] = Counter()
         now_ms = int(time.time() * 1000)
         try:
-            position = Cursor(since)
             async for event in _merge(readers):
-                position[event.stream] = event.sequence
                 limit = self.streams.by_cursor_id[event.stream].max_msgs_per_subject
                 if limit > 0:
                     subject = (event.stream, event.envelope.user_id, event.envelope.channel)
@@ -178,7 +195,7 @@ class StreamHistory:
                     if per_subject[subject] >= limit:
                         status.complete = False
                 if _visible(event, viewer, patterns, now_ms):
-                    yield position.encode(), event
+                    yield event
         finally:
             for reader in readers:
                 await reader.close()
@@ -193,12 +210,16 @@ class StreamHistory:
         status = ReplayStatus()
         page = HistoryPage(next=Cursor(since))
         async with aclosing(self.replay(viewer, patterns, since, status)) as events:
-            async for cursor, event in events:
-                page.events.append((cursor, event))
+            async for event in events:
+                if not page.events:
+                    page.next = status.start_position(since)
                 page.next[event.stream] = event.sequence
+                page.events.append((page.next.encode(), event))
                 # The latest mode reads up to `limit` per stream and keeps the newest `limit` overall.
                 if not latest and len(page.events) >= limit:
                     break
+        if not page.events:
+            page.next = status.start_position(since)
         if latest:
             page.events = page.events[-limit:]
         page.complete = status.complete

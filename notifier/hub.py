@@ -37,17 +37,15 @@ class Hub:
         self.private: dict[str, ChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
         self.positions = Cursor()
-        self._cursor_text = ""
 
     def start_at(self, positions: dict[str, int]) -> None:
         """Set the stream sequences the live feed starts after."""
         self.positions.update(positions)
-        self._cursor_text = self.positions.encode()
 
     @property
     def cursor(self) -> str:
         """The cursor of the newest dispatched event: everything up to it has been offered to sessions."""
-        return self._cursor_text
+        return self.positions.encode()
 
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
@@ -74,7 +72,6 @@ class Hub:
     def dispatch(self, event: StoredEvent) -> int:
         """Offer one live event to every session that subscribed to it and may see it; returns how many."""
         self.positions[event.stream] = event.sequence
-        self._cursor_text = cursor = self.positions.encode()
         envelope = event.envelope
         if envelope.expired(int(time.time() * 1000)):
             return 0
@@ -89,7 +86,7 @@ class Hub:
             self.admins.match(tokens, envelope.key, recipients)
         if not recipients:
             return 0
-        outgoing = OutgoingEvent(event, cursor)
+        outgoing = OutgoingEvent(event, Cursor(self.positions))
         for recipient in recipients:
             recipient.deliver(outgoing)
         metrics.EVENTS_DELIVERED.increment(len(recipients))

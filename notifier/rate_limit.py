@@ -57,10 +57,13 @@ class TokenBucket:
 class RateLimiter:
     """One limit: a bucket, conflation slots for keyed events, and counts of unkeyed events not sent."""
 
-    __slots__ = ("bucket", "conflated", "lost", "lost_from")
+    __slots__ = ("bucket", "conflated", "lost", "lost_from", "drops_unkeyed")
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, drops_unkeyed: bool = True):
         self.bucket = TokenBucket(rate)
+        # A subscription's own `limit` drops unkeyed events over it (reported as `lost`); the
+        # connection ceiling does not.
+        self.drops_unkeyed = drops_unkeyed
         # channel (type:key) -> newest waiting event; dict order is the order slots were opened.
         self.conflated: dict[str, OutgoingEvent] = {}
         self.lost: Counter[str] = Counter()
@@ -70,6 +73,11 @@ class RateLimiter:
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
         channel = outgoing.event.envelope.channel
+        if not self.drops_unkeyed and outgoing.event.envelope.key is None:
+            # Orders, fills and alerts are never dropped by the connection ceiling: they pass, and
+            # spend a token if there is one, so price ticks are what waits.
+            self.bucket.take(now)
+            return True
         if channel in self.conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
             self.conflated[channel] = outgoing

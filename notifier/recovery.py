@@ -29,6 +29,10 @@ class ReplayFloor:
         self.patterns = patterns
         self.sequences = sequences
 
+    def passed_by(self, positions: Cursor) -> bool:
+        """Whether the hub is past this floor in every stream, so no live copy can come any more."""
+        return all(positions.position(stream) >= sequence for stream, sequence in self.sequences.items())
+
     def covers(self, outgoing: OutgoingEvent) -> bool:
         """Whether this live event was already sent (or superseded) by history."""
         event = outgoing.event
@@ -56,17 +60,26 @@ def _admitted(event: StoredEvent, priority: str | None) -> bool:
 
 
 async def replay_into(
-    session: "Session", patterns: list[ChannelPattern], since: Cursor, priority: str | None
+    session: "Session", patterns: list[ChannelPattern], since: Cursor, priority: str | None, base: Cursor
 ) -> tuple[bool, Cursor]:
-    """Send every event after `since` on these channels; returns whether history was exact, and the floor."""
+    """Send every event after `since` on these channels; returns whether history was exact, and where it ended.
+
+    The end position is also the floor: live copies at or below it on these channels were sent.
+    """
     status = ReplayStatus()
-    floor = Cursor(since)
+    recovering = session.history.stream_ids_for(patterns)
+    live = session.live_stream_ids(excluding=patterns)
+    position: Cursor | None = None
     async with aclosing(session.history.replay(session.identity, patterns, since, status)) as events:
-        async for cursor, event in events:
-            floor[event.stream] = event.sequence
-            if _admitted(event, priority) and not await _send(session, event, cursor):
+        async for event in events:
+            if position is None:
+                position = status.start_position(since)
+            position[event.stream] = event.sequence
+            if not _admitted(event, priority):
+                continue
+            if not await _send(session, event, session.history_stamp(position, recovering, live, base)):
                 break
-    return status.complete, floor
+    return status.complete, position if position is not None else status.start_position(since)
 
 
 async def snapshot_into(
@@ -74,9 +87,8 @@ async def snapshot_into(
 ) -> Cursor:
     """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
 
-    Every snapshot event carries one cursor: `base` (the hub's position when the session
-    registered) moved to the newest snapshot sequence in each stream read. Resuming from it
-    continues after the snapshot, which stands for everything on these channels before it.
+    Every snapshot event carries one cursor: the position the snapshot stands for, the newest
+    snapshot sequence in each stream it read. Resuming from it continues after the snapshot.
     """
     if mode == "last":
         events = await session.history.latest_per_key(session.identity, patterns)
@@ -87,8 +99,9 @@ async def snapshot_into(
     floor = Cursor()
     for event in events:
         floor[event.stream] = max(floor.position(event.stream), event.sequence)
-    end = Cursor({**base, **floor}).encode()
+    recovering = set(floor)
+    cursor = session.history_stamp(floor, recovering, session.live_stream_ids(excluding=patterns), base)
     for event in events:
-        if _admitted(event, priority) and not await _send(session, event, end):
+        if _admitted(event, priority) and not await _send(session, event, cursor):
             break
     return floor

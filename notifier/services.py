@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,7 +26,19 @@ class Services:
     authenticator: Authenticator
     # Returns None when ready, else the reason the gateway cannot serve (for /readyz).
     not_ready: Callable[[], str | None]
+    # Set once the live feed follows the streams; sessions wait for it, since before it the hub
+    # has no position and a resume could fall between history's end and the feed's start.
+    following: asyncio.Event = field(default_factory=asyncio.Event)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+
+    async def wait_following(self, timeout: float = 10.0) -> bool:
+        """Wait until the live feed follows the streams; False after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.following.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 SERVICES = web.AppKey("services", Services)

@@ -32,6 +32,7 @@ from notifier.tasks import TaskGroup
 log = logging.getLogger(__name__)
 
 MAX_CHANNELS = 256
+MAX_RECOVERIES = 8
 NO_OPTIONS = SubscriptionOptions()
 
 
@@ -50,6 +51,7 @@ class Subscription:
     pattern: ChannelPattern
     options: SubscriptionOptions
     limiter: RateLimiter | None
+    streams: frozenset[str]
 
     def accepts_priority(self, priority: str) -> bool:
         """Whether the `priority` option lets an event of this priority through."""
@@ -76,7 +78,8 @@ class Session:
         self.outbox = Outbox(outbox_bytes)
         self.on_slow = on_slow
         self.subscriptions: dict[str, Subscription] = {}
-        self.connection_limiter = RateLimiter(max_events_per_second) if max_events_per_second else None
+        self.connection_limiter = (RateLimiter(max_events_per_second, drops_unkeyed=False)
+                                   if max_events_per_second else None)
         self.state = SessionState.LIVE
         self.tasks = TaskGroup("session")
         self.last_cursor: str | None = None
@@ -85,6 +88,9 @@ class Session:
         self._pending: list[OutgoingEvent] = []
         self._pending_bytes = 0
         self._floors: list[ReplayFloor] = []
+        # Where history took this client beyond the hub's live position (a lagging feed, a replica
+        # behind): live cursors are raised to it so a client's cursor never moves backwards.
+        self.replayed = Cursor()
         self._flush_timer: asyncio.TimerHandle | None = None
         self._has_options = False
 
@@ -102,7 +108,7 @@ class Session:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
         if self.state is SessionState.CLOSED:
             return
-        if self._floors and any(floor.covers(outgoing) for floor in self._floors):
+        if self._floors and self._below_floor(outgoing):
             return
         if self._recoveries:
             self._pending.append(outgoing)
@@ -122,6 +128,14 @@ class Session:
                     return
         self._queue(outgoing)
 
+    def _below_floor(self, outgoing: OutgoingEvent) -> bool:
+        """Whether history already sent this event; floors the hub has passed are forgotten."""
+        if any(floor.covers(outgoing) for floor in self._floors):
+            return True
+        positions = outgoing.positions
+        self._floors = [floor for floor in self._floors if not floor.passed_by(positions)]
+        return False
+
     def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
         """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
         envelope = outgoing.event.envelope
@@ -136,14 +150,25 @@ class Session:
         return chosen
 
     def _queue(self, outgoing: OutgoingEvent) -> None:
-        if self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
+        if self.replayed and not self._live_caught_up(outgoing.positions):
+            self._queue_stamped(outgoing, outgoing.positions)
+        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
             self.last_cursor = outgoing.cursor
         else:
             self.too_slow()
 
-    def _queue_released(self, outgoing: OutgoingEvent) -> None:
-        """A conflated event goes out late, stamped with the hub's cursor so cursors never go backwards."""
-        cursor = self.hub.cursor or outgoing.cursor
+    def _live_caught_up(self, positions: Cursor) -> bool:
+        if all(positions.position(stream) >= sequence for stream, sequence in self.replayed.items()):
+            self.replayed = Cursor()
+            return True
+        return False
+
+    def _queue_stamped(self, outgoing: OutgoingEvent, positions: Cursor) -> None:
+        """Queue with a cursor of this client's own: `positions` raised to where history took it."""
+        stamp = Cursor(positions)
+        for stream, sequence in self.replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        cursor = stamp.encode()
         if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
             self.last_cursor = cursor
         else:
@@ -172,7 +197,8 @@ class Session:
                 if limiter is not self.connection_limiter and self.connection_limiter is not None:
                     if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
                         continue
-                self._queue_released(outgoing)
+                # A conflated event goes out late: stamped with the hub's position, cursors never go backwards.
+                self._queue_stamped(outgoing, Cursor(self.hub.positions))
         waiting = [limiter for limiter in limiters if limiter.waiting]
         if waiting:
             self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
@@ -203,9 +229,17 @@ class Session:
 
         History is sent by a task of this session, so the transport keeps reading pings meanwhile.
         """
+        if self.state is SessionState.CLOSED:
+            return
+        if since is not None or options.snapshot is not None:
+            if self._recoveries >= MAX_RECOVERIES:
+                self.send_control("error", code=str(ErrorCode.TOO_MANY_RECOVERIES),
+                                  message=f"at most {MAX_RECOVERIES} replays or snapshots at once per connection")
+                return
         for pattern in patterns:
             limiter = RateLimiter(options.limit) if options.limit else None
-            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter)
+            streams = frozenset(self.history.stream_ids_for([pattern]))
+            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams)
         self._has_options = self._any_options()
         catching_up = since is not None or options.snapshot is not None
         if catching_up:
@@ -223,8 +257,31 @@ class Session:
         """Whether any subscription filters by priority or limits its rate (else delivery takes the fast path)."""
         return any(subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values())
 
+    def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
+        """Streams that subscriptions other than `excluding` may receive events from."""
+        excluded = {pattern.text for pattern in excluding}
+        return {stream for text, subscription in self.subscriptions.items() if text not in excluded
+                for stream in subscription.streams}
+
+    def history_stamp(self, position: Cursor, recovering: set[str], live: set[str], base: Cursor) -> str:
+        """The cursor of a history event: true for the channels being caught up and for the live ones.
+
+        Streams only the catch-up reads are at its position; streams only live channels read stay
+        where live delivery paused (`base`, the hub's position at registration). A stream both read
+        takes the lower, so a resume may repeat live events there but never skips one.
+        """
+        stamp = Cursor(base)
+        for stream, sequence in self.replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        for stream in recovering:
+            here = position.position(stream)
+            stamp[stream] = min(stamp.position(stream), here) if stream in live else here
+        return stamp.encode()
+
     def unsubscribe(self, texts: list[str]) -> None:
         """Stop delivering these channels."""
+        if self.state is SessionState.CLOSED:
+            return
         removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
         self.hub.unsubscribe(self, removed)
         self._has_options = self._any_options()
@@ -239,7 +296,7 @@ class Session:
         try:
             async with self._recovery_lock:
                 if since is not None:
-                    complete, floor = await replay_into(self, patterns, since, options.priority)
+                    complete, floor = await replay_into(self, patterns, since, options.priority, base)
                 else:
                     floor = await snapshot_into(self, patterns, options.snapshot, options.priority, base)
         except Exception:
@@ -253,11 +310,21 @@ class Session:
         if complete is not None:
             self.send_control("recovered", complete=complete)
         self._floors.append(ReplayFloor(patterns, floor))
+        for stream in self.history.stream_ids_for(patterns):
+            if floor.position(stream) > self.hub.positions.position(stream):
+                self.replayed[stream] = max(self.replayed.position(stream), floor.position(stream))
         if self._recoveries == 0:
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, [], 0
             for outgoing in pending:
-                self.deliver(outgoing)
+                if self._still_subscribed(outgoing):
+                    self.deliver(outgoing)
+
+    def _still_subscribed(self, outgoing: OutgoingEvent) -> bool:
+        """Buffered events of channels unsubscribed meanwhile are not sent after their `ack`."""
+        envelope = outgoing.event.envelope
+        return any(subscription.pattern.matches(envelope.type, envelope.key)
+                   for subscription in self.subscriptions.values())
 
     # -- end of life --
 

@@ -91,11 +91,13 @@ def _convert(variable: str, raw: str, annotation: object) -> object:
 
 
 def _check(settings: Settings) -> None:
-    positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes",
-                "max_events_per_second")
+    positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes")
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
+    if settings.max_events_per_second < 0:
+        raise SettingsError(f"NOTIFIER_MAX_EVENTS_PER_SECOND={settings.max_events_per_second!r}: "
+                            "must be 0 (no ceiling) or more")
     if not 0 < settings.port < 65536 and settings.port != 0:
         raise SettingsError(f"NOTIFIER_PORT={settings.port!r}: must be a TCP port (1-65535, or 0 for any free port)")
     if settings.stream_replicas is not None and not 1 <= settings.stream_replicas <= 5:

@@ -119,6 +119,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
                             "last_event_id")
     except Rejected as rejection:
         return rejection.response
+    if not await services.wait_following():
+        return json_error(503, "starting", "the gateway does not follow the streams yet; retry")
 
     response = EventSourceResponse(ping_interval=settings.sse_ping_interval, sep="\n")
     await response.prepare(request)

@@ -7,7 +7,7 @@ import enum
 import logging
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from notifier.auth import AuthenticationError, bearer_token
 from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
@@ -23,7 +23,7 @@ from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-CLOSE_DRAIN_SECONDS = 10.0
+CLOSE_DRAIN_SECONDS = 15.0
 MAX_CLOSE_REASON = 123
 
 
@@ -61,6 +61,9 @@ class WebSocketConnection:
         try:
             identity = await self._authenticate()
             if identity is None:
+                return self.websocket
+            if not await self.services.wait_following():
+                await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
                 return self.websocket
             self._open(identity)
             await self._subscribe_from_url()
@@ -247,16 +250,27 @@ class WebSocketConnection:
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         if self.session is not None:
+            # The closed outbox stops the writer after the frame it is sending; the close frame
+            # goes out behind that frame, so the reason's cursor is the last event on the wire.
             self.session.close()
-        # A writer stuck on a stalled client would hold the close frame back; the frames it
-        # already wrote stay queued ahead of the close frame.
-        await cancel_and_wait(self._writer)
+        closed_cleanly = False
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
                 await self.websocket.close(code=code, message=reason.encode()[:MAX_CLOSE_REASON])
-        except TimeoutError:
-            if self.request.transport is not None:
-                self.request.transport.abort()
+            # aiohttp stops waiting for the client's close frame after its own timeout (1006).
+            closed_cleanly = self.websocket.close_code not in (None, WSCloseCode.ABNORMAL_CLOSURE)
+        except (TimeoutError, ConnectionError):
+            pass
+        transport = self.request.transport
+        if not closed_cleanly or (transport is not None and transport.get_write_buffer_size() > 0):
+            # Bytes still queued for a client that stopped reading would keep the socket open forever.
+            self._abort()
+        await cancel_and_wait(self._writer)
+
+    def _abort(self) -> None:
+        """Drop the TCP connection of a client that does not read: its queued bytes would never leave."""
+        if self.request.transport is not None:
+            self.request.transport.abort()
 
     async def _finish(self) -> None:
         if self._closing is not None:

@@ -183,3 +183,65 @@ async def test_replay_applies_the_priority_option(gateway):
     await client.subscribe("order.filled", since=cursor, options={"priority": "p1"})
     assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [2, 4]
     assert (await client.receive())["action"] == "recovered"
+
+
+async def test_two_subscribes_with_one_cursor_leave_a_cursor_that_resumes_without_duplicates(gateway):
+    """Resubscribing channel groups one by one with the same cursor ends on an id whose resume repeats nothing."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.*", "market.*")
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    stored = (await client.events(1))[0]["id"]
+    await client.close()
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in (1, 2, 3)),
+                          *({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in (4, 5)))
+    again = await gateway.websocket(token="alice")
+    await again.subscribe("order.*", since=stored)
+    orders = await again.events(3)
+    assert (await again.receive())["action"] == "recovered"
+    await again.subscribe("market.*", since=stored)
+    ticks = await again.events(2)
+    assert (await again.receive())["action"] == "recovered"
+    assert [event["data"]["payload"]["n"] for event in orders + ticks] == [1, 2, 3, 4, 5]
+    last = ticks[-1]["id"]
+    resumed = await gateway.websocket(token="alice")
+    await resumed.subscribe("order.*", "market.*", since=last)
+    assert await resumed.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_cursor_from_a_lost_store_does_not_silence_live_events(gateway):
+    """A cursor ahead of a stream that was reset recovers incomplete, and later live events still arrive."""
+    from notifier.cursor import Cursor
+
+    ahead = Cursor({"a": 500, "m": 0}).encode()
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=ahead)
+    assert await client.receive() == {"action": "recovered", "complete": False}
+    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
+
+
+async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway, nats_server):
+    """A client resuming while the gateway still waits for NATS gets everything once it follows, without a gap."""
+    import asyncio
+
+    first = await make_gateway()
+    cursor = await _connected_client_cursor(first)
+    await first.publish({"type": "order.filled", "payload": {"n": 1}})
+    port = nats_server.port
+    await nats_server.stop()
+    second = await make_gateway(wait_following=False)
+    resuming = asyncio.create_task(second.websocket(token="alice"))
+    nats_server.requested_port = port
+    await nats_server.start()
+    client = await resuming
+    await client.subscribe("order.filled", since=cursor)
+    await first.publish({"type": "order.filled", "payload": {"n": 2}})
+    received, recovered = [], []
+    while len(received) < 2 or not recovered:
+        message = await client.receive(timeout=20)
+        if message["action"] == "event":
+            received.append(message["data"]["payload"]["n"])
+        else:
+            recovered.append(message)
+    assert received == [1, 2]
+    assert recovered == [{"action": "recovered", "complete": True}]
