@@ -23,6 +23,7 @@ from notifier import metrics
 from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
+from notifier.direct_get import DirectReader, HistoryUnavailable
 from notifier.events import StoredEvent
 from notifier.identity import Identity
 from notifier.stream_messages import to_stored_event
@@ -35,10 +36,6 @@ FETCH_BATCH = 256
 FETCH_TIMEOUT = 5.0
 FETCH_ATTEMPTS = 3
 CONSUMER_INACTIVE_SECONDS = 30.0
-
-
-class HistoryUnavailable(RuntimeError):
-    """JetStream did not deliver history it said it holds; the caller must not claim a complete replay."""
 
 
 class _StreamReader:
@@ -131,30 +128,31 @@ class StreamHistory:
                 chosen[definition.cursor_id] = definition
         return list(chosen.values())
 
-    async def _open_readers(
-        self, viewer: Identity, patterns: list[ChannelPattern], starts: dict[str, int]
-    ) -> list[_StreamReader]:
-        readers = []
-        try:
-            for definition in self._streams_for(patterns):
-                filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
-                reader = _StreamReader(self.client, self.streams, definition, filters, starts[definition.cursor_id])
-                readers.append(reader)
-                await reader.open()
-        except BaseException:
-            for reader in readers:
-                await reader.close()
-            raise
-        return readers
+    def _direct_readers(
+        self, viewer: Identity, patterns: list[ChannelPattern], starts: dict[str, int], ends: dict[str, int]
+    ) -> list[DirectReader]:
+        return [
+            DirectReader(self.client, self.streams, definition,
+                         filters_for(patterns, definition, viewer.user_id, viewer.is_admin),
+                         starts[definition.cursor_id], ends[definition.cursor_id])
+            for definition in self._streams_for(patterns)
+        ]
 
-    async def _reaches_back(self, patterns: list[ChannelPattern], since: Cursor) -> tuple[bool, dict[str, int]]:
-        """Whether history still holds everything after `since`, and the sequence to start each stream at."""
+    async def _reaches_back(
+        self, patterns: list[ChannelPattern], since: Cursor
+    ) -> tuple[bool, dict[str, int], dict[str, int]]:
+        """Whether history still holds everything after `since`, and each stream's first and last sequence to read.
+
+        The last sequence is the stream's end now; callers register for live events first, so the
+        live feed takes over from at most there.
+        """
         complete = True
-        starts = {}
+        starts, ends = {}, {}
         for definition in self._streams_for(patterns):
             metrics.JETSTREAM_REQUESTS.increment()
             state = (await self.jetstream.stream_info(definition.name)).state
             position = since.position(definition.cursor_id)
+            ends[definition.cursor_id] = state.last_seq
             if position > state.last_seq:
                 # The stream was recreated behind this cursor: send what there is and say so.
                 complete, starts[definition.cursor_id] = False, state.first_seq
@@ -162,7 +160,7 @@ class StreamHistory:
                 if position + 1 < state.first_seq:
                     complete = False
                 starts[definition.cursor_id] = max(position + 1, state.first_seq)
-        return complete, starts
+        return complete, starts, ends
 
     def stream_ids_for(self, patterns: list[ChannelPattern]) -> set[str]:
         """The cursor ids of the streams that may hold events on these channels."""
@@ -181,9 +179,9 @@ class StreamHistory:
         older ones after the cursor may have been discarded, and a gap is never silent.
         """
         metrics.REPLAYS.increment()
-        complete, starts = await self._reaches_back(patterns, since)
+        complete, starts, ends = await self._reaches_back(patterns, since)
         status.complete, status.starts = complete, starts
-        readers = await self._open_readers(viewer, patterns, starts)
+        readers = self._direct_readers(viewer, patterns, starts, ends)
         per_subject: Counter[tuple[str, str | None, str]] = Counter()
         now_ms = int(time.time() * 1000)
         try:
@@ -287,9 +285,9 @@ def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern
     )
 
 
-async def _merge(readers: list[_StreamReader]) -> AsyncIterator[StoredEvent]:
+async def _merge(readers: list[DirectReader]) -> AsyncIterator[StoredEvent]:
     """Merge the readers' events by store time (then stream id), each stream staying in sequence order."""
-    heap: list[tuple[int, str, int, _StreamReader]] = []
+    heap: list[tuple[int, str, int, DirectReader]] = []
     for reader in readers:
         if await reader.fill():
             event = reader.buffer[0]
