@@ -7,6 +7,7 @@ thousand clients resuming at once create no consumers (nats-server limits them p
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from datetime import datetime
@@ -20,6 +21,9 @@ from notifier.stream_messages import to_stored_event
 from notifier.streams import StreamDefinition, StreamSet
 
 BATCH = 256
+# Batches in flight per gateway. A resume storm asks for a thousand ranges at once; unbounded,
+# their answers outrun what the gateway reads and nats-server drops it as a slow consumer.
+MAX_IN_FLIGHT = 16
 REQUEST_TIMEOUT = 5.0
 ATTEMPTS = 3
 _END_OF_BATCH = "204"
@@ -52,8 +56,9 @@ class DirectReader:
     """Events of one stream matching any of the filters, in sequence order, from `start` to `end`."""
 
     def __init__(self, client: Client, streams: StreamSet, definition: StreamDefinition, filters: list[str],
-                 start: int, end: int):
+                 start: int, end: int, in_flight: asyncio.Semaphore):
         self.client = client
+        self.in_flight = in_flight
         self.streams = streams
         self.definition = definition
         self.scans = [_FilterScan(subject, max(start, 1), end) for subject in filters]
@@ -79,7 +84,8 @@ class DirectReader:
         for _ in range(ATTEMPTS):
             metrics.JETSTREAM_REQUESTS.increment()
             try:
-                await self._read_batch(scan, request)
+                async with self.in_flight:
+                    await self._read_batch(scan, request)
                 return
             except NatsTimeoutError:
                 continue  # the same request again: it names its start, so nothing is skipped

@@ -8,6 +8,7 @@ has it: its own stream at its sequence, the other streams at the last sequence r
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import time
@@ -23,7 +24,7 @@ from notifier import metrics
 from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
-from notifier.direct_get import DirectReader, HistoryUnavailable
+from notifier.direct_get import MAX_IN_FLIGHT, DirectReader, HistoryUnavailable
 from notifier.events import StoredEvent
 from notifier.identity import Identity
 from notifier.stream_messages import to_stored_event
@@ -120,6 +121,7 @@ class StreamHistory:
         self.client = client
         self.jetstream = client.jetstream()
         self.streams = streams
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
 
     def _streams_for(self, patterns: list[ChannelPattern]) -> list[StreamDefinition]:
         chosen: dict[str, StreamDefinition] = {}
@@ -134,7 +136,7 @@ class StreamHistory:
         return [
             DirectReader(self.client, self.streams, definition,
                          filters_for(patterns, definition, viewer.user_id, viewer.is_admin),
-                         starts[definition.cursor_id], ends[definition.cursor_id])
+                         starts[definition.cursor_id], ends[definition.cursor_id], self._in_flight)
             for definition in self._streams_for(patterns)
         ]
 
