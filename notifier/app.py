@@ -15,7 +15,7 @@ from notifier.auth import Authenticator
 from notifier.history import StreamHistory
 from notifier.hub import Hub
 from notifier.live_feed import LiveFeed
-from notifier.nats_connection import connect_nats
+from notifier.nats_connection import GatewayClient, connect_nats
 from notifier.nats_server import EmbeddedNatsServer
 from notifier.producer import Publisher
 from notifier.services import SERVICES, Services
@@ -65,7 +65,7 @@ class Gateway:
             self.embedded = EmbeddedNatsServer(Path(self.settings.data_dir) / "jetstream")
             await self.embedded.start()
             (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
-        self.client = Client()
+        self.client = GatewayClient()
         metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
         self.services = Services(
             settings=self.settings,

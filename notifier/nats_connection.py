@@ -9,6 +9,31 @@ from nats.aio.client import Client
 
 log = logging.getLogger(__name__)
 
+_CRLF = b"\r\n"
+
+
+class GatewayClient(Client):
+    """nats-py's client with a faster header parser.
+
+    Every stored event carries headers (`Nats-Msg-Id`, and six more on a direct get), and
+    nats-py checks each header name character by character in a generator: measured at about
+    a third of the gateway's CPU in a resume storm. Same rules, using bytes methods instead.
+    """
+
+    @staticmethod
+    def _parse_header_lines(raw: bytes) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for line in raw.split(_CRLF):
+            name, separator, value = line.partition(b":")
+            if not separator:
+                continue
+            name = name.strip()
+            # Header names are tokens: no whitespace inside, ASCII only (as nats-py requires).
+            if not name or not name.isascii() or len(name.split()) != 1:
+                continue
+            headers[name.decode("ascii")] = value.strip().decode("utf-8", "replace")
+        return headers
+
 
 async def connect_nats(
     servers: list[str],
@@ -36,7 +61,7 @@ async def connect_nats(
         if on_disconnected is not None:
             await on_disconnected()
 
-    client = client or Client()
+    client = client or GatewayClient()
     await client.connect(
         servers=servers,
         name=name,
