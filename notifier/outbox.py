@@ -35,6 +35,12 @@ class Outbox:
             self._writable.clear()
         return True
 
+    def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
+        """Queue a frame only if it fits under the bound now; False (nothing queued) otherwise."""
+        if self.size + len(frame) > self.max_bytes and self._frames:
+            return False
+        return self.offer(frame, cursor)
+
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
         while not self.closed and self.size + len(frame) > self.max_bytes and self._frames:
@@ -60,7 +66,9 @@ class Outbox:
         return frames
 
     def close(self) -> None:
-        """Wake the writer and any waiting producer; later offers are ignored."""
+        """Drop what is queued, wake the writer and any waiting producer; later offers are ignored."""
         self.closed = True
+        self._frames.clear()
+        self.size = 0
         self._readable.set()
         self._writable.set()

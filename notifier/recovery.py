@@ -44,12 +44,14 @@ class ReplayFloor:
 
 async def _send(session: "Session", event: StoredEvent, cursor: str) -> bool:
     """Queue one history event at the client's pace; False once the session is closed or too slow."""
-    try:
-        async with asyncio.timeout(STALL_SECONDS):
-            await session.outbox.put(session.framing.replayed(event, cursor), cursor)
-    except TimeoutError:
-        session.too_slow()
-        return False
+    frame = session.framing.replayed(event, cursor)
+    if not session.outbox.offer_if_room(frame, cursor):
+        try:
+            async with asyncio.timeout(STALL_SECONDS):
+                await session.outbox.put(frame, cursor)
+        except TimeoutError:
+            session.too_slow()
+            return False
     metrics.EVENTS_REPLAYED.increment()
     return not session.outbox.closed
 
