@@ -92,27 +92,33 @@ class DirectReader:
         raise HistoryUnavailable(f"{self.definition.name}: no answer to direct get after {ATTEMPTS} tries")
 
     async def _read_batch(self, scan: _FilterScan, request: bytes) -> None:
-        inbox = self.client.new_inbox()
-        subscription = await self.client.subscribe(inbox)
-        try:
-            await self.client.publish(f"$JS.API.DIRECT.GET.{self.definition.name}", request, reply=inbox)
-            received = []
-            while True:
-                message = await subscription.next_msg(timeout=REQUEST_TIMEOUT)
-                headers = message.headers or {}
-                status = headers.get("Status")
-                if status == _NOT_FOUND:
-                    scan.done = True
-                    break
-                if status == _END_OF_BATCH:
-                    if headers.get("Nats-Num-Pending") == "0":
-                        scan.done = True
-                    break
-                if status is not None:
-                    raise HistoryUnavailable(f"{self.definition.name}: direct get answered {status}")
+        received: list = []
+        finished: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        async def collect(message) -> None:
+            # A callback, not next_msg(): next_msg arms a timer per message.
+            status = (message.headers or {}).get("Status")
+            if status is None:
                 received.append(message)
+            elif not finished.done():
+                finished.set_result(status if status != _END_OF_BATCH
+                                    or (message.headers or {}).get("Nats-Num-Pending") != "0" else "done")
+
+        subscription = await self.client.subscribe(self.client.new_inbox(), cb=collect)
+        try:
+            await self.client.publish(f"$JS.API.DIRECT.GET.{self.definition.name}", request,
+                                      reply=subscription.subject)
+            try:
+                async with asyncio.timeout(REQUEST_TIMEOUT):
+                    status = await finished
+            except TimeoutError:
+                raise NatsTimeoutError from None
         finally:
             await subscription.unsubscribe()
+        if status in (_NOT_FOUND, "done"):
+            scan.done = True
+        elif status != _END_OF_BATCH:
+            raise HistoryUnavailable(f"{self.definition.name}: direct get answered {status}")
         for message in received:
             headers = message.headers
             sequence = int(headers["Nats-Sequence"])
