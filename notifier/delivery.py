@@ -1,0 +1,205 @@
+"""Live delivery for one client: priority filter, rate limits with conflation, cursor stamps, the outbox.
+
+The hub calls `deliver` synchronously for every matching event; nothing here awaits, so one
+slow client never holds up the fan-out: it overflows its own bounded outbox and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from notifier import metrics
+from notifier.channels import ChannelPattern
+from notifier.cursor import Cursor
+from notifier.events import PRIORITY_RANK
+from notifier.frames import Framing, OutgoingEvent
+from notifier.hub import Hub
+from notifier.identity import Identity
+from notifier.outbox import Outbox
+from notifier.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.recovery import ReplayFloor
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life."""
+
+    LIVE = "live"
+    RECOVERING = "recovering"
+    CLOSED = "closed"
+
+
+@dataclass
+class Subscription:
+    """One subscribed channel pattern with its options and, when `limit` is set, its own limiter."""
+
+    pattern: ChannelPattern
+    options: SubscriptionOptions
+    limiter: RateLimiter | None
+    streams: frozenset[str]
+
+    def accepts_priority(self, priority: str) -> bool:
+        """Whether the `priority` option lets an event of this priority through."""
+        return self.options.priority is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[self.options.priority]
+
+
+class LiveDelivery:
+    """The live half of a session: what happens to each event the hub offers it."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        hub: Hub,
+        framing: Framing,
+        outbox_bytes: int,
+        on_slow: Callable[["LiveDelivery"], None],
+        max_events_per_second: float | None = None,
+    ):
+        self.identity = identity
+        self.hub = hub
+        self.framing = framing
+        self.outbox = Outbox(outbox_bytes)
+        self.on_slow = on_slow
+        self.subscriptions: dict[str, Subscription] = {}
+        self.connection_limiter = (RateLimiter(max_events_per_second, drops_unkeyed=False)
+                                   if max_events_per_second else None)
+        self.state = SessionState.LIVE
+        self.last_cursor: str | None = None
+        self._recoveries = 0
+        self._pending: list[OutgoingEvent] = []
+        self._pending_bytes = 0
+        self._floors: list[ReplayFloor] = []
+        # Where history took this client beyond the hub's live position (a lagging feed, a replica
+        # behind): live cursors are raised to it so a client's cursor never moves backwards.
+        self.replayed = Cursor()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._has_options = False
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def deliver(self, outgoing: OutgoingEvent) -> None:
+        """Take a live event: buffer it while recovering, else filter, limit and queue it."""
+        if self.state is SessionState.CLOSED:
+            return
+        if self._floors and self._below_floor(outgoing):
+            return
+        if self._recoveries:
+            self._pending.append(outgoing)
+            self._pending_bytes += len(outgoing.event.body)
+            if self._pending_bytes > self.outbox.max_bytes:
+                self.too_slow()
+            return
+        envelope = outgoing.event.envelope
+        subscription = self._subscription_for(outgoing) if self._has_options else None
+        if subscription is None and self._has_options:
+            return  # matched only channels whose priority option filters it out
+        if envelope.priority != "p0":
+            now = time.monotonic()
+            for limiter in (subscription.limiter if subscription else None, self.connection_limiter):
+                if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+                    self._schedule_flush(limiter.seconds_until_next(now))
+                    return
+        self._queue(outgoing)
+
+    def _below_floor(self, outgoing: OutgoingEvent) -> bool:
+        """Whether history already sent this event; floors the hub has passed are forgotten."""
+        if any(floor.covers(outgoing) for floor in self._floors):
+            return True
+        positions = outgoing.positions
+        self._floors = [floor for floor in self._floors if not floor.passed_by(positions)]
+        return False
+
+    def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
+        """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
+        envelope = outgoing.event.envelope
+        chosen = None
+        for subscription in self.subscriptions.values():
+            if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
+                envelope.type, envelope.key
+            ):
+                if subscription.limiter is None:
+                    return subscription
+                chosen = chosen or subscription
+        return chosen
+
+    def _queue(self, outgoing: OutgoingEvent) -> None:
+        if self.replayed and not self._live_caught_up(outgoing.positions):
+            self._queue_stamped(outgoing, outgoing.positions)
+        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
+            self.last_cursor = outgoing.cursor
+        else:
+            self.too_slow()
+
+    def _live_caught_up(self, positions: Cursor) -> bool:
+        if all(positions.position(stream) >= sequence for stream, sequence in self.replayed.items()):
+            self.replayed = Cursor()
+            return True
+        return False
+
+    def _queue_stamped(self, outgoing: OutgoingEvent, positions: Cursor) -> None:
+        """Queue with a cursor of this client's own: `positions` raised to where history took it."""
+        stamp = Cursor(positions)
+        for stream, sequence in self.replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        cursor = stamp.encode()
+        if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
+            self.last_cursor = cursor
+        else:
+            self.too_slow()
+
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_timer is None and self.state is not SessionState.CLOSED:
+            self._flush_timer = asyncio.get_running_loop().call_later(max(delay, 0.001), self._flush_limited)
+
+    def _flush_limited(self) -> None:
+        """Report lost counts and send conflated events whose turn has come; re-arm while anything waits."""
+        self._flush_timer = None
+        if self.state is SessionState.CLOSED:
+            return
+        now = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        limiters = [subscription.limiter for subscription in self.subscriptions.values() if subscription.limiter]
+        if self.connection_limiter is not None:
+            limiters.append(self.connection_limiter)
+        for limiter in limiters:
+            for channel, count, since in limiter.take_lost():
+                self.send_control("lost", channel=channel, count=count, since=since)
+            for outgoing in limiter.release(now):
+                if outgoing.event.envelope.expired(now_ms):
+                    continue
+                if limiter is not self.connection_limiter and self.connection_limiter is not None:
+                    if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
+                        continue
+                # A conflated event goes out late: stamped with the hub's position, cursors never go backwards.
+                self._queue_stamped(outgoing, Cursor(self.hub.positions))
+        waiting = [limiter for limiter in limiters if limiter.waiting]
+        if waiting:
+            self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
+
+    def send_control(self, action: str, **fields: object) -> None:
+        """Queue a control message (ack, error, pong, recovered, lost)."""
+        if self.state is not SessionState.CLOSED and not self.outbox.offer(self.framing.control(action, **fields)):
+            self.too_slow()
+
+    def too_slow(self) -> None:
+        """The client cannot keep up: stop delivering and let the transport close it with its cursor."""
+        if self.state is SessionState.CLOSED:
+            return
+        metrics.SLOW_CLIENTS_CLOSED.increment()
+        self.close()
+        self.on_slow(self)
+
+    def close(self) -> None:
+        """Stop delivering: cancel timers, drop what is buffered or queued, wake the writer."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self.outbox.close()
+        self._pending.clear()
