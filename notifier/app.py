@@ -28,6 +28,7 @@ from notifier.websocket import websocket_handler
 log = logging.getLogger(__name__)
 
 NATS_URL_FILE = "nats-url"
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -143,7 +144,8 @@ GATEWAY = web.AppKey("gateway", Gateway)
 
 def create_app(settings: Settings, authenticator: Authenticator) -> web.Application:
     """The aiohttp application; the gateway starts with the app and stops with it."""
-    app = web.Application()
+    # 1000 envelopes per publish (the documented maximum) need more than aiohttp's 1 MiB default.
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     gateway = Gateway(settings, authenticator)
     app[GATEWAY] = gateway
 

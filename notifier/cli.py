@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from notifier.access_log import RedactingAccessLogger
 from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
 from notifier.auth import Authenticator
 from notifier.events import InvalidEvent, decode_envelope
@@ -57,7 +58,7 @@ async def serve(settings: Settings) -> None:
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
     app = create_app(settings, authenticator)
-    runner = web.AppRunner(app, handle_signals=False)
+    runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     try:
         await runner.setup()
         context = ssl_context(settings)

@@ -108,3 +108,10 @@ async def test_event_stored_in_the_wrong_stream_is_skipped(gateway, nats_server)
     await connection.close()
     await gateway.publish({"type": "market.ticker", "key": "BTC", "payload": {"misplaced": False}})
     assert (await client.events(1))[0]["data"]["payload"] == {"misplaced": False}
+
+
+async def test_publish_of_a_thousand_envelopes_over_one_mebibyte_is_accepted(gateway):
+    """The documented maximum of 1000 envelopes per request is accepted even when the body exceeds 1 MiB."""
+    envelopes = [{"type": "backtest.progress", "payload": {"step": n, "notes": "x" * 1500}} for n in range(1000)]
+    accepted = await gateway.publish(*envelopes)
+    assert len(accepted) == 1000
