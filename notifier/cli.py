@@ -26,6 +26,8 @@ from notifier.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
 DEV_TOKEN_HOURS = 12
+# A thousand clients reconnecting at once (a deploy, a network blip) overflow aiohttp's default 128.
+LISTEN_BACKLOG = 4096
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,7 +64,7 @@ async def serve(settings: Settings) -> None:
     try:
         await runner.setup()
         context = ssl_context(settings)
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=LISTEN_BACKLOG)
         await site.start()
         gateway = app[GATEWAY_KEY]
         print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)

@@ -57,7 +57,10 @@ async def connect_nats(
             await on_reconnected()
 
     async def disconnected_callback() -> None:
-        log.warning("nats: disconnected")
+        if client.is_closed or client.is_draining:
+            log.debug("nats: disconnected on close")
+        else:
+            log.warning("nats: disconnected")
         if on_disconnected is not None:
             await on_disconnected()
 
