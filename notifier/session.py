@@ -150,9 +150,10 @@ class Session(LiveDelivery):
         if complete is not None:
             self.send_control("recovered", complete=complete)
         self._floors.append(ReplayFloor(patterns, floor))
+        # Live events buffered meanwhile carry the position they were dispatched at, which may be
+        # behind what history just sent; they are raised to it until the hub's positions pass it.
         for stream in self.history.stream_ids_for(patterns):
-            if floor.position(stream) > self.hub.positions.position(stream):
-                self.replayed[stream] = max(self.replayed.position(stream), floor.position(stream))
+            self.replayed[stream] = max(self.replayed.position(stream), floor.position(stream))
         if self._recoveries == 0:
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, [], 0
