@@ -24,6 +24,15 @@ class AuthenticationError(Exception):
         self.reason = reason
 
 
+_REASONS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.InvalidAlgorithmError, "token algorithm not accepted"),
+    (jwt.InvalidSignatureError, "bad token signature"),
+    (jwt.InvalidAudienceError, "token audience not accepted"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+)
+
+
 class Authenticator:
     """Verifies tokens; the accepted algorithm follows from the configured key, never from the token."""
 
@@ -69,9 +78,15 @@ class Authenticator:
         return self._secret
 
     def verify(self, token: str | None) -> Identity:
-        """The identity a token proves, or AuthenticationError saying why not."""
-        if not token:
+        """The identity a token proves, or AuthenticationError saying why not (each failure counted)."""
+        try:
+            return self._verify(token)
+        except AuthenticationError:
             metrics.AUTH_FAILURES.increment()
+            raise
+
+    def _verify(self, token: str | None) -> Identity:
+        if not token:
             raise AuthenticationError("missing token")
         try:
             claims = jwt.decode(
@@ -82,34 +97,17 @@ class Authenticator:
                 audience=self.audience,
                 leeway=self.leeway,
             )
-        except jwt.ExpiredSignatureError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("token expired") from None
-        except jwt.InvalidAlgorithmError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("token algorithm not accepted") from None
-        except jwt.InvalidSignatureError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("bad token signature") from None
-        except jwt.InvalidAudienceError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("token audience not accepted") from None
-        except jwt.ImmatureSignatureError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("token not yet valid") from None
         except jwt.MissingRequiredClaimError as error:
-            metrics.AUTH_FAILURES.increment()
             raise AuthenticationError(f"token lacks claim {error.claim!r}") from None
-        except jwt.PyJWTError:
-            metrics.AUTH_FAILURES.increment()
-            raise AuthenticationError("malformed token") from None
+        except jwt.PyJWTError as error:
+            # The most specific reason PyJWT gives; the first matching class wins.
+            reason = next((text for kind, text in _REASONS if isinstance(error, kind)), "malformed token")
+            raise AuthenticationError(reason) from None
         roles = claims.get("roles", [])
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
-            metrics.AUTH_FAILURES.increment()
             raise AuthenticationError("token claim 'sub' must be a non-empty string")
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
-            metrics.AUTH_FAILURES.increment()
             raise AuthenticationError("token claim 'roles' must be a list of strings")
         return Identity(subject, frozenset(roles), float(claims["exp"]))
 

@@ -31,6 +31,18 @@ async def _slow_closes(gateway) -> int:
                     if line.startswith("notifier_slow_clients_closed_total ")))
 
 
+async def _publish_until_slow(gateway, baseline: int) -> int:
+    """Publish big events until the gateway has closed one slow client; returns how many were published."""
+    published = 0
+    for _ in range(MAX_BATCHES):
+        await gateway.publish(*({"type": "position.update", "payload": {**PAYLOAD, "n": published + n}}
+                                for n in range(BATCH)))
+        published += BATCH
+        if await _slow_closes(gateway) > baseline:
+            break
+    return published
+
+
 async def _read_everything(client) -> list[dict]:
     """Keep reading a fast client's events in the background."""
     received = []
@@ -54,13 +66,7 @@ async def test_stalled_client_is_closed_4008_while_fast_clients_get_everything(m
         stalled = await http.ws_connect(f"{gateway.ws_url}?token={gateway.token('stalled')}&channels=position.update",
                                          autoping=False)
         readers = [asyncio.create_task(_read_everything(client)) for client in fast]
-        published = 0
-        for _ in range(MAX_BATCHES):
-            await gateway.publish(*({"type": "position.update", "payload": {**PAYLOAD, "n": published + n}}
-                                    for n in range(BATCH)))
-            published += BATCH
-            if await _slow_closes(gateway) > baseline:
-                break
+        published = await _publish_until_slow(gateway, baseline)
         assert await _slow_closes(gateway) == baseline + 1
         stalled_events, close_code, close_reason = [], None, ""
         async with asyncio.timeout(30):
@@ -97,13 +103,7 @@ async def test_stalled_sse_stream_ends_and_resumes_exactly(make_gateway):
         url = f"{gateway.base_url}/sse?channels=position.update&token={gateway.token('stalled')}"
         async with http.get(url) as response:
             assert (await response.content.readline()).startswith(b"retry:")
-            published = 0
-            for _ in range(MAX_BATCHES):
-                await gateway.publish(*({"type": "position.update", "payload": {**PAYLOAD, "n": published + n}}
-                                        for n in range(BATCH)))
-                published += BATCH
-                if await _slow_closes(gateway) > baseline:
-                    break
+            published = await _publish_until_slow(gateway, baseline)
             received, last_id = [], None
             try:
                 async with asyncio.timeout(30):
