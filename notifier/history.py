@@ -1,9 +1,9 @@
 """Reading JetStream history for one viewer: exact replay after a cursor, and pages for `/api/history`.
 
-Each stream is read through a short-lived ephemeral pull consumer whose filter subjects cover
-only the public subjects and the viewer's own, so a replay never scans other users' events.
-Streams are merged by store time; each event carries the cursor that is true once the client
-has it: its own stream at its sequence, the other streams at the last sequence read so far.
+Each stream is read with filter subjects covering only the public subjects and the viewer's
+own, so a replay never scans other users' events. Streams are merged by store time; a page's
+cursors are true once the client has each event: its own stream at its sequence, the other
+streams at the last sequence read so far.
 """
 
 from __future__ import annotations
@@ -12,106 +12,25 @@ import asyncio
 import heapq
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from contextlib import aclosing
 from typing import AsyncIterator
 
-import nats.errors
 from nats.aio.client import Client
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from notifier import metrics
 from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
+from notifier.consumer_reader import ConsumerReader
 from notifier.cursor import Cursor
-from notifier.direct_get import MAX_IN_FLIGHT, DirectReader, HistoryUnavailable
+from notifier.direct_get import MAX_IN_FLIGHT, DirectReader
 from notifier.events import StoredEvent
 from notifier.identity import Identity
-from notifier.stream_messages import to_stored_event
 from notifier.streams import StreamDefinition, StreamSet
 from notifier.subjects import filters_for
 
 log = logging.getLogger(__name__)
 
-FETCH_BATCH = 256
-FETCH_TIMEOUT = 5.0
-FETCH_ATTEMPTS = 3
-CONSUMER_INACTIVE_SECONDS = 30.0
-
-
-class _StreamReader:
-    """One ephemeral pull consumer over one stream, read in batches, closed when done."""
-
-    def __init__(self, client: Client, streams: StreamSet, definition: StreamDefinition, filters: list[str],
-                 start: int, last_per_subject: bool = False):
-        self.client = client
-        self.streams = streams
-        self.last_per_subject = last_per_subject
-        self.jetstream = client.jetstream()
-        self.definition = definition
-        self.filters = filters
-        self.start = max(start, 1)
-        self.remaining = 0
-        self.buffer: deque[StoredEvent] = deque()
-        self._subscription = None
-
-    async def open(self) -> "_StreamReader":
-        config = ConsumerConfig(
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if self.last_per_subject else DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=None if self.last_per_subject else self.start,
-            ack_policy=AckPolicy.NONE,
-            filter_subjects=self.filters,
-            mem_storage=True,
-            num_replicas=1,
-            inactive_threshold=CONSUMER_INACTIVE_SECONDS,
-            max_ack_pending=-1,
-        )
-        metrics.JETSTREAM_REQUESTS.increment()
-        self._subscription = await self.jetstream.pull_subscribe(
-            self.filters[0], stream=self.definition.name, config=config
-        )
-        info = await self._subscription.consumer_info()
-        metrics.JETSTREAM_REQUESTS.increment()
-        # Reading exactly what was pending at creation gives the replay a fixed end.
-        self.remaining = info.num_pending
-        return self
-
-    async def fill(self) -> bool:
-        """Fetch the next batch into the buffer; False when the stream has nothing more to give."""
-        attempts = 0
-        while not self.buffer and self.remaining > 0:
-            metrics.JETSTREAM_REQUESTS.increment()
-            try:
-                messages = await self._subscription.fetch(min(FETCH_BATCH, self.remaining), timeout=FETCH_TIMEOUT)
-            except nats.errors.TimeoutError:
-                # Either limits removed what was pending, or JetStream is slow: only the consumer can tell.
-                metrics.JETSTREAM_REQUESTS.increment()
-                if (await self._subscription.consumer_info()).num_pending == 0:
-                    self.remaining = 0
-                    break
-                attempts += 1
-                if attempts >= FETCH_ATTEMPTS:
-                    raise HistoryUnavailable(f"{self.definition.name}: no answer to fetch after {attempts} tries")
-                continue
-            self.remaining -= len(messages)
-            for message in messages:
-                metadata = message.metadata
-                event = to_stored_event(
-                    self.streams, self.definition, message.subject, message.data, metadata.sequence.stream,
-                    int(metadata.timestamp.timestamp() * 1_000_000_000),
-                )
-                if event is not None:
-                    self.buffer.append(event)
-        return bool(self.buffer)
-
-    async def close(self) -> None:
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            try:
-                await subscription.unsubscribe()
-                await self.jetstream.delete_consumer(self.definition.name, subscription._consumer)
-            except Exception as error:  # the inactive threshold removes it anyway
-                log.debug("closing history consumer: %s", error)
 
 
 class StreamHistory:
@@ -230,7 +149,7 @@ class StreamHistory:
         events: list[StoredEvent] = []
         for definition in self._streams_for(patterns):
             filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
-            reader = await _StreamReader(self.client, self.streams, definition, filters, 1, last_per_subject=True).open()
+            reader = await ConsumerReader(self.client, self.streams, definition, filters, 1, last_per_subject=True).open()
             try:
                 while await reader.fill():
                     events.extend(reader.buffer)
@@ -255,7 +174,7 @@ class StreamHistory:
             window = limit
             while True:
                 begin = max(state.first_seq, state.last_seq - window + 1, 1)
-                reader = await _StreamReader(self.client, self.streams, definition, filters, begin).open()
+                reader = await ConsumerReader(self.client, self.streams, definition, filters, begin).open()
                 matching = reader.remaining
                 await reader.close()
                 if matching >= limit or begin <= max(state.first_seq, 1):
@@ -265,7 +184,7 @@ class StreamHistory:
             skip = max(0, matching - limit)
             position = begin - 1
             if skip:
-                reader = await _StreamReader(self.client, self.streams, definition, filters, begin).open()
+                reader = await ConsumerReader(self.client, self.streams, definition, filters, begin).open()
                 try:
                     while skip > 0 and await reader.fill():
                         while reader.buffer and skip > 0:
