@@ -33,10 +33,13 @@ def _parser() -> argparse.ArgumentParser:
 def run_scenario(bench, mode, name: str) -> None:
     import importlib
 
-    if name in ("fanout", "sse"):
+    if name in ("fanout", "sse", "fanout-batch"):
         from bench.scenarios import fanout
 
-        fanout.run(bench, mode, "ws" if name == "fanout" else "sse")
+        if name == "fanout-batch":
+            fanout.run_batched(bench, mode)
+        else:
+            fanout.run(bench, mode, "ws" if name == "fanout" else "sse")
     else:
         importlib.import_module(f"bench.scenarios.{name}").run(bench, mode)
 

@@ -64,12 +64,17 @@ class Bench:
                 server.stop()
 
     def path(self, server: Server, transport: str, channels: list[str], baseline_channels: list[str],
-             user: str) -> str:
-        """A client's request path: the gateway gets its channels and a token; baselines exact names."""
+             user: str, batch: bool = False) -> str:
+        """A client's request path: the gateway gets its channels and a token; baselines exact names.
+
+        `batch` opts a gateway WebSocket client in to `?batch=1` (waiting messages as one array frame).
+        """
         chosen = channels if server.kind == "notifier" else baseline_channels
         query = "channels=" + quote(",".join(chosen), safe=":/,")
         if server.kind == "notifier":
             query += "&token=" + self._authenticator.issue(user, [], TOKEN_SECONDS)
+            if batch:
+                query += "&batch=1"
         return f"/{transport}?{query}"
 
     def connect(self, server: Server, transport: str, paths: list[str], stalled: int = 0,
@@ -146,7 +151,8 @@ class Bench:
             server_cpu_seconds=after[0] - before[0], broker_cpu_seconds=after[1] - before[1],
             loadgen_cpu_seconds=after[2] - before[2], publisher_cpu_seconds=after[3] - before[3],
             wall_seconds=wall, publisher_behind=publish_span > duration * 1.25 + 0.25,
-            extra={"closed_clients": sum(answer["closed"] for answer in answers)},
+            extra={"closed_clients": sum(answer["closed"] for answer in answers),
+                   "framing": _framing([answer["framing"] for answer in answers])},
         )
         self.results.append(result)
         return result
@@ -154,3 +160,12 @@ class Bench:
     def _cpu(self, server: Server) -> tuple[float, float, float, float]:
         return (server.cpu_seconds(), server.helper_cpu_seconds(), self.pool.cpu_seconds(),
                 self.publisher.cpu_seconds())
+
+
+def _framing(figures: list[dict]) -> dict:
+    """The workers' framing counters added up (the longest array is the longest anywhere)."""
+    total: dict = {}
+    for figure in figures:
+        for key, value in figure.items():
+            total[key] = max(total.get(key, 0), value) if key == "longest_array" else total.get(key, 0) + value
+    return total

@@ -134,7 +134,8 @@ class LoadWorker:
                 pass  # fell behind: report what arrived
         closed = sum(1 for client in self.clients if client.closed.done())
         result = {"received": stats.received, "expected": expected, "first_ns": stats.first_ns,
-                  "last_ns": stats.last_ns, "latencies": stats.latencies.tobytes(), "closed": closed}
+                  "last_ns": stats.last_ns, "latencies": stats.latencies.tobytes(), "closed": closed,
+                  "framing": stats.figures()}
         return result
 
     async def do_disconnect(self, timeout: float = 30.0) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-ALL_SCENARIOS = ("fanout", "private", "idle", "sse", "resume", "stall")
+ALL_SCENARIOS = ("fanout", "fanout-batch", "private", "idle", "sse", "resume", "stall")
 SERVERS = ("notifier", "naive", "ceiling")
 
 
@@ -50,7 +50,7 @@ QUICK = Mode(
     idle_connections=1000, resume_clients=200, resume_behind=200,
     stall_clients=200, stall_rate=50.0, stall_duration=2.5,
     reduced=(
-        "fan-out and SSE: 200 clients (not 1,000), steps of 1x/4x/16x 50 events/s, 1 s each (not 5 s)",
+        "fan-out (also with ?batch=1) and SSE: 200 clients (not 1,000), 1x/4x/16x 50 events/s, 1 s each (not 5 s)",
         "private: 200 users (not 1,000)",
         "idle: 1,000 connections (not 10,000)",
         "resume storm: 200 clients, each 200 events behind (not 1,000 x 1,000)",

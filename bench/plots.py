@@ -86,6 +86,10 @@ def throughput_plot(summaries: dict, results: list[StepResult], path: Path) -> P
         if steps:
             right.plot([step.offered_per_second for step in steps], [step.delivered_per_second for step in steps],
                        marker="o", label=server, color=COLORS[server])
+    batched = [result for result in results if result.scenario == "fanout-batch"]
+    if batched:
+        right.plot([step.offered_per_second for step in batched], [step.delivered_per_second for step in batched],
+                   marker="s", linestyle="--", label="notifier ?batch=1", color=COLORS["notifier"])
     left.set_xlabel("WebSocket connections")
     left.set_ylabel("peak deliveries/s reached")
     left.set_title("throughput against connections", fontsize=9)

@@ -3,6 +3,10 @@
 Written on bare asyncio protocols, not aiohttp's client, because the load generator must
 cost far less per message than the server it measures: one `time.time_ns()` per read, one
 regex search per event, counters updated once per read, no task or future per message.
+
+A WebSocket text frame holds one JSON object, or (the gateway's `?batch=1`) a JSON array of
+them; an array is split into its messages (msgspec, without decoding them) and each is handled
+as if it had come in a frame of its own, so every event still gets its own latency.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import re
 from array import array
 from time import time_ns
 
+import msgspec
+
 # Optional spaces: the naive baseline writes with `json.dumps` defaults (`"key": value`).
 SENT_AT = re.compile(rb'"sentAt": ?(\d+)')
 WEBSOCKET_CURSOR = re.compile(rb', ?"id": ?"([^"]+)"')
@@ -21,6 +27,8 @@ SSE_CURSOR = re.compile(rb"(?:^|\n)id: ([^\n\r]+)")
 COMPLETE = re.compile(rb'"complete": ?true')
 HEADER_END = b"\r\n\r\n"
 PONG = b'{"action":"pong"}'
+ARRAY_START = 0x5B  # `[`: a batched frame
+MESSAGES = msgspec.json.Decoder(list[msgspec.Raw])  # an array's messages as raw bytes, none of them decoded
 
 
 class Stats:
@@ -36,6 +44,21 @@ class Stats:
         self.received = 0
         self.first_ns = 0
         self.last_ns = 0
+        # WebSocket framing (SSE leaves these at 0): frames that carried at least one event, and of
+        # those the arrays (`?batch=1`), the events in them and the longest; then what looked wrong.
+        self.event_frames = 0
+        self.arrays = 0
+        self.array_events = 0
+        self.longest_array = 0
+        self.controls_in_arrays = 0  # ack/ping/... inside an array: allowed, worth knowing
+        self.bad_frames = 0  # an array frame that does not decode as a JSON array, or an empty one
+        self.out_of_order = 0  # an event stamped no later than the one before it on its connection: reordered, repeated
+
+    def figures(self) -> dict:
+        """The framing counters, for the harness."""
+        return {"event_frames": self.event_frames, "arrays": self.arrays, "array_events": self.array_events,
+                "longest_array": self.longest_array, "controls_in_arrays": self.controls_in_arrays,
+                "bad_frames": self.bad_frames, "out_of_order": self.out_of_order}
 
     def counted(self, events: int, now_ns: int) -> None:
         """`events` arrived in one read at `now_ns` (their latencies are already appended)."""
@@ -141,6 +164,7 @@ class WebSocketClient(StreamClient):
     def __init__(self, *arguments, **keywords):
         super().__init__(*arguments, **keywords)
         self.pending = b""
+        self.last_sent_at = 0  # the newest event's stamp, to notice events that arrive out of order or twice
 
     def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
         if cursor is not None:
@@ -164,8 +188,10 @@ class WebSocketClient(StreamClient):
         size = len(data)
         offset = 0
         events = 0
-        last_event = None
-        latencies = self.stats.latencies
+        frames = 0
+        last_event = None  # (start, end) of the newest event in `data`, or its bytes if it came in an array
+        stats = self.stats
+        latencies = stats.latencies
         search = SENT_AT.search
         while size - offset >= 2:
             first, second = data[offset], data[offset + 1]
@@ -185,18 +211,67 @@ class WebSocketClient(StreamClient):
             end = start + length
             if end > size:
                 break
-            found = search(data, start, end) if first & 0x0F == 1 else None
+            offset = end
+            if first & 0x0F != 1:
+                self.control_frame(first & 0x0F, data[start:end])
+                continue
+            if length and data[start] == ARRAY_START:
+                found_events, newest = self.array_received(data, start, end, now_ns)
+                if found_events:
+                    events += found_events
+                    frames += 1
+                    last_event = newest
+                continue
+            found = search(data, start, end)
             if found is not None:
-                latencies.append((now_ns - int(found.group(1))) // 1000)
+                sent_at = int(found.group(1))
+                if sent_at <= self.last_sent_at:
+                    stats.out_of_order += 1
+                self.last_sent_at = sent_at
+                latencies.append((now_ns - sent_at) // 1000)
                 events += 1
+                frames += 1
                 last_event = (start, end)
             else:
-                self.control_frame(first & 0x0F, data[start:end])
-            offset = end
+                self.control_frame(1, data[start:end])
         self.pending = data[offset:] if offset < size else b""
         if events:
-            self._cursor_source = data[last_event[0]:last_event[1]]
+            stats.event_frames += frames
+            self._cursor_source = last_event if isinstance(last_event, bytes) else data[last_event[0]:last_event[1]]
             self.events_counted(events, now_ns)
+
+    def array_received(self, data: bytes, start: int, end: int, now_ns: int) -> tuple[int, bytes | None]:
+        """One batched frame: each message in it as if it were a frame of its own. Returns (events, newest event)."""
+        stats = self.stats
+        try:
+            messages = MESSAGES.decode(memoryview(data)[start:end])
+        except msgspec.DecodeError:
+            stats.bad_frames += 1
+            return 0, None
+        if not messages:
+            stats.bad_frames += 1  # an empty batch: the gateway should not send one
+        latencies = stats.latencies
+        search = SENT_AT.search
+        events = 0
+        newest = None
+        for message in messages:
+            found = search(message)
+            if found is None:
+                stats.controls_in_arrays += 1
+                self.control_frame(1, bytes(message))
+                continue
+            sent_at = int(found.group(1))
+            if sent_at <= self.last_sent_at:
+                stats.out_of_order += 1
+            self.last_sent_at = sent_at
+            latencies.append((now_ns - sent_at) // 1000)
+            events += 1
+            newest = message
+        if events:
+            stats.arrays += 1
+            stats.array_events += events
+            stats.longest_array = max(stats.longest_array, events)
+        return events, bytes(newest) if newest is not None else None
 
     def control_frame(self, opcode: int, payload: bytes) -> None:
         if opcode == 1:  # control messages carry no sentAt

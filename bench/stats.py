@@ -58,6 +58,12 @@ class StepResult:
         return self.server_cpu_seconds * 1e6 / self.delivered if self.delivered else math.nan
 
     @property
+    def frames_per_event(self) -> float:
+        """WebSocket frames that carried events, per event delivered (1 unbatched; below 1 with `?batch=1`)."""
+        frames = self.extra.get("framing", {}).get("event_frames", 0)
+        return frames / self.delivered if self.delivered and frames else math.nan
+
+    @property
     def loadgen_core_percent(self) -> float:
         """Load generator CPU as a percentage of one core over the step."""
         return 100.0 * self.loadgen_cpu_seconds / self.wall_seconds if self.wall_seconds else math.nan
@@ -65,5 +71,5 @@ class StepResult:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(kept_up=self.kept_up, server_us_per_delivery=self.server_us_per_delivery,
-                    loadgen_core_percent=self.loadgen_core_percent)
+                    loadgen_core_percent=self.loadgen_core_percent, frames_per_event=self.frames_per_event)
         return data

@@ -1,4 +1,10 @@
-"""Scenarios 1 (WebSocket) and 4 (SSE): one public channel, the rate stepped up until delivery falls behind."""
+"""Scenarios 1 (WebSocket) and 4 (SSE): one public channel, the rate stepped up until delivery falls behind.
+
+`fanout-batch` is scenario 1 again for the gateway alone, its clients opted in to `?batch=1`
+(messages waiting in a connection's outbox go out as one frame holding a JSON array), at the
+headline connection count and the same rate steps, so the report can set it beside the
+unbatched gateway's run of scenario 1.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,9 @@ from bench.scenarios.common import (
     ticker_lane,
     user_name,
 )
+from bench.servers import Server
+
+BATCHED = "fanout-batch"
 
 
 def run(bench: Bench, mode: Mode, transport: str = "ws") -> None:
@@ -21,23 +30,39 @@ def run(bench: Bench, mode: Mode, transport: str = "ws") -> None:
     summary: dict = {"headline_clients": headline, "peak": {}, "counts": {}}
     for kind in SERVERS:
         for clients in counts:
-            peak = 0.0
             with bench.serving(kind) as server:
-                paths = [bench.path(server, transport, [TICKER_CHANNEL], [TICKER_CHANNEL], user_name(index))
-                         for index in range(clients)]
-                bench.connect(server, transport, paths)
-                bench.warm(ticker_lane())
-                for multiple in mode.rate_steps:
-                    # The same deliveries/s at every connection count, so the counts compare.
-                    rate = mode.base_rate * multiple * headline / clients
-                    result = bench.step(server, scenario, f"{rate:g} ev/s", [ticker_lane(rate)], mode.duration,
-                                        everyone_gets_all, mode.grace)
-                    peak = max(peak, result.delivered_per_second)
-                    if not result.kept_up:
-                        break
+                peak = _climb(bench, mode, server, scenario, transport, clients, headline)
             summary["counts"].setdefault(kind, {})[clients] = peak
         summary["peak"][kind] = summary["counts"][kind][headline]
     bench.summaries[scenario] = summary
+
+
+def run_batched(bench: Bench, mode: Mode) -> None:
+    """The gateway with `?batch=1` clients: scenario 1's steps at its headline connection count."""
+    headline = mode.fanout_clients[-1]
+    with bench.serving("notifier") as server:
+        peak = _climb(bench, mode, server, BATCHED, "ws", headline, headline, batch=True)
+    bench.summaries[BATCHED] = {"headline_clients": headline, "peak": {"notifier": peak},
+                                "counts": {"notifier": {headline: peak}}}
+
+
+def _climb(bench: Bench, mode: Mode, server: Server, scenario: str, transport: str, clients: int, headline: int,
+           batch: bool = False) -> float:
+    """Connect `clients`, then step the rate up until a step falls behind; returns the peak deliveries/s."""
+    peak = 0.0
+    paths = [bench.path(server, transport, [TICKER_CHANNEL], [TICKER_CHANNEL], user_name(index), batch=batch)
+             for index in range(clients)]
+    bench.connect(server, transport, paths)
+    bench.warm(ticker_lane())
+    for multiple in mode.rate_steps:
+        # The same deliveries/s at every connection count, so the counts compare.
+        rate = mode.base_rate * multiple * headline / clients
+        result = bench.step(server, scenario, f"{rate:g} ev/s", [ticker_lane(rate)], mode.duration,
+                            everyone_gets_all, mode.grace)
+        peak = max(peak, result.delivered_per_second)
+        if not result.kept_up:
+            break
+    return peak
 
 
 def headline_results(bench: Bench, scenario: str, clients: int) -> dict[str, list]:
