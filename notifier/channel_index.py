@@ -10,19 +10,22 @@ Subscriber = TypeVar("Subscriber", bound=Hashable)
 
 
 class _Node(Generic[Subscriber]):
-    __slots__ = ("children", "any_key", "by_key", "rest_any_key", "rest_by_key")
+    # Containers are made on first use: one user's private index is a short chain of nodes,
+    # and empty dicts and sets per node would cost kilobytes per connection.
+    __slots__ = ("children", "buckets")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[Subscriber]] = {}
-        # Subscribers whose pattern ends here, for any key or for one key.
-        self.any_key: set[Subscriber] = set()
-        self.by_key: dict[str, set[Subscriber]] = {}
-        # Subscribers whose pattern ends with `>` here (matching one or more further tokens).
-        self.rest_any_key: set[Subscriber] = set()
-        self.rest_by_key: dict[str, set[Subscriber]] = {}
+        self.children: dict[str, _Node[Subscriber]] | None = None
+        # (pattern ends with `>`, key or None for any key) -> subscribers whose pattern ends here.
+        self.buckets: dict[tuple[bool, str | None], set[Subscriber]] | None = None
+
+    def child(self, token: str) -> "_Node[Subscriber]":
+        if self.children is None:
+            self.children = {}
+        return self.children.setdefault(token, _Node())
 
     def empty(self) -> bool:
-        return not (self.children or self.any_key or self.by_key or self.rest_any_key or self.rest_by_key)
+        return not (self.children or self.buckets)
 
 
 class ChannelIndex(Generic[Subscriber]):
@@ -38,8 +41,10 @@ class ChannelIndex(Generic[Subscriber]):
         tokens = pattern.tokens
         ends_with_rest = tokens[-1] == ">"
         for token in tokens[:-1] if ends_with_rest else tokens:
-            node = node.children.setdefault(token, _Node())
-        target = self._bucket(node, pattern.key, ends_with_rest, create=True)
+            node = node.child(token)
+        if node.buckets is None:
+            node.buckets = {}
+        target = node.buckets.setdefault((ends_with_rest, pattern.key), set())
         if subscriber not in target:
             target.add(subscriber)
             self.count += 1
@@ -51,32 +56,28 @@ class ChannelIndex(Generic[Subscriber]):
         ends_with_rest = tokens[-1] == ">"
         walked = tokens[:-1] if ends_with_rest else tokens
         for token in walked:
-            child = path[-1].children.get(token)
+            child = path[-1].children.get(token) if path[-1].children else None
             if child is None:
                 return
             path.append(child)
         node = path[-1]
-        target = self._bucket(node, pattern.key, ends_with_rest, create=False)
+        bucket_key = (ends_with_rest, pattern.key)
+        target = node.buckets.get(bucket_key) if node.buckets else None
         if target is None or subscriber not in target:
             return
         target.discard(subscriber)
         self.count -= 1
-        if not target and pattern.key is not None:
-            (node.rest_by_key if ends_with_rest else node.by_key).pop(pattern.key, None)
+        if not target:
+            del node.buckets[bucket_key]
+            if not node.buckets:
+                node.buckets = None
         for depth in range(len(walked), 0, -1):
-            if path[depth].empty():
-                del path[depth - 1].children[walked[depth - 1]]
-            else:
+            if not path[depth].empty():
                 break
-
-    @staticmethod
-    def _bucket(node: _Node[Subscriber], key: str | None, rest: bool, create: bool) -> set[Subscriber] | None:
-        if key is None:
-            return node.rest_any_key if rest else node.any_key
-        keyed = node.rest_by_key if rest else node.by_key
-        if create:
-            return keyed.setdefault(key, set())
-        return keyed.get(key)
+            parent = path[depth - 1]
+            del parent.children[walked[depth - 1]]
+            if not parent.children:
+                parent.children = None
 
     def match(self, type_tokens: list[str], key: str | None, into: set[Subscriber]) -> None:
         """Add to `into` every subscriber whose pattern matches this event type and key."""
@@ -84,24 +85,21 @@ class ChannelIndex(Generic[Subscriber]):
 
     def _walk(self, node: _Node[Subscriber], tokens: list[str], position: int, key: str | None,
               into: set[Subscriber]) -> None:
-        if position < len(tokens):
-            # A `>` here matches the remaining (at least one) tokens.
-            if node.rest_any_key:
-                into.update(node.rest_any_key)
-            if key is not None and node.rest_by_key:
-                keyed = node.rest_by_key.get(key)
-                if keyed:
-                    into.update(keyed)
+        # Before the last token a `>` here matches the rest; after it, patterns ending here match.
+        rest = position < len(tokens)
+        buckets = node.buckets
+        if buckets:
+            matched = buckets.get((rest, None))
+            if matched:
+                into.update(matched)
+            if key is not None:
+                matched = buckets.get((rest, key))
+                if matched:
+                    into.update(matched)
+        if rest and node.children:
             child = node.children.get(tokens[position])
             if child is not None:
                 self._walk(child, tokens, position + 1, key, into)
             star = node.children.get("*")
             if star is not None:
                 self._walk(star, tokens, position + 1, key, into)
-            return
-        if node.any_key:
-            into.update(node.any_key)
-        if key is not None and node.by_key:
-            keyed = node.by_key.get(key)
-            if keyed:
-                into.update(keyed)

@@ -1,0 +1,37 @@
+"""The channel index matches events to subscribers by pattern and forgets them completely."""
+
+from __future__ import annotations
+
+from notifier.channel_index import ChannelIndex
+from notifier.channels import parse_channel
+
+
+def _matches(index: ChannelIndex, event_type: str, key: str | None = None) -> set[str]:
+    found: set[str] = set()
+    index.match(event_type.split("."), key, found)
+    return found
+
+
+def test_wildcards_and_keys_match_like_channels():
+    """`*`, `>` and `:key` patterns match exactly what ChannelPattern.matches accepts."""
+    index: ChannelIndex[str] = ChannelIndex()
+    patterns = ["order.*", "order.>", "order.filled", "market.ticker:BTC", "market.>:ETH", ">"]
+    for text in patterns:
+        index.add(parse_channel(text), text)
+    for event_type, key in [("order.filled", None), ("order.fill.partial", None), ("market.ticker", "BTC"),
+                            ("market.ticker", "ETH"), ("market.book", "BTC"), ("order", None)]:
+        expected = {text for text in patterns if parse_channel(text).matches(event_type, key)}
+        assert _matches(index, event_type, key) == expected, (event_type, key)
+
+
+def test_removing_every_subscriber_leaves_an_empty_index():
+    """After removing all subscriptions nothing matches and no branch is left behind."""
+    index: ChannelIndex[str] = ChannelIndex()
+    patterns = ["order.*", "order.>", "market.ticker:BTC"]
+    for text in patterns:
+        index.add(parse_channel(text), "alice")
+    for text in patterns:
+        index.remove(parse_channel(text), "alice")
+    assert index.count == 0
+    assert _matches(index, "order.filled") == set()
+    assert index._root.empty()
