@@ -49,6 +49,10 @@ class Subscription:
 class LiveDelivery:
     """The live half of a session: what happens to each event the hub offers it."""
 
+    __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
+                 "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
+                 "_has_options")
+
     def __init__(
         self,
         identity: Identity,

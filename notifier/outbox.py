@@ -3,49 +3,52 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 
 
 class Outbox:
-    """Frames waiting for one connection's writer, each with the cursor it brings the client to."""
+    """Frames waiting for one connection's writer, each with the cursor it brings the client to.
 
-    __slots__ = ("max_bytes", "size", "_frames", "_readable", "_writable", "closed", "delivered_cursor")
+    An idle connection holds no queue and no waiter objects: the list and the futures the writer
+    and a replay wait on are made when needed, since thousands of idle connections add up.
+    """
+
+    __slots__ = ("max_bytes", "size", "_frames", "_reader", "_room", "closed", "delivered_cursor")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.size = 0
-        self._frames: deque[tuple[bytes, str | None]] = deque()
-        self._readable = asyncio.Event()
-        self._writable = asyncio.Event()
-        self._writable.set()
+        self._frames: list[tuple[bytes, str | None]] = []
+        self._reader: asyncio.Future[None] | None = None  # the writer waiting for frames
+        self._room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None
+
+    def _fits(self, frame: bytes) -> bool:
+        # One frame always fits into an empty outbox, however large.
+        return not self._frames or self.size + len(frame) <= self.max_bytes
 
     def offer(self, frame: bytes, cursor: str | None = None) -> bool:
         """Queue a frame without waiting; False (and nothing queued) when it would overflow the bound."""
         if self.closed:
             return True
-        if self.size + len(frame) > self.max_bytes and self._frames:
+        if not self._fits(frame):
             return False
         self._frames.append((frame, cursor))
         self.size += len(frame)
-        self._readable.set()
-        if self.size >= self.max_bytes:
-            self._writable.clear()
+        _wake(self._reader)
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
         """Queue a frame only if it fits under the bound now; False (nothing queued) otherwise."""
-        if self.size + len(frame) > self.max_bytes and self._frames:
-            return False
-        return self.offer(frame, cursor)
+        return self._fits(frame) and self.offer(frame, cursor)
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
-        while not self.closed and self.size + len(frame) > self.max_bytes and self._frames:
-            self._writable.clear()
-            await self._writable.wait()
+        while not self.closed and not self._fits(frame):
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
+            self._room = None
         self.offer(frame, cursor)
 
     async def take(self) -> list[tuple[bytes, str | None]]:
@@ -56,19 +59,23 @@ class Outbox:
         while not self._frames:
             if self.closed:
                 return []
-            self._readable.clear()
-            await self._readable.wait()
-        frames = list(self._frames)
-        self._frames.clear()
+            self._reader = asyncio.get_running_loop().create_future()
+            await self._reader
+            self._reader = None
+        frames, self._frames = self._frames, []
         self.size = 0
-        self._readable.clear()
-        self._writable.set()
+        _wake(self._room)
         return frames
 
     def close(self) -> None:
         """Drop what is queued, wake the writer and any waiting producer; later offers are ignored."""
         self.closed = True
-        self._frames.clear()
+        self._frames = []
         self.size = 0
-        self._readable.set()
-        self._writable.set()
+        _wake(self._reader)
+        _wake(self._room)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

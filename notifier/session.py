@@ -34,6 +34,8 @@ NO_OPTIONS = SubscriptionOptions()
 class Session(LiveDelivery):
     """A connected, authenticated client: its subscriptions and their catch-up from history."""
 
+    __slots__ = ("history", "tasks", "_recovery_lock")
+
     def __init__(
         self,
         identity: Identity,
