@@ -8,57 +8,30 @@ harness passes in.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import time
-import traceback
 from multiprocessing.connection import Connection
 
+from bench.commands import CommandWorker
 from bench.machine import die_with_parent, raise_open_file_limit
 from bench.protocols import SseClient, Stats, StreamClient, WebSocketClient
 
 STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
 
 
-class LoadWorker:
+class LoadWorker(CommandWorker):
     """The clients of one process and the commands that drive them."""
 
     def __init__(self, connection: Connection):
-        self.connection = connection
-        self.commands: asyncio.Queue = asyncio.Queue()
+        super().__init__(connection)
         self.stats = Stats()
         self.clients: list[StreamClient] = []
         self.stalled: list[StreamClient] = []
         self.endpoint: tuple[str, int, str] | None = None
         self.armed: list[asyncio.Future] = []
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.connection.fileno(), self._readable)
-        self.connection.send(("ready", None))
-        while True:
-            name, arguments = await self.commands.get()
-            os.set_blocking(self.connection.fileno(), True)
-            if name == "quit":
-                await self.do_disconnect(timeout=5)
-                return
-            try:
-                result = await getattr(self, "do_" + name)(**arguments)
-                self.connection.send(("ok", result))
-            except Exception:  # noqa: BLE001 - any failure goes back to the harness, which stops the scenario
-                self.connection.send(("error", traceback.format_exc()))
-
-    def _readable(self) -> None:
-        # uvloop makes a watched fd non-blocking; a pickled command must be read (and an answer
-        # written) whole, so the pipe goes back to blocking: the other end always writes promptly.
-        os.set_blocking(self.connection.fileno(), True)
-        try:
-            while self.connection.poll():
-                self.commands.put_nowait(self.connection.recv())
-        except EOFError:
-            # The harness is gone: stop rather than linger as an orphan.
-            asyncio.get_running_loop().remove_reader(self.connection.fileno())
-            self.commands.put_nowait(("quit", {}))
+    async def on_quit(self) -> None:
+        await self.do_disconnect(timeout=5)
 
     async def _open(self, host: str, port: int, transport: str, path: str, cursor: str | None,
                     stalled: bool) -> StreamClient:

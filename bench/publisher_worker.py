@@ -8,54 +8,30 @@ Both get byte-identical envelopes.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-import traceback
 from multiprocessing.connection import Connection
 
 import aiohttp
 
+from bench.commands import CommandWorker
 from bench.machine import die_with_parent, raise_open_file_limit
 from notifier.events import Envelope, encode_envelope
 
 IN_FLIGHT = 256  # JetStream publishes awaiting their ack at once: the schedule never waits on one ack
 
 
-class PublisherWorker:
+class PublisherWorker(CommandWorker):
     """One connection to the server under test and the pacing loops that publish through it."""
 
     def __init__(self, connection: Connection):
-        self.connection = connection
-        self.commands: asyncio.Queue = asyncio.Queue()
+        super().__init__(connection)
         self.publisher = None  # notifier.producer.Publisher when publishing to the gateway
         self.http: aiohttp.ClientSession | None = None
         self.websocket: aiohttp.ClientWebSocketResponse | None = None
         self.errors: list[str] = []
 
-    async def run(self) -> None:
-        asyncio.get_running_loop().add_reader(self.connection.fileno(), self._readable)
-        self.connection.send(("ready", None))
-        while True:
-            name, arguments = await self.commands.get()
-            os.set_blocking(self.connection.fileno(), True)
-            if name == "quit":
-                await self.do_close()
-                return
-            try:
-                self.connection.send(("ok", await getattr(self, "do_" + name)(**arguments)))
-            except Exception:  # noqa: BLE001 - any failure goes back to the harness, which stops the scenario
-                self.connection.send(("error", traceback.format_exc()))
-
-    def _readable(self) -> None:
-        # uvloop makes a watched fd non-blocking; a pickled command must be read (and an answer
-        # written) whole, so the pipe goes back to blocking: the other end always writes promptly.
-        os.set_blocking(self.connection.fileno(), True)
-        try:
-            while self.connection.poll():
-                self.commands.put_nowait(self.connection.recv())
-        except EOFError:
-            asyncio.get_running_loop().remove_reader(self.connection.fileno())
-            self.commands.put_nowait(("quit", {}))
+    async def on_quit(self) -> None:
+        await self.do_close()
 
     async def do_open(self, nats_url: str | None = None, publish_url: str | None = None) -> dict:
         """Connect to the gateway's NATS, or to a baseline's publish WebSocket."""
