@@ -81,7 +81,10 @@ async def replay_into(
                 continue
             if not await _send(session, event, session.history_stamp(position, recovering, live, base)):
                 break
-    return status.complete, position if position is not None else status.start_position(since)
+    if position is None:
+        position = status.start_position(since)
+    # Only the streams read here: a floor is forgotten once the hub passes it in all of them.
+    return status.complete, Cursor({stream: position.position(stream) for stream in recovering})
 
 
 async def snapshot_into(
