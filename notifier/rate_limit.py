@@ -72,19 +72,20 @@ class RateLimiter:
 
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
-        channel = outgoing.event.envelope.channel
-        if not self.drops_unkeyed and outgoing.event.envelope.key is None:
+        envelope = outgoing.event.envelope
+        if not self.drops_unkeyed and envelope.key is None:
             # Orders, fills and alerts are never dropped by the connection ceiling: they pass, and
             # spend a token if there is one, so price ticks are what waits.
             self.bucket.take(now)
             return True
+        channel = envelope.channel
         if channel in self.conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
             self.conflated[channel] = outgoing
             return False
         if self.bucket.take(now):
             return True
-        if outgoing.event.envelope.key is not None:
+        if envelope.key is not None:
             self.conflated[channel] = outgoing
         else:
             self.lost[channel] += 1
