@@ -22,7 +22,7 @@ from notifier.services import SERVICES, Services
 from notifier.settings import Settings
 from notifier.sse import sse_handler
 from notifier.streams import StreamSet, apply_streams, load_streams
-from notifier.tasks import cancel_and_wait
+from notifier.tasks import cancel_and_wait, retry_until_done
 from notifier.websocket import websocket_handler
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,13 @@ class Gateway:
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
         self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
-        for attempt in range(1_000_000):
-            try:
-                await self._apply_streams()
-                self.hub.start_at(await self.feed.start())
-                self.following.set()
-                return
-            except Exception as error:  # JetStream may still be electing a leader; keep trying
-                delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                log.warning("cannot follow the streams yet (%s); retrying in %.1fs", error, delay)
-                await asyncio.sleep(delay)
+        await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
+
+    async def _follow(self) -> None:
+        assert self.feed is not None
+        await self._apply_streams()
+        self.hub.start_at(await self.feed.start())
+        self.following.set()
 
     async def _apply_streams(self) -> None:
         assert self.client is not None

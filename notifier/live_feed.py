@@ -19,7 +19,7 @@ from notifier import metrics
 from notifier.events import StoredEvent
 from notifier.stream_messages import to_stored_event
 from notifier.streams import StreamDefinition, StreamSet
-from notifier.tasks import cancel_and_wait
+from notifier.tasks import cancel_and_wait, retry_until_done
 
 log = logging.getLogger(__name__)
 
@@ -66,19 +66,15 @@ class LiveFeed:
         while True:
             await self._resubscribe_wanted.wait()
             self._resubscribe_wanted.clear()
-            for attempt in range(1_000_000):
-                try:
-                    await self._unsubscribe_all()
-                    if self.prepare is not None:
-                        await self.prepare()
-                    await self._check_for_reset()
-                    await self._subscribe_all()
-                    log.info("live feed following again from %s", self.positions)
-                    break
-                except Exception as error:  # NATS may still be coming back; keep trying.
-                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-                    log.warning("live feed resubscribe failed (%s); retrying in %.2fs", error, delay)
-                    await asyncio.sleep(delay)
+            await retry_until_done(self._resubscribe, "live feed resubscribe failed", RETRY_DELAYS)
+            log.info("live feed following again from %s", self.positions)
+
+    async def _resubscribe(self) -> None:
+        await self._unsubscribe_all()
+        if self.prepare is not None:
+            await self.prepare()
+        await self._check_for_reset()
+        await self._subscribe_all()
 
     async def _check_for_reset(self) -> None:
         for definition in self.streams:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Coroutine, Any
+from typing import Any, Awaitable, Callable, Coroutine
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +47,23 @@ class TaskGroup:
     async def close(self) -> None:
         """Cancel every task and wait for all of them."""
         await cancel_and_wait(*list(self._tasks))
+
+
+async def retry_until_done(
+    attempt: Callable[[], Awaitable[None]], failure: str, delays: tuple[float, ...]
+) -> None:
+    """Run `attempt` until it returns, waiting `delays` (the last one repeated) between failures.
+
+    For start-up and reconnect steps that must eventually succeed while NATS comes back;
+    cancellation is not an Exception, so the owner can still stop the loop.
+    """
+    failures = 0
+    while True:
+        try:
+            await attempt()
+            return
+        except Exception as error:
+            delay = delays[min(failures, len(delays) - 1)]
+            failures += 1
+            log.warning("%s (%s); retrying in %.2fs", failure, error, delay)
+            await asyncio.sleep(delay)
