@@ -191,7 +191,6 @@ class WebSocketClient(StreamClient):
         frames = 0
         last_event = None  # (start, end) of the newest event in `data`, or its bytes if it came in an array
         stats = self.stats
-        latencies = stats.latencies
         search = SENT_AT.search
         while size - offset >= 2:
             first, second = data[offset], data[offset + 1]
@@ -224,11 +223,7 @@ class WebSocketClient(StreamClient):
                 continue
             found = search(data, start, end)
             if found is not None:
-                sent_at = int(found.group(1))
-                if sent_at <= self.last_sent_at:
-                    stats.out_of_order += 1
-                self.last_sent_at = sent_at
-                latencies.append((now_ns - sent_at) // 1000)
+                self._record(int(found.group(1)), now_ns)
                 events += 1
                 frames += 1
                 last_event = (start, end)
@@ -240,6 +235,13 @@ class WebSocketClient(StreamClient):
             self._cursor_source = last_event if isinstance(last_event, bytes) else data[last_event[0]:last_event[1]]
             self.events_counted(events, now_ns)
 
+    def _record(self, sent_at: int, now_ns: int) -> None:
+        """One event's latency (µs), and whether it came no later than the one before it."""
+        if sent_at <= self.last_sent_at:
+            self.stats.out_of_order += 1
+        self.last_sent_at = sent_at
+        self.stats.latencies.append((now_ns - sent_at) // 1000)
+
     def array_received(self, data: bytes, start: int, end: int, now_ns: int) -> tuple[int, bytes | None]:
         """One batched frame: each message in it as if it were a frame of its own. Returns (events, newest event)."""
         stats = self.stats
@@ -250,7 +252,6 @@ class WebSocketClient(StreamClient):
             return 0, None
         if not messages:
             stats.bad_frames += 1  # an empty batch: the gateway should not send one
-        latencies = stats.latencies
         search = SENT_AT.search
         events = 0
         newest = None
@@ -260,11 +261,7 @@ class WebSocketClient(StreamClient):
                 stats.controls_in_arrays += 1
                 self.control_frame(1, bytes(message))
                 continue
-            sent_at = int(found.group(1))
-            if sent_at <= self.last_sent_at:
-                stats.out_of_order += 1
-            self.last_sent_at = sent_at
-            latencies.append((now_ns - sent_at) // 1000)
+            self._record(int(found.group(1)), now_ns)
             events += 1
             newest = message
         if events:

@@ -11,12 +11,13 @@ import asyncio
 import json
 import struct
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from bench.baselines.common import (
     PUBLISH_PATH,
     Registry,
     channels_of,
+    receive_published,
     serve,
     sse_headers,
 )
@@ -37,27 +38,24 @@ def websocket_frame(payload: bytes) -> bytes:
 
 async def publish_handler(request: web.Request) -> web.WebSocketResponse:
     """Build each event's WebSocket frame and SSE chunk once; write them to every subscriber's transport."""
+    return await receive_published(request, broadcast)
+
+
+def broadcast(channel: str, body: str) -> None:
     global sequence
-    websocket = web.WebSocketResponse()
-    await websocket.prepare(request)
-    async for message in websocket:
-        if message.type is not WSMsgType.TEXT:
-            continue
-        channel, _, body = message.data.partition("\n")
-        subscribers = registry.by_channel.get(channel)
-        sequence += 1
-        if not subscribers:
-            continue
-        number = str(sequence).encode()
-        envelope = body.encode()
-        frame = websocket_frame(b'{"action":"event","channel":' + json.dumps(channel).encode()
-                                + b',"id":"' + number + b'","data":' + envelope + b"}")
-        block = b"id: " + number + b"\ndata: " + envelope + b"\n\n"
-        chunk = b"%x\r\n" % len(block) + block + b"\r\n"  # the stream is chunked, so the chunk is pre-built too
-        for is_sse, transport in subscribers:
-            if not transport.is_closing():
-                transport.write(chunk if is_sse else frame)
-    return websocket
+    subscribers = registry.by_channel.get(channel)
+    sequence += 1
+    if not subscribers:
+        return
+    number = str(sequence).encode()
+    envelope = body.encode()
+    frame = websocket_frame(b'{"action":"event","channel":' + json.dumps(channel).encode()
+                            + b',"id":"' + number + b'","data":' + envelope + b"}")
+    block = b"id: " + number + b"\ndata: " + envelope + b"\n\n"
+    chunk = b"%x\r\n" % len(block) + block + b"\r\n"  # the stream is chunked, so the chunk is pre-built too
+    for is_sse, transport in subscribers:
+        if not transport.is_closing():
+            transport.write(chunk if is_sse else frame)
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:

@@ -13,7 +13,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from bench.machine import die_with_parent, raise_open_file_limit
 
@@ -69,6 +69,17 @@ async def serve(name: str, build_app: Callable[[], web.Application],
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+async def receive_published(request: web.Request, on_event: Callable[[str, str], None]) -> web.WebSocketResponse:
+    """The `/publish` WebSocket: `on_event(channel, envelope JSON)` for each `<channel>\\n<envelope>` message."""
+    websocket = web.WebSocketResponse()
+    await websocket.prepare(request)
+    async for message in websocket:
+        if message.type is WSMsgType.TEXT:
+            channel, _, body = message.data.partition("\n")
+            on_event(channel, body)
+    return websocket
 
 
 def sse_headers() -> dict[str, str]:

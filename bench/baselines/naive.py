@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from bench.baselines.common import (
     PUBLISH_PATH,
     Registry,
     channels_of,
+    receive_published,
     serve,
     sse_headers,
 )
@@ -57,19 +58,16 @@ async def broadcaster() -> None:
 
 async def publish_handler(request: web.Request) -> web.WebSocketResponse:
     """Take `<channel>\\n<envelope>` messages and queue each to every subscriber of the channel."""
+    return await receive_published(request, enqueue)
+
+
+def enqueue(channel: str, body: str) -> None:
     global sequence
-    websocket = web.WebSocketResponse()
-    await websocket.prepare(request)
-    async for message in websocket:
-        if message.type is not WSMsgType.TEXT:
-            continue
-        channel, _, body = message.data.partition("\n")
-        event = json.loads(body)
-        sequence += 1
-        for client in registry.by_channel.get(channel, ()):
-            client.queue.put_nowait((channel, sequence, event))
-        wake.set()
-    return websocket
+    event = json.loads(body)
+    sequence += 1
+    for client in registry.by_channel.get(channel, ()):
+        client.queue.put_nowait((channel, sequence, event))
+    wake.set()
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
