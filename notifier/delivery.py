@@ -68,7 +68,7 @@ class LiveDelivery:
         self.outbox = Outbox(outbox_bytes)
         self.on_slow = on_slow
         self.subscriptions: dict[str, Subscription] = {}
-        self.connection_limiter = (RateLimiter(max_events_per_second, drops_unkeyed=False)
+        self.connection_limiter = (RateLimiter(max_events_per_second)
                                    if max_events_per_second else None)
         self.state = SessionState.LIVE
         self.last_cursor: str | None = None

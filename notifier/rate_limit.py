@@ -3,6 +3,10 @@
 Over the limit, an event with a key waits in a conflation slot where a newer event of the same
 channel and key replaces it (MERGE); an event without a key is not sent and is counted, so the
 client is told `lost` with the count. `p0` events never reach a limiter.
+
+Unkeyed events (orders, fills, alerts) go first: they are judged against the limit by their own
+rate alone, and keyed events (ticks) only get the tokens they leave. So a tick burst can never
+make an order `lost`; only more unkeyed events than the limit can.
 """
 
 from __future__ import annotations
@@ -48,6 +52,11 @@ class TokenBucket:
             return True
         return False
 
+    def charge(self, now: float) -> None:
+        """Spend a token even if none is left, owing at most one bucket's worth."""
+        self._refill(now)
+        self.tokens = max(self.tokens - 1, -self.capacity)
+
     def seconds_until_token(self, now: float) -> float:
         """How long until `take` would succeed."""
         self._refill(now)
@@ -55,15 +64,18 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One limit: a bucket, conflation slots for keyed events, and counts of unkeyed events not sent."""
+    """One limit: conflation slots for keyed events, counts of unkeyed events not sent, and two buckets.
 
-    __slots__ = ("bucket", "conflated", "lost", "lost_from", "drops_unkeyed")
+    `bucket` holds the limit for everything; `unkeyed` holds it for unkeyed events alone. An
+    unkeyed event needs an `unkeyed` token and is charged to `bucket` even when that runs dry,
+    so the keyed events that need a `bucket` token wait until the unkeyed ones have had theirs.
+    """
 
-    def __init__(self, rate: float, drops_unkeyed: bool = True):
+    __slots__ = ("bucket", "unkeyed", "conflated", "lost", "lost_from")
+
+    def __init__(self, rate: float):
         self.bucket = TokenBucket(rate)
-        # A subscription's own `limit` drops unkeyed events over it (reported as `lost`); the
-        # connection ceiling does not.
-        self.drops_unkeyed = drops_unkeyed
+        self.unkeyed = TokenBucket(rate)
         # channel (type:key) -> newest waiting event; dict order is the order slots were opened.
         self.conflated: dict[str, OutgoingEvent] = {}
         self.lost: Counter[str] = Counter()
@@ -73,23 +85,21 @@ class RateLimiter:
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
         envelope = outgoing.event.envelope
-        if not self.drops_unkeyed and envelope.key is None:
-            # Orders, fills and alerts are never dropped by the connection ceiling: they pass, and
-            # spend a token if there is one, so price ticks are what waits.
-            self.bucket.take(now)
-            return True
         channel = envelope.channel
+        if envelope.key is None:
+            if self.unkeyed.take(now):
+                self.bucket.charge(now)
+                return True
+            self.lost[channel] += 1
+            self.lost_from.setdefault(channel, last_cursor)
+            return False
         if channel in self.conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
             self.conflated[channel] = outgoing
             return False
         if self.bucket.take(now):
             return True
-        if envelope.key is not None:
-            self.conflated[channel] = outgoing
-        else:
-            self.lost[channel] += 1
-            self.lost_from.setdefault(channel, last_cursor)
+        self.conflated[channel] = outgoing
         return False
 
     @property
@@ -113,5 +123,10 @@ class RateLimiter:
         return reports
 
     def seconds_until_next(self, now: float) -> float:
-        """When the next conflated event may go."""
-        return self.bucket.seconds_until_token(now)
+        """When the next conflated event may go, or the next `lost` report is due."""
+        due = []
+        if self.conflated:
+            due.append(self.bucket.seconds_until_token(now))
+        if self.lost:
+            due.append(self.unkeyed.seconds_until_token(now))
+        return min(due, default=0.0)

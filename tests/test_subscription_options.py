@@ -65,14 +65,26 @@ async def test_p0_passes_a_saturated_limit(gateway):
     assert _numbers(await client.events(5)) == [0, 1, 2, 3, 4]
 
 
-async def test_connection_ceiling_conflates_ticks_and_never_drops_unkeyed_events(make_gateway):
-    """NOTIFIER_MAX_EVENTS_PER_SECOND conflates keyed events across the connection while unkeyed ones all pass."""
-    gateway = await make_gateway(max_events_per_second=2)
+async def test_connection_ceiling_never_loses_an_unkeyed_event_to_a_tick_burst(make_gateway):
+    """Under NOTIFIER_MAX_EVENTS_PER_SECOND a tick burst is conflated and the unkeyed events after it all pass."""
+    gateway = await make_gateway(max_events_per_second=3)
     client = await gateway.websocket()
     await client.subscribe("market.ticker", "alert.price")
-    await gateway.publish(*({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in range(4)),
-                          *({"type": "alert.price", "payload": {"n": n}} for n in range(4, 7)))
-    assert _numbers(await client.events(6)) == [0, 1, 4, 5, 6, 3]
+    await gateway.publish(*({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in range(6)),
+                          *({"type": "alert.price", "payload": {"n": n}} for n in range(6, 9)))
+    assert _numbers(await client.events(7)) == [0, 1, 2, 6, 7, 8, 5]
+
+
+async def test_connection_ceiling_reports_unkeyed_events_over_it_as_lost(make_gateway):
+    """More unkeyed events than NOTIFIER_MAX_EVENTS_PER_SECOND allows are not sent and reported in `lost`."""
+    gateway = await make_gateway(max_events_per_second=2)
+    client = await gateway.websocket()
+    await client.subscribe("alert.price")
+    await gateway.publish(*({"type": "alert.price", "payload": {"n": n}} for n in range(5)))
+    delivered = await client.events(2)
+    lost = await client.receive_action("lost")
+    assert _numbers(delivered) == [0, 1]
+    assert (lost["channel"], lost["count"], lost["since"]) == ("alert.price", 3, delivered[-1]["id"])
 
 
 async def test_invalid_option_names_the_field(gateway):
