@@ -127,6 +127,8 @@ class Gateway:
     async def stop(self) -> None:
         """Stop in reverse order of start."""
         await cancel_and_wait(self._heartbeat, self._connecting)
+        if self.services is not None:
+            self.services.flushes.close()
         if self.feed is not None:
             await self.feed.stop()
         if self.client is not None and not self.client.is_closed and self.client.is_connected:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import msgspec
 
 from notifier.cursor import Cursor
@@ -13,22 +15,30 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "positions", "cursor", "_websocket", "_sse", "_sse_named")
+    __slots__ = ("event", "positions", "cursor", "_message", "_websocket", "_sse", "_sse_named")
 
     def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
         # The hub's position in every stream once this event is dispatched, and its wire form.
         self.positions = positions
         self.cursor = positions.encode()
+        self._message: bytes | None = None
         self._websocket: bytes | None = None
         self._sse: bytes | None = None
         self._sse_named: bytes | None = None
 
     @property
-    def websocket_frame(self) -> bytes:
+    def websocket_message(self) -> bytes:
         """`{"action":"event","channel":...,"id":<cursor>,"data":<envelope>}`."""
+        if self._message is None:
+            self._message = websocket_event(self.event, self.cursor)
+        return self._message
+
+    @property
+    def websocket_frame(self) -> bytes:
+        """The message as a whole WebSocket text frame, header included, ready for the socket."""
         if self._websocket is None:
-            self._websocket = websocket_event(self.event, self.cursor)
+            self._websocket = websocket_text_frame(self.websocket_message)
         return self._websocket
 
     @property
@@ -52,6 +62,16 @@ def websocket_event(event: StoredEvent, cursor: str) -> bytes:
     return b'{"action":"event","channel":' + channel + b',"id":"' + cursor.encode() + b'","data":' + event.body + b"}"
 
 
+def websocket_text_frame(message: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2): a server's frames carry no mask."""
+    length = len(message)
+    if length < 126:
+        return bytes((0x81, length)) + message
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length) + message
+    return struct.pack("!BBQ", 0x81, 127, length) + message
+
+
 def sse_event(event: StoredEvent, cursor: str, named: bool) -> bytes:
     """An SSE event block; the body is one line of JSON, so one `data:` line carries it."""
     name = b"event: " + event.envelope.type.encode() + b"\n" if named else b""
@@ -69,7 +89,7 @@ def sse_control(name: str, data: object) -> bytes:
 
 
 class Framing:
-    """How one connection turns events and control messages into bytes."""
+    """How one WebSocket connection turns events and control messages into bytes: whole frames."""
 
     kind = "websocket"
 
@@ -79,10 +99,25 @@ class Framing:
 
     def replayed(self, event: StoredEvent, cursor: str) -> bytes:
         """A replayed event: cursors differ per client, so these are built per client."""
-        return websocket_event(event, cursor)
+        return websocket_text_frame(websocket_event(event, cursor))
 
     def control(self, action: str, **fields: object) -> bytes:
         """A control message."""
+        return websocket_text_frame(websocket_control(action, **fields))
+
+
+class BatchFraming(Framing):
+    """WebSocket with `?batch=1`: bare messages, which the writer puts into frames (several as one array)."""
+
+    kind = "websocket-batch"
+
+    def live(self, outgoing: OutgoingEvent) -> bytes:
+        return outgoing.websocket_message
+
+    def replayed(self, event: StoredEvent, cursor: str) -> bytes:
+        return websocket_event(event, cursor)
+
+    def control(self, action: str, **fields: object) -> bytes:
         return websocket_control(action, **fields)
 
 
@@ -105,3 +140,4 @@ class SseFraming(Framing):
 
 
 WEBSOCKET_FRAMING = Framing()
+WEBSOCKET_BATCH_FRAMING = BatchFraming()

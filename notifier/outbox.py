@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 
 class Outbox:
@@ -10,9 +11,11 @@ class Outbox:
 
     An idle connection holds no queue and no waiter objects: the list and the futures the writer
     and a replay wait on are made when needed, since thousands of idle connections add up.
+    A writer either waits in `take`, or sets `on_ready` to be called when the first frame arrives
+    and then collects with `take_now` (no task per connection).
     """
 
-    __slots__ = ("max_bytes", "size", "_frames", "_reader", "_room", "closed", "delivered_cursor")
+    __slots__ = ("max_bytes", "size", "_frames", "_reader", "_room", "closed", "delivered_cursor", "on_ready")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -23,6 +26,7 @@ class Outbox:
         self.closed = False
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None
+        self.on_ready: Callable[[], None] | None = None
 
     def _fits(self, frame: bytes) -> bool:
         # One frame always fits into an empty outbox, however large.
@@ -36,7 +40,10 @@ class Outbox:
             return False
         self._frames.append((frame, cursor))
         self.size += len(frame)
-        _wake(self._reader)
+        if self.on_ready is None:
+            _wake(self._reader)
+        elif len(self._frames) == 1:
+            self.on_ready()
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
@@ -62,6 +69,10 @@ class Outbox:
             self._reader = asyncio.get_running_loop().create_future()
             await self._reader
             self._reader = None
+        return self.take_now()
+
+    def take_now(self) -> list[tuple[bytes, str | None]]:
+        """Return all queued frames with their cursors, oldest first, without waiting (maybe none)."""
         frames, self._frames = self._frames, []
         self.size = 0
         _wake(self._room)

@@ -13,6 +13,7 @@ from notifier.broker import EventHistory, EventPublisher
 from notifier.connections import ConnectionRegistry
 from notifier.hub import Hub
 from notifier.settings import Settings
+from notifier.websocket_writer import FlushQueue
 
 
 @dataclass
@@ -30,6 +31,8 @@ class Services:
     # has no position and a resume could fall between history's end and the feed's start.
     following: asyncio.Event = field(default_factory=asyncio.Event)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    # WebSocket writers with frames waiting, written together once per loop iteration.
+    flushes: FlushQueue = field(default_factory=FlushQueue)
 
     async def wait_following(self, timeout: float = 10.0) -> bool:
         """Wait until the live feed follows the streams; False after `timeout` seconds."""

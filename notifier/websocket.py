@@ -14,12 +14,12 @@ from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
 from notifier.close_codes import CloseCode, ErrorCode
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
-from notifier.frames import WEBSOCKET_FRAMING
+from notifier.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
 from notifier.identity import Identity
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
 from notifier.session import MAX_CHANNELS, NO_OPTIONS, Session
-from notifier.tasks import cancel_and_wait
+from notifier.websocket_writer import WebSocketWriter
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class WebSocketState(enum.Enum):
 
 
 class WebSocketConnection:
-    """One client's WebSocket: the reader loop runs in the handler, the writer drains the outbox."""
+    """One client's WebSocket: the reader loop runs in the handler, the writer moves the outbox to the socket."""
 
     def __init__(self, request: web.Request, services: Services):
         self.request = request
@@ -48,7 +48,7 @@ class WebSocketConnection:
         self.batch = request.query.get("batch") in ("1", "true", "yes")
         self.state = WebSocketState.AUTHENTICATING
         self.session: Session | None = None
-        self._writer: asyncio.Task[None] | None = None
+        self._writer: WebSocketWriter | None = None
         self._closing: asyncio.Task[None] | None = None
         self._connect_cursor: str | None = None
         now = time.monotonic()
@@ -102,13 +102,14 @@ class WebSocketConnection:
 
     def _open(self, identity: Identity) -> None:
         self.session = Session(
-            identity, self.services.hub, self.services.history, WEBSOCKET_FRAMING,
+            identity, self.services.hub, self.services.history,
+            WEBSOCKET_BATCH_FRAMING if self.batch else WEBSOCKET_FRAMING,
             self.settings.outbox_bytes, on_slow=self._on_slow,
             max_events_per_second=self.settings.max_events_per_second,
         )
         self.state = WebSocketState.OPEN
         self.services.connections.add(self)
-        self._writer = asyncio.create_task(self._write_outbox(), name="websocket-writer")
+        self._writer = WebSocketWriter(self.session.outbox, self.request, self.batch, self.services.flushes)
 
     # -- reading --
 
@@ -194,28 +195,6 @@ class WebSocketConnection:
         assert self.session is not None
         self.session.send_control("error", code=str(code), message=message)
 
-    # -- writing --
-
-    async def _write_outbox(self) -> None:
-        assert self.session is not None
-        outbox = self.session.outbox
-        while True:
-            frames = await outbox.take()
-            if not frames:
-                return
-            if self.batch and len(frames) > 1:
-                frames = [(b"[" + b",".join(frame for frame, _ in frames) + b"]", _last_cursor(frames))]
-            try:
-                for frame, cursor in frames:
-                    # Uncompressed frames are written to the transport before send_frame first
-                    # awaits (for drain), so the cursor is recorded first: a writer cancelled while
-                    # waiting on a stalled client has still put this frame ahead of the close frame.
-                    if cursor is not None:
-                        outbox.delivered_cursor = cursor
-                    await self.websocket.send_frame(frame, WSMsgType.TEXT)
-            except ConnectionError:
-                return  # the client went away; the reader loop sees the close
-
     # -- closing --
 
     def heartbeat(self, now: float) -> None:
@@ -250,8 +229,8 @@ class WebSocketConnection:
 
     async def _close(self, code: CloseCode, reason: str) -> None:
         if self.session is not None:
-            # The closed outbox stops the writer after the frame it is sending; the close frame
-            # goes out behind that frame, so the reason's cursor is the last event on the wire.
+            # The closed outbox drops what was not written yet; the close frame goes out behind
+            # what was, so the reason's cursor is the last event on the wire.
             self.session.close()
         closed_cleanly = False
         try:
@@ -265,7 +244,8 @@ class WebSocketConnection:
         if not closed_cleanly or (transport is not None and transport.get_write_buffer_size() > 0):
             # Bytes still queued for a client that stopped reading would keep the socket open forever.
             self._abort()
-        await cancel_and_wait(self._writer)
+        if self._writer is not None:
+            await self._writer.close()
 
     def _abort(self) -> None:
         """Drop the TCP connection of a client that does not read: its queued bytes would never leave."""
@@ -279,14 +259,10 @@ class WebSocketConnection:
         self.services.connections.discard(self)
         if self.session is not None:
             await self.session.aclose()
-        await cancel_and_wait(self._writer)
+        if self._writer is not None:
+            await self._writer.close()
         if not self.websocket.closed:
             await self.websocket.close()
-
-
-def _last_cursor(frames: list[tuple[bytes, str | None]]) -> str | None:
-    cursors = [cursor for _, cursor in frames if cursor is not None]
-    return cursors[-1] if cursors else None
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:

@@ -128,3 +128,14 @@ async def test_envelope_defaults_are_filled(gateway):
     data = (await client.events(1))[0]["data"]
     assert data["id"] and data["timestamp"] > 0
     assert (data["version"], data["priority"], data["source"]) == ("1.0", "p2", "producer")
+
+
+async def test_event_larger_than_64_kib_arrives_intact(gateway):
+    """An event whose frame needs the 64-bit length header arrives whole, followed by a small one."""
+    client = await gateway.websocket()
+    await client.subscribe("alert.report")
+    text = "x" * 70_000
+    await gateway.publish({"type": "alert.report", "payload": {"text": text}},
+                          {"type": "alert.report", "payload": {"text": "small"}})
+    events = await client.events(2)
+    assert [event["data"]["payload"]["text"] for event in events] == [text, "small"]
