@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from notifier import metrics
-from notifier.identity import Identity
+from notifier.identity import NO_ROLES, Identity
 from notifier.settings import Settings, SettingsError
 
 
@@ -109,7 +109,7 @@ class Authenticator:
             raise AuthenticationError("token claim 'sub' must be a non-empty string")
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise AuthenticationError("token claim 'roles' must be a list of strings")
-        return Identity(subject, frozenset(roles), float(claims["exp"]))
+        return Identity(subject, frozenset(roles) if roles else NO_ROLES, float(claims["exp"]))
 
     def issue(self, subject: str, roles: list[str] | tuple[str, ...] = (), ttl_seconds: float = 3600) -> str:
         """Sign a token with the shared secret (development and tests)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -49,6 +50,12 @@ def parse_channel(text: str) -> ChannelPattern:
     """Parse `order.*`, `order.>` or `market.ticker:BTC/USDT`, naming the rule a bad one breaks."""
     if not isinstance(text, str) or not text:
         raise InvalidChannel("channel must be a non-empty string")
+    return _parse(text)
+
+
+# Thousands of connections subscribe the same few channels; they share one parsed pattern.
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ChannelPattern:
     type_part, separator, key = text.partition(":")
     if separator and not _KEY.match(key or ""):
         raise InvalidChannel(f"channel {text!r}: key after ':' must be non-empty, without spaces or commas")

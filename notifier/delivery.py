@@ -32,7 +32,7 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass
+@dataclass(slots=True)
 class Subscription:
     """One subscribed channel pattern with its options and, when `limit` is set, its own limiter."""
 
@@ -51,7 +51,7 @@ class LiveDelivery:
 
     __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
                  "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
-                 "_has_options")
+                 "_has_options", "_ceiling")
 
     def __init__(
         self,
@@ -68,8 +68,9 @@ class LiveDelivery:
         self.outbox = Outbox(outbox_bytes)
         self.on_slow = on_slow
         self.subscriptions: dict[str, Subscription] = {}
-        self.connection_limiter = (RateLimiter(max_events_per_second)
-                                   if max_events_per_second else None)
+        # Made with the first limited event: an idle connection holds no buckets.
+        self.connection_limiter: RateLimiter | None = None
+        self._ceiling = max_events_per_second
         self.state = SessionState.LIVE
         self.last_cursor: str | None = None
         self._recoveries = 0
@@ -102,6 +103,8 @@ class LiveDelivery:
         if subscription is None and self._has_options:
             return  # matched only channels whose priority option filters it out
         if envelope.priority != "p0":
+            if self.connection_limiter is None and self._ceiling:
+                self.connection_limiter = RateLimiter(self._ceiling)
             now = time.monotonic()
             for limiter in (subscription.limiter if subscription else None, self.connection_limiter):
                 if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):

@@ -8,6 +8,8 @@ from notifier.events import Envelope
 
 ADMIN_ROLE = "admin"
 PUBLISHER_ROLE = "publisher"
+# Shared by every identity without roles (an empty frozenset is a new object each time).
+NO_ROLES: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +17,7 @@ class Identity:
     """The verified claims of a token: user id, roles and expiry (Unix seconds)."""
 
     user_id: str
-    roles: frozenset[str] = frozenset()
+    roles: frozenset[str] = NO_ROLES
     expires_at: float | None = None
 
     @property

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 MAX_CHANNELS = 256
 MAX_RECOVERIES = 8
 NO_OPTIONS = SubscriptionOptions()
+# Subscriptions share one frozenset per combination of streams (there are a handful), not one each.
+_STREAM_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
 class Session(LiveDelivery):
@@ -49,7 +51,7 @@ class Session(LiveDelivery):
         super().__init__(identity, hub, framing, outbox_bytes, on_slow, max_events_per_second)
         self.history = history
         self.tasks = TaskGroup("session")
-        self._recovery_lock = asyncio.Lock()
+        self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
 
     __hash__ = LiveDelivery.__hash__
 
@@ -81,6 +83,7 @@ class Session(LiveDelivery):
         for pattern in patterns:
             limiter = RateLimiter(options.limit) if options.limit else None
             streams = frozenset(self.history.stream_ids_for([pattern]))
+            streams = _STREAM_SETS.setdefault(streams, streams)
             self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams)
         self._has_options = self._any_options()
         catching_up = since is not None or options.snapshot is not None
@@ -136,6 +139,8 @@ class Session(LiveDelivery):
         complete: bool | None = None
         floor = Cursor(since or {})
         try:
+            if self._recovery_lock is None:
+                self._recovery_lock = asyncio.Lock()
             async with self._recovery_lock:
                 if since is not None:
                     complete, floor = await replay_into(self, patterns, since, options.priority, base)

@@ -25,28 +25,34 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
 class TaskGroup:
     """A set of long-lived tasks with one owner; a task that crashes is logged, not lost."""
 
+    __slots__ = ("name", "_tasks")
+
     def __init__(self, name: str):
         self.name = name
-        self._tasks: set[asyncio.Task[Any]] = set()
+        # Made on first spawn: most sessions never start a task, and idle connections add up.
+        self._tasks: set[asyncio.Task[Any]] | None = None
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Start a task owned by this group."""
         task = asyncio.create_task(coroutine, name=f"{self.name}:{name}")
+        if self._tasks is None:
+            self._tasks = set()
         self._tasks.add(task)
         task.add_done_callback(self._finished)
         return task
 
     def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
+        if self._tasks is not None:
+            self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s crashed", task.get_name(), exc_info=task.exception())
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        return len(self._tasks or ())
 
     async def close(self) -> None:
         """Cancel every task and wait for all of them."""
-        await cancel_and_wait(*list(self._tasks))
+        await cancel_and_wait(*list(self._tasks or ()))
 
 
 async def retry_until_done(

@@ -39,6 +39,9 @@ class WebSocketState(enum.Enum):
 class WebSocketConnection:
     """One client's WebSocket: the reader loop runs in the handler, the writer moves the outbox to the socket."""
 
+    __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
+                 "_connect_cursor", "last_received", "last_ping_sent")
+
     def __init__(self, request: web.Request, services: Services):
         self.request = request
         self.services = services
