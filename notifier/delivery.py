@@ -103,14 +103,28 @@ class LiveDelivery:
         if subscription is None and self._has_options:
             return  # matched only channels whose priority option filters it out
         if envelope.priority != "p0":
-            if self.connection_limiter is None and self._ceiling:
-                self.connection_limiter = RateLimiter(self._ceiling)
             now = time.monotonic()
-            for limiter in (subscription.limiter if subscription else None, self.connection_limiter):
-                if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
-                    self._schedule_flush(limiter.seconds_until_next(now))
+            if subscription is not None and subscription.limiter is not None:
+                if not self._admitted(subscription.limiter, outgoing, now):
                     return
-        self._queue(outgoing)
+            limiter = self.connection_limiter
+            if limiter is None and self._ceiling:
+                limiter = self.connection_limiter = RateLimiter(self._ceiling)
+            if limiter is not None and not self._admitted(limiter, outgoing, now):
+                return
+        if self.replayed and not self._live_caught_up(outgoing.positions):
+            self._queue_stamped(outgoing, outgoing.positions)
+        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
+            self.last_cursor = outgoing.cursor
+        else:
+            self.too_slow()
+
+    def _admitted(self, limiter: RateLimiter, outgoing: OutgoingEvent, now: float) -> bool:
+        """Whether the limiter lets the event go now; if not, wake up when it may release or report."""
+        if limiter.admit(outgoing, now, self.last_cursor):
+            return True
+        self._schedule_flush(limiter.seconds_until_next(now))
+        return False
 
     def _below_floor(self, outgoing: OutgoingEvent) -> bool:
         """Whether history already sent this event; floors the hub has passed are forgotten."""
@@ -132,14 +146,6 @@ class LiveDelivery:
                     return subscription
                 chosen = chosen or subscription
         return chosen
-
-    def _queue(self, outgoing: OutgoingEvent) -> None:
-        if self.replayed and not self._live_caught_up(outgoing.positions):
-            self._queue_stamped(outgoing, outgoing.positions)
-        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
-            self.last_cursor = outgoing.cursor
-        else:
-            self.too_slow()
 
     def _live_caught_up(self, positions: Cursor) -> bool:
         if all(positions.position(stream) >= sequence for stream, sequence in self.replayed.items()):

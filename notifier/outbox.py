@@ -36,13 +36,14 @@ class Outbox:
         """Queue a frame without waiting; False (and nothing queued) when it would overflow the bound."""
         if self.closed:
             return True
-        if not self._fits(frame):
+        frames = self._frames
+        if frames and self.size + len(frame) > self.max_bytes:
             return False
-        self._frames.append((frame, cursor))
+        frames.append((frame, cursor))
         self.size += len(frame)
         if self.on_ready is None:
             _wake(self._reader)
-        elif len(self._frames) == 1:
+        elif len(frames) == 1:
             self.on_ready()
         return True
 
@@ -75,7 +76,8 @@ class Outbox:
         """Return all queued frames with their cursors, oldest first, without waiting (maybe none)."""
         frames, self._frames = self._frames, []
         self.size = 0
-        _wake(self._room)
+        if self._room is not None:
+            _wake(self._room)
         return frames
 
     def close(self) -> None:

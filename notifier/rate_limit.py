@@ -40,22 +40,32 @@ class TokenBucket:
         self.tokens = self.capacity
         self.updated = time.monotonic()
 
+    # These run for every delivered event (the connection ceiling sees them all), so the refill
+    # is written out in each rather than shared through calls to a helper and min().
     def _refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        tokens = self.tokens + (now - self.updated) * self.rate
+        self.tokens = tokens if tokens < self.capacity else self.capacity
         self.updated = now
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
-        self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
+        tokens = self.tokens + (now - self.updated) * self.rate
+        if tokens > self.capacity:
+            tokens = self.capacity
+        self.updated = now
+        if tokens >= 1:
+            self.tokens = tokens - 1
             return True
+        self.tokens = tokens
         return False
 
     def charge(self, now: float) -> None:
         """Spend a token even if none is left, owing at most one bucket's worth."""
-        self._refill(now)
-        self.tokens = max(self.tokens - 1, -self.capacity)
+        tokens = self.tokens + (now - self.updated) * self.rate
+        if tokens > self.capacity:
+            tokens = self.capacity
+        self.updated = now
+        self.tokens = tokens - 1 if tokens - 1 > -self.capacity else -self.capacity
 
     def seconds_until_token(self, now: float) -> float:
         """How long until `take` would succeed."""
@@ -85,14 +95,15 @@ class RateLimiter:
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
         envelope = outgoing.event.envelope
-        channel = envelope.channel
         if envelope.key is None:
             if self.unkeyed.take(now):
                 self.bucket.charge(now)
                 return True
+            channel = envelope.channel
             self.lost[channel] += 1
             self.lost_from.setdefault(channel, last_cursor)
             return False
+        channel = envelope.channel
         if channel in self.conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
             self.conflated[channel] = outgoing

@@ -75,7 +75,10 @@ class WebSocketWriter:
     def _ready(self) -> None:
         if not self._queued and self._draining is None:
             self._queued = True
-            self.flushes.add(self)
+            flushes = self.flushes
+            flushes._waiting.append(self)  # FlushQueue.add, inlined: this runs for every delivery
+            if flushes._handle is None:
+                flushes._handle = asyncio.get_running_loop().call_soon(flushes._flush)
 
     def flush(self) -> None:
         """Write everything waiting in the outbox in one write, unless the socket is still draining."""
@@ -88,18 +91,18 @@ class WebSocketWriter:
         transport = self.request.transport
         if transport is None or transport.is_closing():
             return  # the client went away; the reader loop sees the close
-        if not self.batch:
-            data = b"".join(frame for frame, _ in frames)
-        elif len(frames) == 1:
-            data = websocket_text_frame(frames[0][0])
+        if len(frames) == 1:
+            frame, cursor = frames[0]
+            transport.write(websocket_text_frame(frame) if self.batch else frame)
         else:
-            data = websocket_text_frame(b"[" + b",".join(frame for frame, _ in frames) + b"]")
-        transport.write(data)
+            if self.batch:
+                transport.write(websocket_text_frame(b"[" + b",".join([frame for frame, _ in frames]) + b"]"))
+            else:
+                transport.write(b"".join([frame for frame, _ in frames]))
+            cursor = next((cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
-        for _, cursor in reversed(frames):
-            if cursor is not None:
-                self.outbox.delivered_cursor = cursor
-                break
+        if cursor is not None:
+            self.outbox.delivered_cursor = cursor
         if self.request.protocol.writing_paused:
             self._draining = asyncio.create_task(self._drain(), name="websocket-drain")
 
