@@ -18,6 +18,7 @@ from notifier.live_feed import LiveFeed
 from notifier.nats_connection import GatewayClient, connect_nats
 from notifier.nats_server import EmbeddedNatsServer
 from notifier.producer import Publisher
+from notifier.recent_events import RecentEvents
 from notifier.services import SERVICES, Services
 from notifier.settings import Settings
 from notifier.sse import sse_handler
@@ -42,6 +43,7 @@ class Gateway:
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
         self.hub = Hub()
+        self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -71,7 +73,7 @@ class Gateway:
         self.services = Services(
             settings=self.settings,
             hub=self.hub,
-            history=StreamHistory(self.client, self.streams),
+            history=StreamHistory(self.client, self.streams, self.recent),
             publisher=Publisher(self.client, self.streams),
             authenticator=self.authenticator,
             not_ready=self.not_ready,
@@ -86,7 +88,8 @@ class Gateway:
         assert self.client is not None
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
-        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
+        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
+                            recent=self.recent)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
 
     async def _follow(self) -> None:
