@@ -46,6 +46,7 @@ class Gateway:
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
+        self.history: StreamHistory | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
 
@@ -70,10 +71,11 @@ class Gateway:
             (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
         self.client = GatewayClient()
         metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
+        self.history = StreamHistory(self.client, self.streams, self.recent)
         self.services = Services(
             settings=self.settings,
             hub=self.hub,
-            history=StreamHistory(self.client, self.streams, self.recent),
+            history=self.history,
             publisher=Publisher(self.client, self.streams),
             authenticator=self.authenticator,
             not_ready=self.not_ready,
@@ -132,6 +134,8 @@ class Gateway:
         await cancel_and_wait(self._heartbeat, self._connecting)
         if self.feed is not None:
             await self.feed.stop()
+        if self.history is not None:
+            await self.history.close()
         if self.client is not None and not self.client.is_closed and self.client.is_connected:
             await self.client.close()
         if self.embedded is not None:

@@ -28,6 +28,7 @@ from notifier.direct_get import MAX_IN_FLIGHT, DirectReader
 from notifier.events import StoredEvent
 from notifier.identity import Identity
 from notifier.recent_events import RecentEvents, TailReader
+from notifier.stream_state import StreamStates
 from notifier.streams import StreamDefinition, StreamSet
 from notifier.subjects import filters_for
 
@@ -45,6 +46,11 @@ class StreamHistory:
         self.jetstream = client.jetstream()
         self.streams = streams
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.states = StreamStates(self.jetstream)
+
+    async def close(self) -> None:
+        """Cancel shared requests still under way."""
+        await self.states.close()
 
     def _streams_for(self, patterns: list[ChannelPattern]) -> list[StreamDefinition]:
         chosen: dict[str, StreamDefinition] = {}
@@ -67,8 +73,7 @@ class StreamHistory:
             position = since.position(stream)
             # Asked after the session registered, so it sees purges and age-outs up to now: the
             # tail may still hold events JetStream dropped, and those must not be replayed.
-            metrics.JETSTREAM_REQUESTS.increment()
-            state = (await self.jetstream.stream_info(definition.name)).state
+            state = await self.states.state(definition.name)
             if position > state.last_seq:
                 # The stream was recreated behind this cursor: send what there is and say so.
                 status.complete, start = False, state.first_seq
