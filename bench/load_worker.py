@@ -139,6 +139,7 @@ class LoadWorker(CommandWorker):
         previous, self.clients = self.clients, []
         resumed: list[tuple[int, int, bool]] = []  # per client live again: when, events replayed, complete
         errors: list[str] = []
+        out_of_order = self.stats.out_of_order
 
         async def resume_one(old: StreamClient, path: str) -> None:
             async with gate:
@@ -158,7 +159,8 @@ class LoadWorker(CommandWorker):
             task.cancel()
         if late:
             await asyncio.wait(late)
-        return {"resumed": resumed, "failed": len(errors), "errors": errors[:3], "late": len(late)}
+        return {"resumed": resumed, "failed": len(errors), "errors": errors[:3], "late": len(late),
+                "out_of_order": self.stats.out_of_order - out_of_order}
 
 
 def main(connection: Connection) -> None:

@@ -172,7 +172,8 @@ def _targets(bench, mode: Mode) -> list[str]:
     resume = bench.summaries.get("resume")
     if resume and "notifier" in resume:
         seconds = resume["notifier"]["all_live_seconds"]
-        label = f"resume storm: all live within 5 s (here {resume['clients']:,} × {resume['behind']:,} events behind)"
+        label = (f"resume storm: all live within 5 s (here {resume['clients']:,} × {resume['behind']:,} events behind, "
+                 "clients with `?batch=1`)")
         rows.append([label, _live_time(resume["notifier"]), _verdict(seconds <= 5.0)])
     stall = bench.summaries.get("stall")
     if stall and "notifier" in stall["p99"]:
@@ -337,30 +338,42 @@ def _resume_section(bench) -> list[str]:
     resume = bench.summaries.get("resume")
     if not resume or "notifier" not in resume:
         return []
-    ours = resume["notifier"]
-    clients = max(1, ours["live"])
-    per_event = ours["server_cpu_seconds"] * 1e6 / max(1, ours["events_replayed"])
+    runs = [resume["notifier"]] + ([resume["notifier_unbatched"]] if "notifier_unbatched" in resume else [])
+
+    def row(label: str, value) -> list[str]:
+        return [label, *(value(run) for run in runs)]
+
+    def per_event(run: dict, seconds: float) -> str:
+        return f"{number(seconds, 2)} ({number(seconds * 1e6 / max(1, run['events_replayed']))})"
+
     rows = [
-        ["clients live again / failed / not live within the bound",
-         f"{ours['live']:,} / {ours['failed']:,} / {ours['late']:,} (bound {ours['timeout_seconds']:.0f} s)"],
-        ["time until all live (last `recovered`)", _live_time(ours)],
-        ["events replayed per client (min–max)", f"{ours['replayed_min']:,}–{ours['replayed_max']:,}"],
-        ["replays reported complete", f"{ours['complete']:,}"],
-        ["complete, yet fewer events than were missed (a silent gap)", f"{ours['gap_but_complete']:,}"],
-        ["more events than were missed (duplicates)", f"{ours['duplicates']:,}"],
-        ["JetStream requests (total, per client)",
-         f"{ours['jetstream_requests']:,.0f}, {ours['jetstream_requests'] / clients:.1f}"],
-        ["gateway CPU s (µs per replayed event)", f"{number(ours['server_cpu_seconds'], 2)} ({number(per_event)})"],
-        ["nats-server CPU s", number(ours["broker_cpu_seconds"], 2)],
+        row("clients live again / failed / not live within the bound",
+            lambda run: f"{run['live']:,} / {run['failed']:,} / {run['late']:,} (bound {run['timeout_seconds']:.0f} s)"),
+        row("time until all live (last `recovered`)", _live_time),
+        row("events replayed per client (min–max)", lambda run: f"{run['replayed_min']:,}–{run['replayed_max']:,}"),
+        row("replays reported complete", lambda run: f"{run['complete']:,}"),
+        row("complete, yet fewer events than were missed (a silent gap)", lambda run: f"{run['gap_but_complete']:,}"),
+        row("more events than were missed (duplicates)", lambda run: f"{run['duplicates']:,}"),
+        row("events not newer than the one before (reordered or repeated)",
+            lambda run: f"{run.get('out_of_order', 0):,}"),
+        row("JetStream requests (total, per client)",
+            lambda run: f"{run['jetstream_requests']:,.0f}, {run['jetstream_requests'] / max(1, run['live']):.1f}"),
+        row("gateway CPU s (µs per replayed event)", lambda run: per_event(run, run["server_cpu_seconds"])),
+        row("nats-server CPU s", lambda run: number(run["broker_cpu_seconds"], 2)),
+        row("load generator CPU s (µs per replayed event)",
+            lambda run: per_event(run, run["loadgen_cpu_seconds"]) if "loadgen_cpu_seconds" in run else "–"),
     ]
     if "ceiling" in resume:
         seconds = resume["ceiling"]["all_connected_seconds"]
-        rows.append(["baseline: same connections to the ceiling at once, no history",
-                     f"{number(seconds, 2)} s (notifier ÷ ceiling {times(ratio(ours['all_live_seconds'], seconds))})"])
-    if ours["errors"]:
-        rows.append(["errors", "; ".join(ours["errors"])])
+        row_label = "baseline: same connections to the ceiling at once, no history"
+        rows.append(row(row_label, lambda run: f"{number(seconds, 2)} s (notifier ÷ ceiling "
+                                               f"{times(ratio(run['all_live_seconds'], seconds))})"))
+    errors = [error for run in runs for error in run["errors"]]
+    if errors:
+        rows.append(row("errors", lambda run: "; ".join(run["errors"]) or "–"))
+    headers = ["figure", "clients with `?batch=1` (target)", "clients without batching"][:1 + len(runs)]
     return [f"## 5. Resume storm: {resume['clients']:,} clients, each {resume['behind']:,} events behind", "",
-            *_table(["figure", "value"], rows), ""]
+            *_table(headers, rows), ""]
 
 
 def _load_generator(results: list[StepResult]) -> list[str]:

@@ -18,6 +18,7 @@ from notifier.live_feed import LiveFeed
 from notifier.nats_connection import GatewayClient, connect_nats
 from notifier.nats_server import EmbeddedNatsServer
 from notifier.producer import Publisher
+from notifier.recent_events import RecentEvents
 from notifier.services import SERVICES, Services
 from notifier.settings import Settings
 from notifier.sse import sse_handler
@@ -42,8 +43,10 @@ class Gateway:
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
         self.hub = Hub()
+        self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
+        self.history: StreamHistory | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
 
@@ -68,10 +71,11 @@ class Gateway:
             (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
         self.client = GatewayClient()
         metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
+        self.history = StreamHistory(self.client, self.streams, self.recent)
         self.services = Services(
             settings=self.settings,
             hub=self.hub,
-            history=StreamHistory(self.client, self.streams),
+            history=self.history,
             publisher=Publisher(self.client, self.streams),
             authenticator=self.authenticator,
             not_ready=self.not_ready,
@@ -86,7 +90,8 @@ class Gateway:
         assert self.client is not None
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
-        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams)
+        self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
+                            recent=self.recent)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
 
     async def _follow(self) -> None:
@@ -131,6 +136,8 @@ class Gateway:
             self.services.flushes.close()
         if self.feed is not None:
             await self.feed.stop()
+        if self.history is not None:
+            await self.history.close()
         if self.client is not None and not self.client.is_closed and self.client.is_connected:
             await self.client.close()
         if self.embedded is not None:

@@ -71,6 +71,12 @@ class EventHistory(Protocol):
         """Every event after `since` the viewer may see on these channels, oldest first; `status` says from where."""
         ...
 
+    def replay_chunks(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """The same events as `replay`, in lists that were read without waiting (sent in one go)."""
+        ...
+
     async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:
         """The newest event of every key on these channels the viewer may see, oldest first."""
         ...

@@ -65,17 +65,32 @@ class DirectReader:
         self.buffer: deque[StoredEvent] = deque()
 
     async def fill(self) -> bool:
-        """Make the next event (lowest sequence across the filters) available in `buffer`."""
+        """Make the next event (lowest sequence across the filters) available in `buffer`.
+
+        Every later event whose order is already known (no scan needs another request to say
+        what comes next) is moved too, so a replay can send a whole batch without awaiting.
+        """
         while not self.buffer:
             for scan in self.scans:
                 while not scan.buffer and not scan.done:
                     await self._fetch(scan)
-            waiting = [scan for scan in self.scans if scan.buffer]
-            if not waiting:
+            if not any(scan.buffer for scan in self.scans):
                 return False
+            self._move_known()
+        return True
+
+    def _move_known(self) -> None:
+        scans = self.scans
+        if len(scans) == 1:
+            self.buffer.extend(scans[0].buffer)
+            scans[0].buffer.clear()
+            return
+        while all(scan.buffer or scan.done for scan in scans):
+            waiting = [scan for scan in scans if scan.buffer]
+            if not waiting:
+                return
             lowest = min(waiting, key=lambda scan: scan.buffer[0].sequence)
             self.buffer.append(lowest.buffer.popleft())
-        return True
 
     async def _fetch(self, scan: _FilterScan) -> None:
         request = json.dumps(

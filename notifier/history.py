@@ -1,7 +1,8 @@
 """Reading JetStream history for one viewer: exact replay after a cursor, and pages for `/api/history`.
 
-Each stream is read with filter subjects covering only the public subjects and the viewer's
-own, so a replay never scans other users' events. Streams are merged by store time; a page's
+A replay close behind live is served from the in-memory recent tail (no JetStream request);
+otherwise each stream is read with filter subjects covering only the public subjects and the
+viewer's own, so a replay never scans other users' events. Streams are merged by store time; a page's
 cursors are true once the client has each event: its own stream at its sequence, the other
 streams at the last sequence read so far.
 """
@@ -26,6 +27,8 @@ from notifier.cursor import Cursor
 from notifier.direct_get import MAX_IN_FLIGHT, DirectReader
 from notifier.events import StoredEvent
 from notifier.identity import Identity
+from notifier.recent_events import RecentEvents, TailReader
+from notifier.stream_state import StreamStates
 from notifier.streams import StreamDefinition, StreamSet
 from notifier.subjects import filters_for
 
@@ -36,11 +39,18 @@ log = logging.getLogger(__name__)
 class StreamHistory:
     """History reads for the hub and the HTTP API; knows NATS, hands out StoredEvents and cursors."""
 
-    def __init__(self, client: Client, streams: StreamSet):
+    def __init__(self, client: Client, streams: StreamSet, recent: RecentEvents | None = None):
         self.client = client
+        # The newest events the live feed handed on: replays close behind live are served from it.
+        self.recent = recent or RecentEvents(0, 0)
         self.jetstream = client.jetstream()
         self.streams = streams
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self.states = StreamStates(self.jetstream)
+
+    async def close(self) -> None:
+        """Cancel shared requests still under way."""
+        await self.states.close()
 
     def _streams_for(self, patterns: list[ChannelPattern]) -> list[StreamDefinition]:
         chosen: dict[str, StreamDefinition] = {}
@@ -49,39 +59,43 @@ class StreamHistory:
                 chosen[definition.cursor_id] = definition
         return list(chosen.values())
 
-    def _direct_readers(
-        self, viewer: Identity, patterns: list[ChannelPattern], starts: dict[str, int], ends: dict[str, int]
-    ) -> list[DirectReader]:
-        return [
-            DirectReader(self.client, self.streams, definition,
-                         filters_for(patterns, definition, viewer.user_id, viewer.is_admin),
-                         starts[definition.cursor_id], ends[definition.cursor_id], self._in_flight)
-            for definition in self._streams_for(patterns)
-        ]
+    async def _open_readers(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
+    ) -> list[DirectReader | TailReader]:
+        """One reader per stream, from the recent tail when it covers the range, else from JetStream.
 
-    async def _reaches_back(
-        self, patterns: list[ChannelPattern], since: Cursor
-    ) -> tuple[bool, dict[str, int], dict[str, int]]:
-        """Whether history still holds everything after `since`, and each stream's first and last sequence to read.
-
-        The last sequence is the stream's end now; callers register for live events first, so the
-        live feed takes over from at most there.
+        Fills `status`: where each stream is read from, and false when history no longer reaches
+        back to `since` or the cursor is ahead of the stream (it was recreated).
         """
-        complete = True
-        starts, ends = {}, {}
+        readers: list[DirectReader | TailReader] = []
         for definition in self._streams_for(patterns):
-            metrics.JETSTREAM_REQUESTS.increment()
-            state = (await self.jetstream.stream_info(definition.name)).state
-            position = since.position(definition.cursor_id)
-            ends[definition.cursor_id] = state.last_seq
+            stream = definition.cursor_id
+            position = since.position(stream)
+            # Asked after the session registered, so it sees purges and age-outs up to now: the
+            # tail may still hold events JetStream dropped, and those must not be replayed.
+            state = await self.states.state(definition.name)
             if position > state.last_seq:
                 # The stream was recreated behind this cursor: send what there is and say so.
-                complete, starts[definition.cursor_id] = False, state.first_seq
+                status.complete, start = False, state.first_seq
             else:
                 if position + 1 < state.first_seq:
-                    complete = False
-                starts[definition.cursor_id] = max(position + 1, state.first_seq)
-        return complete, starts, ends
+                    status.complete = False
+                start = max(position + 1, state.first_seq)
+            status.starts[stream] = start
+            served = self.recent.covering(stream, start - 1)
+            if served is not None:
+                # The tail ends at the live feed's position, which may be behind the stream's end:
+                # the feed appends to it before the hub dispatches, so it is at or past the hub's
+                # position when the session registered (which came first), and every later event
+                # reaches the session live. That is all a gap-free hand-over needs.
+                readers.append(TailReader(served))
+            else:
+                # The stream's end now; the session registered for live events first, so the live
+                # feed takes over from at most there.
+                readers.append(DirectReader(self.client, self.streams, definition,
+                                            filters_for(patterns, definition, viewer.user_id, viewer.is_admin),
+                                            start, state.last_seq, self._in_flight))
+        return readers
 
     def stream_ids_for(self, patterns: list[ChannelPattern]) -> set[str]:
         """The cursor ids of the streams that may hold events on these channels."""
@@ -90,9 +104,21 @@ class StreamHistory:
     async def replay(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
     ) -> AsyncIterator[StoredEvent]:
-        """Every event after `since` the viewer may see on these channels, oldest first.
+        """Every event after `since` the viewer may see on these channels, oldest first (see `replay_chunks`)."""
+        async with aclosing(self.replay_chunks(viewer, patterns, since, status)) as chunks:
+            async for chunk in chunks:
+                for event in chunk:
+                    yield event
 
-        Before the first event, `status.starts` holds the sequence each stream is read from
+    async def replay_chunks(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """Every event after `since` the viewer may see on these channels, oldest first, in chunks.
+
+        A chunk is what could be read without waiting for JetStream (a whole replay when the recent
+        tail serves it), so the caller sends it in one go and history is still read at its pace.
+
+        Before the first chunk, `status.starts` holds the sequence each stream is read from
         (after `since`, or later when history no longer reaches back or the stream was reset).
 
         `status.complete` turns false when history no longer reaches back to `since`, or when a
@@ -100,21 +126,27 @@ class StreamHistory:
         older ones after the cursor may have been discarded, and a gap is never silent.
         """
         metrics.REPLAYS.increment()
-        complete, starts, ends = await self._reaches_back(patterns, since)
-        status.complete, status.starts = complete, starts
-        readers = self._direct_readers(viewer, patterns, starts, ends)
+        readers = await self._open_readers(viewer, patterns, since, status)
+        visible = _Visibility(viewer, patterns)
         per_subject: Counter[tuple[str, str | None, str]] = Counter()
-        now_ms = int(time.time() * 1000)
         try:
-            async for event in _merge(readers):
-                limit = self.streams.by_cursor_id[event.stream].max_msgs_per_subject
-                if limit > 0:
-                    subject = (event.stream, event.envelope.user_id, event.envelope.channel)
-                    per_subject[subject] += 1
-                    if per_subject[subject] >= limit:
-                        status.complete = False
-                if _visible(event, viewer, patterns, now_ms):
-                    yield event
+            async for chunk in _merge(readers):
+                kept = []
+                for event in chunk:
+                    # Only the viewer's own subjects on these channels count: JetStream's filters
+                    # read nothing else, and the tail holds every user's events.
+                    if not visible.in_scope(event):
+                        continue
+                    limit = self.streams.by_cursor_id[event.stream].max_msgs_per_subject
+                    if limit > 0:
+                        subject = (event.stream, event.envelope.user_id, event.envelope.channel)
+                        per_subject[subject] += 1
+                        if per_subject[subject] >= limit:
+                            status.complete = False
+                    if not visible.expired(event):
+                        kept.append(event)
+                if kept:
+                    yield kept
         finally:
             for reader in readers:
                 await reader.close()
@@ -196,6 +228,33 @@ class StreamHistory:
         return start
 
 
+class _Visibility:
+    """Which events of a replay the viewer may see: its own or public, on its channels, ttl not passed."""
+
+    def __init__(self, viewer: Identity, patterns: list[ChannelPattern]):
+        self.viewer = viewer
+        self.patterns = patterns
+        self.now_ms = int(time.time() * 1000)
+        # A replay reads many events of few channels: match each (type, key) once.
+        self._matches: dict[tuple[str, str | None], bool] = {}
+
+    def in_scope(self, event: StoredEvent) -> bool:
+        """Whether the viewer may see the event and it is on one of the channels (expired or not)."""
+        envelope = event.envelope
+        if envelope.user_id is not None and not self.viewer.can_see(envelope):
+            return False
+        channel = (envelope.type, envelope.key)
+        matched = self._matches.get(channel)
+        if matched is None:
+            matched = self._matches[channel] = any(pattern.matches(envelope.type, envelope.key)
+                                                    for pattern in self.patterns)
+        return matched
+
+    def expired(self, event: StoredEvent) -> bool:
+        """Whether the event's ttl has passed."""
+        return event.envelope.ttl is not None and event.envelope.expired(self.now_ms)
+
+
 def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern], now_ms: int) -> bool:
     """Whether the viewer may see the event, it is on one of the channels, and its ttl has not passed."""
     envelope = event.envelope
@@ -206,18 +265,34 @@ def _visible(event: StoredEvent, viewer: Identity, patterns: list[ChannelPattern
     )
 
 
-async def _merge(readers: list[DirectReader]) -> AsyncIterator[StoredEvent]:
-    """Merge the readers' events by store time (then stream id), each stream staying in sequence order."""
-    heap: list[tuple[int, str, int, DirectReader]] = []
+async def _merge(readers: list[DirectReader | TailReader]) -> AsyncIterator[list[StoredEvent]]:
+    """Merge the readers' events by store time (then stream id), each stream staying in sequence order.
+
+    Chunks end where a reader must wait for JetStream: its next event may come before the others'.
+    """
+    if len(readers) == 1:
+        reader = readers[0]
+        while await reader.fill():
+            chunk = list(reader.buffer)
+            reader.buffer.clear()
+            yield chunk
+        return
+    heap: list[tuple[int, str, int, DirectReader | TailReader]] = []
     for reader in readers:
         if await reader.fill():
             event = reader.buffer[0]
             heapq.heappush(heap, (event.stored_at_ns, event.stream, event.sequence, reader))
+    chunk: list[StoredEvent] = []
     while heap:
         _, _, _, reader = heapq.heappop(heap)
-        event = reader.buffer.popleft()
-        yield event
-        if reader.buffer or await reader.fill():
-            following = reader.buffer[0]
-            heapq.heappush(heap, (following.stored_at_ns, following.stream, following.sequence, reader))
-
+        chunk.append(reader.buffer.popleft())
+        if not reader.buffer:
+            if chunk:
+                yield chunk
+                chunk = []
+            if not await reader.fill():
+                continue
+        following = reader.buffer[0]
+        heapq.heappush(heap, (following.stored_at_ns, following.stream, following.sequence, reader))
+    if chunk:
+        yield chunk

@@ -17,6 +17,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from notifier import metrics
 from notifier.events import StoredEvent
+from notifier.recent_events import RecentEvents
 from notifier.stream_messages import to_stored_event
 from notifier.streams import StreamDefinition, StreamSet
 from notifier.tasks import cancel_and_wait, retry_until_done
@@ -36,8 +37,11 @@ class LiveFeed:
         streams: StreamSet,
         on_event: Callable[[StoredEvent], None],
         prepare: Callable[[], Awaitable[None]] | None = None,
+        recent: RecentEvents | None = None,
     ):
         self.client = client
+        # Kept in order, before the hub sees each event, so it always reaches the hub's position.
+        self.recent = recent
         self.prepare = prepare
         self.jetstream = client.jetstream()
         self.streams = streams
@@ -53,6 +57,8 @@ class LiveFeed:
         for definition in self.streams:
             info = await self.jetstream.stream_info(definition.name)
             self.positions[definition.cursor_id] = info.state.last_seq
+        if self.recent is not None:
+            self.recent.restart(self.positions)
         await self._subscribe_all()
         self._supervisor = asyncio.create_task(self._supervise(), name="live-feed-supervisor")
         return dict(self.positions)
@@ -60,6 +66,8 @@ class LiveFeed:
     def request_resubscribe(self) -> None:
         """Ask for fresh consumers (after a reconnect the server may have lost the old ones)."""
         self.following = False
+        if self.recent is not None:
+            self.recent.forget()
         self._resubscribe_wanted.set()
 
     async def _supervise(self) -> None:
@@ -74,6 +82,9 @@ class LiveFeed:
         if self.prepare is not None:
             await self.prepare()
         await self._check_for_reset()
+        if self.recent is not None:
+            # The new consumers start after these positions; what was kept before is not vouched for.
+            self.recent.restart(self.positions)
         await self._subscribe_all()
 
     async def _check_for_reset(self) -> None:
@@ -118,6 +129,8 @@ class LiveFeed:
         if event is None:
             return
         metrics.EVENTS_RECEIVED.increment()
+        if self.recent is not None:
+            self.recent.append(event)
         try:
             self.on_event(event)
         except Exception:

@@ -42,9 +42,42 @@ class ReplayFloor:
         return any(pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
 
 
-async def _send(session: "Session", event: StoredEvent, cursor: str) -> bool:
-    """Queue one history event at the client's pace; False once the session is closed or too slow."""
-    frame = session.framing.replayed(event, cursor)
+class HistoryStamps:
+    """The cursors of one replay's events, equal to `Session.history_stamp`'s, one part changed per event.
+
+    During a replay only the position in the stream of the event just read moves: the base, the
+    session's `replayed` raise and which streams are live stay fixed (live delivery is paused and
+    replays run one at a time), so the other parts are encoded once.
+    """
+
+    __slots__ = ("_parts", "_index", "_caps")
+
+    def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor):
+        stamp = Cursor(base)
+        for stream, sequence in replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        # A stream live channels also read is capped where live delivery paused (the lower wins).
+        self._caps: dict[str, int | None] = {}
+        for stream in recovering:
+            cap = stamp.position(stream) if stream in live else None
+            self._caps[stream] = cap
+            here = start.position(stream)
+            stamp[stream] = here if cap is None else min(cap, here)
+        order = sorted(stamp)
+        self._parts = [f"{stream}{stamp[stream]}" for stream in order]
+        self._index = {stream: index for index, stream in enumerate(order)}
+
+    def advance(self, stream: str, sequence: int) -> str:
+        """The cursor once the event at `sequence` in `stream` is read."""
+        cap = self._caps[stream]
+        if cap is not None and cap < sequence:
+            sequence = cap
+        self._parts[self._index[stream]] = f"{stream}{sequence}"
+        return ".".join(self._parts)
+
+
+async def _send(session: "Session", frame: bytes, cursor: str) -> bool:
+    """Queue one history frame at the client's pace; False once the session is closed or too slow."""
     if not session.outbox.offer_if_room(frame, cursor):
         try:
             async with asyncio.timeout(STALL_SECONDS):
@@ -52,7 +85,6 @@ async def _send(session: "Session", event: StoredEvent, cursor: str) -> bool:
         except TimeoutError:
             session.too_slow()
             return False
-    metrics.EVENTS_REPLAYED.increment()
     return not session.outbox.closed
 
 
@@ -67,23 +99,41 @@ async def replay_into(
     """Send every event after `since` on these channels; returns whether history was exact, and where it ended.
 
     The end position is also the floor: live copies at or below it on these channels were sent.
+    Each chunk history hands over is queued in one synchronous pass while the outbox has room;
+    only a full outbox makes it wait, so the writer takes many frames at once.
     """
     status = ReplayStatus()
     recovering = session.history.stream_ids_for(patterns)
     live = session.live_stream_ids(excluding=patterns)
     position: Cursor | None = None
-    async with aclosing(session.history.replay(session.identity, patterns, since, status)) as events:
-        async for event in events:
-            if position is None:
+    stamps: HistoryStamps | None = None
+    outbox = session.outbox
+    build = session.framing.replayed
+    stopped = False
+    async with aclosing(session.history.replay_chunks(session.identity, patterns, since, status)) as chunks:
+        async for chunk in chunks:
+            if position is None or stamps is None:
                 position = status.start_position(since)
-            position[event.stream] = event.sequence
-            if not _admitted(event, priority):
-                continue
-            if not await _send(session, event, session.history_stamp(position, recovering, live, base)):
+                stamps = HistoryStamps(position, recovering, live, base, session.replayed)
+            if outbox.closed:
+                break
+            sent = 0
+            for event in chunk:
+                position[event.stream] = event.sequence
+                if priority is not None and not _admitted(event, priority):
+                    continue
+                cursor = stamps.advance(event.stream, event.sequence)
+                frame = build(event, cursor)
+                if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
+                    stopped = True
+                    break
+                sent += 1
+            metrics.EVENTS_REPLAYED.increment(sent)
+            if stopped or outbox.closed:
                 break
     if position is None:
         position = status.start_position(since)
-    # Only the streams read here: a floor is forgotten once the hub passes it in all of them.
+    # Only the streams read here: a floor is forgotten once the hub passes them.
     return status.complete, Cursor({stream: position.position(stream) for stream in recovering})
 
 
@@ -107,6 +157,8 @@ async def snapshot_into(
     recovering = set(floor)
     cursor = session.history_stamp(floor, recovering, session.live_stream_ids(excluding=patterns), base)
     for event in events:
-        if _admitted(event, priority) and not await _send(session, event, cursor):
-            break
+        if _admitted(event, priority):
+            if not await _send(session, session.framing.replayed(event, cursor), cursor):
+                break
+            metrics.EVENTS_REPLAYED.increment()
     return floor

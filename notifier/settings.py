@@ -44,6 +44,9 @@ class Settings:
     max_events_per_second: int = 100
     streams_dir: Path = field(default_factory=default_streams_dir)
     stream_replicas: int | None = None
+    # The newest events kept in memory per stream, so resumes close behind live need no JetStream read.
+    recent_events: int = 10_000
+    recent_events_bytes: int = 16 * 1024 * 1024
 
     @property
     def nats_servers(self) -> list[str]:
@@ -95,6 +98,9 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
+    for name in ("recent_events", "recent_events_bytes"):
+        if getattr(settings, name) < 0:
+            raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
     if settings.max_events_per_second < 0:
         raise SettingsError(f"NOTIFIER_MAX_EVENTS_PER_SECOND={settings.max_events_per_second!r}: "
                             "must be 0 (no ceiling) or more")

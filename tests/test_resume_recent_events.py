@@ -1,0 +1,65 @@
+"""Resumes served from the in-memory recent tail: exact, private where they must be, JetStream when it does not reach back."""
+
+from __future__ import annotations
+
+
+async def _jetstream_requests(gateway) -> int:
+    """The gateway's count of JetStream requests for history, from `/metrics`."""
+    async with gateway.http.get(f"{gateway.base_url}/metrics") as response:
+        text = await response.text()
+    line = next(line for line in text.splitlines() if line.startswith("notifier_jetstream_requests_total "))
+    return int(line.split()[1])
+
+
+async def _cursor_after_first_event(gateway, channel: str = "order.filled") -> str:
+    """Subscribe a client, deliver one public event to it, disconnect it, and return its last cursor."""
+    client = await gateway.websocket(token="alice")
+    await client.subscribe(channel)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    return cursor
+
+
+async def test_resume_close_behind_live_reads_only_the_stream_state(gateway):
+    """A resume the tail covers is exact and costs one JetStream request (the stream's state), no history read."""
+    cursor = await _cursor_after_first_event(gateway)
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
+    before = await _jetstream_requests(gateway)
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    replayed = await client.events(300)
+    assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 301))
+    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await _jetstream_requests(gateway) - before == 1
+
+
+async def test_resume_beyond_the_tail_falls_back_to_jetstream_exactly(make_gateway):
+    """When the tail no longer reaches back to the cursor, the replay reads JetStream and is still exact."""
+    gateway = await make_gateway(recent_events=5)
+    cursor = await _cursor_after_first_event(gateway)
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 21)))
+    live = await gateway.websocket(token="carol")
+    await live.subscribe("order.filled")
+    await gateway.publish({"type": "order.filled", "payload": {"n": 21}})
+    await live.events(1)  # the feed has handed on every event, so the tail holds only the last 5
+    before = await _jetstream_requests(gateway)
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    replayed = await client.events(21)
+    assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 22))
+    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await _jetstream_requests(gateway) - before > 1
+
+
+async def test_resume_from_the_tail_never_sends_other_users_private_events(gateway):
+    """The tail holds every user's events; a resume sends the viewer only public events and its own."""
+    cursor = await _cursor_after_first_event(gateway)
+    await gateway.publish({"type": "order.filled", "userId": "bob", "id": "for-bob"},
+                          {"type": "order.filled", "userId": "alice", "id": "for-alice"},
+                          {"type": "order.filled", "id": "public"},
+                          {"type": "order.filled", "userId": "bob", "id": "for-bob-again"})
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    assert [event["data"]["id"] for event in await client.events(2)] == ["for-alice", "public"]
+    assert await client.receive() == {"action": "recovered", "complete": True}
