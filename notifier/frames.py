@@ -7,7 +7,7 @@ import struct
 import msgspec
 
 from notifier.cursor import Cursor
-from notifier.events import StoredEvent
+from notifier.events import Envelope, StoredEvent
 
 _encoder = msgspec.json.Encoder()
 
@@ -56,10 +56,25 @@ class OutgoingEvent:
         return self._sse_named
 
 
+# The bytes before the cursor depend only on the channel: a replay to a thousand clients builds
+# a million messages from a handful of channels, so they are encoded once per channel.
+_EVENT_PREFIXES: dict[tuple[str, str | None], bytes] = {}
+_MAX_PREFIXES = 10_000
+
+
+def _event_prefix(envelope: Envelope) -> bytes:
+    if len(_EVENT_PREFIXES) >= _MAX_PREFIXES:
+        _EVENT_PREFIXES.clear()  # keys can be unbounded (order ids); keep the cache small
+    prefix = b'{"action":"event","channel":' + _encoder.encode(envelope.channel) + b',"id":"'
+    _EVENT_PREFIXES[(envelope.type, envelope.key)] = prefix
+    return prefix
+
+
 def websocket_event(event: StoredEvent, cursor: str) -> bytes:
     """The WebSocket event message (the envelope body is spliced in, not re-encoded)."""
-    channel = _encoder.encode(event.envelope.channel)
-    return b'{"action":"event","channel":' + channel + b',"id":"' + cursor.encode() + b'","data":' + event.body + b"}"
+    envelope = event.envelope
+    prefix = _EVENT_PREFIXES.get((envelope.type, envelope.key)) or _event_prefix(envelope)
+    return b"".join((prefix, cursor.encode(), b'","data":', event.body, b"}"))
 
 
 def websocket_text_frame(message: bytes) -> bytes:

@@ -51,6 +51,21 @@ class Outbox:
         """Queue a frame only if it fits under the bound now; False (nothing queued) otherwise."""
         return self._fits(frame) and self.offer(frame, cursor)
 
+    def offer_all_if_room(self, frames: list[tuple[bytes, str | None]], size: int) -> bool:
+        """Queue several frames (`size` bytes in all) only if all fit under the bound now; else queue none."""
+        if self.closed:
+            return True
+        queued = self._frames
+        if (queued or len(frames) > 1) and self.size + size > self.max_bytes:
+            return False
+        queued.extend(frames)
+        self.size += size
+        if self.on_ready is None:
+            _wake(self._reader)
+        elif len(queued) == len(frames):
+            self.on_ready()
+        return True
+
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
         while not self.closed and not self._fits(frame):

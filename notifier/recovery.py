@@ -72,8 +72,12 @@ class HistoryStamps:
         cap = self._caps[stream]
         if cap is not None and cap < sequence:
             sequence = cap
-        self._parts[self._index[stream]] = f"{stream}{sequence}"
-        return ".".join(self._parts)
+        part = f"{stream}{sequence}"
+        parts = self._parts
+        if len(parts) == 1:
+            return part
+        parts[self._index[stream]] = part
+        return ".".join(parts)
 
 
 async def _send(session: "Session", frame: bytes, cursor: str) -> bool:
@@ -117,17 +121,25 @@ async def replay_into(
                 stamps = HistoryStamps(position, recovering, live, base, session.replayed)
             if outbox.closed:
                 break
-            sent = 0
+            batch: list[tuple[bytes, str]] = []
+            size = 0
             for event in chunk:
                 position[event.stream] = event.sequence
                 if priority is not None and not _admitted(event, priority):
                     continue
                 cursor = stamps.advance(event.stream, event.sequence)
                 frame = build(event, cursor)
-                if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
-                    stopped = True
-                    break
-                sent += 1
+                batch.append((frame, cursor))
+                size += len(frame)
+            # The whole chunk in one go when it fits; else frame by frame at the client's pace.
+            sent = len(batch)
+            if batch and not outbox.offer_all_if_room(batch, size):
+                sent = 0
+                for frame, cursor in batch:
+                    if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
+                        stopped = True
+                        break
+                    sent += 1
             metrics.EVENTS_REPLAYED.increment(sent)
             if stopped or outbox.closed:
                 break
