@@ -38,7 +38,8 @@ class Gauge:
 EVENTS_PUBLISHED = Counter("notifier_events_published_total", "Events accepted by POST /api/publish.")
 EVENTS_RECEIVED = Counter("notifier_events_received_total", "Events the live feed took from JetStream.")
 EVENTS_DELIVERED = Counter("notifier_events_delivered_total", "Event messages queued to client outboxes.")
-EVENTS_REPLAYED = Counter("notifier_events_replayed_total", "Events sent to clients from JetStream history.")
+EVENTS_REPLAYED = Counter("notifier_events_replayed_total",
+                          "Events sent to clients from history (the recent tail or JetStream): replays and snapshots.")
 INVALID_STORED_EVENTS = Counter("notifier_invalid_stored_events_total",
                                 "Stored messages skipped because their envelope or subject was invalid.")
 SLOW_CLIENTS_CLOSED = Counter("notifier_slow_clients_closed_total", "Connections closed because their outbox overflowed.")

@@ -13,7 +13,7 @@ from notifier.broker import EventHistory, EventPublisher
 from notifier.connections import ConnectionRegistry
 from notifier.hub import Hub
 from notifier.settings import Settings
-from notifier.websocket_writer import FlushQueue
+from notifier.transport_writer import FlushQueue
 
 
 @dataclass

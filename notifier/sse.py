@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import time
 
@@ -15,7 +14,7 @@ from notifier.http_requests import Rejected, channels_from, cursor_from, identit
 from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import Session
-from notifier.tasks import cancel_and_wait
+from notifier.transport_writer import SseWriter
 
 
 class SseState(enum.Enum):
@@ -26,7 +25,7 @@ class SseState(enum.Enum):
 
 
 class SseConnection:
-    """One EventSource stream: the session's outbox written as SSE blocks, one write per batch."""
+    """One EventSource stream: the session's outbox written as SSE blocks, all waiting ones in one write."""
 
     def __init__(self, response: EventSourceResponse, session: Session):
         self.response = response
@@ -59,23 +58,6 @@ class SseConnection:
         self.end()
         if request.transport is not None:
             request.transport.abort()
-
-    async def write_outbox(self) -> None:
-        """Write queued frames until the session closes or the client goes away."""
-        outbox = self.session.outbox
-        while True:
-            frames = await outbox.take()
-            if not frames:
-                return
-            try:
-                await self.response.write(b"".join(frame for frame, _ in frames))
-            except (ConnectionError, RuntimeError):
-                self.end()  # the client went away
-                return
-            cursors = [cursor for _, cursor in frames if cursor is not None]
-            if cursors:
-                outbox.delivered_cursor = cursors[-1]
-
 
 _OPTION_NAMES = ("priority", "limit", "snapshot")
 
@@ -135,19 +117,20 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)
     services.connections.add(connection)
-    writer: asyncio.Task[None] | None = None
+    writer: SseWriter | None = None
     try:
         # Registered with the hub before anything is written: the opening `retry:` line then
         # promises the client every event published after it (SSE has no ack). Replayed and
-        # live frames queue in the outbox until the writer starts, after the retry line.
+        # live frames queue in the outbox until the writer is attached, after the retry line.
         await session.subscribe(patterns, since, options, acknowledge=False)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-        writer = asyncio.create_task(connection.write_outbox(), name="sse-writer")
+        writer = SseWriter(session.outbox, request, response.chunked, services.flushes)
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:
         connection.end()
         services.connections.discard(connection)
-        await cancel_and_wait(writer)
+        if writer is not None:
+            await writer.close()
         await session.aclose()
     return response

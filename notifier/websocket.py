@@ -19,7 +19,7 @@ from notifier.identity import Identity
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
 from notifier.session import MAX_CHANNELS, NO_OPTIONS, Session
-from notifier.websocket_writer import WebSocketWriter
+from notifier.transport_writer import WebSocketWriter
 
 log = logging.getLogger(__name__)
 

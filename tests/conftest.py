@@ -88,6 +88,15 @@ class RunningGateway:
             assert response.status == 202, answer
             return answer["events"]
 
+    async def cursor_after_one_event(self, channel: str = "order.filled") -> str:
+        """Subscribe alice, deliver one public `order.filled` to her, disconnect, and return her last cursor."""
+        client = await self.websocket(token="alice")
+        await client.subscribe(channel)
+        await self.publish({"type": "order.filled", "payload": {"n": 0}})
+        cursor = (await client.events(1))[0]["id"]
+        await client.close()
+        return cursor
+
     async def websocket(self, path: str = "/ws", token: str | None = "alice", **kwargs: Any) -> "WebSocketClient":
         """Open a WebSocket; `token` is a subject to mint a token for, or None for no token."""
         url = self.ws_url.replace("/ws", path) if path != "/ws" else self.ws_url

@@ -8,19 +8,9 @@ from notifier.producer import Publisher
 from notifier.events import Envelope
 
 
-async def _connected_client_cursor(gateway, channel: str = "order.filled") -> str:
-    """Subscribe a client, deliver one event to it, disconnect it, and return the cursor it saw last."""
-    client = await gateway.websocket(token="alice")
-    await client.subscribe(channel)
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
-    cursor = (await client.events(1))[0]["id"]
-    await client.close()
-    return cursor
-
-
 async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
     """After missing N events, a subscribe with `since` gets exactly those N in order, `recovered`, then live ones."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 26)))
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.filled", since=cursor)
@@ -34,7 +24,7 @@ async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
 
 async def test_replayed_cursors_resume_from_the_middle(gateway):
     """The cursor of any replayed event is itself a resume point: resuming from it skips what came before."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 6)))
     first = await gateway.websocket(token="alice")
     await first.subscribe("order.filled", since=cursor)
@@ -47,7 +37,7 @@ async def test_replayed_cursors_resume_from_the_middle(gateway):
 
 async def test_last_event_id_query_resumes_channels_from_url(gateway):
     """`?channels=...&last_event_id=<cursor>` replays the missed events on connect."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
     client = await gateway.websocket(f"/ws?channels=order.filled&last_event_id={cursor}")
     await client.receive_action("ack")
@@ -57,7 +47,7 @@ async def test_last_event_id_query_resumes_channels_from_url(gateway):
 
 async def test_last_event_id_header_applies_to_first_subscribe(gateway):
     """A `Last-Event-ID` header on the upgrade applies to the first subscribe message."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
     client = await gateway.websocket(headers={"Last-Event-ID": cursor})
     await client.subscribe("order.filled")
@@ -69,7 +59,7 @@ async def test_resume_on_another_replica(make_gateway):
     """A cursor from one gateway replica resumes exactly on another replica of the same NATS."""
     first = await make_gateway()
     second = await make_gateway()
-    cursor = await _connected_client_cursor(first)
+    cursor = await first.cursor_after_one_event()
     await first.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 4)))
     client = await second.websocket(token="alice")
     await client.subscribe("order.filled", since=cursor)
@@ -80,7 +70,7 @@ async def test_resume_on_another_replica(make_gateway):
 async def test_resume_across_gateway_restart(make_gateway, nats_server):
     """Events published while the gateway is down are replayed exactly after it restarts."""
     gateway = await make_gateway()
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.stop()
     async with await Publisher.connect(nats_server.url, source="executor") as publisher:
         for n in range(1, 4):
@@ -94,7 +84,7 @@ async def test_resume_across_gateway_restart(make_gateway, nats_server):
 
 async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_server):
     """When history no longer reaches back to the cursor, the client gets what remains and `complete: false`."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
     client = await nats.connect(nats_server.url)
     await client.jetstream().purge_stream("NOTIFIER_ACCOUNT")
@@ -108,7 +98,7 @@ async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_serve
 
 async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
     """Resuming from the latest cursor replays nothing and says `recovered` with `complete: true`."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.filled", since=cursor)
     assert await client.receive() == {"action": "recovered", "complete": True}
@@ -116,7 +106,7 @@ async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
 
 async def test_events_published_during_replay_arrive_once_after_it(gateway):
     """Events published while a replay is running come after the replayed ones, each exactly once."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
     client = await gateway.websocket(token="alice")
     await client.send({"action": "subscribe", "channels": ["order.filled"], "since": cursor})
@@ -176,7 +166,7 @@ async def test_resume_of_few_market_ticks_is_complete(gateway):
 
 async def test_replay_applies_the_priority_option(gateway):
     """A resume with `priority: p1` replays only p0 and p1 events, as live delivery would."""
-    cursor = await _connected_client_cursor(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "priority": priority, "payload": {"n": n}}
                             for n, priority in enumerate(["p3", "p1", "p2", "p0"], start=1)))
     client = await gateway.websocket(token="alice")
@@ -225,7 +215,7 @@ async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway,
     import asyncio
 
     first = await make_gateway()
-    cursor = await _connected_client_cursor(first)
+    cursor = await first.cursor_after_one_event()
     await first.publish({"type": "order.filled", "payload": {"n": 1}})
     port = nats_server.port
     await nats_server.stop()

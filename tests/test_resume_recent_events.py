@@ -11,19 +11,9 @@ async def _jetstream_requests(gateway) -> int:
     return int(line.split()[1])
 
 
-async def _cursor_after_first_event(gateway, channel: str = "order.filled") -> str:
-    """Subscribe a client, deliver one public event to it, disconnect it, and return its last cursor."""
-    client = await gateway.websocket(token="alice")
-    await client.subscribe(channel)
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
-    cursor = (await client.events(1))[0]["id"]
-    await client.close()
-    return cursor
-
-
 async def test_resume_close_behind_live_reads_only_the_stream_state(gateway):
     """A resume the tail covers is exact and costs one JetStream request (the stream's state), no history read."""
-    cursor = await _cursor_after_first_event(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
     before = await _jetstream_requests(gateway)
     client = await gateway.websocket(token="alice")
@@ -37,7 +27,7 @@ async def test_resume_close_behind_live_reads_only_the_stream_state(gateway):
 async def test_resume_beyond_the_tail_falls_back_to_jetstream_exactly(make_gateway):
     """When the tail no longer reaches back to the cursor, the replay reads JetStream and is still exact."""
     gateway = await make_gateway(recent_events=5)
-    cursor = await _cursor_after_first_event(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 21)))
     live = await gateway.websocket(token="carol")
     await live.subscribe("order.filled")
@@ -54,7 +44,7 @@ async def test_resume_beyond_the_tail_falls_back_to_jetstream_exactly(make_gatew
 
 async def test_resume_from_the_tail_never_sends_other_users_private_events(gateway):
     """The tail holds every user's events; a resume sends the viewer only public events and its own."""
-    cursor = await _cursor_after_first_event(gateway)
+    cursor = await gateway.cursor_after_one_event()
     await gateway.publish({"type": "order.filled", "userId": "bob", "id": "for-bob"},
                           {"type": "order.filled", "userId": "alice", "id": "for-alice"},
                           {"type": "order.filled", "id": "public"},

@@ -1,4 +1,4 @@
-"""The write side of a WebSocket: a connection's outbox goes to its socket in one write per loop iteration.
+"""The write side of both transports: a connection's outbox goes to its socket in one write per loop iteration.
 
 The hub offers an event to every subscriber synchronously; the frames it queues are written
 once the iteration's callbacks have run, all of one connection's waiting frames in a single
@@ -7,9 +7,10 @@ one system call per client rather than one per event per client. Only a client w
 buffer is full gets a task, which waits for the buffer to drain; meanwhile its outbox fills
 up to its bound and the client is closed as slow.
 
-Frames are written straight to the transport: a server's frames are unmasked and these are
-uncompressed, and aiohttp writes its own frames (pong, close) whole and synchronously too,
-so frames never interleave.
+Frames are written straight to the transport. WebSocket: a server's frames are unmasked and
+these are uncompressed, and aiohttp writes its own frames (pong, close) whole and synchronously
+too, so frames never interleave. SSE: the response is chunked (HTTP/1.1), so each write is one
+whole chunk, as aiohttp-sse's comment pings are.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ class FlushQueue:
     """Writers that got frames in this loop iteration, flushed together by one callback after it."""
 
     def __init__(self) -> None:
-        self._waiting: list[WebSocketWriter] = []
+        self._waiting: list[TransportWriter] = []
         self._handle: asyncio.Handle | None = None
 
-    def add(self, writer: "WebSocketWriter") -> None:
+    def add(self, writer: "TransportWriter") -> None:
         """Flush this writer after the current iteration's callbacks."""
         self._waiting.append(writer)
         if self._handle is None:
@@ -47,7 +48,7 @@ class FlushQueue:
                 writer.flush()
             except Exception:
                 # One connection's failure must not keep the others' frames from going out.
-                log.exception("writing to a websocket failed")
+                log.exception("writing to a client failed")
 
     def close(self) -> None:
         """Forget waiting writers (the gateway is stopping; their connections are closing)."""
@@ -57,20 +58,21 @@ class FlushQueue:
         self._waiting = []
 
 
-class WebSocketWriter:
-    """Moves one connection's outbox to its socket; `batch` joins several messages into one array frame."""
+class TransportWriter:
+    """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "batch", "flushes", "_queued", "_draining")
+    __slots__ = ("outbox", "request", "flushes", "_queued", "_draining")
 
-    def __init__(self, outbox: Outbox, request: web.Request, batch: bool, flushes: FlushQueue):
+    def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
         self.request = request
-        self.batch = batch
         self.flushes = flushes
         self._queued = False
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile.
         self._draining: asyncio.Task[None] | None = None
         outbox.on_ready = self._ready
+        if outbox.size:
+            self._ready()  # frames queued before the writer was attached (SSE: before the retry line)
 
     def _ready(self) -> None:
         if not self._queued and self._draining is None:
@@ -79,6 +81,10 @@ class WebSocketWriter:
             flushes._waiting.append(self)  # FlushQueue.add, inlined: this runs for every delivery
             if flushes._handle is None:
                 flushes._handle = asyncio.get_running_loop().call_soon(flushes._flush)
+
+    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
+        """The bytes on the wire for these waiting frames, oldest first."""
+        raise NotImplementedError
 
     def flush(self) -> None:
         """Write everything waiting in the outbox in one write, unless the socket is still draining."""
@@ -90,21 +96,15 @@ class WebSocketWriter:
             return
         transport = self.request.transport
         if transport is None or transport.is_closing():
-            return  # the client went away; the reader loop sees the close
-        if len(frames) == 1:
-            frame, cursor = frames[0]
-            transport.write(websocket_text_frame(frame) if self.batch else frame)
-        else:
-            if self.batch:
-                transport.write(websocket_text_frame(b"[" + b",".join([frame for frame, _ in frames]) + b"]"))
-            else:
-                transport.write(b"".join([frame for frame, _ in frames]))
-            cursor = next((cursor for _, cursor in reversed(frames) if cursor is not None), None)
+            return  # the client went away; the handler sees the close
+        transport.write(self.encode(frames))
+        cursor = frames[-1][1] if len(frames) == 1 else next(
+            (cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         if cursor is not None:
             self.outbox.delivered_cursor = cursor
         if self.request.protocol.writing_paused:
-            self._draining = asyncio.create_task(self._drain(), name="websocket-drain")
+            self._draining = asyncio.create_task(self._drain(), name="transport-drain")
 
     async def _drain(self) -> None:
         try:
@@ -118,3 +118,34 @@ class WebSocketWriter:
         """Stop writing: cancel a drain wait (queued frames were dropped with the closed outbox)."""
         self.outbox.on_ready = None
         await cancel_and_wait(self._draining)
+
+
+class WebSocketWriter(TransportWriter):
+    """Frames arrive whole; with `batch`, bare messages arrive and several become one array frame."""
+
+    __slots__ = ("batch",)
+
+    def __init__(self, outbox: Outbox, request: web.Request, batch: bool, flushes: FlushQueue):
+        self.batch = batch
+        super().__init__(outbox, request, flushes)
+
+    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
+        if len(frames) == 1:
+            return websocket_text_frame(frames[0][0]) if self.batch else frames[0][0]
+        if self.batch:
+            return websocket_text_frame(b"[" + b",".join([frame for frame, _ in frames]) + b"]")
+        return b"".join([frame for frame, _ in frames])
+
+
+class SseWriter(TransportWriter):
+    """SSE blocks, all waiting ones in one HTTP chunk (or as they are when the response is not chunked)."""
+
+    __slots__ = ("chunked",)
+
+    def __init__(self, outbox: Outbox, request: web.Request, chunked: bool, flushes: FlushQueue):
+        self.chunked = chunked
+        super().__init__(outbox, request, flushes)
+
+    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
+        blocks = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
+        return b"%x\r\n%b\r\n" % (len(blocks), blocks) if self.chunked else blocks
