@@ -103,6 +103,13 @@ def sse_control(name: str, data: object) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
 
 
+# Replayed frames by framing, cursor and envelope body (which is all a frame is made of, so a hit is
+# never stale, even across a stream reset). Clients that resume from the same cursor get the same
+# cursors on the same events (a reconnect storm after a network blip): built once, not per client.
+_REPLAYED: dict[tuple[str, str, bytes], bytes] = {}
+_MAX_REPLAYED = 8192
+
+
 class Framing:
     """How one WebSocket connection turns events and control messages into bytes: whole frames."""
 
@@ -113,7 +120,17 @@ class Framing:
         return outgoing.websocket_frame
 
     def replayed(self, event: StoredEvent, cursor: str) -> bytes:
-        """A replayed event: cursors differ per client, so these are built per client."""
+        """A replayed event with this client's cursor (shared with clients that have the same one)."""
+        key = (self.kind, cursor, event.body)
+        frame = _REPLAYED.get(key)
+        if frame is None:
+            if len(_REPLAYED) >= _MAX_REPLAYED:
+                del _REPLAYED[next(iter(_REPLAYED))]  # the oldest: storms replay in step
+            frame = _REPLAYED[key] = self.build_replayed(event, cursor)
+        return frame
+
+    def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
+        """Build a replayed event's frame."""
         return websocket_text_frame(websocket_event(event, cursor))
 
     def control(self, action: str, **fields: object) -> bytes:
@@ -129,7 +146,7 @@ class BatchFraming(Framing):
     def live(self, outgoing: OutgoingEvent) -> bytes:
         return outgoing.websocket_message
 
-    def replayed(self, event: StoredEvent, cursor: str) -> bytes:
+    def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
         return websocket_event(event, cursor)
 
     def control(self, action: str, **fields: object) -> bytes:
@@ -139,15 +156,14 @@ class BatchFraming(Framing):
 class SseFraming(Framing):
     """SSE framing; `named` adds `event: <type>` lines."""
 
-    kind = "sse"
-
     def __init__(self, named: bool = False):
         self.named = named
+        self.kind = "sse-named" if named else "sse"
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
         return outgoing.sse_named_frame if self.named else outgoing.sse_frame
 
-    def replayed(self, event: StoredEvent, cursor: str) -> bytes:
+    def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
         return sse_event(event, cursor, self.named)
 
     def control(self, action: str, **fields: object) -> bytes:
