@@ -1,0 +1,102 @@
+"""`python -m bench.delivery_cost [CLIENTS] [EVENTS]`: the Python side of one live delivery, without sockets.
+
+The real hub, sessions, outboxes and writers fan events out to transports that only count
+writes, one event per loop iteration as the live feed hands them on. What this prints is the
+gateway's own cost per delivery; a real delivery adds one `send()` system call (which the
+ceiling baseline's figure in the report is made of). `--profile` prints the hottest functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import sys
+import time
+
+from notifier.channels import parse_channel
+from notifier.events import Envelope, StoredEvent, encode_envelope
+from notifier.frames import WEBSOCKET_FRAMING
+from notifier.hub import Hub
+from notifier.identity import Identity
+from notifier.session import Session
+from notifier.transport_writer import FlushQueue, WebSocketWriter
+
+WARM_UP_EVENTS = 50
+
+
+class CountingTransport:
+    """Accepts every write at once and counts it."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class NeverPaused:
+    writing_paused = False
+
+
+class FakeRequest:
+    """What a writer uses of an aiohttp request."""
+
+    def __init__(self) -> None:
+        self.transport = CountingTransport()
+        self.protocol = NeverPaused()
+
+
+class OneStreamHistory:
+    def stream_ids_for(self, patterns) -> set[str]:
+        return {"a"}
+
+
+async def measure(clients: int, events: int, profile: bool) -> float:
+    """Microseconds of process CPU per delivery over `events` events to `clients` subscribers."""
+    hub = Hub()
+    hub.start_at({"a": 0})
+    flushes = FlushQueue()
+    for index in range(clients):
+        session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
+                          on_slow=lambda session: None, max_events_per_second=1_000_000)
+        WebSocketWriter(session.outbox, FakeRequest(), False, flushes)
+        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+    envelope = Envelope(type="alert.price", id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})
+    body = encode_envelope(envelope)
+    sequence = 0
+
+    async def publish(count: int) -> None:
+        nonlocal sequence
+        for _ in range(count):
+            sequence += 1
+            hub.dispatch(StoredEvent("a", sequence, envelope, body))
+            await asyncio.sleep(0)  # the writers flush, as between two events of the live feed
+
+    await publish(WARM_UP_EVENTS)
+    profiler = cProfile.Profile() if profile else None
+    started = time.process_time()
+    if profiler:
+        profiler.enable()
+    await publish(events)
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    return (time.process_time() - started) / (clients * events) * 1e6
+
+
+def main(argv: list[str]) -> int:
+    profile = "--profile" in argv
+    numbers = [int(argument) for argument in argv if argument.isdigit()]
+    defaults = [1000, 500]
+    clients, events = (numbers + defaults[len(numbers):])[:2]
+    cost = asyncio.run(measure(clients, events, profile))
+    print(f"{clients} clients x {events} events: {cost:.2f} us of gateway CPU per delivery (no sockets)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
