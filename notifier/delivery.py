@@ -103,14 +103,15 @@ class LiveDelivery:
         if subscription is None and self._has_options:
             return  # matched only channels whose priority option filters it out
         if envelope.priority != "p0":
-            now = time.monotonic()
+            now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
                 if not self._admitted(subscription.limiter, outgoing, now):
                     return
             limiter = self.connection_limiter
             if limiter is None and self._ceiling:
                 limiter = self.connection_limiter = RateLimiter(self._ceiling)
-            if limiter is not None and not self._admitted(limiter, outgoing, now):
+            if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+                self._schedule_flush(limiter.seconds_until_next(now))
                 return
         if self.replayed and not self._live_caught_up(outgoing.positions):
             self._queue_stamped(outgoing, outgoing.positions)

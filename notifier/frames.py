@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import msgspec
 
@@ -15,10 +16,12 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "positions", "cursor", "_message", "_websocket", "_sse", "_sse_named")
+    __slots__ = ("event", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse", "_sse_named")
 
     def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
+        # One clock reading for every client's rate limits: they all get the event at this instant.
+        self.dispatched_at = time.monotonic()
         # The hub's position in every stream once this event is dispatched, and its wire form.
         self.positions = positions
         self.cursor = positions.encode()

@@ -61,11 +61,14 @@ class FlushQueue:
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "flushes", "_queued", "_draining")
+    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_queued", "_draining")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
         self.request = request
+        # Looked up once: a closed connection's transport says so in `is_closing()`.
+        self.transport = request.transport
+        self.protocol = request.protocol
         self.flushes = flushes
         self._queued = False
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile.
@@ -91,19 +94,20 @@ class TransportWriter:
         self._queued = False
         if self._draining is not None:
             return
-        frames = self.outbox.take_now()
+        outbox = self.outbox
+        frames = outbox.take_now()
         if not frames:
             return
-        transport = self.request.transport
+        transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client went away; the handler sees the close
         transport.write(self.encode(frames))
-        cursor = frames[-1][1] if len(frames) == 1 else next(
+        cursor = frames[0][1] if len(frames) == 1 else next(
             (cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         if cursor is not None:
-            self.outbox.delivered_cursor = cursor
-        if self.request.protocol.writing_paused:
+            outbox.delivered_cursor = cursor
+        if self.protocol.writing_paused:
             self._draining = asyncio.create_task(self._drain(), name="transport-drain")
 
     async def _drain(self) -> None:
