@@ -111,6 +111,7 @@ def sse_control(name: str, data: object) -> bytes:
 # cursors on the same events (a reconnect storm after a network blip): built once, not per client.
 _REPLAYED: dict[tuple[str, str, bytes], bytes] = {}
 _MAX_REPLAYED = 8192
+_MAX_CACHED_FRAME = 4096  # bytes; so the cache holds at most 32 MiB of frames (and their bodies as keys)
 
 
 class Framing:
@@ -127,9 +128,11 @@ class Framing:
         key = (self.kind, cursor, event.body)
         frame = _REPLAYED.get(key)
         if frame is None:
-            if len(_REPLAYED) >= _MAX_REPLAYED:
-                del _REPLAYED[next(iter(_REPLAYED))]  # the oldest: storms replay in step
-            frame = _REPLAYED[key] = self.build_replayed(event, cursor)
+            frame = self.build_replayed(event, cursor)
+            if len(frame) <= _MAX_CACHED_FRAME:
+                if len(_REPLAYED) >= _MAX_REPLAYED:
+                    del _REPLAYED[next(iter(_REPLAYED))]  # the oldest: storms replay in step
+                _REPLAYED[key] = frame
         return frame
 
     def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:

@@ -42,13 +42,19 @@ class TokenBucket:
 
     # These run for every delivered event (the connection ceiling sees them all), so the refill
     # is written out in each rather than shared through calls to a helper and min().
+    # `now` can be older than the last update (an event held during a replay is judged at the time
+    # it was dispatched): time never runs backwards in a bucket, or it would owe tokens it never spent.
     def _refill(self, now: float) -> None:
+        if now < self.updated:
+            now = self.updated
         tokens = self.tokens + (now - self.updated) * self.rate
         self.tokens = tokens if tokens < self.capacity else self.capacity
         self.updated = now
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
+        if now < self.updated:
+            now = self.updated
         tokens = self.tokens + (now - self.updated) * self.rate
         if tokens > self.capacity:
             tokens = self.capacity
@@ -61,6 +67,8 @@ class TokenBucket:
 
     def charge(self, now: float) -> None:
         """Spend a token even if none is left, owing at most one bucket's worth."""
+        if now < self.updated:
+            now = self.updated
         tokens = self.tokens + (now - self.updated) * self.rate
         if tokens > self.capacity:
             tokens = self.capacity

@@ -92,6 +92,22 @@ async def _send(session: "Session", frame: bytes, cursor: str) -> bool:
     return not session.outbox.closed
 
 
+async def _queue(session: "Session", batch: list[tuple[bytes, str]], size: int) -> bool:
+    """Queue a slice of history in one go when it fits, else frame by frame at the client's pace."""
+    outbox = session.outbox
+    sent = len(batch)
+    queued = outbox.offer_all_if_room(batch, size)
+    if not queued:
+        sent = 0
+        for frame, cursor in batch:
+            if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
+                break
+            sent += 1
+        queued = sent == len(batch)
+    metrics.EVENTS_REPLAYED.increment(sent)
+    return queued and not outbox.closed
+
+
 def _admitted(event: StoredEvent, priority: str | None) -> bool:
     """The subscription's `priority` option holds for history as it does live."""
     return priority is None or PRIORITY_RANK[event.envelope.priority] <= PRIORITY_RANK[priority]
@@ -103,8 +119,9 @@ async def replay_into(
     """Send every event after `since` on these channels; returns whether history was exact, and where it ended.
 
     The end position is also the floor: live copies at or below it on these channels were sent.
-    Each chunk history hands over is queued in one synchronous pass while the outbox has room;
-    only a full outbox makes it wait, so the writer takes many frames at once.
+    Each chunk history hands over is queued in slices of up to an outbox's worth, each in one
+    synchronous pass while the outbox has room; only a full outbox makes it wait, so the writer
+    takes many frames at once.
     """
     status = ReplayStatus()
     recovering = session.history.stream_ids_for(patterns)
@@ -131,16 +148,15 @@ async def replay_into(
                 frame = build(event, cursor)
                 batch.append((frame, cursor))
                 size += len(frame)
-            # The whole chunk in one go when it fits; else frame by frame at the client's pace.
-            sent = len(batch)
-            if batch and not outbox.offer_all_if_room(batch, size):
-                sent = 0
-                for frame, cursor in batch:
-                    if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
+                # A slice at most an outbox's worth: a chunk from the recent tail can be thousands
+                # of events, and frames built ahead of the client's pace would be memory unbounded.
+                if size >= outbox.max_bytes:
+                    if not await _queue(session, batch, size):
                         stopped = True
                         break
-                    sent += 1
-            metrics.EVENTS_REPLAYED.increment(sent)
+                    batch, size = [], 0
+            if not stopped and batch and not await _queue(session, batch, size):
+                stopped = True
             if stopped or outbox.closed:
                 break
     if position is None:

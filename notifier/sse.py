@@ -124,7 +124,9 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         # live frames queue in the outbox until the writer is attached, after the retry line.
         await session.subscribe(patterns, since, options, acknowledge=False)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-        writer = SseWriter(session.outbox, request, response.chunked, services.flushes)
+        # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
+        # but an HTTP/1.0 request gets a plain body.
+        writer = SseWriter(session.outbox, request, request.writer.chunked, services.flushes)
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:

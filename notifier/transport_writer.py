@@ -55,6 +55,8 @@ class FlushQueue:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        for writer in self._waiting:
+            writer._queued = False  # a connection still open later can be flushed again
         self._waiting = []
 
 
@@ -89,6 +91,9 @@ class TransportWriter:
         """The bytes on the wire for these waiting frames, oldest first."""
         raise NotImplementedError
 
+    def wrote(self, size: int) -> None:
+        """Account for bytes written past aiohttp's own writer."""
+
     def flush(self) -> None:
         """Write everything waiting in the outbox in one write, unless the socket is still draining."""
         self._queued = False
@@ -101,7 +106,9 @@ class TransportWriter:
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client went away; the handler sees the close
-        transport.write(self.encode(frames))
+        data = self.encode(frames)
+        transport.write(data)
+        self.wrote(len(data))
         cursor = frames[0][1] if len(frames) == 1 else next(
             (cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
@@ -116,7 +123,10 @@ class TransportWriter:
         except ConnectionError:
             return  # stays "draining": nothing more is written to a lost connection
         self._draining = None
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            log.exception("writing to a client failed")
 
     async def close(self) -> None:
         """Stop writing: cancel a drain wait (queued frames were dropped with the closed outbox)."""
@@ -153,3 +163,7 @@ class SseWriter(TransportWriter):
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
         blocks = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
         return b"%x\r\n%b\r\n" % (len(blocks), blocks) if self.chunked else blocks
+
+    def wrote(self, size: int) -> None:
+        # The access log's byte count of an SSE response is what aiohttp's writer counted.
+        self.request.writer.output_size += size

@@ -53,3 +53,15 @@ async def test_resume_from_the_tail_never_sends_other_users_private_events(gatew
     await client.subscribe("order.filled", since=cursor)
     assert [event["data"]["id"] for event in await client.events(2)] == ["for-alice", "public"]
     assert await client.receive() == {"action": "recovered", "complete": True}
+
+
+async def test_resume_larger_than_the_outbox_arrives_whole_and_in_order(make_gateway):
+    """A replay from the tail many times the outbox bound is queued slice by slice and is still exact."""
+    gateway = await make_gateway(outbox_bytes=4096)
+    cursor = await gateway.cursor_after_one_event()
+    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since=cursor)
+    replayed = await client.events(300)
+    assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 301))
+    assert await client.receive() == {"action": "recovered", "complete": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -203,3 +204,24 @@ async def test_resume_never_replays_another_users_private_events(gateway):
     bob = await open_sse(gateway, "channels=>", token="bob", headers={"Last-Event-ID": accepted[0]["cursor"]})
     assert [block.json["id"] for block in await bob.events(1)] == ["public"]
     assert (await bob.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
+
+
+async def test_http_1_0_stream_carries_plain_event_blocks(gateway):
+    """An HTTP/1.0 client (not chunked) gets bare `id:`/`data:` blocks, with no chunk sizes in the body."""
+    token = gateway.token("alice")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/1.0\r\nHost: gateway\r\n\r\n".encode())
+        received = b""
+        async with asyncio.timeout(10):
+            while b"retry:" not in received or not received.endswith(b"\n\n"):
+                received += await reader.read(65536)
+            await gateway.publish({"type": "order.filled", "id": "plain", "payload": {"n": 1}})
+            while not (b"data:" in received and received.endswith(b"\n\n")):
+                received += await reader.read(65536)
+    finally:
+        writer.close()
+    body = received.split(b"\r\n\r\n", 1)[1]
+    retry, block = body.split(b"\n\n")[:2]
+    assert retry.startswith(b"retry: ")
+    assert re.fullmatch(rb'id: \S+\ndata: \{.*"id":"plain".*\}', block)

@@ -1,0 +1,20 @@
+"""Token buckets behind `limit` and the connection ceiling."""
+
+from __future__ import annotations
+
+from notifier.rate_limit import TokenBucket
+
+
+def test_bucket_judging_an_older_moment_does_not_run_time_backwards():
+    """An event dispatched before the bucket's last update (held during a replay) finds the tokens still there."""
+    bucket = TokenBucket(10)
+    bucket.take(1000.0)
+    admitted = [bucket.take(1000.0 - 3.0 + index * 0.01) for index in range(9)]
+    assert admitted == [True] * 9
+
+
+def test_bucket_runs_dry_after_its_burst():
+    """A bucket of 10 per second lets 10 events through at one instant and refuses the eleventh."""
+    bucket = TokenBucket(10)
+    admitted = [bucket.take(bucket.updated) for _ in range(11)]
+    assert admitted == [True] * 10 + [False]
