@@ -40,40 +40,27 @@ class TokenBucket:
         self.tokens = self.capacity
         self.updated = time.monotonic()
 
-    # These run for every delivered event (the connection ceiling sees them all), so the refill
-    # is written out in each rather than shared through calls to a helper and min().
-    # `now` can be older than the last update (an event held during a replay is judged at the time
-    # it was dispatched): time never runs backwards in a bucket, or it would owe tokens it never spent.
     def _refill(self, now: float) -> None:
-        if now < self.updated:
-            now = self.updated
-        tokens = self.tokens + (now - self.updated) * self.rate
-        self.tokens = tokens if tokens < self.capacity else self.capacity
-        self.updated = now
+        # `now` can be older than the last update (an event held during a replay is judged at the
+        # time it was dispatched): time never runs backwards in a bucket, or it would owe tokens
+        # it never spent.
+        if now > self.updated:
+            tokens = self.tokens + (now - self.updated) * self.rate
+            self.tokens = tokens if tokens < self.capacity else self.capacity
+            self.updated = now
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
-        if now < self.updated:
-            now = self.updated
-        tokens = self.tokens + (now - self.updated) * self.rate
-        if tokens > self.capacity:
-            tokens = self.capacity
-        self.updated = now
-        if tokens >= 1:
-            self.tokens = tokens - 1
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
             return True
-        self.tokens = tokens
         return False
 
     def charge(self, now: float) -> None:
         """Spend a token even if none is left, owing at most one bucket's worth."""
-        if now < self.updated:
-            now = self.updated
-        tokens = self.tokens + (now - self.updated) * self.rate
-        if tokens > self.capacity:
-            tokens = self.capacity
-        self.updated = now
-        self.tokens = tokens - 1 if tokens - 1 > -self.capacity else -self.capacity
+        self._refill(now)
+        self.tokens = self.tokens - 1 if self.tokens - 1 > -self.capacity else -self.capacity
 
     def seconds_until_token(self, now: float) -> float:
         """How long until `take` would succeed."""
