@@ -110,8 +110,7 @@ class LiveDelivery:
             limiter = self.connection_limiter
             if limiter is None and self._ceiling:
                 limiter = self.connection_limiter = RateLimiter(self._ceiling)
-            if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
-                self._schedule_flush(limiter.seconds_until_next(now))
+            if limiter is not None and not self._admitted(limiter, outgoing, now):
                 return
         if self.replayed and not self._live_caught_up(outgoing.positions):
             self._queue_stamped(outgoing, outgoing.positions)

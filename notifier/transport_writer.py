@@ -82,10 +82,7 @@ class TransportWriter:
     def _ready(self) -> None:
         if not self._queued and self._draining is None:
             self._queued = True
-            flushes = self.flushes
-            flushes._waiting.append(self)  # FlushQueue.add, inlined: this runs for every delivery
-            if flushes._handle is None:
-                flushes._handle = asyncio.get_running_loop().call_soon(flushes._flush)
+            self.flushes.add(self)
 
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
         """The bytes on the wire for these waiting frames, oldest first."""
