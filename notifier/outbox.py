@@ -9,19 +9,17 @@ from typing import Callable
 class Outbox:
     """Frames waiting for one connection's writer, each with the cursor it brings the client to.
 
-    An idle connection holds no queue and no waiter objects: the list and the futures the writer
-    and a replay wait on are made when needed, since thousands of idle connections add up.
-    A writer either waits in `take`, or sets `on_ready` to be called when the first frame arrives
-    and then collects with `take_now` (no task per connection).
+    An idle connection holds no queue and no waiter objects: the future a replay waits on for room
+    is made when needed, since thousands of idle connections add up. The writer is not a task:
+    it sets `on_ready`, called when the first frame arrives, and collects with `take_now`.
     """
 
-    __slots__ = ("max_bytes", "size", "_frames", "_reader", "_room", "closed", "delivered_cursor", "on_ready")
+    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "delivered_cursor", "on_ready")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.size = 0
         self._frames: list[tuple[bytes, str | None]] = []
-        self._reader: asyncio.Future[None] | None = None  # the writer waiting for frames
         self._room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
         # The cursor of the last event written to the transport: what a slow client resumes from.
@@ -36,15 +34,11 @@ class Outbox:
         """Queue a frame without waiting; False (and nothing queued) when it would overflow the bound."""
         if self.closed:
             return True
-        frames = self._frames
-        if frames and self.size + len(frame) > self.max_bytes:
+        if not self._fits(frame):
             return False
-        frames.append((frame, cursor))
+        self._frames.append((frame, cursor))
         self.size += len(frame)
-        if self.on_ready is None:
-            _wake(self._reader)
-        elif len(frames) == 1:
-            self.on_ready()
+        self._ready(added=1)
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
@@ -60,11 +54,13 @@ class Outbox:
             return False
         queued.extend(frames)
         self.size += size
-        if self.on_ready is None:
-            _wake(self._reader)
-        elif len(queued) == len(frames):
-            self.on_ready()
+        self._ready(added=len(frames))
         return True
+
+    def _ready(self, added: int) -> None:
+        # Only the first frames into an empty outbox call the writer; later ones join its next flush.
+        if self.on_ready is not None and len(self._frames) == added:
+            self.on_ready()
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
@@ -74,33 +70,21 @@ class Outbox:
             self._room = None
         self.offer(frame, cursor)
 
-    async def take(self) -> list[tuple[bytes, str | None]]:
-        """Wait for frames and return all that are queued with their cursors, oldest first (empty once closed).
+    def take_now(self) -> list[tuple[bytes, str | None]]:
+        """Return all queued frames with their cursors, oldest first (maybe none).
 
         The writer sets `delivered_cursor` after it has written them, not before.
         """
-        while not self._frames:
-            if self.closed:
-                return []
-            self._reader = asyncio.get_running_loop().create_future()
-            await self._reader
-            self._reader = None
-        return self.take_now()
-
-    def take_now(self) -> list[tuple[bytes, str | None]]:
-        """Return all queued frames with their cursors, oldest first, without waiting (maybe none)."""
         frames, self._frames = self._frames, []
         self.size = 0
-        if self._room is not None:
-            _wake(self._room)
+        _wake(self._room)
         return frames
 
     def close(self) -> None:
-        """Drop what is queued, wake the writer and any waiting producer; later offers are ignored."""
+        """Drop what is queued and wake a replay waiting for room; later offers are ignored."""
         self.closed = True
         self._frames = []
         self.size = 0
-        _wake(self._reader)
         _wake(self._room)
 
 

@@ -100,7 +100,7 @@ async def _queue(session: "Session", batch: list[tuple[bytes, str]], size: int) 
     if not queued:
         sent = 0
         for frame, cursor in batch:
-            if not outbox.offer_if_room(frame, cursor) and not await _send(session, frame, cursor):
+            if not await _send(session, frame, cursor):
                 break
             sent += 1
         queued = sent == len(batch)
