@@ -421,7 +421,7 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
         "Every server ran in the same run on the same machine: the gateway (`python -m notifier`, with its "
         "embedded nats-server, publishing through JetStream), the **naive** baseline (per-client `json.dumps`, "
         "unbounded queues, sends awaited in turn) and the **ceiling** baseline (encode once, write a pre-built "
-        "frame to every transport). Servers run on the default asyncio loop; load generators on uvloop. "
+        "frame to every transport). Every server and load generator runs on uvloop (the gateway's default loop; the naive design's uvicorn picks it too). "
         "Latency is end to end: the publisher stamps `sentAt` (wall clock) in the payload, clients subtract it "
         "from their receive time. Server CPU is the server process alone (psutil), over each step."
     )

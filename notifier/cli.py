@@ -13,6 +13,7 @@ import signal
 import ssl
 import sys
 from pathlib import Path
+from typing import Callable
 
 from aiohttp import web
 
@@ -157,6 +158,17 @@ def token(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop `serve` runs on: uvloop's (it writes to sockets in C) unless NOTIFIER_EVENT_LOOP=asyncio."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise SettingsError("NOTIFIER_EVENT_LOOP=uvloop: uvloop is not installed; install it or set asyncio") from None
+    return uvloop.new_event_loop
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notifier", description="Real-time notification gateway.")
     commands = parser.add_subparsers(dest="command")
@@ -189,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(publish(settings, arguments))
         if arguments.command == "token":
             return token(settings, arguments)
-        asyncio.run(serve(settings))
+        with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
+            runner.run(serve(settings))
         return 0
     except (SettingsError, StreamConfigError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,11 +16,18 @@ from aiohttp import web
 
 from notifier.app import GATEWAY, create_app
 from notifier.auth import Authenticator
+from notifier.cli import event_loop_factory
 from notifier.nats_server import EmbeddedNatsServer
 from notifier.settings import Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 RECEIVE_TIMEOUT = 10.0
+
+
+def pytest_asyncio_loop_factories(config, item):
+    """Tests run on the loop the gateway serves on: uvloop's, or asyncio's with NOTIFIER_EVENT_LOOP=asyncio."""
+    name = os.environ.get("NOTIFIER_EVENT_LOOP") or "uvloop"
+    return {name: event_loop_factory(name) or asyncio.new_event_loop}
 
 
 @pytest.fixture

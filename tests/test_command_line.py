@@ -159,6 +159,13 @@ async def test_bad_environment_value_names_the_variable(tmp_path):
     assert "NOTIFIER_PORT='eighty'" in output
 
 
+async def test_unknown_event_loop_is_refused_naming_the_choices(tmp_path):
+    """NOTIFIER_EVENT_LOOP other than uvloop or asyncio exits 2 naming the variable and the choices."""
+    code, output = await _run_command(data_dir=tmp_path, environment={"NOTIFIER_EVENT_LOOP": "trio"})
+    assert code == 2
+    assert "NOTIFIER_EVENT_LOOP='trio': expected one of uvloop, asyncio" in output
+
+
 async def test_broken_stream_definition_exits_2_naming_the_file(tmp_path):
     """A stream definition with an unknown storage kind stops start-up with exit code 2 naming the file."""
     streams = tmp_path / "streams"

@@ -11,6 +11,7 @@ import asyncio
 import json
 import struct
 
+import uvloop
 from aiohttp import web
 
 from bench.baselines.common import (
@@ -96,4 +97,4 @@ def build_app() -> web.Application:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve("ceiling", build_app))
+    uvloop.run(serve("ceiling", build_app))

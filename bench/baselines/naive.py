@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import uvloop
 from aiohttp import web
 
 from bench.baselines.common import (
@@ -120,4 +121,4 @@ async def start_broadcaster() -> None:
 broadcaster_task: asyncio.Task | None = None
 
 if __name__ == "__main__":
-    asyncio.run(serve("naive", build_app, start_broadcaster))
+    uvloop.run(serve("naive", build_app, start_broadcaster))
