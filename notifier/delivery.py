@@ -105,12 +105,14 @@ class LiveDelivery:
         if envelope.priority != "p0":
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
-                if not self._admitted(subscription.limiter, outgoing, now):
+                if not subscription.limiter.admit(outgoing, now, self.last_cursor):
+                    self._held_by(subscription.limiter, now)
                     return
             limiter = self.connection_limiter
             if limiter is None and self._ceiling:
                 limiter = self.connection_limiter = RateLimiter(self._ceiling)
-            if limiter is not None and not self._admitted(limiter, outgoing, now):
+            if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+                self._held_by(limiter, now)
                 return
         if self.replayed and not self._live_caught_up(outgoing.positions):
             self._queue_stamped(outgoing, outgoing.positions)
@@ -119,12 +121,9 @@ class LiveDelivery:
         else:
             self.too_slow()
 
-    def _admitted(self, limiter: RateLimiter, outgoing: OutgoingEvent, now: float) -> bool:
-        """Whether the limiter lets the event go now; if not, wake up when it may release or report."""
-        if limiter.admit(outgoing, now, self.last_cursor):
-            return True
+    def _held_by(self, limiter: RateLimiter, now: float) -> None:
+        """A limiter conflated or counted an event: wake up when it may release one or report."""
         self._schedule_flush(limiter.seconds_until_next(now))
-        return False
 
     def _below_floor(self, outgoing: OutgoingEvent) -> bool:
         """Whether history already sent this event; floors the hub has passed are forgotten."""

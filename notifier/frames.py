@@ -16,10 +16,12 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse", "_sse_named")
+    __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse",
+                 "_sse_named")
 
     def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
+        self.channel = event.envelope.channel  # built once here, not by every client's rate limiter
         # One clock reading for every client's rate limits: they all get the event at this instant.
         self.dispatched_at = time.monotonic()
         # The hub's position in every stream once this event is dispatched, and its wire form.
@@ -121,7 +123,8 @@ class Framing:
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
         """The shared frame of a live event."""
-        return outgoing.websocket_frame
+        # Built by the first client; the other 999 read the slot without the property's call.
+        return outgoing._websocket or outgoing.websocket_frame
 
     def replayed(self, event: StoredEvent, cursor: str) -> bytes:
         """A replayed event with this client's cursor (shared with clients that have the same one)."""
@@ -150,7 +153,7 @@ class BatchFraming(Framing):
     kind = "websocket-batch"
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
-        return outgoing.websocket_message
+        return outgoing._message or outgoing.websocket_message
 
     def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
         return websocket_event(event, cursor)
@@ -167,7 +170,9 @@ class SseFraming(Framing):
         self.kind = "sse-named" if named else "sse"
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
-        return outgoing.sse_named_frame if self.named else outgoing.sse_frame
+        if self.named:
+            return outgoing._sse_named or outgoing.sse_named_frame
+        return outgoing._sse or outgoing.sse_frame
 
     def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
         return sse_event(event, cursor, self.named)

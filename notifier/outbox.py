@@ -11,7 +11,8 @@ class Outbox:
 
     An idle connection holds no queue and no waiter objects: the future a replay waits on for room
     is made when needed, since thousands of idle connections add up. The writer is not a task:
-    it sets `on_ready`, called when the first frame arrives, and collects with `take_now`.
+    it sets `on_ready`, called when the first frame arrives in an empty outbox (later ones join
+    the writer's next flush), and collects with `take_now`.
     """
 
     __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "delivered_cursor", "on_ready")
@@ -34,11 +35,14 @@ class Outbox:
         """Queue a frame without waiting; False (and nothing queued) when it would overflow the bound."""
         if self.closed:
             return True
-        if not self._fits(frame):
+        frames = self._frames
+        # `_fits`, written out: this runs once per delivery.
+        if frames and self.size + len(frame) > self.max_bytes:
             return False
-        self._frames.append((frame, cursor))
+        frames.append((frame, cursor))
         self.size += len(frame)
-        self._ready(added=1)
+        if len(frames) == 1 and self.on_ready is not None:
+            self.on_ready()
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
@@ -52,15 +56,12 @@ class Outbox:
         queued = self._frames
         if (queued or len(frames) > 1) and self.size + size > self.max_bytes:
             return False
+        was_empty = not queued
         queued.extend(frames)
         self.size += size
-        self._ready(added=len(frames))
-        return True
-
-    def _ready(self, added: int) -> None:
-        # Only the first frames into an empty outbox call the writer; later ones join its next flush.
-        if self.on_ready is not None and len(self._frames) == added:
+        if was_empty and self.on_ready is not None:
             self.on_ready()
+        return True
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
@@ -77,7 +78,8 @@ class Outbox:
         """
         frames, self._frames = self._frames, []
         self.size = 0
-        _wake(self._room)
+        if self._room is not None:
+            _wake(self._room)
         return frames
 
     def close(self) -> None:

@@ -51,7 +51,10 @@ class TokenBucket:
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
-        self._refill(now)
+        if now > self.updated:  # `_refill`, written out: this runs once per limited delivery
+            tokens = self.tokens + (now - self.updated) * self.rate
+            self.tokens = tokens if tokens < self.capacity else self.capacity
+            self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
             return True
@@ -89,16 +92,15 @@ class RateLimiter:
 
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
-        envelope = outgoing.event.envelope
-        if envelope.key is None:
+        if outgoing.event.envelope.key is None:
             if self.unkeyed.take(now):
                 self.bucket.charge(now)
                 return True
-            channel = envelope.channel
+            channel = outgoing.channel
             self.lost[channel] += 1
             self.lost_from.setdefault(channel, last_cursor)
             return False
-        channel = envelope.channel
+        channel = outgoing.channel
         if channel in self.conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
             self.conflated[channel] = outgoing

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 from aiohttp import web
 
@@ -55,15 +56,13 @@ class FlushQueue:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        for writer in self._waiting:
-            writer._queued = False  # a connection still open later can be flushed again
         self._waiting = []
 
 
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_queued", "_draining")
+    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_notify", "_draining")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
@@ -72,28 +71,23 @@ class TransportWriter:
         self.transport = request.transport
         self.protocol = request.protocol
         self.flushes = flushes
-        self._queued = False
-        # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile.
+        # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile,
+        # and the outbox notifies no one: the drain task flushes when it is done.
         self._draining: asyncio.Task[None] | None = None
-        outbox.on_ready = self._ready
+        # The outbox calls this straight into the flush queue (no method of ours in between: it
+        # runs once per delivery). An outbox only calls it when it stops being empty, and only a
+        # flush empties it, so a writer is never queued twice between flushes.
+        self._notify = partial(flushes.add, self)
+        outbox.on_ready = self._notify
         if outbox.size:
-            self._ready()  # frames queued before the writer was attached (SSE: before the retry line)
-
-    def _ready(self) -> None:
-        if not self._queued and self._draining is None:
-            self._queued = True
-            self.flushes.add(self)
+            flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
 
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
-        """The bytes on the wire for these waiting frames, oldest first."""
+        """The bytes to write now for these waiting frames, oldest first."""
         raise NotImplementedError
-
-    def wrote(self, size: int) -> None:
-        """Account for bytes written past aiohttp's own writer."""
 
     def flush(self) -> None:
         """Write everything waiting in the outbox in one write, unless the socket is still draining."""
-        self._queued = False
         if self._draining is not None:
             return
         outbox = self.outbox
@@ -103,15 +97,14 @@ class TransportWriter:
         transport = self.transport
         if transport is None or transport.is_closing():
             return  # the client went away; the handler sees the close
-        data = self.encode(frames)
-        transport.write(data)
-        self.wrote(len(data))
+        transport.write(self.encode(frames))
         cursor = frames[0][1] if len(frames) == 1 else next(
             (cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         if cursor is not None:
             outbox.delivered_cursor = cursor
         if self.protocol.writing_paused:
+            self.outbox.on_ready = None
             self._draining = asyncio.create_task(self._drain(), name="transport-drain")
 
     async def _drain(self) -> None:
@@ -120,6 +113,8 @@ class TransportWriter:
         except ConnectionError:
             return  # stays "draining": nothing more is written to a lost connection
         self._draining = None
+        if not self.outbox.closed:
+            self.outbox.on_ready = self._notify
         try:
             self.flush()
         except Exception:
@@ -159,8 +154,7 @@ class SseWriter(TransportWriter):
 
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
         blocks = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
-        return b"%x\r\n%b\r\n" % (len(blocks), blocks) if self.chunked else blocks
-
-    def wrote(self, size: int) -> None:
-        # The access log's byte count of an SSE response is what aiohttp's writer counted.
-        self.request.writer.output_size += size
+        data = b"%x\r\n%b\r\n" % (len(blocks), blocks) if self.chunked else blocks
+        # Written next (the transport is open): counted as aiohttp's writer counts, for the access log.
+        self.request.writer.output_size += len(data)
+        return data
