@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, Hashable, TypeVar
 
-from notifier.channels import ChannelPattern
+from notifier.channels import ChannelPattern, tokens_match
 
 Subscriber = TypeVar("Subscriber", bound=Hashable)
 
@@ -103,3 +103,39 @@ class ChannelIndex(Generic[Subscriber]):
             star = node.children.get("*")
             if star is not None:
                 self._walk(star, tokens, position + 1, key, into)
+
+
+class SmallChannelIndex(Generic[Subscriber]):
+    """The same mapping for the handful of patterns one user subscribes: a list scanned per event.
+
+    Every connected user has one (for their private events), so its size matters more than its
+    speed: a trie path costs about a kilobyte per user, this a list and a tuple per pattern.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[ChannelPattern, Subscriber]] = []
+
+    @property
+    def count(self) -> int:
+        """How many (pattern, subscriber) pairs are registered."""
+        return len(self._entries)
+
+    def add(self, pattern: ChannelPattern, subscriber: Subscriber) -> None:
+        """Register a subscriber under a pattern (idempotent)."""
+        entry = (pattern, subscriber)
+        if entry not in self._entries:
+            self._entries.append(entry)
+
+    def remove(self, pattern: ChannelPattern, subscriber: Subscriber) -> None:
+        """Forget a subscriber under a pattern."""
+        entry = (pattern, subscriber)
+        if entry in self._entries:
+            self._entries.remove(entry)
+
+    def match(self, type_tokens: list[str], key: str | None, into: set[Subscriber]) -> None:
+        """Add to `into` every subscriber whose pattern matches this event type and key."""
+        for pattern, subscriber in self._entries:
+            if (pattern.key is None or pattern.key == key) and tokens_match(pattern.tokens, type_tokens):
+                into.add(subscriber)

@@ -24,6 +24,10 @@ from notifier.rate_limit import RateLimiter, SubscriptionOptions
 from notifier.recovery import ReplayFloor
 
 
+# Shared by every session history has not taken beyond the hub: never changed in place, replaced.
+NOTHING_REPLAYED = Cursor()
+
+
 class SessionState(enum.Enum):
     """Where a session is in its life."""
 
@@ -74,12 +78,13 @@ class LiveDelivery:
         self.state = SessionState.LIVE
         self.last_cursor: str | None = None
         self._recoveries = 0
-        self._pending: list[OutgoingEvent] = []
+        # Lists are made when first needed (a tuple stands for none): idle connections add up.
+        self._pending: list[OutgoingEvent] | tuple[()] = ()
         self._pending_bytes = 0
-        self._floors: list[ReplayFloor] = []
+        self._floors: list[ReplayFloor] | tuple[()] = ()
         # Where history took this client beyond the hub's live position (a lagging feed, a replica
         # behind): live cursors are raised to it so a client's cursor never moves backwards.
-        self.replayed = Cursor()
+        self.replayed = NOTHING_REPLAYED
         self._flush_timer: asyncio.TimerHandle | None = None
         self._has_options = False
 
@@ -93,6 +98,8 @@ class LiveDelivery:
         if self._floors and self._below_floor(outgoing):
             return
         if self._recoveries:
+            if not self._pending:
+                self._pending = []
             self._pending.append(outgoing)
             self._pending_bytes += len(outgoing.event.body)
             if self._pending_bytes > self.outbox.max_bytes:
@@ -148,7 +155,7 @@ class LiveDelivery:
 
     def _live_caught_up(self, positions: Cursor) -> bool:
         if all(positions.position(stream) >= sequence for stream, sequence in self.replayed.items()):
-            self.replayed = Cursor()
+            self.replayed = NOTHING_REPLAYED
             return True
         return False
 
@@ -214,4 +221,4 @@ class LiveDelivery:
             self._flush_timer.cancel()
             self._flush_timer = None
         self.outbox.close()
-        self._pending.clear()
+        self._pending = ()

@@ -11,7 +11,7 @@ import time
 from typing import Iterable, Protocol
 
 from notifier import metrics
-from notifier.channel_index import ChannelIndex
+from notifier.channel_index import ChannelIndex, SmallChannelIndex
 from notifier.channels import ChannelPattern
 from notifier.cursor import Cursor
 from notifier.events import StoredEvent
@@ -34,7 +34,7 @@ class Hub:
 
     def __init__(self) -> None:
         self.public: ChannelIndex[Recipient] = ChannelIndex()
-        self.private: dict[str, ChannelIndex[Recipient]] = {}
+        self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
         self.positions = Cursor()
 
@@ -50,7 +50,9 @@ class Hub:
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
         identity = recipient.identity
-        user_index = self.private.setdefault(identity.user_id, ChannelIndex())
+        user_index = self.private.get(identity.user_id)
+        if user_index is None:
+            user_index = self.private[identity.user_id] = SmallChannelIndex()
         for pattern in patterns:
             self.public.add(pattern, recipient)
             user_index.add(pattern, recipient)

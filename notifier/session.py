@@ -156,14 +156,16 @@ class Session(LiveDelivery):
             return
         if complete is not None:
             self.send_control("recovered", complete=complete)
-        self._floors.append(ReplayFloor(patterns, floor))
+        self._floors = [*self._floors, ReplayFloor(patterns, floor)]
         # Live events buffered meanwhile carry the position they were dispatched at, which may be
         # behind what history just sent; they are raised to it until the hub's positions pass it.
+        replayed = Cursor(self.replayed)
         for stream in self.history.stream_ids_for(patterns):
-            self.replayed[stream] = max(self.replayed.position(stream), floor.position(stream))
+            replayed[stream] = max(replayed.position(stream), floor.position(stream))
+        self.replayed = replayed
         if self._recoveries == 0:
             self.state = SessionState.LIVE
-            pending, self._pending, self._pending_bytes = self._pending, [], 0
+            pending, self._pending, self._pending_bytes = self._pending, (), 0
             for outgoing in pending:
                 if self._still_subscribed(outgoing):
                     self.deliver(outgoing)

@@ -62,18 +62,34 @@ class WebSocketConnection:
         """Serve the connection until either side closes it."""
         await self.websocket.prepare(self.request)
         try:
-            identity = await self._authenticate()
-            if identity is None:
-                return self.websocket
-            if not await self.services.wait_following():
-                await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
-                return self.websocket
-            self._open(identity)
-            await self._subscribe_from_url()
-            await self._read_messages()
+            if await self._start():
+                # The read loop is here rather than in a method of its own: every idle connection
+                # keeps the coroutine it waits in, a few hundred bytes each.
+                async for message in self.websocket:
+                    self.last_received = time.monotonic()
+                    if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+                        await self._handle_text(message.data)
+                    elif message.type is WSMsgType.PING:
+                        await self.websocket.pong(message.data)
+                    elif message.type is WSMsgType.ERROR:
+                        log.debug("websocket error: %s", self.websocket.exception())
+                    if self.state is not WebSocketState.OPEN:
+                        break
         finally:
             await self._finish()
         return self.websocket
+
+    async def _start(self) -> bool:
+        """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
+        identity = await self._authenticate()
+        if identity is None:
+            return False
+        if not await self.services.wait_following():
+            await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
+            return False
+        self._open(identity)
+        await self._subscribe_from_url()
+        return True
 
     # -- authentication --
 
@@ -127,20 +143,6 @@ class WebSocketConnection:
                 self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
                 return
             await self._subscribe(patterns, None, NO_OPTIONS)
-
-    async def _read_messages(self) -> None:
-        async for message in self.websocket:
-            self.last_received = time.monotonic()
-            if message.type is WSMsgType.TEXT:
-                await self._handle_text(message.data)
-            elif message.type is WSMsgType.PING:
-                await self.websocket.pong(message.data)
-            elif message.type is WSMsgType.BINARY:
-                await self._handle_text(message.data)
-            elif message.type is WSMsgType.ERROR:
-                log.debug("websocket error: %s", self.websocket.exception())
-            if self.state is not WebSocketState.OPEN:
-                break
 
     async def _handle_text(self, data: str | bytes) -> None:
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from notifier.channel_index import ChannelIndex
+import pytest
+
+from notifier.channel_index import ChannelIndex, SmallChannelIndex
 from notifier.channels import parse_channel
 
 
@@ -12,9 +14,10 @@ def _matches(index: ChannelIndex, event_type: str, key: str | None = None) -> se
     return found
 
 
-def test_wildcards_and_keys_match_like_channels():
-    """`*`, `>` and `:key` patterns match exactly what ChannelPattern.matches accepts."""
-    index: ChannelIndex[str] = ChannelIndex()
+@pytest.mark.parametrize("index_class", [ChannelIndex, SmallChannelIndex])
+def test_wildcards_and_keys_match_like_channels(index_class):
+    """`*`, `>` and `:key` patterns match exactly what ChannelPattern.matches accepts, in both indexes."""
+    index = index_class()
     patterns = ["order.*", "order.>", "order.filled", "market.ticker:BTC", "market.>:ETH", ">"]
     for text in patterns:
         index.add(parse_channel(text), text)
@@ -35,3 +38,14 @@ def test_removing_every_subscriber_leaves_an_empty_index():
     assert index.count == 0
     assert _matches(index, "order.filled") == set()
     assert index._root.empty()
+
+
+def test_small_index_forgets_a_removed_pair_and_keeps_the_rest():
+    """A user's index drops exactly the removed (pattern, subscriber) pair, and adding twice registers once."""
+    index: SmallChannelIndex[str] = SmallChannelIndex()
+    index.add(parse_channel("order.*"), "tab-1")
+    index.add(parse_channel("order.*"), "tab-1")
+    index.add(parse_channel("order.*"), "tab-2")
+    index.remove(parse_channel("order.*"), "tab-1")
+    assert index.count == 1
+    assert _matches(index, "order.filled") == {"tab-2"}
