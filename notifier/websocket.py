@@ -7,7 +7,7 @@ import enum
 import logging
 import time
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 
 from notifier.auth import AuthenticationError, bearer_token
 from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 15.0
 MAX_CLOSE_REASON = 123
+
+
+# What `receive()` returns once the client has closed or the socket is gone; the loop ends there.
+CLIENT_GONE = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
 
 
 class WebSocketState(enum.Enum):
@@ -58,28 +62,17 @@ class WebSocketConnection:
         self.last_received = now
         self.last_ping_sent = now
 
-    async def run(self) -> web.WebSocketResponse:
-        """Serve the connection until either side closes it."""
-        await self.websocket.prepare(self.request)
-        try:
-            if await self._start():
-                # The read loop is here rather than in a method of its own: every idle connection
-                # keeps the coroutine it waits in, a few hundred bytes each.
-                async for message in self.websocket:
-                    self.last_received = time.monotonic()
-                    if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-                        await self._handle_text(message.data)
-                    elif message.type is WSMsgType.PING:
-                        await self.websocket.pong(message.data)
-                    elif message.type is WSMsgType.ERROR:
-                        log.debug("websocket error: %s", self.websocket.exception())
-                    if self.state is not WebSocketState.OPEN:
-                        break
-        finally:
-            await self._finish()
-        return self.websocket
+    async def received(self, message: WSMessage) -> None:
+        """Act on one message from the client."""
+        self.last_received = time.monotonic()
+        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+            await self._handle_text(message.data)
+        elif message.type is WSMsgType.PING:
+            await self.websocket.pong(message.data)
+        elif message.type is WSMsgType.ERROR:
+            log.debug("websocket error: %s", self.websocket.exception())
 
-    async def _start(self) -> bool:
+    async def start(self) -> bool:
         """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
         identity = await self._authenticate()
         if identity is None:
@@ -257,7 +250,8 @@ class WebSocketConnection:
         if self.request.transport is not None:
             self.request.transport.abort()
 
-    async def _finish(self) -> None:
+    async def finish(self) -> None:
+        """Release everything the connection holds, whichever side ended it."""
         if self._closing is not None:
             await asyncio.wait([self._closing])
         self.state = WebSocketState.CLOSED
@@ -271,5 +265,22 @@ class WebSocketConnection:
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    """Upgrade to a WebSocket and serve it."""
-    return await WebSocketConnection(request, request.app[SERVICES]).run()
+    """Upgrade to a WebSocket and serve it until either side closes it.
+
+    The read loop lives here rather than in a method, and calls `receive()` rather than iterating:
+    an idle connection then waits in one coroutine of ours, not three (a few hundred bytes each,
+    times every connected client).
+    """
+    connection = WebSocketConnection(request, request.app[SERVICES])
+    websocket = connection.websocket
+    await websocket.prepare(request)
+    try:
+        if await connection.start():
+            while connection.state is WebSocketState.OPEN:
+                message = await websocket.receive()
+                if message.type in CLIENT_GONE:
+                    break
+                await connection.received(message)
+    finally:
+        await connection.finish()
+    return websocket
