@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Any, Callable
 
 
 class Outbox:
@@ -11,11 +11,11 @@ class Outbox:
 
     An idle connection holds no queue and no waiter objects: the future a replay waits on for room
     is made when needed, since thousands of idle connections add up. The writer is not a task:
-    it sets `on_ready`, called when the first frame arrives in an empty outbox (later ones join
-    the writer's next flush), and collects with `take_now`.
+    it sets `on_ready` and `writer`: `on_ready(writer)` is called when the first frame arrives in
+    an empty outbox (later ones join the writer's next flush), and it collects with `take_now`.
     """
 
-    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "delivered_cursor", "on_ready")
+    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "delivered_cursor", "on_ready", "writer")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -25,7 +25,10 @@ class Outbox:
         self.closed = False
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None
-        self.on_ready: Callable[[], None] | None = None
+        # One callable shared by every outbox (the flush queue's), called with this outbox's writer:
+        # a bound method or partial per connection would cost 64-190 bytes each, idle or not.
+        self.on_ready: Callable[[Any], None] | None = None
+        self.writer: Any = None
 
     def _fits(self, frame: bytes) -> bool:
         # One frame always fits into an empty outbox, however large.
@@ -42,7 +45,7 @@ class Outbox:
         frames.append((frame, cursor))
         self.size += len(frame)
         if len(frames) == 1 and self.on_ready is not None:
-            self.on_ready()
+            self.on_ready(self.writer)
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
@@ -60,7 +63,7 @@ class Outbox:
         queued.extend(frames)
         self.size += size
         if was_empty and self.on_ready is not None:
-            self.on_ready()
+            self.on_ready(self.writer)
         return True
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:

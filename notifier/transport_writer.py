@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 
 from aiohttp import web
 
@@ -34,6 +33,8 @@ class FlushQueue:
     def __init__(self) -> None:
         self._waiting: list[TransportWriter] = []
         self._handle: asyncio.Handle | None = None
+        # What every outbox calls when it stops being empty: one bound method for all of them.
+        self.notify = self.add
 
     def add(self, writer: "TransportWriter") -> None:
         """Flush this writer after the current iteration's callbacks."""
@@ -62,7 +63,7 @@ class FlushQueue:
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_notify", "_draining")
+    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_draining")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
@@ -74,11 +75,11 @@ class TransportWriter:
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile,
         # and the outbox notifies no one: the drain task flushes when it is done.
         self._draining: asyncio.Task[None] | None = None
-        # The outbox calls this straight into the flush queue (no method of ours in between: it
-        # runs once per delivery). An outbox only calls it when it stops being empty, and only a
-        # flush empties it, so a writer is never queued twice between flushes.
-        self._notify = partial(flushes.add, self)
-        outbox.on_ready = self._notify
+        # The outbox calls straight into the flush queue (no method of ours in between: it runs
+        # once per delivery). An outbox only calls it when it stops being empty, and only a flush
+        # empties it, so a writer is never queued twice between flushes.
+        outbox.writer = self
+        outbox.on_ready = flushes.notify
         if outbox.size:
             flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
 
@@ -114,7 +115,7 @@ class TransportWriter:
             return  # stays "draining": nothing more is written to a lost connection
         self._draining = None
         if not self.outbox.closed:
-            self.outbox.on_ready = self._notify
+            self.outbox.on_ready = self.flushes.notify
         try:
             self.flush()
         except Exception:
@@ -123,6 +124,7 @@ class TransportWriter:
     async def close(self) -> None:
         """Stop writing: cancel a drain wait (queued frames were dropped with the closed outbox)."""
         self.outbox.on_ready = None
+        self.outbox.writer = None  # no cycle left for the garbage collector to find
         await cancel_and_wait(self._draining)
 
 
