@@ -26,7 +26,7 @@ async def publish(request: web.Request) -> web.Response:
     """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, services.authenticator)
+        identity = identity_from(request, request.query, services.authenticator)
     except Rejected as rejection:
         return rejection.response
     if PUBLISHER_ROLE not in identity.roles:
@@ -62,8 +62,8 @@ async def history(request: web.Request) -> web.Response:
     """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, services.authenticator)
-        patterns = channels_from(request)
+        identity = identity_from(request, request.query, services.authenticator)
+        patterns = channels_from(request.query)
         since = cursor_from(request.query.get("since"), "since")
     except Rejected as rejection:
         return rejection.response

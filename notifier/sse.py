@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from notifier.frames import SseFraming
-from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
+from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error, url_query
 from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import Session
@@ -93,12 +93,12 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
     services: Services = request.app[SERVICES]
     settings = services.settings
+    query = url_query(request)  # not request.query: that parse would live as long as the stream
     try:
-        identity = identity_from(request, services.authenticator)
-        patterns = channels_from(request)
-        options = _options_from_query(request.query)
-        since = cursor_from(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"),
-                            "last_event_id")
+        identity = identity_from(request, query, services.authenticator)
+        patterns = channels_from(query)
+        options = _options_from_query(query)
+        since = cursor_from(request.headers.get("Last-Event-ID") or query.get("last_event_id"), "last_event_id")
     except Rejected as rejection:
         return rejection.response
     if not await services.wait_following():
@@ -112,7 +112,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         if connection is not None:
             connection.end_slow(request)
 
-    named = request.query.get("named") in ("1", "true", "yes")
+    named = query.get("named") in ("1", "true", "yes")
+    del query  # it holds the token
     session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow,
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)
