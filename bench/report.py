@@ -159,9 +159,16 @@ def _targets(bench, mode: Mode) -> list[str]:
                 value = ratio(ours["peak"], fanout[baseline]["peak"])
                 rows.append([f"fan-out deliveries/s {label}", *_bounded(value, wanted, ours["saturated"],
                                                                          fanout[baseline]["saturated"])])
-        rows.append(["server CPU ≤ 3 µs per delivery", f"{number(ours['cpu'])} µs (at {ours['cpu_at']})",
-                     _verdict(ours["cpu"] <= 3.0)])
         base = ours["base"]
+        # Per delivery, CPU falls as the rate rises (one write carries several events), so the
+        # figure is given at both ends and the target is met outright only where both hold it.
+        at_base = base.server_us_per_delivery
+        verdict = _verdict(ours["cpu"] <= 3.0)
+        if ours["cpu"] <= 3.0 < at_base:
+            verdict = f"met at {ours['cpu_at']} only; **not met** at {base.label}"
+        rows.append(["server CPU ≤ 3 µs per delivery",
+                     f"{number(ours['cpu'])} µs at {ours['cpu_at']} (busiest step kept up); "
+                     f"{number(at_base)} µs at {base.label}", verdict])
         rows.append([f"p99 ≤ 25 ms at 1,000 clients × 50 events/s (here {base.clients:,} × {base.label})",
                      f"{number(base.latency_ms['p99'], 2)} ms", _verdict(base.latency_ms["p99"] <= 25.0)])
     idle = bench.summaries.get("idle")
@@ -184,22 +191,21 @@ def _targets(bench, mode: Mode) -> list[str]:
 
 
 def _limits(bench) -> list[str]:
-    """Where the CPU target is out of reach, what this run measured the stack itself to need."""
+    """Where the CPU target is out of reach at the base rate, what this run measured the stack itself to need."""
     fanout = _fanout_figures(bench, "fanout")
     ours, ceiling = fanout.get("notifier"), fanout.get("ceiling")
-    if not ours or not ceiling or not ours["cpu"] > 3.0 or math.isnan(ceiling["cpu"]):
+    if not ours or not ceiling or not ours["base"].server_us_per_delivery > 3.0:
         return []
-    steps = headline_results(bench, "fanout", bench.summaries["fanout"]["headline_clients"]).get("notifier", [])
-    top = steps[-1] if steps else None
-    coalesced = (f" At its top step ({top.label}), where several events wait for one write, the gateway spent "
-                 f"{number(top.server_us_per_delivery)} µs per delivery." if top else "")
+    base, ceiling_base = ours["base"], ceiling["base"]
+    coalesced = (f" At its busiest kept-up step ({ours['cpu_at']}), where several events wait for one write, the "
+                 f"gateway spent {number(ours['cpu'])} µs per delivery." if ours["cpu_at"] else "")
     return [
-        "Measured limit for the CPU target: the ceiling baseline, which does nothing but write one pre-built frame "
-        f"per client per event (no routing, no auth, no bounds), needed {number(ceiling['cpu'])} µs per delivery at "
-        f"its busiest kept-up step ({ceiling['cpu_at']}). That is the cost of one `transport.write` (one `send()` "
-        "system call) per delivery in CPython's asyncio on this machine, so ≤ 3 µs cannot be reached while each "
-        "event gets its own write; the gateway writes all of a connection's waiting frames at once, which only "
-        f"helps when events arrive faster than the loop turns.{coalesced}",
+        f"Measured limit for the CPU target: at {base.label} the gateway spent {number(base.server_us_per_delivery)} "
+        "µs per delivery and the ceiling baseline, which does nothing but write one pre-built frame per client per "
+        f"event (no routing, no auth, no bounds), {number(ceiling_base.server_us_per_delivery)} µs. That is the cost "
+        "of one `transport.write` (one `send()` system call) per delivery on this machine, so ≤ 3 µs cannot be "
+        "reached while each event gets its own write; the gateway writes all of a connection's waiting frames at "
+        f"once, which only helps when events arrive faster than the loop turns.{coalesced}",
         "",
     ]
 
