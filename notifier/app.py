@@ -11,6 +11,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from notifier import http_api, metrics
+from notifier.gc_pauses import GcPauseWatch
 from notifier.auth import Authenticator
 from notifier.history import StreamHistory
 from notifier.hub import Hub
@@ -157,9 +158,12 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
 
     async def lifecycle(app: web.Application):
         app[SERVICES] = await gateway.start()
+        gc_pauses = GcPauseWatch()
+        gc_pauses.install()
         try:
             yield
         finally:
+            gc_pauses.remove()
             await gateway.stop()
 
     async def on_shutdown(app: web.Application) -> None:

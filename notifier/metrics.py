@@ -11,15 +11,28 @@ class Counter:
     def __init__(self, name: str, help_text: str):
         self.name = name
         self.help_text = help_text
-        self.value = 0
+        self.value: float = 0
 
-    def increment(self, amount: int = 1) -> None:
+    def increment(self, amount: float = 1) -> None:
         """Add to the counter."""
         self.value += amount
 
     def render(self) -> str:
         """Prometheus exposition lines."""
         return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} counter\n{self.name} {self.value}\n"
+
+
+class Maximum:
+    """The largest value seen since the process started."""
+
+    def __init__(self, name: str, help_text: str):
+        self.name = name
+        self.help_text = help_text
+        self.value = 0.0
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} gauge\n{self.name} {self.value}\n"
 
 
 class Gauge:
@@ -47,11 +60,17 @@ AUTH_FAILURES = Counter("notifier_auth_failures_total", "Rejected tokens.")
 REPLAYS = Counter("notifier_replays_total", "Resumes and history reads served from JetStream.")
 JETSTREAM_REQUESTS = Counter("notifier_jetstream_requests_total",
                              "JetStream API requests made for replay and history (consumer create, fetch, info).")
+GC_PAUSE_SECONDS = Counter("notifier_gc_pause_seconds_total",
+                           "Time the garbage collector stopped the process (every generation).")
+GC_FULL_COLLECTIONS = Counter("notifier_gc_full_collections_total", "Collections of the oldest generation.")
+GC_LONGEST_FULL_PAUSE = Maximum("notifier_gc_longest_full_pause_seconds",
+                                "The longest collection of the oldest generation since start.")
 CONNECTIONS = Gauge("notifier_connections", "Open WebSocket and SSE connections.")
 NATS_CONNECTED = Gauge("notifier_nats_connected", "1 while connected to NATS.")
 
 ALL = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
-       SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, CONNECTIONS, NATS_CONNECTED]
+       SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
+       GC_LONGEST_FULL_PAUSE, CONNECTIONS, NATS_CONNECTED]
 
 
 def render_all() -> str:

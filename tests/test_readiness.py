@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from notifier.events import Envelope
 from notifier.producer import Publisher
@@ -90,3 +91,17 @@ async def test_gateway_serves_health_while_nats_is_not_up_yet(make_gateway, nats
     nats_server.requested_port = port
     await nats_server.start()
     await _wait_for_ready_status(gateway, 200)
+
+
+async def _metric(gateway, name: str) -> float:
+    async with gateway.http.get(f"{gateway.base_url}/metrics") as response:
+        text = await response.text()
+    return float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+async def test_metrics_show_a_full_garbage_collection_and_its_pause(gateway):
+    """A full garbage collection counts in `/metrics`, with a pause recorded as its longest."""
+    before = await _metric(gateway, "notifier_gc_full_collections_total")
+    gc.collect()
+    assert await _metric(gateway, "notifier_gc_full_collections_total") >= before + 1
+    assert await _metric(gateway, "notifier_gc_longest_full_pause_seconds") > 0
