@@ -17,7 +17,7 @@ class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
     __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse",
-                 "_sse_named")
+                 "_sse_named", "_sse_chunk", "_sse_named_chunk")
 
     def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
@@ -31,6 +31,8 @@ class OutgoingEvent:
         self._websocket: bytes | None = None
         self._sse: bytes | None = None
         self._sse_named: bytes | None = None
+        self._sse_chunk: bytes | None = None
+        self._sse_named_chunk: bytes | None = None
 
     @property
     def websocket_message(self) -> bytes:
@@ -59,6 +61,20 @@ class OutgoingEvent:
         if self._sse_named is None:
             self._sse_named = sse_event(self.event, self.cursor, named=True)
         return self._sse_named
+
+    @property
+    def sse_chunk(self) -> bytes:
+        """The unnamed SSE event as one HTTP/1.1 chunk, size line included, ready for the socket."""
+        if self._sse_chunk is None:
+            self._sse_chunk = http_chunk(self.sse_frame)
+        return self._sse_chunk
+
+    @property
+    def sse_named_chunk(self) -> bytes:
+        """The named SSE event as one HTTP/1.1 chunk."""
+        if self._sse_named_chunk is None:
+            self._sse_named_chunk = http_chunk(self.sse_named_frame)
+        return self._sse_named_chunk
 
 
 # The bytes before the cursor depend only on the channel: a replay to a thousand clients builds
@@ -90,6 +106,11 @@ def websocket_text_frame(message: bytes) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", 0x81, 126, length) + message
     return struct.pack("!BBQ", 0x81, 127, length) + message
+
+
+def http_chunk(data: bytes) -> bytes:
+    """`data` as one chunk of a chunked HTTP/1.1 body (RFC 9112 7.1); several in a row are valid as they are."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
 
 
 def sse_event(event: StoredEvent, cursor: str, named: bool) -> bytes:
@@ -163,22 +184,33 @@ class BatchFraming(Framing):
 
 
 class SseFraming(Framing):
-    """SSE framing; `named` adds `event: <type>` lines."""
+    """SSE framing; `named` adds `event: <type>` lines, `chunked` wraps each block as an HTTP chunk.
 
-    def __init__(self, named: bool = False):
+    A chunked response (HTTP/1.1) gets its blocks already wrapped, a live event's once for every
+    client, so the writer only joins what waits; HTTP/1.0 gets the bare blocks.
+    """
+
+    def __init__(self, named: bool = False, chunked: bool = True):
         self.named = named
-        self.kind = "sse-named" if named else "sse"
+        self.chunked = chunked
+        self.kind = ("sse-named" if named else "sse") + ("-chunked" if chunked else "")
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
+        if self.chunked:
+            if self.named:
+                return outgoing._sse_named_chunk or outgoing.sse_named_chunk
+            return outgoing._sse_chunk or outgoing.sse_chunk
         if self.named:
             return outgoing._sse_named or outgoing.sse_named_frame
         return outgoing._sse or outgoing.sse_frame
 
     def build_replayed(self, event: StoredEvent, cursor: str) -> bytes:
-        return sse_event(event, cursor, self.named)
+        block = sse_event(event, cursor, self.named)
+        return http_chunk(block) if self.chunked else block
 
     def control(self, action: str, **fields: object) -> bytes:
-        return sse_control(action, fields)
+        block = sse_control(action, fields)
+        return http_chunk(block) if self.chunked else block
 
 
 WEBSOCKET_FRAMING = Framing()

@@ -114,7 +114,10 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
 
     named = query.get("named") in ("1", "true", "yes")
     del query  # it holds the token
-    session = Session(identity, services.hub, services.history, SseFraming(named), settings.outbox_bytes, on_slow,
+    # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
+    # but an HTTP/1.0 request gets a plain body.
+    framing = SseFraming(named, chunked=request.writer.chunked)
+    session = Session(identity, services.hub, services.history, framing, settings.outbox_bytes, on_slow,
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)
     services.connections.add(connection)
@@ -125,9 +128,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         # live frames queue in the outbox until the writer is attached, after the retry line.
         await session.subscribe(patterns, since, options, acknowledge=False)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-        # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
-        # but an HTTP/1.0 request gets a plain body.
-        writer = SseWriter(session.outbox, request, request.writer.chunked, services.flushes)
+        writer = SseWriter(session.outbox, request, services.flushes)
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:

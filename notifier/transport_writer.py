@@ -9,8 +9,8 @@ up to its bound and the client is closed as slow.
 
 Frames are written straight to the transport. WebSocket: a server's frames are unmasked and
 these are uncompressed, and aiohttp writes its own frames (pong, close) whole and synchronously
-too, so frames never interleave. SSE: the response is chunked (HTTP/1.1), so each write is one
-whole chunk, as aiohttp-sse's comment pings are.
+too, so frames never interleave. SSE: on a chunked response (HTTP/1.1) every block is framed as a
+whole chunk already (see `SseFraming`), as aiohttp-sse's comment pings are written.
 """
 
 from __future__ import annotations
@@ -146,17 +146,12 @@ class WebSocketWriter(TransportWriter):
 
 
 class SseWriter(TransportWriter):
-    """SSE blocks, all waiting ones in one HTTP chunk (or as they are when the response is not chunked)."""
+    """SSE blocks as the framing made them (already HTTP chunks on a chunked response), all waiting ones at once."""
 
-    __slots__ = ("chunked",)
-
-    def __init__(self, outbox: Outbox, request: web.Request, chunked: bool, flushes: FlushQueue):
-        self.chunked = chunked
-        super().__init__(outbox, request, flushes)
+    __slots__ = ()
 
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
-        blocks = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
-        data = b"%x\r\n%b\r\n" % (len(blocks), blocks) if self.chunked else blocks
+        data = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
         # Written next (the transport is open): counted as aiohttp's writer counts, for the access log.
         self.request.writer.output_size += len(data)
         return data

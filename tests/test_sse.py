@@ -225,3 +225,31 @@ async def test_http_1_0_stream_carries_plain_event_blocks(gateway):
     retry, block = body.split(b"\n\n")[:2]
     assert retry.startswith(b"retry: ")
     assert re.fullmatch(rb'id: \S+\ndata: \{.*"id":"plain".*\}', block)
+
+
+async def test_http_1_1_stream_carries_each_event_block_as_one_chunk(gateway):
+    """On HTTP/1.1 the body is chunked and every event block arrives as exactly one chunk, size line first."""
+    token = gateway.token("alice")
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/1.1\r\nHost: gateway\r\n\r\n".encode())
+        received = b""
+        async with asyncio.timeout(10):
+            while b"retry:" not in received or not received.endswith(b"\r\n"):
+                received += await reader.read(65536)
+            await gateway.publish({"type": "order.filled", "id": "chunked", "payload": {"n": 1}})
+            while b'"chunked"' not in received or not received.endswith(b"\n\n\r\n"):
+                received += await reader.read(65536)
+    finally:
+        writer.close()
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert b"transfer-encoding: chunked" in head.lower()
+    chunks = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        chunks.append(rest[:size])
+        assert rest[size:size + 2] == b"\r\n"
+        body = rest[size + 2:]
+    assert chunks[0].startswith(b"retry: ")
+    assert re.fullmatch(rb'id: \S+\ndata: \{.*"id":"chunked".*\}\n\n', chunks[-1], re.DOTALL)
