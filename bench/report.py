@@ -144,15 +144,21 @@ def _stall_rounds(bench) -> list[str]:
         pairs = zip(rounds.get("without stalled client", []), rounds.get("with 1 stalled client", []))
         changes = [_change({"without stalled client": without, "with 1 stalled client": with_stall})
                    for without, with_stall in pairs]
-        lines.append(f"- {server}: " + ", ".join(f"{number(change)} %" for change in changes)
-                     + f"; change of the medians {number(_change(stall['p99'][server]))} %")
+        lines.append(f"- {server}: " + ", ".join(_percent(change) for change in changes)
+                     + f"; change of the medians {_percent(_change(stall['p99'][server]))}")
     if lines:
         lines = ["Scenario 6, the others' p99 change in each round (without, then with the stalled client); the "
                  "tables and targets use the median p99 of each condition over the rounds:", "", *lines, ""]
     if "notifier_slow_closed" in stall:
         closed = stall["notifier_slow_closed"]
-        lines += [f"In scenario 6 the gateway closed {closed:.0f} slow client(s) (bounded outbox overflowed).", ""]
+        lines += [f"In scenario 6 the gateway closed {closed:.0f} slow client(s) over the rounds (bounded outbox "
+                  "overflowed); a stalled client whose burst and step fit in the kernel's socket buffers and its "
+                  "outbox is still open when its step ends.", ""]
     return lines
+
+
+def _percent(change: float) -> str:
+    return number(change) if math.isinf(change) else f"{number(change)} %"
 
 
 def _bounded(value: float, wanted: float, ours_saturated: bool, baseline_saturated: bool) -> list[str]:
