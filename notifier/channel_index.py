@@ -106,36 +106,56 @@ class ChannelIndex(Generic[Subscriber]):
 
 
 class SmallChannelIndex(Generic[Subscriber]):
-    """The same mapping for the handful of patterns one user subscribes: a list scanned per event.
+    """The same mapping for the handful of patterns one user subscribes: a short list scanned per event.
 
     Every connected user has one (for their private events), so its size matters more than its
-    speed: a trie path costs about a kilobyte per user, this a list and a tuple per pattern.
+    speed: a trie path costs about a kilobyte per user, this a list and a tuple per pattern. Past
+    `MAX_LISTED` pairs (one user, many connections, many channels) scanning would cost more than
+    walking a trie, so it moves its pairs into a `ChannelIndex` and asks that from then on.
     """
 
-    __slots__ = ("_entries",)
+    MAX_LISTED = 32
+
+    __slots__ = ("_entries", "_trie")
 
     def __init__(self) -> None:
         self._entries: list[tuple[ChannelPattern, Subscriber]] = []
+        self._trie: ChannelIndex[Subscriber] | None = None
 
     @property
     def count(self) -> int:
         """How many (pattern, subscriber) pairs are registered."""
-        return len(self._entries)
+        return self._trie.count if self._trie is not None else len(self._entries)
 
     def add(self, pattern: ChannelPattern, subscriber: Subscriber) -> None:
         """Register a subscriber under a pattern (idempotent)."""
+        if self._trie is not None:
+            self._trie.add(pattern, subscriber)
+            return
         entry = (pattern, subscriber)
-        if entry not in self._entries:
-            self._entries.append(entry)
+        if entry in self._entries:
+            return
+        self._entries.append(entry)
+        if len(self._entries) > self.MAX_LISTED:
+            self._trie = ChannelIndex()
+            for listed_pattern, listed_subscriber in self._entries:
+                self._trie.add(listed_pattern, listed_subscriber)
+            self._entries = []
 
     def remove(self, pattern: ChannelPattern, subscriber: Subscriber) -> None:
         """Forget a subscriber under a pattern."""
+        if self._trie is not None:
+            self._trie.remove(pattern, subscriber)
+            return
         entry = (pattern, subscriber)
         if entry in self._entries:
             self._entries.remove(entry)
 
     def match(self, type_tokens: list[str], key: str | None, into: set[Subscriber]) -> None:
         """Add to `into` every subscriber whose pattern matches this event type and key."""
+        if self._trie is not None:
+            self._trie.match(type_tokens, key, into)
+            return
         for pattern, subscriber in self._entries:
             if (pattern.key is None or pattern.key == key) and tokens_match(pattern.tokens, type_tokens):
                 into.add(subscriber)

@@ -49,3 +49,16 @@ def test_small_index_forgets_a_removed_pair_and_keeps_the_rest():
     index.remove(parse_channel("order.*"), "tab-1")
     assert index.count == 1
     assert _matches(index, "order.filled") == {"tab-2"}
+
+
+def test_small_index_keeps_matching_exactly_after_outgrowing_its_list():
+    """A user's index past its list size moves into a trie and still matches, counts and forgets exactly."""
+    index: SmallChannelIndex[str] = SmallChannelIndex()
+    total = SmallChannelIndex.MAX_LISTED + 8
+    for number in range(total):
+        index.add(parse_channel(f"order.filled:K{number}"), f"tab-{number}")
+    index.add(parse_channel("order.*"), "all-orders")
+    index.remove(parse_channel("order.filled:K3"), "tab-3")
+    assert index.count == total
+    assert _matches(index, "order.filled", "K3") == {"all-orders"}
+    assert _matches(index, "order.filled", f"K{total - 1}") == {f"tab-{total - 1}", "all-orders"}
