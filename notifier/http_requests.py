@@ -30,7 +30,8 @@ def url_query(request: web.BaseRequest) -> MultiDict[str]:
     SSE client is the whole connection: 1.7 KB per idle client, measured. This copy is dropped
     once read.
     """
-    return MultiDict(parse_qsl(request.raw_path.partition("?")[2], keep_blank_values=True))
+    query = request.raw_path.partition("?")[2].partition("#")[0]  # a hand-made client may send a fragment
+    return MultiDict(parse_qsl(query, keep_blank_values=True))
 
 
 class Rejected(Exception):

@@ -18,7 +18,7 @@ from notifier.app import GATEWAY, create_app
 from notifier.auth import Authenticator
 from notifier.cli import event_loop_factory
 from notifier.nats_server import EmbeddedNatsServer
-from notifier.settings import Settings
+from notifier.settings import EVENT_LOOPS, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 RECEIVE_TIMEOUT = 10.0
@@ -27,6 +27,8 @@ RECEIVE_TIMEOUT = 10.0
 def pytest_asyncio_loop_factories(config, item):
     """Tests run on the loop the gateway serves on: uvloop's, or asyncio's with NOTIFIER_EVENT_LOOP=asyncio."""
     name = os.environ.get("NOTIFIER_EVENT_LOOP") or "uvloop"
+    if name not in EVENT_LOOPS:
+        raise pytest.UsageError(f"NOTIFIER_EVENT_LOOP={name!r}: expected one of {', '.join(EVENT_LOOPS)}")
     return {name: event_loop_factory(name) or asyncio.new_event_loop}
 
 

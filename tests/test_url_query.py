@@ -13,8 +13,9 @@ from notifier.http_requests import url_query
     "/sse?channels=alert.x&channels=alert.y&named=&last_event_id=a12.m7",
     "/sse?note=a+b%2Bc&empty",
     "/ws",
+    "/ws?token=abc#fragment",
 ])
 def test_parses_like_aiohttp_request_query(target):
-    """Percent escapes, `+`, repeated and empty parameters come out exactly as `request.query` gives them."""
+    """Percent escapes, `+`, repeated and empty parameters and a fragment come out exactly as `request.query` gives them."""
     request = make_mocked_request("GET", target)
     assert list(url_query(request).items()) == list(request.query.items())
