@@ -23,6 +23,7 @@ from bench.scenarios.common import (
     user_name,
 )
 
+SLOW_CLOSED = "notifier_slow_clients_closed_total"
 WITHOUT = "without stalled client"
 WITH = "with 1 stalled client"
 BULK_TYPE = "market.depth"
@@ -45,6 +46,7 @@ def run(bench: Bench, mode: Mode) -> None:
             # The naive server never delivers again once a client stalls: one round shows that.
             for _ in range(1 if kind == "naive" else mode.stall_rounds):
                 for stalled, label in ((0, WITHOUT), (1, WITH)):
+                    closed_before = server.metric(SLOW_CLOSED) if kind == "notifier" and stalled else 0.0
                     bench.connect(server, "ws", [stalled_path] + paths[1:] if stalled else paths, stalled=stalled)
                     bench.warm(ticker_lane())
                     if stalled:
@@ -57,10 +59,11 @@ def run(bench: Bench, mode: Mode) -> None:
                     result = bench.step(server, "stall", label, [ticker_lane(mode.stall_rate)],
                                         mode.stall_duration, everyone_gets_all, mode.grace)
                     rounds.setdefault(label, []).append(result.latency_ms["p99"])
+                    if kind == "notifier" and stalled:
+                        # The gateway's answer to a stalled client: close it once its bounded outbox overflows.
+                        summary.setdefault("notifier_slow_closed_per_round", []).append(
+                            server.metric(SLOW_CLOSED) - closed_before)
                     bench.disconnect()
             summary.setdefault("rounds", {})[kind] = rounds
             summary["p99"][kind] = {label: statistics.median(values) for label, values in rounds.items()}
-            if kind == "notifier":
-                # The gateway's answer to a stalled client: close it once its bounded outbox overflows.
-                summary["notifier_slow_closed"] = server.metric("notifier_slow_clients_closed_total")
     bench.summaries["stall"] = summary
