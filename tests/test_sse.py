@@ -206,22 +206,31 @@ async def test_resume_never_replays_another_users_private_events(gateway):
     assert (await bob.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
 
 
-async def test_http_1_0_stream_carries_plain_event_blocks(gateway):
-    """An HTTP/1.0 client (not chunked) gets bare `id:`/`data:` blocks, with no chunk sizes in the body."""
+async def _raw_stream_with_one_event(gateway, http_version: str, event_id: str) -> tuple[bytes, bytes]:
+    """Head and body bytes of a raw SSE request, read until one published event has arrived whole."""
     token = gateway.token("alice")
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    # An event block ends with a blank line; on a chunked body, its chunk's CRLF follows.
+    end = b"\n\n\r\n" if http_version == "1.1" else b"\n\n"
     try:
-        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/1.0\r\nHost: gateway\r\n\r\n".encode())
+        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/{http_version}\r\nHost: gateway\r\n\r\n"
+                     .encode())
         received = b""
         async with asyncio.timeout(10):
-            while b"retry:" not in received or not received.endswith(b"\n\n"):
+            while b"retry:" not in received or not received.endswith(end):
                 received += await reader.read(65536)
-            await gateway.publish({"type": "order.filled", "id": "plain", "payload": {"n": 1}})
-            while not (b"data:" in received and received.endswith(b"\n\n")):
+            await gateway.publish({"type": "order.filled", "id": event_id, "payload": {"n": 1}})
+            while f'"{event_id}"'.encode() not in received or not received.endswith(end):
                 received += await reader.read(65536)
     finally:
         writer.close()
-    body = received.split(b"\r\n\r\n", 1)[1]
+    head, body = received.split(b"\r\n\r\n", 1)
+    return head, body
+
+
+async def test_http_1_0_stream_carries_plain_event_blocks(gateway):
+    """An HTTP/1.0 client (not chunked) gets bare `id:`/`data:` blocks, with no chunk sizes in the body."""
+    _, body = await _raw_stream_with_one_event(gateway, "1.0", "plain")
     retry, block = body.split(b"\n\n")[:2]
     assert retry.startswith(b"retry: ")
     assert re.fullmatch(rb'id: \S+\ndata: \{.*"id":"plain".*\}', block)
@@ -229,20 +238,7 @@ async def test_http_1_0_stream_carries_plain_event_blocks(gateway):
 
 async def test_http_1_1_stream_carries_each_event_block_as_one_chunk(gateway):
     """On HTTP/1.1 the body is chunked and every event block arrives as exactly one chunk, size line first."""
-    token = gateway.token("alice")
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    try:
-        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/1.1\r\nHost: gateway\r\n\r\n".encode())
-        received = b""
-        async with asyncio.timeout(10):
-            while b"retry:" not in received or not received.endswith(b"\r\n"):
-                received += await reader.read(65536)
-            await gateway.publish({"type": "order.filled", "id": "chunked", "payload": {"n": 1}})
-            while b'"chunked"' not in received or not received.endswith(b"\n\n\r\n"):
-                received += await reader.read(65536)
-    finally:
-        writer.close()
-    head, body = received.split(b"\r\n\r\n", 1)
+    head, body = await _raw_stream_with_one_event(gateway, "1.1", "chunked")
     assert b"transfer-encoding: chunked" in head.lower()
     chunks = []
     while body:
