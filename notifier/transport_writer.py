@@ -148,10 +148,22 @@ class WebSocketWriter(TransportWriter):
 class SseWriter(TransportWriter):
     """SSE blocks as the framing made them (already HTTP chunks on a chunked response), all waiting ones at once."""
 
-    __slots__ = ()
+    __slots__ = ("written",)
+
+    def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
+        # Bytes written past aiohttp's writer, which its access log counts: added to it once, on close.
+        # Reaching the request's writer on every flush cost about 1 µs per delivery (py-spy, 1,000
+        # clients): one more object per client to pull into the CPU cache, for a figure read at the end.
+        self.written = 0
+        super().__init__(outbox, request, flushes)
 
     def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
         data = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
-        # Written next (the transport is open): counted as aiohttp's writer counts, for the access log.
-        self.request.writer.output_size += len(data)
+        self.written += len(data)  # written next: the transport is open
         return data
+
+    async def close(self) -> None:
+        """Stop writing, and add what was written to the count aiohttp's access log reports."""
+        self.request.writer.output_size += self.written
+        self.written = 0
+        await super().close()
