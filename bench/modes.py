@@ -37,9 +37,9 @@ class Mode:
     stall_rate: float = 50.0
     stall_burst_bytes: int = 6 * 1024 * 1024
     # One slow event delays every client at once, so a p99 over deliveries needs well over 100 events.
-    stall_duration: float = 5.0
-    # Two 5 s steps on a shared machine differ in p99 by tens of percent with nothing changed, so
-    # the gateway and the ceiling alternate without/with this many times; the report takes medians.
+    stall_duration: float = 10.0
+    # Two steps on a shared machine differ in p99 by tens of percent with nothing changed, so the
+    # gateway and the ceiling run without/with this many times; the report takes medians.
     stall_rounds: int = 3
     reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report
 
