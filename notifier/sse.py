@@ -24,10 +24,24 @@ class SseState(enum.Enum):
     CLOSED = "closed"
 
 
+class EventStream(EventSourceResponse):
+    """aiohttp-sse's response, except that a stream the client ended still gets its access-log line.
+
+    aiohttp calls `prepare` once more after the handler returns; aiohttp-sse answers a client that
+    is gone with CancelledError there, and aiohttp then skips the access log. ConnectionResetError
+    is what aiohttp expects from a client that left, and it logs the request.
+    """
+
+    async def prepare(self, request: web.BaseRequest):
+        if self.prepared and request.protocol.transport is None:
+            raise ConnectionResetError("the client closed the stream")
+        return await super().prepare(request)
+
+
 class SseConnection:
     """One EventSource stream: the session's outbox written as SSE blocks, all waiting ones in one write."""
 
-    def __init__(self, response: EventSourceResponse, session: Session):
+    def __init__(self, response: EventStream, session: Session):
         self.response = response
         self.session = session
         self.state = SseState.STREAMING
@@ -104,7 +118,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     if not await services.wait_following():
         return json_error(503, "starting", "the gateway does not follow the streams yet; retry")
 
-    response = EventSourceResponse(ping_interval=settings.sse_ping_interval, sep="\n")
+    response = EventStream(ping_interval=settings.sse_ping_interval, sep="\n")
     await response.prepare(request)
     connection: SseConnection | None = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 
 import pytest
@@ -249,3 +250,15 @@ async def test_http_1_1_stream_carries_each_event_block_as_one_chunk(gateway):
         body = rest[size + 2:]
     assert chunks[0].startswith(b"retry: ")
     assert re.fullmatch(rb'id: \S+\ndata: \{.*"id":"chunked".*\}\n\n', chunks[-1], re.DOTALL)
+
+
+async def test_a_stream_the_client_ends_gets_its_access_log_line(make_gateway, caplog):
+    """When the client closes its EventSource, the request still shows up in the access log."""
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
+    # Frequent pings: the server finds the client gone at the next one and the handler returns.
+    gateway = await make_gateway(sse_ping_interval=0.05)
+    await _raw_stream_with_one_event(gateway, "1.1", "logged")
+    async with asyncio.timeout(10):
+        while not (lines := [record.getMessage() for record in caplog.records if '"GET /sse?' in record.getMessage()]):
+            await asyncio.sleep(0.01)  # polls the log for the line, with a deadline
+    assert '" 200 ' in lines[0]
