@@ -40,7 +40,7 @@ class Mode:
     stall_duration: float = 10.0
     # Two steps on a shared machine differ in p99 by tens of percent with nothing changed, so the
     # gateway and the ceiling run without/with this many times; the report takes medians.
-    stall_rounds: int = 3
+    stall_rounds: int = 5
     reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report
 
 
