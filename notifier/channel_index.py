@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, Hashable, TypeVar
 
-from notifier.channels import ChannelPattern, tokens_match
+from notifier.channels import ChannelPattern
 
 Subscriber = TypeVar("Subscriber", bound=Hashable)
 
@@ -157,5 +157,5 @@ class SmallChannelIndex(Generic[Subscriber]):
             self._trie.match(type_tokens, key, into)
             return
         for pattern, subscriber in self._entries:
-            if (pattern.key is None or pattern.key == key) and tokens_match(pattern.tokens, type_tokens):
+            if pattern.matches_tokens(type_tokens, key):
                 into.add(subscriber)

@@ -37,9 +37,13 @@ class ChannelPattern:
 
     def matches(self, event_type: str, event_key: str | None) -> bool:
         """Whether an event of this type and key is delivered on this channel."""
+        return self.matches_tokens(event_type.split("."), event_key)
+
+    def matches_tokens(self, type_tokens: list[str], event_key: str | None) -> bool:
+        """`matches`, for an event type already split into its tokens."""
         if self.key is not None and self.key != event_key:
             return False
-        return tokens_match(self.tokens, event_type.split("."))
+        return tokens_match(self.tokens, type_tokens)
 
     def overlaps(self, other_tokens: tuple[str, ...]) -> bool:
         """Whether some event type could match both this pattern and `other_tokens`."""
