@@ -34,6 +34,16 @@ def url_query(request: web.BaseRequest) -> MultiDict[str]:
     return MultiDict(parse_qsl(query, keep_blank_values=True))
 
 
+def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
+    """The token of `Authorization: Bearer`, else of `?token=` (a browser's EventSource and WebSocket send no headers)."""
+    return bearer_token(request.headers.get("Authorization")) or query.get("token")
+
+
+def query_flag(query: MultiMapping[str], name: str) -> bool:
+    """A yes/no query parameter such as `?batch=1` or `?named=true`."""
+    return query.get(name) in ("1", "true", "yes")
+
+
 class Rejected(Exception):
     """A request that cannot be served; `response` says why."""
 
@@ -44,7 +54,7 @@ class Rejected(Exception):
 
 def identity_from(request: web.Request, query: MultiMapping[str], authenticator: Authenticator) -> Identity:
     """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers)."""
-    token = bearer_token(request.headers.get("Authorization")) or query.get("token")
+    token = request_token(request, query)
     try:
         return authenticator.verify(token)
     except AuthenticationError as error:

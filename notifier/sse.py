@@ -10,7 +10,15 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from notifier.frames import SseFraming
-from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error, url_query
+from notifier.http_requests import (
+    Rejected,
+    channels_from,
+    cursor_from,
+    identity_from,
+    json_error,
+    query_flag,
+    url_query,
+)
 from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import Session
@@ -126,7 +134,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         if connection is not None:
             connection.end_slow(request)
 
-    named = query.get("named") in ("1", "true", "yes")
+    named = query_flag(query, "named")
     del query  # it holds the token
     # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
     # but an HTTP/1.0 request gets a plain body.

@@ -10,13 +10,13 @@ import time
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
 
-from notifier.auth import AuthenticationError, bearer_token
+from notifier.auth import AuthenticationError
 from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
 from notifier.close_codes import CloseCode, ErrorCode
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
-from notifier.http_requests import url_query
+from notifier.http_requests import query_flag, request_token, url_query
 from notifier.identity import Identity
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
@@ -78,8 +78,8 @@ class WebSocketConnection:
         # Parsed here and dropped on return: a query kept on the request costs 1.7 KB per connection.
         query = url_query(self.request)
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
-        self.batch = query.get("batch") in ("1", "true", "yes")
-        identity = await self._authenticate(query.get("token"))
+        self.batch = query_flag(query, "batch")
+        identity = await self._authenticate(request_token(self.request, query))
         if identity is None:
             return False
         if not await self.services.wait_following():
@@ -91,8 +91,7 @@ class WebSocketConnection:
 
     # -- authentication --
 
-    async def _authenticate(self, url_token: str | None) -> Identity | None:
-        token = bearer_token(self.request.headers.get("Authorization")) or url_token
+    async def _authenticate(self, token: str | None) -> Identity | None:
         try:
             if token is None:
                 token = await self._first_message_token()
