@@ -39,4 +39,4 @@ class GcPauseWatch:
         metrics.GC_PAUSE_SECONDS.increment(pause)
         if info["generation"] == OLDEST_GENERATION:
             metrics.GC_FULL_COLLECTIONS.increment()
-            metrics.GC_LONGEST_FULL_PAUSE.value = max(metrics.GC_LONGEST_FULL_PAUSE.value, pause)
+            metrics.GC_LONGEST_FULL_PAUSE.observe(pause)

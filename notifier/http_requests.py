@@ -35,7 +35,7 @@ def url_query(request: web.BaseRequest) -> MultiDict[str]:
 
 
 def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
-    """The token of `Authorization: Bearer`, else of `?token=` (a browser's EventSource and WebSocket send no headers)."""
+    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers)."""
     return bearer_token(request.headers.get("Authorization")) or query.get("token")
 
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Callable
 
 
+def _exposition(name: str, help_text: str, kind: str, value: float) -> str:
+    """One metric's lines in the Prometheus text format."""
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n{name} {value}\n"
+
+
 class Counter:
     """A number that only goes up."""
 
@@ -19,7 +24,7 @@ class Counter:
 
     def render(self) -> str:
         """Prometheus exposition lines."""
-        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} counter\n{self.name} {self.value}\n"
+        return _exposition(self.name, self.help_text, "counter", self.value)
 
 
 class Maximum:
@@ -30,9 +35,14 @@ class Maximum:
         self.help_text = help_text
         self.value = 0.0
 
+    def observe(self, value: float) -> None:
+        """Keep `value` if it is the largest so far."""
+        if value > self.value:
+            self.value = value
+
     def render(self) -> str:
         """Prometheus exposition lines."""
-        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} gauge\n{self.name} {self.value}\n"
+        return _exposition(self.name, self.help_text, "gauge", self.value)
 
 
 class Gauge:
@@ -45,7 +55,7 @@ class Gauge:
 
     def render(self) -> str:
         """Prometheus exposition lines."""
-        return f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} gauge\n{self.name} {self.read()}\n"
+        return _exposition(self.name, self.help_text, "gauge", self.read())
 
 
 EVENTS_PUBLISHED = Counter("notifier_events_published_total", "Events accepted by POST /api/publish.")
