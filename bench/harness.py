@@ -148,7 +148,8 @@ class Bench:
             offered_per_second=expected / duration,
             delivered_per_second=delivered / span if span > 0 else 0.0,
             latency_ms=latency_percentiles([answer["latencies"] for answer in answers], max(0, expected - delivered)),
-            server_cpu_seconds=after[0] - before[0], broker_cpu_seconds=after[1] - before[1],
+            server_cpu_seconds=after[0] - before[0], server_kernel_seconds=after[4] - before[4],
+            broker_cpu_seconds=after[1] - before[1],
             loadgen_cpu_seconds=after[2] - before[2], publisher_cpu_seconds=after[3] - before[3],
             wall_seconds=wall, publisher_behind=publish_span > duration * 1.25 + 0.25,
             extra={"closed_clients": sum(answer["closed"] for answer in answers),
@@ -157,9 +158,9 @@ class Bench:
         self.results.append(result)
         return result
 
-    def _cpu(self, server: Server) -> tuple[float, float, float, float]:
+    def _cpu(self, server: Server) -> tuple[float, float, float, float, float]:
         return (server.cpu_seconds(), server.helper_cpu_seconds(), self.pool.cpu_seconds(),
-                self.publisher.cpu_seconds())
+                self.publisher.cpu_seconds(), server.kernel_cpu_seconds())
 
 
 def _framing(figures: list[dict]) -> dict:

@@ -128,6 +128,11 @@ class Server:
         times = self.psutil.cpu_times()
         return times.user + times.system
 
+    def kernel_cpu_seconds(self) -> float:
+        """The system (kernel) share of the server process's CPU time: its sockets, and loopback TCP."""
+        assert self.psutil is not None
+        return self.psutil.cpu_times().system
+
     def helper_cpu_seconds(self) -> float:
         """CPU time of the processes the server started (the gateway's nats-server)."""
         total = 0.0

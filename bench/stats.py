@@ -37,6 +37,7 @@ class StepResult:
     delivered_per_second: float  # deliveries/s that arrived (first send to last receive)
     latency_ms: dict[str, float]
     server_cpu_seconds: float
+    server_kernel_seconds: float  # the system-time share of it: sockets, and the loopback's TCP
     broker_cpu_seconds: float  # the gateway's nats-server (0 for baselines)
     loadgen_cpu_seconds: float  # all load-worker processes
     publisher_cpu_seconds: float
@@ -58,6 +59,11 @@ class StepResult:
         return self.server_cpu_seconds * 1e6 / self.delivered if self.delivered else math.nan
 
     @property
+    def server_kernel_us_per_delivery(self) -> float:
+        """The kernel's share (system time) of the server's CPU per delivery."""
+        return self.server_kernel_seconds * 1e6 / self.delivered if self.delivered else math.nan
+
+    @property
     def frames_per_event(self) -> float:
         """WebSocket frames that carried events, per event delivered (1 unbatched; below 1 with `?batch=1`)."""
         frames = self.extra.get("framing", {}).get("event_frames", 0)
@@ -71,5 +77,6 @@ class StepResult:
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(kept_up=self.kept_up, server_us_per_delivery=self.server_us_per_delivery,
+                    server_kernel_us_per_delivery=self.server_kernel_us_per_delivery,
                     loadgen_core_percent=self.loadgen_core_percent, frames_per_event=self.frames_per_event)
         return data
