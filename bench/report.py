@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from bench.modes import SERVERS, Mode
 from bench.plots import latency_plot, throughput_plot
 from bench.profiling import profile_section
 from bench.scenarios.fanout import BATCHED, busiest_kept_up, headline_results, ratio
+from bench.scenarios.stall import WITHOUT as STALL_WITHOUT
 from bench.stats import PERCENTILES, StepResult
 
 SCENARIO_TITLES = {
@@ -178,6 +180,22 @@ def _verdict(met: bool | None) -> str:
     return "–" if met is None else ("met" if met else "**not met**")
 
 
+def _p99_target(bench, base: StepResult) -> list[str]:
+    """The p99 row: the median over every gateway step at the base load, since one step's p99 swings by a third.
+
+    Scenario 6's steps without the stalled client are the same load (WebSocket clients on one
+    public channel at the base rate), so they are further samples of it.
+    """
+    samples = [result.latency_ms["p99"] for result in bench.results
+               if result.server == "notifier" and result.clients == base.clients
+               and result.events_per_second == base.events_per_second
+               and (result.scenario == "fanout" or (result.scenario == "stall" and result.label == STALL_WITHOUT))]
+    median = statistics.median(samples)
+    spread = f" (median of {len(samples)} steps at this load: {number(min(samples), 2)}–{number(max(samples), 2)} ms)"
+    return [f"p99 ≤ 25 ms at 1,000 clients × 50 events/s (here {base.clients:,} × {base.label})",
+            f"{number(median, 2)} ms" + (spread if len(samples) > 1 else ""), _verdict(median <= 25.0)]
+
+
 def _targets(bench, mode: Mode) -> list[str]:
     rows = []
     fanout = _fanout_figures(bench, "fanout")
@@ -198,8 +216,7 @@ def _targets(bench, mode: Mode) -> list[str]:
         rows.append(["server CPU ≤ 3 µs per delivery",
                      f"{number(ours['cpu'])} µs at {ours['cpu_at']} (busiest step kept up); "
                      f"{number(at_base)} µs at {base.label}", verdict])
-        rows.append([f"p99 ≤ 25 ms at 1,000 clients × 50 events/s (here {base.clients:,} × {base.label})",
-                     f"{number(base.latency_ms['p99'], 2)} ms", _verdict(base.latency_ms["p99"] <= 25.0)])
+        rows.append(_p99_target(bench, base))
     idle = bench.summaries.get("idle")
     if idle and "notifier" in idle["bytes_per_connection"]:
         kilobytes = idle["bytes_per_connection"]["notifier"] / 1024
