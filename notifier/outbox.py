@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 
 class Outbox:
-    """Frames waiting for one connection's writer, each with the cursor it brings the client to.
+    """Frames waiting for one connection's writer, and the cursor the newest of them brings the client to.
 
     An idle connection holds no queue and no waiter objects: the future a replay waits on for room
     is made when needed, since thousands of idle connections add up. The writer is not a task:
@@ -15,14 +15,20 @@ class Outbox:
     an empty outbox (later ones join the writer's next flush), and it collects with `take_now`.
     """
 
-    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "delivered_cursor", "on_ready", "writer")
+    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "queued_cursor", "delivered_cursor", "on_ready",
+                 "writer")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.size = 0
-        self._frames: list[tuple[bytes, str | None]] = []
+        # Bare frames, no (frame, cursor) pairs: only the newest cursor is ever needed, and a pair
+        # per delivery was an allocation per client per event.
+        self._frames: list[bytes] = []
         self._room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
+        # The cursor of the newest event ever queued; once the writer has taken everything queued,
+        # it is also that of the last event written.
+        self.queued_cursor: str | None = None
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None
         # One callable shared by every outbox (the flush queue's), called with this outbox's writer:
@@ -42,7 +48,9 @@ class Outbox:
         # `_fits`, written out: this runs once per delivery.
         if frames and self.size + len(frame) > self.max_bytes:
             return False
-        frames.append((frame, cursor))
+        frames.append(frame)
+        if cursor is not None:
+            self.queued_cursor = cursor
         self.size += len(frame)
         if len(frames) == 1 and self.on_ready is not None:
             self.on_ready(self.writer)
@@ -60,7 +68,10 @@ class Outbox:
         if (queued or len(frames) > 1) and self.size + size > self.max_bytes:
             return False
         was_empty = not queued
-        queued.extend(frames)
+        for frame, cursor in frames:
+            queued.append(frame)
+            if cursor is not None:
+                self.queued_cursor = cursor
         self.size += size
         if was_empty and self.on_ready is not None:
             self.on_ready(self.writer)
@@ -74,10 +85,10 @@ class Outbox:
             self._room = None
         self.offer(frame, cursor)
 
-    def take_now(self) -> list[tuple[bytes, str | None]]:
-        """Return all queued frames with their cursors, oldest first (maybe none).
+    def take_now(self) -> list[bytes]:
+        """Return all queued frames, oldest first (maybe none).
 
-        The writer sets `delivered_cursor` after it has written them, not before.
+        The writer sets `delivered_cursor` to `queued_cursor` after it has written them, not before.
         """
         frames, self._frames = self._frames, []
         self.size = 0

@@ -83,7 +83,7 @@ class TransportWriter:
         if outbox.size:
             flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
 
-    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
+    def encode(self, frames: list[bytes]) -> bytes:
         """The bytes to write now for these waiting frames, oldest first."""
         raise NotImplementedError
 
@@ -99,11 +99,8 @@ class TransportWriter:
         if transport is None or transport.is_closing():
             return  # the client went away; the handler sees the close
         transport.write(self.encode(frames))
-        cursor = frames[0][1] if len(frames) == 1 else next(
-            (cursor for _, cursor in reversed(frames) if cursor is not None), None)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
-        if cursor is not None:
-            outbox.delivered_cursor = cursor
+        outbox.delivered_cursor = outbox.queued_cursor
         if self.protocol.writing_paused:
             self.outbox.on_ready = None
             self._draining = asyncio.create_task(self._drain(), name="transport-drain")
@@ -137,12 +134,12 @@ class WebSocketWriter(TransportWriter):
         self.batch = batch
         super().__init__(outbox, request, flushes)
 
-    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
+    def encode(self, frames: list[bytes]) -> bytes:
         if len(frames) == 1:
-            return websocket_text_frame(frames[0][0]) if self.batch else frames[0][0]
+            return websocket_text_frame(frames[0]) if self.batch else frames[0]
         if self.batch:
-            return websocket_text_frame(b"[" + b",".join([frame for frame, _ in frames]) + b"]")
-        return b"".join([frame for frame, _ in frames])
+            return websocket_text_frame(b"[" + b",".join(frames) + b"]")
+        return b"".join(frames)
 
 
 class SseWriter(TransportWriter):
@@ -157,8 +154,8 @@ class SseWriter(TransportWriter):
         self.written = 0
         super().__init__(outbox, request, flushes)
 
-    def encode(self, frames: list[tuple[bytes, str | None]]) -> bytes:
-        data = frames[0][0] if len(frames) == 1 else b"".join([frame for frame, _ in frames])
+    def encode(self, frames: list[bytes]) -> bytes:
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.written += len(data)  # written next: the transport is open
         return data
 
