@@ -36,6 +36,11 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
+# For the per-delivery check: on Python 3.11 `SessionState.CLOSED` goes through the enum
+# metaclass's `__getattr__` hook, a few hundred instructions per client per event.
+_CLOSED = SessionState.CLOSED
+
+
 @dataclass(slots=True)
 class Subscription:
     """One subscribed channel pattern with its options and, when `limit` is set, its own limiter."""
@@ -93,7 +98,7 @@ class LiveDelivery:
 
     def deliver(self, outgoing: OutgoingEvent) -> None:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             return
         if self._floors and self._below_floor(outgoing):
             return
