@@ -35,8 +35,8 @@ class TokenBucket:
     __slots__ = ("rate", "capacity", "tokens", "updated")
 
     def __init__(self, rate: float):
-        self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.rate = float(rate)  # an int rate would be converted on every refill
+        self.capacity = max(1.0, self.rate)
         self.tokens = self.capacity
         self.updated = time.monotonic()
 
