@@ -62,7 +62,10 @@ class TokenBucket:
 
     def charge(self, now: float) -> None:
         """Spend a token even if none is left, owing at most one bucket's worth."""
-        self._refill(now)
+        if now > self.updated:  # `_refill`, written out: this runs once per unkeyed limited delivery
+            tokens = self.tokens + (now - self.updated) * self.rate
+            self.tokens = tokens if tokens < self.capacity else self.capacity
+            self.updated = now
         self.tokens = self.tokens - 1 if self.tokens - 1 > -self.capacity else -self.capacity
 
     def seconds_until_token(self, now: float) -> float:
