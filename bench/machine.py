@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,4 +70,18 @@ def machine_info() -> dict[str, str]:
         "python": sys.version.split()[0] + f" ({platform.python_implementation()})",
         "platform": platform.platform(),
         "open-file limit (soft/hard)": f"{soft}/{hard}",
+        "code": code_version(),
     }
+
+
+def code_version() -> str:
+    """The commit the measured code came from, and whether the tree differed from it."""
+    repository = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repository, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repository,
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
