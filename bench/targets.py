@@ -51,19 +51,27 @@ def _bounded(value: float, wanted: float, ours_saturated: bool, baseline_saturat
 
 
 def _p99_target(bench, base: StepResult) -> list[str]:
-    """The p99 row: the median over every gateway step at the base load, since one step's p99 swings by a third.
+    """The p99 row: the median over every gateway step at the base load, with each step's figure named.
 
     Scenario 6's steps without the stalled client are the same load (WebSocket clients on one
-    public channel at the base rate), so they are further samples of it.
+    public channel at the base rate), so they are further samples of it; one step's p99 moved
+    from 15.7 to 25.3 ms (+61 %) between runs of the same commit.
     """
-    samples = [result.latency_ms["p99"] for result in bench.results
-               if result.server == "notifier" and result.clients == base.clients
-               and result.events_per_second == base.events_per_second
-               and (result.scenario == "fanout" or (result.scenario == "stall" and result.label == STALL_WITHOUT))]
+    stall_steps = [result.latency_ms["p99"] for result in bench.results
+                   if result.server == "notifier" and result.scenario == "stall" and result.label == STALL_WITHOUT
+                   and result.clients == base.clients and result.events_per_second == base.events_per_second]
+    samples = [base.latency_ms["p99"], *stall_steps]
     median = statistics.median(samples)
-    spread = f" (median of {len(samples)} steps at this load: {number(min(samples), 2)}–{number(max(samples), 2)} ms)"
-    return [f"p99 ≤ 25 ms at 1,000 clients × 50 events/s (here {base.clients:,} × {base.label})",
-            f"{number(median, 2)} ms" + (spread if len(samples) > 1 else ""), verdict(median <= 25.0)]
+    over = sum(1 for sample in samples if sample > 25.0)
+    today = f"{number(median, 2)} ms"
+    if stall_steps:
+        spread = number(min(stall_steps), 2) + ("" if len(stall_steps) == 1 else f"–{number(max(stall_steps), 2)}")
+        today += (f": median of {len(samples)} steps at this load (scenario 1's base step "
+                  f"{number(base.latency_ms['p99'], 2)} ms; scenario 6 without the stalled client, "
+                  f"{len(stall_steps)} step{'s' if len(stall_steps) > 1 else ''}: {spread} ms), "
+                  f"{over} of {len(samples)} above 25 ms")
+    return [f"p99 ≤ 25 ms at 1,000 clients × 50 events/s (here {base.clients:,} × {base.label})", today,
+            verdict(median <= 25.0)]
 
 
 def targets_table(bench, mode: Mode) -> list[str]:
@@ -91,8 +99,10 @@ def targets_table(bench, mode: Mode) -> list[str]:
     if idle and "notifier" in idle["bytes_per_connection"]:
         kilobytes = idle["bytes_per_connection"]["notifier"] / 1024
         measured = idle.get("measurements", {}).get("notifier", [])
+        over = sum(1 for each in measured if each / 1024 > 16)
         spread = (f" (median of {len(measured)} fresh servers: {number(min(measured) / 1024)}–"
-                  f"{number(max(measured) / 1024)} KB)" if len(measured) > 1 else "")
+                  f"{number(max(measured) / 1024)} KB, {over} of {len(measured)} above 16 KB)"
+                  if len(measured) > 1 else "")
         rows.append([f"idle memory ≤ 16 KB per connection ({idle['connections']:,} connections)",
                      f"{number(kilobytes)} KB{spread}", verdict(kilobytes <= 16)])
     resume = bench.summaries.get("resume")
@@ -130,17 +140,20 @@ def limits_paragraph(bench) -> list[str]:
     kernel = ceiling_base.server_kernel_us_per_delivery
     # psutil splits user and system time by clock ticks, so a short step's split is rough: the
     # kernel is named as the limit only where its share alone is above the target.
-    why = (f"The ceiling's kernel time alone, {number(kernel)} µs for one `send()` per delivery into loopback TCP "
-           "(which also runs the receiving end's TCP and wakes its reader), is above 3 µs"
+    why = (f"The ceiling's system time alone, {number(kernel)} µs per delivery (in `perf record` mostly its one "
+           "`send()` into loopback TCP, which also runs the receiving end's TCP and wakes its reader), is above 3 µs"
            if kernel > 3.0 else "That one `transport.write` per delivery is all the ceiling does")
+    own = base.server_us_per_delivery - ceiling_base.server_us_per_delivery
     return [
         f"Measured limit for the CPU target: at {base.label} the gateway spent {number(base.server_us_per_delivery)} "
-        f"µs per delivery ({number(base.server_kernel_us_per_delivery)} of them in the kernel) and the ceiling "
+        f"µs per delivery ({number(base.server_kernel_us_per_delivery)} of them system time) and the ceiling "
         "baseline, which does nothing but write one pre-built frame per client per event (no routing, no auth, no "
-        f"bounds), {number(ceiling_base.server_us_per_delivery)} µs ({number(kernel)} in the kernel). {why}, so "
+        f"bounds), {number(ceiling_base.server_us_per_delivery)} µs ({number(kernel)} system time). {why}, so "
         "≤ 3 µs cannot be reached on this machine while each event gets its own write; the gateway writes all of a "
         "connection's waiting frames at once, which only helps when events arrive faster than the loop turns."
-        f"{coalesced}",
+        f"{coalesced} The gateway's own cost above the ceiling at {base.label}, {number(own)} µs per delivery "
+        "(routing, the per-connection limit, the outbox and its writer), is what is left to optimize; it alone is "
+        f"{'above' if own > 3.0 else 'within'} 3 µs.",
         "",
     ]
 
