@@ -26,8 +26,8 @@ class Outbox:
         self._frames: list[bytes] = []
         self._room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
-        # The cursor of the newest event ever queued; once the writer has taken everything queued,
-        # it is also that of the last event written.
+        # The cursor of the newest event ever queued; once the writer has written everything it
+        # took, it is also that of the last event written.
         self.queued_cursor: str | None = None
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None

@@ -41,6 +41,7 @@ class TokenBucket:
         self.updated = time.monotonic()
 
     def _refill(self, now: float) -> None:
+        # Also written out in `take` and `charge`, which run per limited delivery: a call less each.
         # `now` can be older than the last update (an event held during a replay is judged at the
         # time it was dispatched): time never runs backwards in a bucket, or it would owe tokens
         # it never spent.
