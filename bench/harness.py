@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 from bench.publisher_worker import main as publisher_main
@@ -16,6 +17,16 @@ from notifier.auth import Authenticator
 
 WARM_SECONDS = 20.0
 TOKEN_SECONDS = 3600
+
+
+class CpuReading(NamedTuple):
+    """CPU seconds used so far by each process of a run, read at the start and end of a step."""
+
+    server: float
+    server_system: float  # the system-time share of `server`
+    broker: float  # the gateway's nats-server
+    load: float  # every load-generating worker
+    publisher: float
 
 
 class Bench:
@@ -122,6 +133,7 @@ class Bench:
         `expected_for(sent_per_lane, client_index)` says how many events a client should get.
         """
         self.pool.call_all("reset", 10)
+        collections_before = _collections(server)
         before = self._cpu(server)
         started = time.monotonic()
         published = self.publisher.call("publish", duration * 4 + 60, lanes=lanes, duration=duration)
@@ -135,6 +147,7 @@ class Bench:
         answers = self.pool.receive_all("collect", grace + 60)
         wall = time.monotonic() - started
         after = self._cpu(server)
+        collections = _collections(server)
         delivered = sum(answer["received"] for answer in answers)
         expected = sum(expected_each)
         last_ns = max((answer["last_ns"] for answer in answers), default=0)
@@ -148,19 +161,35 @@ class Bench:
             offered_per_second=expected / duration,
             delivered_per_second=delivered / span if span > 0 else 0.0,
             latency_ms=latency_percentiles([answer["latencies"] for answer in answers], max(0, expected - delivered)),
-            server_cpu_seconds=after[0] - before[0], server_kernel_seconds=after[4] - before[4],
-            broker_cpu_seconds=after[1] - before[1],
-            loadgen_cpu_seconds=after[2] - before[2], publisher_cpu_seconds=after[3] - before[3],
+            server_cpu_seconds=after.server - before.server,
+            server_kernel_seconds=after.server_system - before.server_system,
+            broker_cpu_seconds=after.broker - before.broker,
+            loadgen_cpu_seconds=after.load - before.load, publisher_cpu_seconds=after.publisher - before.publisher,
             wall_seconds=wall, publisher_behind=publish_span > duration * 1.25 + 0.25,
             extra={"closed_clients": sum(answer["closed"] for answer in answers),
-                   "framing": _framing([answer["framing"] for answer in answers])},
+                   "framing": _framing([answer["framing"] for answer in answers]),
+                   **({"full_collections": collections[0] - collections_before[0],
+                       "gc_pause_seconds": collections[1] - collections_before[1]} if collections else {})},
         )
         self.results.append(result)
         return result
 
-    def _cpu(self, server: Server) -> tuple[float, float, float, float, float]:
-        return (server.cpu_seconds(), server.helper_cpu_seconds(), self.pool.cpu_seconds(),
-                self.publisher.cpu_seconds(), server.kernel_cpu_seconds())
+    def _cpu(self, server: Server) -> CpuReading:
+        total, system = server.cpu_and_system_seconds()
+        return CpuReading(total, system, server.helper_cpu_seconds(), self.pool.cpu_seconds(),
+                          self.publisher.cpu_seconds())
+
+
+
+def _collections(server: Server) -> tuple[float, float] | None:
+    """The gateway's full garbage collections and seconds paused in all collections so far (None for baselines).
+
+    A full collection walks every object of every connection and stops all delivery meanwhile,
+    so a step's p99 is read beside the collections that ran during it.
+    """
+    if server.kind != "notifier":
+        return None
+    return server.metric("notifier_gc_full_collections_total"), server.metric("notifier_gc_pause_seconds_total")
 
 
 def _framing(figures: list[dict]) -> dict:

@@ -80,8 +80,9 @@ def code_version() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repository, capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repository,
-                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        # Untracked files count where they can be imported by what is measured.
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "notifier", "bench", "streams_config"],
+                                 cwd=repository, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown (not a git checkout)"
     return f"commit {commit}" + (" with uncommitted changes" if changed else "")

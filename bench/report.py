@@ -44,12 +44,19 @@ def _steps_table(results: list[StepResult]) -> list[str]:
             f"{result.delivered:,}/{result.expected:,}", number(result.delivered_per_second, 0),
             *[number(latency[name], 2) for name, _ in PERCENTILES],
             number(result.server_us_per_delivery, 1), number(result.server_kernel_us_per_delivery, 1),
-            number(result.broker_cpu_seconds, 2),
+            number(result.broker_cpu_seconds, 2), _collections_cell(result),
             number(result.loadgen_core_percent, 0), "yes" if result.kept_up else "**no**",
         ])
     return table(["server", "clients", "step", "offered/s", "delivered", "deliveries/s", "p50 ms", "p99 ms",
                    "p99.9 ms", "max ms", "server µs/delivery", "of which kernel µs", "nats-server CPU s",
-                   "load gen % of a core", "kept up"], rows)
+                   "full GCs (paused ms, all GCs)", "load gen % of a core", "kept up"], rows)
+
+
+def _collections_cell(result: StepResult) -> str:
+    """The gateway's full collections during the step and its time paused in any collection."""
+    if "full_collections" not in result.extra:
+        return "–"
+    return f"{result.extra['full_collections']:.0f} ({number(result.extra['gc_pause_seconds'] * 1000)})"
 
 
 def _ratio_row(label: str, values: dict[str, float], better: str, digits: int = 1, note: str = "",

@@ -124,14 +124,13 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """CPU time of the server process alone (user + system)."""
+        return self.cpu_and_system_seconds()[0]
+
+    def cpu_and_system_seconds(self) -> tuple[float, float]:
+        """CPU time of the server process (user + system) and its system share, read at one instant."""
         assert self.psutil is not None
         times = self.psutil.cpu_times()
-        return times.user + times.system
-
-    def kernel_cpu_seconds(self) -> float:
-        """The system (kernel) share of the server process's CPU time: its sockets, and loopback TCP."""
-        assert self.psutil is not None
-        return self.psutil.cpu_times().system
+        return times.user + times.system, times.system
 
     def helper_cpu_seconds(self) -> float:
         """CPU time of the processes the server started (the gateway's nats-server)."""
