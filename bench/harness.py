@@ -180,7 +180,6 @@ class Bench:
                           self.publisher.cpu_seconds())
 
 
-
 def _collections(server: Server) -> tuple[float, float] | None:
     """The gateway's full garbage collections and seconds paused in all collections so far (None for baselines).
 
