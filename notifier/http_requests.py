@@ -39,6 +39,14 @@ def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | N
     return bearer_token(request.headers.get("Authorization")) or query.get("token")
 
 
+def last_event_id(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
+    """The cursor a client resumes from: the `Last-Event-ID` header, else `?last_event_id=`.
+
+    The header wins on both transports: it is the newer of the two when a client reconnects.
+    """
+    return request.headers.get("Last-Event-ID") or query.get("last_event_id")
+
+
 def query_flag(query: MultiMapping[str], name: str) -> bool:
     """A yes/no query parameter such as `?batch=1` or `?named=true`."""
     return query.get(name) in ("1", "true", "yes")

@@ -16,6 +16,7 @@ from notifier.http_requests import (
     cursor_from,
     identity_from,
     json_error,
+    last_event_id,
     query_flag,
     url_query,
 )
@@ -120,7 +121,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         identity = identity_from(request, query, services.authenticator)
         patterns = channels_from(query)
         options = _options_from_query(query)
-        since = cursor_from(request.headers.get("Last-Event-ID") or query.get("last_event_id"), "last_event_id")
+        since = cursor_from(last_event_id(request, query), "last_event_id")
     except Rejected as rejection:
         return rejection.response
     if not await services.wait_following():

@@ -16,7 +16,7 @@ from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe,
 from notifier.close_codes import CloseCode, ErrorCode
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
-from notifier.http_requests import query_flag, request_token, url_query
+from notifier.http_requests import last_event_id, query_flag, request_token, url_query
 from notifier.identity import Identity
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
@@ -130,8 +130,7 @@ class WebSocketConnection:
     # -- reading --
 
     async def _subscribe_from_url(self, query: MultiDict[str]) -> None:
-        # The header wins, as on SSE: it is the newer of the two when a client reconnects.
-        self._connect_cursor = self.request.headers.get("Last-Event-ID") or query.get("last_event_id")
+        self._connect_cursor = last_event_id(self.request, query)
         if query.get("channels"):
             try:
                 patterns = parse_channel_list(query["channels"])
