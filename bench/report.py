@@ -11,6 +11,7 @@ from bench.plots import latency_plot, throughput_plot
 from bench.profiling import profile_section
 from bench.batch_report import batch_section
 from bench.scenarios.fanout import ratio
+from bench.scenarios.stall import WITH as STALL_WITH, WITHOUT as STALL_WITHOUT
 from bench.stats import PERCENTILES, StepResult
 from bench.tables import number, percent, table, times
 from bench.targets import fanout_figures, limits_paragraph, live_time, p99_change, targets_table
@@ -109,8 +110,8 @@ def _stall_rounds(bench) -> list[str]:
         return []
     lines = []
     for server, rounds in stall.get("rounds", {}).items():
-        pairs = zip(rounds.get("without stalled client", []), rounds.get("with 1 stalled client", []))
-        changes = [p99_change({"without stalled client": without, "with 1 stalled client": with_stall})
+        pairs = zip(rounds.get(STALL_WITHOUT, []), rounds.get(STALL_WITH, []))
+        changes = [p99_change({STALL_WITHOUT: without, STALL_WITH: with_stall})
                    for without, with_stall in pairs]
         lines.append(f"- {server}: " + ", ".join(percent(change) for change in changes)
                      + f"; change of the medians {percent(p99_change(stall['p99'][server]))}")

@@ -7,7 +7,7 @@ import statistics
 
 from bench.modes import Mode
 from bench.scenarios.fanout import busiest_kept_up, headline_results, ratio
-from bench.scenarios.stall import WITHOUT as STALL_WITHOUT
+from bench.scenarios.stall import WITH as STALL_WITH, WITHOUT as STALL_WITHOUT
 from bench.stats import StepResult
 from bench.tables import number, table, times, verdict
 
@@ -33,7 +33,7 @@ def fanout_figures(bench, scenario: str) -> dict[str, dict]:
 
 def p99_change(figures: dict[str, float]) -> float:
     """How much the stalled client moved the others' p99, in percent (∞ when they got nothing)."""
-    without, with_stall = figures.get("without stalled client"), figures.get("with 1 stalled client")
+    without, with_stall = figures.get(STALL_WITHOUT), figures.get(STALL_WITH)
     if without is None or with_stall is None or not without:
         return math.nan
     return math.inf if math.isinf(with_stall) else 100.0 * (with_stall / without - 1)
@@ -114,7 +114,7 @@ def targets_table(bench, mode: Mode) -> list[str]:
     stall = bench.summaries.get("stall")
     if stall and "notifier" in stall["p99"]:
         change = p99_change(stall["p99"]["notifier"])
-        rounds = len(stall.get("rounds", {}).get("notifier", {}).get("with 1 stalled client", [])) or 1
+        rounds = len(stall.get("rounds", {}).get("notifier", {}).get(STALL_WITH, [])) or 1
         rows.append([f"stalled client changes the others' p99 by < 10% (median p99 of {rounds} round(s))",
                      f"{number(change)} %",
                      verdict(abs(change) < 10)])
