@@ -137,6 +137,13 @@ class DirectReader:
         for message in received:
             headers = message.headers
             sequence = int(headers["Nats-Sequence"])
+            if sequence > scan.end:
+                # nats-server (2.15.1, measured) ignores `up_to_seq` for a `next_by_subj` batch and
+                # answers past the end. Each filter's batch is sent at its own moment, so passing
+                # these on would let one filter's scan run ahead of another's in the same stream:
+                # the replay's position would then jump over the other filter's newer events.
+                scan.done = True
+                break
             scan.next = sequence + 1
             event = to_stored_event(self.streams, self.definition, headers["Nats-Subject"], message.data, sequence,
                                     _timestamp_ns(headers["Nats-Time-Stamp"]))
