@@ -22,6 +22,7 @@ TARGET_ROWS = (
 
 
 # The run takes about 70 s on 2 idle cores: above the suite's 120 s default on a loaded machine.
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Path) -> None:
     """`python -m bench --quick` exits 0 having written REPORT.md (every target with a figure, ratios) and both plots."""
