@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from nats.aio.client import Client
 
-from notifier import http_api, metrics
+from notifier import frontend, http_api, metrics, origins
 from notifier.gc_pauses import GcPauseWatch
 from notifier.auth import Authenticator
 from notifier.history import StreamHistory
@@ -92,13 +92,13 @@ class Gateway:
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
         self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
-                            recent=self.recent)
+                            recent=self.recent, on_epochs=self.hub.set_epochs)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
 
     async def _follow(self) -> None:
         assert self.feed is not None
         await self._apply_streams()
-        self.hub.start_at(await self.feed.start())
+        self.hub.start_at(await self.feed.start(), self.feed.epochs)
         self.following.set()
 
     async def _apply_streams(self) -> None:
@@ -178,6 +178,8 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/readyz", http_api.readyz)
     app.router.add_get("/metrics", http_api.metrics_endpoint)
+    app.router.add_get("/client.js", frontend.client_js)
+    origins.install(app, settings.allowed_origins)
     return app
 
 

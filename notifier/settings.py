@@ -52,6 +52,8 @@ class Settings:
     recent_events_bytes: int = 16 * 1024 * 1024
     # uvloop writes to sockets in C: measured 1.5 us less CPU per delivery than asyncio's own loop.
     event_loop: str = "uvloop"
+    # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
+    allowed_origins: str | None = None
 
     @property
     def nats_servers(self) -> list[str]:
@@ -119,3 +121,6 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"NOTIFIER_EVENT_LOOP={settings.event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}")
     if settings.jwt_secret and settings.jwt_public_key:
         raise SettingsError("set either NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY, not both")
+    from notifier.origins import parse_allowed_origins  # here: notifier.origins imports this module
+
+    parse_allowed_origins(settings.allowed_origins)

@@ -1,0 +1,133 @@
+"""Which browser origins may use the gateway: the WebSocket Origin check and CORS (`NOTIFIER_ALLOWED_ORIGINS`).
+
+A browser sends `Origin` on every WebSocket handshake and on cross-origin fetches. A handshake
+from a page that is neither on the gateway's own origin nor in the allowlist is refused with 403
+before the upgrade, so a hostile page cannot open a WebSocket with a token it got hold of.
+Requests without `Origin` (curl, bots, server-side clients) are not browsers' and pass.
+
+The same allowlist drives CORS on `/sse`, `/api/*` and `/client.js`: preflight `OPTIONS`
+requests are answered here, and responses to an allowed origin carry
+`Access-Control-Allow-Origin` (the origin itself, with `Vary: Origin`).
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from notifier.settings import SettingsError
+
+ANY_ORIGIN = "*"
+WEBSOCKET_PATH = "/ws"
+CORS_PATHS = ("/sse", "/client.js")
+CORS_PREFIXES = ("/api/",)
+ALLOWED_METHODS = "GET, POST, OPTIONS"
+ALLOWED_HEADERS = "Authorization, Last-Event-ID, Content-Type"
+PREFLIGHT_MAX_AGE = "600"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def parse_allowed_origins(raw: str | None) -> frozenset[str]:
+    """`NOTIFIER_ALLOWED_ORIGINS` as a set of normalised origins (`scheme://host[:port]`) or `*`."""
+    if not raw:
+        return frozenset()
+    origins = set()
+    for item in raw.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == ANY_ORIGIN:
+            origins.add(ANY_ORIGIN)
+            continue
+        origin = normalise_origin(item)
+        if origin is None:
+            raise SettingsError(f"NOTIFIER_ALLOWED_ORIGINS: {item!r} is not an origin "
+                                "(scheme://host[:port], or *)")
+        origins.add(origin)
+    return frozenset(origins)
+
+
+def normalise_origin(text: str) -> str | None:
+    """`scheme://host[:port]` in lower case without a trailing slash, or None if `text` is not an origin."""
+    parts = urlsplit(text.strip().rstrip("/"))
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
+            or parts.fragment or parts.username or parts.password:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+class OriginPolicy:
+    """Decides whether a request's `Origin` may use the gateway."""
+
+    def __init__(self, allowed: frozenset[str]):
+        self.allowed = allowed
+        self.any = ANY_ORIGIN in allowed
+
+    def allows(self, request: web.BaseRequest, origin: str) -> bool:
+        """True for the gateway's own origin (same host and port as the request) and listed origins."""
+        if self.any:
+            return True
+        normalised = normalise_origin(origin)
+        if normalised is None:  # "null" (sandboxed frames, file://) and garbage
+            return False
+        if normalised in self.allowed:
+            return True
+        return urlsplit(normalised).netloc == (request.host or "").lower()
+
+
+def is_cors_path(path: str) -> bool:
+    return path in CORS_PATHS or path.startswith(CORS_PREFIXES)
+
+
+def install(app: web.Application, allowed_origins: str | None) -> None:
+    """Add the WebSocket origin check, the preflight answers and the CORS response headers to `app`."""
+    policy = OriginPolicy(parse_allowed_origins(allowed_origins))
+
+    @web.middleware
+    async def check_origin(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return await handler(request)
+        path = request.path
+        if path == WEBSOCKET_PATH and not policy.allows(request, origin):
+            return web.json_response(
+                {"error": {"code": "forbidden_origin",
+                           "message": f"origin {origin[:200]!r} may not open a WebSocket here"}},
+                status=403)
+        if request.method == "OPTIONS" and is_cors_path(path):
+            return preflight(request, policy, origin)
+        return await handler(request)
+
+    async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if origin is None or not is_cors_path(request.path):
+            return
+        response.headers.add("Vary", "Origin")
+        if policy.allows(request, origin):
+            response.headers["Access-Control-Allow-Origin"] = origin
+
+    app.middlewares.append(check_origin)
+    app.on_response_prepare.append(add_cors_headers)
+
+
+def preflight(request: web.Request, policy: OriginPolicy, origin: str) -> web.Response:
+    """Answer a CORS preflight: 204 with the allowed methods and headers, 403 for an origin not allowed."""
+    if not policy.allows(request, origin):
+        return web.json_response(
+            {"error": {"code": "forbidden_origin", "message": f"origin {origin[:200]!r} is not allowed"}},
+            status=403)
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Methods": ALLOWED_METHODS,
+        "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+        "Access-Control-Max-Age": PREFLIGHT_MAX_AGE,
+    })
