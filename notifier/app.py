@@ -6,12 +6,14 @@ import asyncio
 import logging
 import ssl
 from pathlib import Path
+from typing import Awaitable, Callable
 
 from aiohttp import web
 from nats.aio.client import Client
 
 from notifier import frontend, http_api, metrics, origins
 from notifier.gc_pauses import GcPauseWatch
+from notifier.http_requests import json_error
 from notifier.auth import Authenticator
 from notifier.history import StreamHistory
 from notifier.hub import Hub
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 NATS_URL_FILE = "nats-url"
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Gateway:
@@ -180,7 +183,29 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/metrics", http_api.metrics_endpoint)
     app.router.add_get("/client.js", frontend.client_js)
     origins.install(app, settings.allowed_origins)
+    app.middlewares.append(json_routing_errors)  # inside the origin check: preflights are answered first
     return app
+
+
+@web.middleware
+def json_routing_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
+    """404 (no route) and 405 (wrong method) as JSON, like every other HTTP error.
+
+    A plain function: a routed request's handler coroutine is returned, not awaited here, so a
+    WebSocket or SSE connection carries no frame of ours for its whole life.
+    """
+    exception = request.match_info.http_exception
+    if exception is None:
+        return handler(request)
+    return _routing_error(exception)
+
+
+async def _routing_error(exception: web.HTTPException) -> web.Response:
+    code = "method_not_allowed" if exception.status == 405 else "not_found"
+    response = json_error(exception.status, code, exception.reason)
+    if "Allow" in exception.headers:
+        response.headers["Allow"] = exception.headers["Allow"]
+    return response
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

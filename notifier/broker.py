@@ -41,10 +41,15 @@ class ReplayStatus:
 
     complete: bool = True
     starts: dict[str, int] = field(default_factory=dict)
+    # The epoch of each stream read, as JetStream reported it when the replay began.
+    epochs: dict[str, str] = field(default_factory=dict)
 
     def start_position(self, since: Cursor) -> Cursor:
-        """The position just before the first event read: `since`, moved where a stream was read from later."""
-        position = Cursor(since)
+        """The position just before the first event read: `since`, moved where a stream was read from later.
+
+        It carries the epochs of the streams read, so cursors built on it point into their current incarnation.
+        """
+        position = Cursor(since, {**since.epochs, **self.epochs})
         for stream, start in self.starts.items():
             position[stream] = start - 1
         return position

@@ -1,28 +1,73 @@
 """The resume cursor: one opaque string holding the client's sequence in every JetStream stream.
 
-Written as `<stream id><sequence>` parts joined by dots, e.g. `a1042.m88213`. It comes from
-JetStream stream sequences only, so it means the same on every replica and after restarts.
+Written as `<stream id><sequence>-<epoch>` parts joined by dots, e.g. `a1042-k3f9.m88213-0x2c`.
+It comes from JetStream stream sequences only, so it means the same on every replica and after
+restarts. A sequence alone cannot tell a stream from the one that replaced it (deleted and
+recreated, or a server that came back with a new store): sequence 3 of the new stream is not
+sequence 3 of the old. The epoch names the stream's incarnation (from its creation time, which
+every replica reads alike), so a resume into another incarnation is answered `complete: false`
+from the new stream's start instead of skipping its first events. A part without an epoch (a
+cursor from before epochs) is taken to point into the current incarnation.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Mapping
+import zlib
+from datetime import datetime
+from typing import Iterable, Mapping
 
-_PART = re.compile(r"^([a-z]+)(\d{1,20})$")
+# ASCII classes only, matched in full: `\d` would take Unicode digits and `$` a trailing newline.
+_PART = re.compile(r"([a-z]{1,8})([0-9]{1,20})(?:-([0-9a-z]{1,8}))?")
 MAX_CURSOR_LENGTH = 512
+MAX_SEQUENCE = 2**64 - 1
+EPOCH_LENGTH = 4
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+# Shared by every cursor that knows no epochs; never changed in place.
+NO_EPOCHS: Mapping[str, str] = {}
 
 
 class InvalidCursor(ValueError):
     """A cursor string that this gateway never issued."""
 
 
+def epoch_of(created: datetime | str) -> str:
+    """The epoch of a stream created at this time: 4 base-36 characters of its CRC-32.
+
+    Two incarnations of a stream collide with a chance of 1 in 1.7 million; in exchange every
+    part of every cursor grows by 5 bytes only.
+    """
+    text = created.isoformat() if isinstance(created, datetime) else created
+    value = zlib.crc32(text.encode()) % 36**EPOCH_LENGTH
+    digits = []
+    for _ in range(EPOCH_LENGTH):
+        value, digit = divmod(value, 36)
+        digits.append(_DIGITS[digit])
+    return "".join(reversed(digits))
+
+
 class Cursor(dict[str, int]):
-    """Stream id -> last sequence the client has seen there; a stream it lacks means sequence 0."""
+    """Stream id -> last sequence the client has seen there; a stream it lacks means sequence 0.
+
+    `epochs` (stream id -> epoch) travel with the positions: a copy made with `Cursor(other)`
+    keeps them, so cursors stamped from the hub's positions carry the streams' epochs.
+    """
+
+    __slots__ = ("epochs",)
+
+    def __init__(self, positions: Mapping[str, int] | Iterable[tuple[str, int]] = (),
+                 epochs: Mapping[str, str] | None = None):
+        super().__init__(positions)
+        self.epochs: Mapping[str, str] = epochs if epochs is not None else getattr(positions, "epochs", NO_EPOCHS)
+
+    def part(self, stream: str, sequence: int) -> str:
+        """One stream's part of the wire form, with its epoch when known."""
+        epoch = self.epochs.get(stream)
+        return f"{stream}{sequence}" if epoch is None else f"{stream}{sequence}-{epoch}"
 
     def encode(self) -> str:
         """The wire form, streams in sorted order so equal cursors are equal strings."""
-        return ".".join(f"{stream}{self[stream]}" for stream in sorted(self))
+        return ".".join(self.part(stream, self[stream]) for stream in sorted(self))
 
     def advanced(self, stream: str, sequence: int) -> "Cursor":
         """A copy positioned at `sequence` in `stream`."""
@@ -34,18 +79,28 @@ class Cursor(dict[str, int]):
         """The last sequence seen in `stream` (0 when never seen)."""
         return self.get(stream, 0)
 
+    def epoch(self, stream: str) -> str | None:
+        """The incarnation of `stream` this cursor points into, None when it does not say."""
+        return self.epochs.get(stream)
 
-def decode_cursor(text: str, known_streams: Mapping[str, object] | None = None) -> Cursor:
+
+def decode_cursor(text: str) -> Cursor:
     """Parse a cursor, raising InvalidCursor with the rule it broke."""
     if not text or len(text) > MAX_CURSOR_LENGTH:
         raise InvalidCursor("cursor must be a non-empty string of at most 512 characters")
-    cursor = Cursor()
+    positions: dict[str, int] = {}
+    epochs: dict[str, str] = {}
     for part in text.split("."):
-        match = _PART.match(part)
+        match = _PART.fullmatch(part)
         if match is None:
-            raise InvalidCursor(f"cursor {text!r}: part {part!r} is not <stream id><sequence>")
-        stream, sequence = match.group(1), int(match.group(2))
-        if known_streams is not None and stream not in known_streams:
-            raise InvalidCursor(f"cursor {text!r}: unknown stream id {stream!r}")
-        cursor[stream] = sequence
-    return cursor
+            raise InvalidCursor(f"cursor {text!r}: part {part!r} is not <stream id><sequence>[-<epoch>]")
+        stream, digits, epoch = match.groups()
+        sequence = int(digits)
+        if sequence > MAX_SEQUENCE:
+            raise InvalidCursor(f"cursor {text!r}: sequence {digits} is past 2^64-1")
+        if stream in positions:
+            raise InvalidCursor(f"cursor {text!r}: stream id {stream!r} appears twice")
+        positions[stream] = sequence
+        if epoch is not None:
+            epochs[stream] = epoch
+    return Cursor(positions, epochs or NO_EPOCHS)

@@ -23,7 +23,7 @@ from notifier import metrics
 from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.consumer_reader import ConsumerReader
-from notifier.cursor import Cursor
+from notifier.cursor import Cursor, epoch_of
 from notifier.direct_get import MAX_IN_FLIGHT, DirectReader
 from notifier.events import StoredEvent
 from notifier.identity import Identity
@@ -73,8 +73,13 @@ class StreamHistory:
             position = since.position(stream)
             # Asked after the session registered, so it sees purges and age-outs up to now: the
             # tail may still hold events JetStream dropped, and those must not be replayed.
-            state = await self.states.state(definition.name)
-            if position > state.last_seq:
+            info = await self.states.info(definition.name)
+            state = info.state
+            epoch = epoch_of(info.created) if info.created is not None else None
+            if epoch is not None:
+                status.epochs[stream] = epoch
+            claimed = since.epoch(stream)
+            if position > state.last_seq or (claimed is not None and epoch is not None and claimed != epoch):
                 # The stream was recreated behind this cursor: send what there is and say so.
                 status.complete, start = False, state.first_seq
             else:
@@ -82,7 +87,7 @@ class StreamHistory:
                     status.complete = False
                 start = max(position + 1, state.first_seq)
             status.starts[stream] = start
-            served = self.recent.covering(stream, start - 1)
+            served = self.recent.covering(stream, start - 1, epoch)
             if served is not None:
                 # The tail ends at the live feed's position, which may be behind the stream's end:
                 # the feed appends to it before the hub dispatches, so it is at or past the hub's

@@ -38,9 +38,15 @@ class Hub:
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
         self.positions = Cursor()
 
-    def start_at(self, positions: dict[str, int]) -> None:
-        """Set the stream sequences the live feed starts after."""
+    def start_at(self, positions: dict[str, int], epochs: dict[str, str] | None = None) -> None:
+        """Set the stream sequences the live feed starts after, and the streams' epochs cursors carry."""
         self.positions.update(positions)
+        if epochs is not None:
+            self.set_epochs(epochs)
+
+    def set_epochs(self, epochs: dict[str, str]) -> None:
+        """The streams' current incarnations (see `cursor`): every cursor stamped from now on names them."""
+        self.positions.epochs = dict(epochs)
 
     @property
     def cursor(self) -> str:

@@ -3,6 +3,12 @@
 Every event arrives with its stream sequence, so the hub can stamp cursors that mean the same
 on every replica. After a NATS reconnect the consumers are recreated from the last sequence
 handed on, and sequences already handed on are dropped, so the hub sees each event once.
+
+Each stream's epoch (its incarnation, see `cursor`) is read with its position. A stream found
+recreated (a new epoch, or an end behind the feed's position) is followed from its start, and
+the new epochs are handed to `on_epochs` so cursors name the new incarnation. The check runs at
+every resubscribe and every `EPOCH_CHECK_SECONDS`: a stream deleted and recreated while the
+connection stays up would otherwise be followed from the old position into the new stream.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from notifier import metrics
+from notifier.cursor import epoch_of
 from notifier.events import StoredEvent
 from notifier.recent_events import RecentEvents
 from notifier.stream_messages import to_stored_event
@@ -25,6 +32,7 @@ from notifier.tasks import cancel_and_wait, retry_until_done
 log = logging.getLogger(__name__)
 
 IDLE_HEARTBEAT_SECONDS = 2.0
+EPOCH_CHECK_SECONDS = 5.0
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -38,6 +46,7 @@ class LiveFeed:
         on_event: Callable[[StoredEvent], None],
         prepare: Callable[[], Awaitable[None]] | None = None,
         recent: RecentEvents | None = None,
+        on_epochs: Callable[[dict[str, str]], None] | None = None,
     ):
         self.client = client
         # Kept in order, before the hub sees each event, so it always reaches the hub's position.
@@ -47,6 +56,8 @@ class LiveFeed:
         self.streams = streams
         self.on_event = on_event
         self.positions: dict[str, int] = {}
+        self.epochs: dict[str, str] = {}
+        self.on_epochs = on_epochs
         self._subscriptions: dict[str, object] = {}
         self._resubscribe_wanted = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -57,11 +68,16 @@ class LiveFeed:
         for definition in self.streams:
             info = await self.jetstream.stream_info(definition.name)
             self.positions[definition.cursor_id] = info.state.last_seq
+            self._note_epoch(definition.cursor_id, info.created)
         if self.recent is not None:
-            self.recent.restart(self.positions)
+            self.recent.restart(self.positions, self.epochs)
         await self._subscribe_all()
         self._supervisor = asyncio.create_task(self._supervise(), name="live-feed-supervisor")
         return dict(self.positions)
+
+    def _note_epoch(self, stream: str, created: object) -> None:
+        if created is not None:
+            self.epochs[stream] = epoch_of(created)  # type: ignore[arg-type]
 
     def request_resubscribe(self) -> None:
         """Ask for fresh consumers (after a reconnect the server may have lost the old ones)."""
@@ -72,7 +88,13 @@ class LiveFeed:
 
     async def _supervise(self) -> None:
         while True:
-            await self._resubscribe_wanted.wait()
+            try:
+                async with asyncio.timeout(EPOCH_CHECK_SECONDS):
+                    await self._resubscribe_wanted.wait()
+            except TimeoutError:
+                if not await self._recreated():
+                    continue
+                log.error("a stream was recreated while following it: following it again from its start")
             self._resubscribe_wanted.clear()
             await retry_until_done(self._resubscribe, "live feed resubscribe failed", RETRY_DELAYS)
             log.info("live feed following again from %s", self.positions)
@@ -84,17 +106,42 @@ class LiveFeed:
         await self._check_for_reset()
         if self.recent is not None:
             # The new consumers start after these positions; what was kept before is not vouched for.
-            self.recent.restart(self.positions)
+            self.recent.restart(self.positions, self.epochs)
         await self._subscribe_all()
 
+    async def _recreated(self) -> bool:
+        """Whether a stream's epoch is no longer the one followed (asks JetStream; False when it cannot say)."""
+        try:
+            for definition in self.streams:
+                created = (await self.jetstream.stream_info(definition.name)).created
+                if created is not None and self.epochs.get(definition.cursor_id) not in (None, epoch_of(created)):
+                    return True
+        except Exception as error:  # NATS away: the reconnect path resubscribes anyway
+            log.debug("epoch check failed: %s", error)
+        return False
+
     async def _check_for_reset(self) -> None:
+        changed = False
         for definition in self.streams:
-            last = (await self.jetstream.stream_info(definition.name)).state.last_seq
-            if last < self.positions[definition.cursor_id]:
+            stream = definition.cursor_id
+            info = await self.jetstream.stream_info(definition.name)
+            last = info.state.last_seq
+            epoch = epoch_of(info.created) if info.created is not None else self.epochs.get(stream)
+            if epoch != self.epochs.get(stream):
+                # Another incarnation (deleted and recreated, or a new store): all of it is new.
+                log.error("stream %s was recreated (epoch %s, was %s): following it from its start",
+                          definition.name, epoch, self.epochs.get(stream))
+                self.positions[stream] = 0
+                if epoch is not None:
+                    self.epochs[stream] = epoch
+                changed = True
+            elif last < self.positions[stream]:
                 # The server came back without our history (a new store): follow what it has now.
                 log.error("stream %s restarted at sequence %d, behind our %d", definition.name, last,
-                          self.positions[definition.cursor_id])
-                self.positions[definition.cursor_id] = last
+                          self.positions[stream])
+                self.positions[stream] = last
+        if changed and self.on_epochs is not None:
+            self.on_epochs(dict(self.epochs))
 
     async def _subscribe_all(self) -> None:
         for definition in self.streams:

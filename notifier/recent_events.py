@@ -78,6 +78,9 @@ class RecentEvents:
         self.max_bytes = max_bytes
         self.enabled = max_events > 0 and max_bytes > 0
         self.tails: dict[str, StreamTail] = {}
+        # The incarnation of each stream the tails hold (see `cursor`): a replay into another one
+        # must not be served from here.
+        self.epochs: dict[str, str] = {}
 
     def _tail(self, stream: str) -> StreamTail:
         tail = self.tails.get(stream)
@@ -93,8 +96,9 @@ class RecentEvents:
         tail.append(event)
         tail.trim(self.max_events, self.max_bytes)
 
-    def restart(self, positions: dict[str, int]) -> None:
+    def restart(self, positions: dict[str, int], epochs: dict[str, str] | None = None) -> None:
         """The feed (re)starts after these positions: forget what was kept, cover from there on."""
+        self.epochs = dict(epochs or {})
         for stream, position in positions.items():
             self._tail(stream).restart(position)
 
@@ -103,8 +107,13 @@ class RecentEvents:
         for tail in self.tails.values():
             tail.restart(None)
 
-    def covering(self, stream: str, since: int) -> list[StoredEvent] | None:
-        """The events after `since` up to the live feed's position, when this tail holds all of them."""
+    def covering(self, stream: str, since: int, epoch: str | None = None) -> list[StoredEvent] | None:
+        """The events after `since` up to the live feed's position, when this tail holds all of them.
+
+        With `epoch`, only when the tail holds that incarnation of the stream.
+        """
+        if epoch is not None and self.epochs.get(stream, epoch) != epoch:
+            return None
         tail = self.tails.get(stream)
         return None if tail is None else tail.after(since)
 

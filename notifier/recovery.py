@@ -50,10 +50,11 @@ class HistoryStamps:
     replays run one at a time), so the other parts are encoded once.
     """
 
-    __slots__ = ("_parts", "_index", "_caps")
+    __slots__ = ("_parts", "_index", "_caps", "_stamp")
 
     def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor):
-        stamp = Cursor(base)
+        # The streams read take the epochs the replay found; the others keep the hub's.
+        stamp = Cursor(base, {**base.epochs, **start.epochs})
         for stream, sequence in replayed.items():
             stamp[stream] = max(stamp.position(stream), sequence)
         # A stream live channels also read is capped where live delivery paused (the lower wins).
@@ -64,7 +65,8 @@ class HistoryStamps:
             here = start.position(stream)
             stamp[stream] = here if cap is None else min(cap, here)
         order = sorted(stamp)
-        self._parts = [f"{stream}{stamp[stream]}" for stream in order]
+        self._stamp = stamp
+        self._parts = [stamp.part(stream, stamp[stream]) for stream in order]
         self._index = {stream: index for index, stream in enumerate(order)}
 
     def advance(self, stream: str, sequence: int) -> str:
@@ -72,7 +74,7 @@ class HistoryStamps:
         cap = self._caps[stream]
         if cap is not None and cap < sequence:
             sequence = cap
-        part = f"{stream}{sequence}"
+        part = self._stamp.part(stream, sequence)
         parts = self._parts
         if len(parts) == 1:
             return part

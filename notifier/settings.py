@@ -52,6 +52,14 @@ class Settings:
     recent_events_bytes: int = 16 * 1024 * 1024
     # uvloop writes to sockets in C: measured 1.5 us less CPU per delivery than asyncio's own loop.
     event_loop: str = "uvloop"
+    # Limits on what one client can make the gateway hold or do (docs/operations.md section 10).
+    max_channels: int = 50
+    max_channel_bytes: int = 256
+    max_client_message_bytes: int = 64 * 1024
+    client_messages_per_second: float = 20.0
+    client_messages_burst: int = 50
+    http_idle_timeout: float = 60.0
+    connections_per_ip_per_minute: int = 0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
 
@@ -101,11 +109,13 @@ def _convert(variable: str, raw: str, annotation: object) -> object:
 
 
 def _check(settings: Settings) -> None:
-    positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes")
+    positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes", "max_channels",
+                "max_channel_bytes", "max_client_message_bytes", "client_messages_per_second",
+                "client_messages_burst", "http_idle_timeout")
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
-    for name in ("recent_events", "recent_events_bytes"):
+    for name in ("recent_events", "recent_events_bytes", "connections_per_ip_per_minute"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
     if settings.max_events_per_second < 0:

@@ -1,4 +1,4 @@
-"""A stream's first and last sequence, as JetStream reports it after the caller asked, shared by concurrent replays.
+"""A stream's first and last sequence and creation time, as JetStream reports them after the caller asked, shared by concurrent replays.
 
 A thousand clients resuming at once would each ask for the same stream's state, and under that
 load the requests time out. Instead one request per stream is in flight at a time; every
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from nats.js import JetStreamContext
-from nats.js.api import StreamState
+from nats.js.api import StreamInfo
 
 from notifier import metrics
 from notifier.tasks import cancel_and_wait
@@ -22,11 +22,11 @@ class StreamStates:
 
     def __init__(self, jetstream: JetStreamContext):
         self.jetstream = jetstream
-        self._next: dict[str, asyncio.Future[StreamState]] = {}  # callers waiting for a request not yet sent
+        self._next: dict[str, asyncio.Future[StreamInfo]] = {}  # callers waiting for a request not yet sent
         self._senders: dict[str, asyncio.Task[None]] = {}
 
-    async def state(self, name: str) -> StreamState:
-        """The stream's state from a request sent after this call began."""
+    async def info(self, name: str) -> StreamInfo:
+        """The stream's info (state, creation time) from a request sent after this call began."""
         waiting = self._next.get(name)
         if waiting is None:
             waiting = self._next[name] = asyncio.get_running_loop().create_future()
@@ -49,7 +49,7 @@ class StreamStates:
                     waiting.set_exception(error)
                     waiting.exception()  # every caller may have given up; they get it if not
                 else:
-                    waiting.set_result(info.state)
+                    waiting.set_result(info)
         finally:
             del self._senders[name]
             unanswered = self._next.pop(name, None)

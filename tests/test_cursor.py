@@ -1,0 +1,39 @@
+"""The cursor's wire form: ASCII-only parts matched in full, epochs kept through copies and round trips."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from notifier.cursor import Cursor, InvalidCursor, decode_cursor, epoch_of
+
+
+@pytest.mark.parametrize("text", ["a\u0661\u0662", "a12\n", "a12.", "A12", "a12-", "a12-K3F9", "a1.a2", "a" + "9" * 21])
+def test_decode_refuses_what_no_gateway_issues(text):
+    """Unicode digits, a trailing newline, an empty part, a repeated stream or an oversized sequence are refused."""
+    with pytest.raises(InvalidCursor):
+        decode_cursor(text)
+
+
+def test_copy_keeps_epochs_and_encodes_them():
+    """A copy of a cursor with epochs writes `<stream><sequence>-<epoch>` for each stream it knows an epoch of."""
+    cursor = Cursor({"a": 7, "m": 3}, {"a": "k3f9"})
+    assert Cursor(cursor).advanced("m", 4).encode() == "a7-k3f9.m4"
+
+
+def test_epoch_is_four_base36_characters_of_the_creation_time():
+    """Two creation times give two epochs, each four lowercase base-36 characters."""
+    first, second = epoch_of("2026-11-30T03:00:00.000001+00:00"), epoch_of("2026-11-30T03:00:00.000002+00:00")
+    assert first != second
+    assert all(len(epoch) == 4 and set(epoch) <= set("0123456789abcdefghijklmnopqrstuvwxyz") for epoch in (first, second))
+
+
+@given(st.dictionaries(st.text("abcdefgh", min_size=1, max_size=8), st.integers(0, 2**64 - 1), min_size=1, max_size=6),
+       st.data())
+def test_round_trip(positions, data):
+    """Any cursor the gateway writes decodes to the same positions and epochs."""
+    epochs = {stream: data.draw(st.text("0123456789abcdefghijklmnopqrstuvwxyz", min_size=4, max_size=4))
+              for stream in positions if data.draw(st.booleans())}
+    decoded = decode_cursor(Cursor(positions, epochs).encode())
+    assert dict(decoded) == positions and dict(decoded.epochs) == epochs
