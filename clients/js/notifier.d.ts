@@ -1,0 +1,97 @@
+// TypeScript declarations for clients/js/notifier.js (served by the gateway at GET /client.js).
+
+/** The event envelope as delivered (docs/protocol.md section 3). */
+export interface Envelope<Payload = Record<string, unknown>> {
+  type: string;
+  id: string;
+  source: string;
+  timestamp: number | null;
+  version: string;
+  userId: string | null;
+  sessionId: string | null;
+  key: string | null;
+  payload: Payload;
+  priority: "p0" | "p1" | "p2" | "p3";
+  ttl: number | null;
+  correlationId: string | null;
+}
+
+/** `id`: the event's resume cursor; `channel`: its own channel, `type` or `type:key`. */
+export interface EventMeta {
+  id: string;
+  channel: string;
+}
+
+/** The protocol's subscription options (docs/protocol.md section 5). */
+export interface SubscribeOptions {
+  priority?: "p0" | "p1" | "p2" | "p3";
+  limit?: number;
+  snapshot?: "last" | number;
+}
+
+export type TokenSource = string | (() => string | Promise<string>);
+
+export interface ConnectOptions {
+  /** A JWT, or a function returning one (called for every connection and again before `exp`). */
+  token?: TokenSource;
+  /** "auto" (default): WebSocket, then SSE after 3 WebSocket failures in a row. */
+  transport?: "auto" | "websocket" | "sse";
+  /** "session" (default): the last event id is kept in sessionStorage, so a page reload resumes. */
+  resume?: "session" | "none";
+  /** Constructors for environments without globals (Node: the `ws` package, an EventSource polyfill). */
+  WebSocket?: new (url: string) => WebSocket;
+  EventSource?: new (url: string) => EventSource;
+  /** Backoff: the first retry waits a random time up to this many ms (default 500). */
+  minReconnectDelay?: number;
+  /** Backoff cap in ms (default 30000). */
+  maxReconnectDelay?: number;
+  /** ms between the client's pings on the WebSocket (default 20000). */
+  pingInterval?: number;
+  /** ms without any answer after a ping before reconnecting (default 10000). */
+  pongTimeout?: number;
+  /** ms before the token's `exp` to refresh it (default 30000, at most half its remaining life). */
+  refreshMargin?: number;
+  /** sessionStorage key (default "notifier:lastEventId:<url>"). */
+  storageKey?: string;
+}
+
+export type State = "connecting" | "live" | "recovering" | "reconnecting" | "closed";
+
+export interface ClientEvents {
+  state: State;
+  recovered: { complete: boolean };
+  lost: { channel: string; count: number; since: string | null };
+  error: Error & { code?: string | number; reason?: string; serverMessage?: string };
+}
+
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+export interface NotifierClient {
+  readonly state: State;
+  /** The cursor of the last event handed to a handler (null before the first). */
+  readonly lastEventId: string | null;
+  /** Connections opened after the first one. */
+  readonly reconnects: number;
+  subscribe<Payload = Record<string, unknown>>(
+    channel: string,
+    handler: (data: Envelope<Payload>, meta: EventMeta) => void,
+    options?: SubscribeOptions,
+  ): Subscription;
+  /** Returns a function that removes the listener. */
+  on<Name extends keyof ClientEvents>(name: Name, fn: (value: ClientEvents[Name]) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** Connect to the gateway at its base URL ("https://host" or "http://127.0.0.1:8080"). */
+export function connect(url: string, options?: ConnectOptions): NotifierClient;
+
+/** Whether an event's channel matches a subscription pattern (docs/protocol.md section 4). */
+export function channelMatches(pattern: string, channel: string): boolean;
+
+/** A JWT's `exp` in ms since the epoch, or null. */
+export function tokenExpiry(token: string): number | null;
+
+/** Exponential backoff with full jitter: a random delay in [0, min(max, min * 2^attempt)). */
+export function backoffDelay(attempt: number, min: number, max: number, random?: () => number): number;
