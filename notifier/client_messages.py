@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from notifier.close_codes import ErrorCode
+from notifier.json_limits import JsonTooDeep, check_depth
 from notifier.rate_limit import SubscriptionOptions
 
 ChannelList = Annotated[list[str], msgspec.Meta(max_length=256)]
@@ -58,11 +59,12 @@ class ProtocolError(Exception):
 def decode_client_message(data: str | bytes) -> ClientMessage:
     """Decode one client message or raise ProtocolError with a code and the failing field."""
     try:
+        check_depth(data)
         return _decoder.decode(data)
     except msgspec.ValidationError as error:
         text = str(error)
         if "`$.action`" in text or "missing required field `action`" in text:
             raise ProtocolError(ErrorCode.UNKNOWN_ACTION, f"{text}; actions are {', '.join(ACTIONS)}") from None
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, text) from None
-    except msgspec.DecodeError as error:
+    except (msgspec.DecodeError, JsonTooDeep, RecursionError) as error:
         raise ProtocolError(ErrorCode.MALFORMED_JSON, f"malformed JSON: {error}") from None

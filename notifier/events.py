@@ -9,13 +9,19 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from notifier.json_limits import JsonTooDeep, check_depth
+
+# Every rule is a full match of ASCII only (`\Z`, not `$`, which also matches before a trailing
+# newline: `order.filled\n` passed and then failed in NATS as "event store not available").
 # A type is dot-separated tokens; `*` and `>` are reserved for channel patterns.
-TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}$"
+TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}\Z"
 # Keys and user ids become NATS subject tokens (encoded when needed), and keys also travel
-# inside `?channels=a,b` lists, so commas, whitespace and control characters are refused.
-KEY_PATTERN = r"^[^\s,\x00-\x1f\x7f]+$"
-USER_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
-ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+# inside `?channels=a,b` lists: printable ASCII without spaces, and keys without commas.
+KEY_PATTERN = r"^[!-+\--~]+\Z"
+USER_PATTERN = r"^[!-~]+\Z"
+ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+\Z"
+# The largest integer JavaScript's Number holds exactly (and far inside a signed 64-bit integer).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, max_length=200)]
 EventKey = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, max_length=128)]
@@ -32,14 +38,14 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
     type: EventType
     id: EventId | None = None
     source: Annotated[str, msgspec.Meta(max_length=128)] = ""
-    timestamp: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)] | None = None
     version: Literal["1.0"] = "1.0"
     user_id: UserId | None = None
     session_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
     key: EventKey | None = None
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     priority: Priority = "p2"
-    ttl: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    ttl: Annotated[int, msgspec.Meta(gt=0, le=MAX_SAFE_INTEGER)] | None = None
     correlation_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
     @property
@@ -88,24 +94,30 @@ _batch_decoder = msgspec.json.Decoder(Envelope | list[Envelope])
 _encoder = msgspec.json.Encoder()
 
 
+class MalformedEvent(InvalidEvent):
+    """Not JSON the gateway can decode at all: malformed, or nested deeper than MAX_JSON_DEPTH."""
+
+
 def decode_envelope(data: bytes | str) -> Envelope:
     """Decode and validate one envelope, raising InvalidEvent that names the bad field."""
     try:
+        check_depth(data)
         return _decoder.decode(data)
     except msgspec.ValidationError as error:
         raise InvalidEvent(str(error)) from None
-    except msgspec.DecodeError as error:
-        raise InvalidEvent(f"malformed JSON: {error}") from None
+    except (msgspec.DecodeError, JsonTooDeep, RecursionError) as error:
+        raise MalformedEvent(f"malformed JSON: {error}") from None
 
 
 def decode_envelopes(data: bytes | str) -> list[Envelope]:
     """Decode one envelope or a JSON array of them."""
     try:
+        check_depth(data)
         decoded = _batch_decoder.decode(data)
     except msgspec.ValidationError as error:
         raise InvalidEvent(str(error)) from None
-    except msgspec.DecodeError as error:
-        raise InvalidEvent(f"malformed JSON: {error}") from None
+    except (msgspec.DecodeError, JsonTooDeep, RecursionError) as error:
+        raise MalformedEvent(f"malformed JSON: {error}") from None
     return decoded if isinstance(decoded, list) else [decoded]
 
 

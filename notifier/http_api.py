@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import msgspec
 from aiohttp import web
 
 from notifier import metrics
 from notifier.cursor import Cursor
-from notifier.events import InvalidEvent, decode_envelopes
+from notifier.events import InvalidEvent, MalformedEvent, decode_envelopes
+from notifier.json_limits import MAX_JSON_DEPTH
 from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
 from notifier.identity import PUBLISHER_ROLE
 from notifier.services import SERVICES, Services
@@ -20,6 +22,7 @@ MAX_EVENTS_PER_PUBLISH = 1000
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1000
 _encoder = msgspec.json.Encoder()
+_LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 async def publish(request: web.Request) -> web.Response:
@@ -32,7 +35,13 @@ async def publish(request: web.Request) -> web.Response:
     if PUBLISHER_ROLE not in identity.roles:
         return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
     try:
-        envelopes = decode_envelopes(await request.read())
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        return json_error(413, "too_large", error.text or "request body too large")
+    try:
+        envelopes = decode_envelopes(body)
+    except MalformedEvent as error:
+        return json_error(400, "malformed_json", f"{error} (at most {MAX_JSON_DEPTH} levels of nesting)")
     except InvalidEvent as error:
         return json_error(400, "invalid_event", str(error), field=error.field)
     if not envelopes:
@@ -68,7 +77,8 @@ async def history(request: web.Request) -> web.Response:
     except Rejected as rejection:
         return rejection.response
     limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
+    # ASCII digits only: `str.isdigit` also takes `²` and `١`, which `int` then refuses (a 500).
+    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",
                           field="limit")
     try:

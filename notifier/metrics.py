@@ -65,6 +65,9 @@ EVENTS_REPLAYED = Counter("notifier_events_replayed_total",
                           "Events sent to clients from history (the recent tail or JetStream): replays and snapshots.")
 INVALID_STORED_EVENTS = Counter("notifier_invalid_stored_events_total",
                                 "Stored messages skipped because their envelope or subject was invalid.")
+UNDECODABLE_MESSAGES = Counter("notifier_undecodable_messages_total",
+                               "Stored messages skipped because their body could not be decoded at all "
+                               "(malformed or too deeply nested JSON), each counted once.")
 SLOW_CLIENTS_CLOSED = Counter("notifier_slow_clients_closed_total", "Connections closed because their outbox overflowed.")
 AUTH_FAILURES = Counter("notifier_auth_failures_total", "Rejected tokens.")
 REPLAYS = Counter("notifier_replays_total", "Resumes and history reads served from JetStream.")
@@ -79,7 +82,7 @@ CONNECTIONS = Gauge("notifier_connections", "Open WebSocket and SSE connections.
 NATS_CONNECTED = Gauge("notifier_nats_connected", "1 while connected to NATS.")
 
 ALL = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
-       SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
+       UNDECODABLE_MESSAGES, SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
        GC_LONGEST_FULL_PAUSE, CONNECTIONS, NATS_CONNECTED]
 
 
