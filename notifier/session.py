@@ -26,7 +26,7 @@ from notifier.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
-MAX_CHANNELS = 256
+MAX_CHANNELS = 50  # the default of NOTIFIER_MAX_CHANNELS, per connection and per ?channels= list
 MAX_RECOVERIES = 8
 NO_OPTIONS = SubscriptionOptions()
 # Subscriptions share one frozenset per combination of streams (there are a handful), not one each.

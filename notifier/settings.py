@@ -54,7 +54,6 @@ class Settings:
     event_loop: str = "uvloop"
     # Limits on what one client can make the gateway hold or do (docs/operations.md section 10).
     max_channels: int = 50
-    max_channel_bytes: int = 256
     max_client_message_bytes: int = 64 * 1024
     client_messages_per_second: float = 20.0
     client_messages_burst: int = 50
@@ -110,8 +109,8 @@ def _convert(variable: str, raw: str, annotation: object) -> object:
 
 def _check(settings: Settings) -> None:
     positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes", "max_channels",
-                "max_channel_bytes", "max_client_message_bytes", "client_messages_per_second",
-                "client_messages_burst", "http_idle_timeout")
+                "max_client_message_bytes", "client_messages_per_second", "client_messages_burst",
+                "http_idle_timeout")
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
