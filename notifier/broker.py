@@ -55,11 +55,26 @@ class ReplayStatus:
         return position
 
 
+class PublishUnconfirmed(RuntimeError):
+    """JetStream did not confirm an event; it may still be stored, so the caller must retry with its `id`.
+
+    While NATS is away the client buffers what is published and sends it on reconnect, so a
+    failed publish is not a dropped one. Retrying with the same id is safe: JetStream stores an
+    id once within the stream's duplicate window (`duplicate_window_seconds`).
+    """
+
+    def __init__(self, event_id: str, reason: str):
+        super().__init__(f"event {event_id} not confirmed ({reason}); it may still be stored: "
+                         "retry with the same id")
+        self.event_id = event_id
+        self.reason = reason
+
+
 class EventPublisher(Protocol):
     """Stores events durably."""
 
     async def publish(self, event: Envelope) -> PublishResult:
-        """Store one event and return where."""
+        """Store one event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
         ...
 
 

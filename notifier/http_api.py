@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from notifier import metrics
+from notifier.broker import PublishUnconfirmed
 from notifier.cursor import Cursor
 from notifier.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.json_limits import MAX_JSON_DEPTH
@@ -48,17 +49,22 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
         return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
+    # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
+    envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
     accepted = []
-    for envelope in envelopes:
-        if not envelope.source:
-            envelope = msgspec.structs.replace(envelope, source=identity.user_id)
+    for index, envelope in enumerate(envelopes):
         try:
             result = await services.publisher.publish(envelope)
-        except Exception as error:  # NATS down or JetStream not answering: nothing after this was stored
-            log.warning("publish failed: %s", error)
+        except PublishUnconfirmed as error:
+            # The NATS client may still send the unconfirmed one when it reconnects: a retry with
+            # these ids is stored once (JetStream's duplicate window), a retry without makes copies.
+            log.warning("publish failed: %s", error.reason)
+            pending = [{"id": waiting.id} for waiting in envelopes[index:]]
             return web.json_response(
-                {"error": {"code": "unavailable", "message": f"event store not available: {error}"},
-                 "accepted": accepted},
+                {"error": {"code": "unavailable",
+                           "message": f"event store not available: {error.reason}; the first pending event may "
+                                      "still be stored: retry the pending events with these ids"},
+                 "accepted": accepted, "pending": pending},
                 status=503,
             )
         metrics.EVENTS_PUBLISHED.increment()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from notifier.broker import PublishResult
+from notifier.broker import PublishResult, PublishUnconfirmed
 from notifier.events import Envelope, encode_envelope
 from notifier.nats_connection import connect_nats
 from notifier.settings import default_streams_dir
@@ -40,15 +40,23 @@ class Publisher:
         return cls(client, streams, source=source, owns_client=True)
 
     async def publish(self, event: Envelope) -> PublishResult:
-        """Store one event and return its position; fills in a missing id, timestamp and source."""
+        """Store one event and return its position; fills in a missing id, timestamp and source.
+
+        Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
+        the event may still be stored once NATS is back, so retry with that id.
+        """
         event = event.completed(self.source)
         definition = self.streams.for_type(event.type)
-        acknowledgement = await self.jetstream.publish(
-            subject_for(event, definition),
-            encode_envelope(event),
-            stream=definition.name,
-            headers={MESSAGE_ID_HEADER: event.id},
-        )
+        assert event.id is not None
+        try:
+            acknowledgement = await self.jetstream.publish(
+                subject_for(event, definition),
+                encode_envelope(event),
+                stream=definition.name,
+                headers={MESSAGE_ID_HEADER: event.id},
+            )
+        except Exception as error:
+            raise PublishUnconfirmed(event.id, str(error) or type(error).__name__) from error
         return PublishResult(event.id, definition.cursor_id, acknowledgement.seq, bool(acknowledgement.duplicate))
 
     async def close(self) -> None:
