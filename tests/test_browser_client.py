@@ -1,0 +1,145 @@
+"""The browser client (/client.js) in headless Chromium, from a page on another origin, against real gateways."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from browser_support import (WAIT_MS, GatewayProcess, PageServer, browser_page, chromium_or_skip,
+                                   launch_chromium)
+from conftest import SECRET
+
+TRANSPORTS = ["websocket", "sse"]
+READY_TIMEOUT = 30.0
+
+
+@pytest.fixture
+async def chromium():
+    """Headless Debian Chromium, or a loud skip when it (or playwright) is missing."""
+    chromium_or_skip()
+    async for browser in launch_chromium():
+        yield browser
+
+
+@pytest.fixture
+async def page_server():
+    """The test page, served from its own origin (another port than every gateway)."""
+    server = PageServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def gateway_process(nats_server, page_server, tmp_path: Path):
+    """A `python -m notifier` process allowing the page's origin, killed after the test."""
+    process = GatewayProcess(nats_server.url, tmp_path / "process-data", SECRET, page_server.origin)
+    await process.start()
+    try:
+        yield process
+    finally:
+        await process.kill()
+
+
+def page_url(page_server: PageServer, gateway_url: str, token: str, transport: str) -> str:
+    query = urlencode({"gateway": gateway_url, "token": token, "transport": transport})
+    return f"{page_server.origin}/?{query}"
+
+
+async def publish_numbers(publisher, numbers) -> None:
+    """Publish public `order.filled` events whose payload `n` counts up, one request each, in order."""
+    for n in numbers:
+        await publisher.publish({"type": "order.filled", "payload": {"n": n}})
+
+
+async def received_after_sentinel(page, publisher, sentinel: int) -> list[int]:
+    """Publish `sentinel`, wait until the page has handled it, and return everything the page handled."""
+    await publish_numbers(publisher, [sentinel])
+    await page.wait_for_function(f"window.received.includes({sentinel})", timeout=WAIT_MS)
+    return await page.evaluate("window.received")
+
+
+async def wait_live(page) -> None:
+    await page.wait_for_function("window.client.state === 'live'", timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_every_event_once_in_order_across_a_gateway_kill(transport, chromium, page_server, gateway_process,
+                                                               gateway):
+    """A cross-origin page's handler sees every event once, in order, across kill -9 of its gateway and a restart."""
+    token = gateway.token("alice")
+    page = await browser_page(chromium, page_url(page_server, gateway_process.base_url, token, transport))
+    await wait_live(page)
+    await publish_numbers(gateway, range(0, 3))
+    await page.wait_for_function("window.received.length >= 3", timeout=WAIT_MS)
+
+    await gateway_process.kill()
+    await page.wait_for_function("window.client.state === 'reconnecting'", timeout=WAIT_MS)
+    await publish_numbers(gateway, range(3, 6))  # through the other gateway, while the page's one is dead
+    await gateway_process.start()
+    await page.wait_for_function("window.received.length >= 6", timeout=WAIT_MS)
+    await publish_numbers(gateway, range(6, 9))
+
+    assert await received_after_sentinel(page, gateway, 9) == list(range(10))
+    assert await page.evaluate("window.recovered") == [{"complete": True}]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_page_reload_resumes_where_the_page_left(transport, chromium, page_server, make_gateway):
+    """After a reload the page gets exactly the events published since its last one (sessionStorage cursor)."""
+    gateway = await make_gateway(allowed_origins=page_server.origin)
+    page = await browser_page(chromium, page_url(page_server, gateway.base_url, gateway.token("alice"), transport))
+    await wait_live(page)
+    await publish_numbers(gateway, range(0, 3))
+    await page.wait_for_function("window.received.length >= 3", timeout=WAIT_MS)
+    await page.evaluate("window.client.close()")
+    await publish_numbers(gateway, range(3, 6))
+
+    await page.reload()
+    await page.wait_for_function("window.client !== undefined", timeout=WAIT_MS)
+    await page.wait_for_function("window.received.length >= 3", timeout=WAIT_MS)
+    assert await received_after_sentinel(page, gateway, 6) == [3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_every_event_once_in_order_across_a_nats_restart(transport, chromium, page_server, nats_server,
+                                                               make_gateway):
+    """The page's handler sees every event once, in order, across a restart of the NATS server under the gateway."""
+    gateway = await make_gateway(allowed_origins=page_server.origin)
+    page = await browser_page(chromium, page_url(page_server, gateway.base_url, gateway.token("alice"), transport))
+    await wait_live(page)
+    await publish_numbers(gateway, range(0, 3))
+    await page.wait_for_function("window.received.length >= 3", timeout=WAIT_MS)
+
+    port = nats_server.port
+    await nats_server.stop()
+    nats_server.requested_port = port
+    await nats_server.start()
+    await wait_ready(gateway)
+    await publish_numbers(gateway, range(3, 6))
+
+    assert await received_after_sentinel(page, gateway, 6) == list(range(7))
+
+
+async def wait_ready(gateway) -> None:
+    """Wait until the gateway's /readyz answers 200 again (it re-follows the streams after NATS comes back)."""
+    async with asyncio.timeout(READY_TIMEOUT):
+        while True:
+            async with gateway.http.get(f"{gateway.base_url}/readyz") as response:
+                if response.status == 200:
+                    return
+            await asyncio.sleep(0.05)  # polling a condition, with the deadline above
+
+
+async def test_a_page_on_an_origin_not_allowed_cannot_load_the_client(chromium, page_server, make_gateway):
+    """Without the page's origin in NOTIFIER_ALLOWED_ORIGINS Chromium refuses the cross-origin /client.js import."""
+    gateway = await make_gateway()
+    context = await chromium.new_context()
+    page = await context.new_page()
+    await page.goto(page_url(page_server, gateway.base_url, gateway.token("alice"), "websocket"))
+    await page.wait_for_function("window.loadError !== undefined", timeout=WAIT_MS)
