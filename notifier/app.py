@@ -74,7 +74,6 @@ class Gateway:
             await self.embedded.start()
             (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
         self.client = GatewayClient()
-        metrics.NATS_CONNECTED.read = lambda: int(self.client is not None and self.client.is_connected)
         self.history = StreamHistory(self.client, self.streams, self.recent)
         self.services = Services(
             settings=self.settings,
@@ -85,6 +84,11 @@ class Gateway:
             not_ready=self.not_ready,
         )
         self.following = self.services.following
+        self.services.gauges = [
+            *self.services.connections.gauges(),
+            metrics.Gauge("notifier_nats_connected", "1 while connected to NATS.",
+                          lambda: int(self.client is not None and self.client.is_connected)),
+        ]
         self._connecting = asyncio.create_task(self._connect_and_follow(), name="connect-and-follow")
         tick = max(0.05, min(self.settings.ping_interval, self.settings.pong_timeout) / 4)
         self._heartbeat = asyncio.create_task(self.services.connections.run(tick), name="heartbeat")

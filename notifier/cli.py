@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import gc
+import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -21,12 +23,14 @@ from notifier.access_log import RedactingAccessLogger
 from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
 from notifier.auth import Authenticator
 from notifier.events import InvalidEvent, decode_envelope
+from notifier.log_format import LOG_FORMATS, configure_logging
 from notifier.producer import Publisher
-from notifier.settings import Settings, SettingsError
+from notifier.settings import Settings, SettingsError, variables
 from notifier.streams import StreamConfigError
 from notifier.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
+LOCK_FILE = "notifier.lock"
 DEV_TOKEN_HOURS = 12
 # A thousand clients reconnecting at once (a deploy, a network blip) overflow aiohttp's default 128.
 LISTEN_BACKLOG = 4096
@@ -52,6 +56,37 @@ async def serve(settings: Settings) -> None:
         )
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Before anything is started or written: a second gateway on this directory would start a second
+    # nats-server on the same store, and on exit delete the first one's nats-url and jwt-dev-secret.
+    lock = _lock_data_dir(data_dir)
+    try:
+        await _serve_locked(settings, authenticator, generated, data_dir)
+    finally:
+        os.close(lock)  # releases the flock; the file stays, so no one can lock a deleted inode
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    """Hold an exclusive flock on `<data dir>/notifier.lock` (holder's pid inside); SettingsError if taken."""
+    path = data_dir / LOCK_FILE
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(descriptor, 32).decode(errors="replace").strip()
+        os.close(descriptor)
+        raise SettingsError(
+            f"another notifier{f' (pid {holder})' if holder else ''} is running on the data directory "
+            f"{data_dir.resolve()} ({path} is locked): stop it, or set NOTIFIER_DATA_DIR to another folder"
+        ) from None
+    except BaseException:
+        os.close(descriptor)
+        raise
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, f"{os.getpid()}\n".encode())
+    return descriptor
+
+
+async def _serve_locked(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path) -> None:
     secret_file = data_dir / DEV_SECRET_FILE
     if generated:
         secret_file.touch(mode=0o600)
@@ -81,6 +116,7 @@ async def serve(settings: Settings) -> None:
         if not stop.is_set():
             port = site._server.sockets[0].getsockname()[1] if site._server else settings.port
             _print_urls(settings.host, port, context is not None, gateway.nats_servers)
+            print(f"  data dir   {data_dir.resolve()}", flush=True)
             if generated:
                 token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
                 print(f"  dev token  {token}", flush=True)
@@ -112,8 +148,9 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
     if not servers and url_file.exists():
         servers = url_file.read_text().strip()
     if not servers:
-        print("error: set NOTIFIER_NATS_URL, or run `python -m notifier` first (it writes "
-              f"{url_file})", file=sys.stderr)
+        print(f"error: no NATS URL: NOTIFIER_NATS_URL is not set and no running gateway was found ({url_file.resolve()} "
+              "does not exist); set NOTIFIER_NATS_URL, or NOTIFIER_DATA_DIR to the running gateway's data directory "
+              "(`python -m notifier` prints it as `data dir`)", file=sys.stderr)
         return 2
     document = {"type": arguments.type, "source": arguments.source, "priority": arguments.priority}
     try:
@@ -152,7 +189,9 @@ def token(settings: Settings, arguments: argparse.Namespace) -> int:
     if not secret and secret_file.exists():
         secret = secret_file.read_text().strip()
     if not secret:
-        print("error: set NOTIFIER_JWT_SECRET (tokens are signed with HS256)", file=sys.stderr)
+        print("error: no signing secret: NOTIFIER_JWT_SECRET is not set and no running dev gateway was found "
+              f"({secret_file.resolve()} does not exist); set NOTIFIER_JWT_SECRET, or NOTIFIER_DATA_DIR to the running "
+              "gateway's data directory (`python -m notifier` prints it as `data dir`)", file=sys.stderr)
         return 2
     print(Authenticator(secret=secret).issue(arguments.subject, arguments.role or [], arguments.ttl))
     return 0
@@ -170,9 +209,12 @@ def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | N
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="notifier", description="Real-time notification gateway.")
+    parser = argparse.ArgumentParser(prog="notifier", description="Real-time notification gateway.",
+                                     epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"notifier {_version()}")
     commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the gateway (the default)")
+    commands.add_parser("serve", help="run the gateway (the default)", description="Run the gateway until SIGTERM.",
+                        epilog=_settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     publish_parser = commands.add_parser("publish", help="publish one event through NATS")
     publish_parser.add_argument("type", help="event type, e.g. order.filled")
     publish_parser.add_argument("--payload", default="{}", help="JSON object")
@@ -187,6 +229,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("notifier")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _settings_help() -> str:
+    """Every environment variable with its default and meaning, from notifier/settings.py."""
+    rows = variables()
+    width = max(len(name) for name, _, _ in rows)
+    lines = ["environment variables (an empty value counts as unset):"]
+    for name, default, meaning in rows:
+        lines.append(f"  {name:<{width}}  {meaning}" + (f" (default: {default})" if default != "unset" else ""))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `notifier` console script and `python -m notifier`."""
     arguments = _parser().parse_args(argv)
@@ -194,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     if level not in logging.getLevelNamesMapping():
         print(f"error: NOTIFIER_LOG_LEVEL={level!r}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL", file=sys.stderr)
         return 2
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = os.environ.get("NOTIFIER_LOG_FORMAT") or "text"
+    if log_format not in LOG_FORMATS:
+        print(f"error: NOTIFIER_LOG_FORMAT={log_format!r}: expected one of {', '.join(LOG_FORMATS)}", file=sys.stderr)
+        return 2
+    configure_logging(level, log_format)
     try:
         settings = Settings.from_environment()
         if arguments.command == "publish":

@@ -11,10 +11,13 @@ import time
 from typing import Protocol
 
 from notifier import metrics
+from notifier.metrics import TRANSPORTS
 
 
 class Connection(Protocol):
     """What the registry needs from a transport connection."""
+
+    transport: str  # "websocket" or "sse", the label of its metrics
 
     def heartbeat(self, now: float) -> None:
         """Send a ping, or close the connection if it is silent or its token expired."""
@@ -30,7 +33,6 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self.open: set[Connection] = set()
-        metrics.CONNECTIONS.read = lambda: len(self.open)
 
     def add(self, connection: Connection) -> None:
         """Start looking after a connection."""
@@ -47,6 +49,27 @@ class ConnectionRegistry:
             now = time.monotonic()
             for connection in list(self.open):
                 connection.heartbeat(now)
+
+    def by_transport(self) -> dict[str, float]:
+        """Open connections per transport (read at scrape time)."""
+        counts = dict.fromkeys(TRANSPORTS, 0.0)
+        for connection in self.open:
+            counts[connection.transport] += 1
+        return counts
+
+    def subscriptions(self) -> float:
+        """Channel subscriptions held by the open connections (read at scrape time)."""
+        return float(sum(len(session.subscriptions) for connection in self.open
+                         if (session := getattr(connection, "session", None)) is not None))
+
+    def gauges(self) -> list[metrics.Gauge | metrics.LabelledGauge]:
+        """This registry's metrics, for the gateway that owns it."""
+        return [
+            metrics.LabelledGauge("notifier_connections", "Open connections: authenticated WebSockets and SSE streams.",
+                                  "transport", self.by_transport),
+            metrics.Gauge("notifier_subscriptions_active", "Channel subscriptions of the open connections.",
+                          self.subscriptions),
+        ]
 
     def shut_down_all(self) -> None:
         """Ask every connection to close for shutdown."""

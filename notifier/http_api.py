@@ -118,5 +118,5 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """`GET /metrics`: Prometheus text format."""
-    return web.Response(text=metrics.render_all(), content_type="text/plain", charset="utf-8",
+    return web.Response(text=metrics.render_all(request.app[SERVICES].gauges), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

@@ -8,7 +8,7 @@ synchronous: `dispatch` never awaits a client, it only offers frames to bounded 
 from __future__ import annotations
 
 import time
-from typing import Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 from notifier import metrics
 from notifier.channel_index import ChannelIndex, SmallChannelIndex
@@ -37,6 +37,8 @@ class Hub:
         self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
         self.positions = Cursor()
+        # The transports' flush queue (set by Services): told when a live event's frames wait to be written.
+        self.flushes: Any = None
 
     def start_at(self, positions: dict[str, int], epochs: dict[str, str] | None = None) -> None:
         """Set the stream sequences the live feed starts after, and the streams' epochs cursors carry."""
@@ -98,4 +100,6 @@ class Hub:
         for recipient in recipients:
             recipient.deliver(outgoing)
         metrics.EVENTS_DELIVERED.increment(len(recipients))
+        if self.flushes is not None and envelope.timestamp is not None:
+            self.flushes.note_published(envelope.timestamp)  # once per event, not per recipient
         return len(recipients)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Callable
+import bisect
+import os
+import platform
+import resource
+import time
+from typing import Callable, Iterable
 
 
 def _exposition(name: str, help_text: str, kind: str, value: float) -> str:
@@ -58,6 +63,166 @@ class Gauge:
         return _exposition(self.name, self.help_text, "gauge", self.read())
 
 
+def _header(name: str, help_text: str, kind: str) -> str:
+    return f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
+
+
+class LabelledCounter:
+    """Counters that only go up, one per value of one label; `child(value)` is what code increments."""
+
+    def __init__(self, name: str, help_text: str, label: str, values: Iterable[str]):
+        self.name = name
+        self.help_text = help_text
+        self.label = label
+        self.children = {value: Counter(name, help_text) for value in values}
+
+    def child(self, value: str) -> Counter:
+        """The counter of one label value (look it up once, not per increment)."""
+        return self.children[value]
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        lines = [_header(self.name, self.help_text, "counter")]
+        for value, counter in self.children.items():
+            lines.append(f'{self.name}{{{self.label}="{value}"}} {counter.value}\n')
+        return "".join(lines)
+
+
+class LabelledGauge:
+    """Numbers by one label's value, read from a function at scrape time (a gateway's own state)."""
+
+    def __init__(self, name: str, help_text: str, label: str, read: Callable[[], dict[str, float]]):
+        self.name = name
+        self.help_text = help_text
+        self.label = label
+        self.read = read
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        lines = [_header(self.name, self.help_text, "gauge")]
+        for value, number in self.read().items():
+            lines.append(f'{self.name}{{{self.label}="{value}"}} {number}\n')
+        return "".join(lines)
+
+
+class HistogramSeries:
+    """One label value's buckets: `observe` is a bisect and three additions, no allocation."""
+
+    __slots__ = ("bounds", "counts", "sum", "count")
+
+    def __init__(self, bounds: tuple[float, ...]):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
+class Histogram:
+    """A Prometheus histogram with one label; `series(value)` is what code observes into."""
+
+    def __init__(self, name: str, help_text: str, label: str, values: Iterable[str], bounds: tuple[float, ...]):
+        self.name = name
+        self.help_text = help_text
+        self.label = label
+        self.children = {value: HistogramSeries(bounds) for value in values}
+
+    def series(self, value: str) -> HistogramSeries:
+        """The buckets of one label value."""
+        return self.children[value]
+
+    def render(self) -> str:
+        """Prometheus exposition lines: cumulative buckets, sum and count per label value."""
+        lines = [_header(self.name, self.help_text, "histogram")]
+        for value, series in self.children.items():
+            cumulative = 0
+            for bound, count in zip((*series.bounds, float("inf")), series.counts):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                lines.append(f'{self.name}_bucket{{{self.label}="{value}",le="{le}"}} {cumulative}\n')
+            lines.append(f'{self.name}_sum{{{self.label}="{value}"}} {series.sum}\n')
+            lines.append(f'{self.name}_count{{{self.label}="{value}"}} {series.count}\n')
+        return "".join(lines)
+
+
+class ProcessMetrics:
+    """The standard `process_*` metrics (as Prometheus client libraries name them), read at scrape time."""
+
+    def __init__(self) -> None:
+        self.started = _process_start_time()
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        times = os.times()
+        lines = [_exposition("process_cpu_seconds_total", "User and system CPU time spent in seconds.", "counter",
+                             times.user + times.system),
+                 _exposition("process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+                             "gauge", self.started)]
+        memory = _memory()
+        if memory is not None:
+            lines.append(_exposition("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge",
+                                     memory[0]))
+            lines.append(_exposition("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
+                                     memory[1]))
+        try:
+            open_fds = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            open_fds = None
+        if open_fds is not None:
+            lines.append(_exposition("process_open_fds", "Number of open file descriptors.", "gauge", open_fds))
+        lines.append(_exposition("process_max_fds", "Maximum number of open file descriptors.", "gauge",
+                                 resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+        return "".join(lines)
+
+
+def _memory() -> tuple[int, int] | None:
+    """(virtual, resident) bytes from /proc (Linux); None elsewhere."""
+    try:
+        with open("/proc/self/statm") as statm:
+            size, resident = statm.read().split()[:2]
+    except OSError:
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    return int(size) * page, int(resident) * page
+
+
+def _process_start_time() -> float:
+    """When this process started (from /proc on Linux, else when this module was imported)."""
+    try:
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith("btime "))
+        return boot + start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return time.time()
+
+
+class BuildInfo:
+    """`notifier_build_info{version=...,python=...} 1`: which build runs where."""
+
+    def __init__(self) -> None:
+        try:
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                self.version = version("notifier")
+            except PackageNotFoundError:
+                self.version = "unknown"
+        except ImportError:  # pragma: no cover
+            self.version = "unknown"
+
+    def render(self) -> str:
+        """Prometheus exposition lines."""
+        return (_header("notifier_build_info", "Version of the notifier package and of Python; always 1.", "gauge")
+                + f'notifier_build_info{{version="{self.version}",python="{platform.python_version()}"}} 1\n')
+
+
 EVENTS_PUBLISHED = Counter("notifier_events_published_total", "Events accepted by POST /api/publish.")
 EVENTS_RECEIVED = Counter("notifier_events_received_total", "Events the live feed took from JetStream.")
 EVENTS_DELIVERED = Counter("notifier_events_delivered_total", "Event messages queued to client outboxes.")
@@ -78,14 +243,30 @@ GC_PAUSE_SECONDS = Counter("notifier_gc_pause_seconds_total",
 GC_FULL_COLLECTIONS = Counter("notifier_gc_full_collections_total", "Collections of the oldest generation.")
 GC_LONGEST_FULL_PAUSE = Maximum("notifier_gc_longest_full_pause_seconds",
                                 "The longest collection of the oldest generation since start.")
-CONNECTIONS = Gauge("notifier_connections", "Open WebSocket and SSE connections.")
-NATS_CONNECTED = Gauge("notifier_nats_connected", "1 while connected to NATS.")
+RESUMES = LabelledCounter("notifier_resumes_total",
+                          "Resumes (a subscribe with a cursor) by outcome: complete=false when history no longer "
+                          "reached back to the cursor or could not be read.", "complete", ("true", "false"))
+NATS_RECONNECTS = Counter("notifier_nats_reconnects_total", "Reconnections to NATS after a lost connection.")
+TRANSPORTS = ("websocket", "sse")
+# Publish (the envelope's timestamp) to the write to the client's socket, seconds.
+LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+DELIVERY_LATENCY = Histogram(
+    "notifier_delivery_latency_seconds",
+    "From an event's publish timestamp to the write of its frames to client sockets, live events only; "
+    "observed once per transport per write round, for the oldest event of the round.",
+    "transport", TRANSPORTS, LATENCY_BOUNDS)
+PROCESS = ProcessMetrics()
+BUILD_INFO = BuildInfo()
 
 ALL = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
        UNDECODABLE_MESSAGES, SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
-       GC_LONGEST_FULL_PAUSE, CONNECTIONS, NATS_CONNECTED]
+       GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, DELIVERY_LATENCY, PROCESS, BUILD_INFO]
 
 
-def render_all() -> str:
-    """Every metric in the Prometheus text format."""
-    return "".join(metric.render() for metric in ALL)
+def render_all(gateway_metrics: Iterable[Gauge | LabelledGauge] = ()) -> str:
+    """Every process-wide metric, then the gauges of the gateway that serves the scrape, in Prometheus text.
+
+    The gauges read one gateway's own state (its connections, its NATS link), so each gateway in
+    a process (the tests run several) reports its own instead of the last one started.
+    """
+    return "".join(metric.render() for metric in ALL) + "".join(metric.render() for metric in gateway_metrics)

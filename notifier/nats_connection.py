@@ -7,9 +7,14 @@ from typing import Awaitable, Callable
 
 from nats.aio.client import Client
 
+from notifier import metrics
+
 log = logging.getLogger(__name__)
 
 _CRLF = b"\r\n"
+# Between attempts to reach an unreachable NATS: doubled after each failure, from the first to the cap.
+RECONNECT_WAIT = 0.5
+RECONNECT_WAIT_CAP = 5.0
 
 
 class GatewayClient(Client):
@@ -45,13 +50,27 @@ async def connect_nats(
 ) -> Client:
     """Connect `client` (or a new one) with unlimited attempts, the first connect included.
 
-    `on_reconnected` runs after each reconnect.
+    `on_reconnected` runs after each reconnect. While no server answers, the wait between attempts
+    doubles from 0.5 s up to 5 s, and each failure is logged once with the server's URL and the
+    wait, instead of a bare `Connection refused` every 0.5 s.
     """
 
+    failures = [0]  # connection failures since the last successful connect
+
     async def error_callback(error: Exception) -> None:
-        log.warning("nats: %s", error)
+        if not isinstance(error, (OSError, TimeoutError)):
+            log.warning("nats: %s", error)
+            return
+        # nats-py sleeps this long before its next attempt on a server it tried recently: raising it is the back-off.
+        wait = min(RECONNECT_WAIT_CAP, RECONNECT_WAIT * 2 ** min(failures[0], 8))
+        failures[0] += 1
+        client.options["reconnect_time_wait"] = wait
+        log.warning("nats: cannot connect to %s (%s); retrying in %.1f s", _last_attempted(client), error, wait)
 
     async def reconnected_callback() -> None:
+        failures[0] = 0
+        client.options["reconnect_time_wait"] = RECONNECT_WAIT
+        metrics.NATS_RECONNECTS.increment()
         log.info("nats: reconnected to %s", client.connected_url.netloc if client.connected_url else "?")
         if on_reconnected is not None:
             await on_reconnected()
@@ -69,11 +88,23 @@ async def connect_nats(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=RECONNECT_WAIT,
         allow_reconnect=True,
         connect_timeout=connect_timeout,
         error_cb=error_callback,
         reconnected_cb=reconnected_callback,
         disconnected_cb=disconnected_callback,
     )
+    failures[0] = 0
+    client.options["reconnect_time_wait"] = RECONNECT_WAIT
     return client
+
+
+def _last_attempted(client: Client) -> str:
+    """The URL of the server nats-py tried last (credentials left out)."""
+    # nats-py keeps the attempt times only on its private pool entries; its public `server_pool` lacks them.
+    tried = [server for server in getattr(client, "_server_pool", ()) if server.last_attempt is not None]
+    if not tried:
+        return ", ".join(f"{uri.scheme}://{uri.hostname}:{uri.port}" for uri in client.servers) or "?"
+    uri = max(tried, key=lambda server: server.last_attempt).uri
+    return f"{uri.scheme}://{uri.hostname}:{uri.port}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -33,6 +33,12 @@ class Services:
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     # WebSocket writers with frames waiting, written together once per loop iteration.
     flushes: FlushQueue = field(default_factory=FlushQueue)
+    # This gateway's gauges (its connections, its NATS link), rendered at `/metrics` after the counters.
+    gauges: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The hub tells the flush queue when a live event's frames wait for it (delivery latency).
+        self.hub.flushes = self.flushes
 
     async def wait_following(self, timeout: float = 10.0) -> bool:
         """Wait until the live feed follows the streams; False after `timeout` seconds."""

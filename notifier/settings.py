@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -19,6 +19,7 @@ def default_streams_dir() -> Path:
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+MIN_SECRET_BYTES = 32
 
 
 class SettingsError(ValueError):
@@ -130,6 +131,59 @@ def _check(settings: Settings) -> None:
         raise SettingsError(f"NOTIFIER_EVENT_LOOP={settings.event_loop!r}: expected one of {', '.join(EVENT_LOOPS)}")
     if settings.jwt_secret and settings.jwt_public_key:
         raise SettingsError("set either NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY, not both")
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        # RFC 7518 3.2: an HS256 key must be at least as long as the hash (32 bytes); a short one
+        # can be brute-forced offline from any token a client holds.
+        raise SettingsError(f"NOTIFIER_JWT_SECRET is {len(settings.jwt_secret.encode())} bytes: HS256 needs at "
+                            f"least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
     from notifier.origins import parse_allowed_origins  # here: notifier.origins imports this module
 
     parse_allowed_origins(settings.allowed_origins)
+
+
+# What each setting means, shown by `notifier serve --help` next to its variable and default
+# (docs/operations.md section 2 says more). A field missing here is still listed, without text.
+SETTING_HELP: dict[str, str] = {
+    "nats_url": "comma-separated NATS server URLs; unset: start an embedded nats-server",
+    "data_dir": "embedded NATS store, nats-url, jwt-dev-secret and the instance lock",
+    "host": "listen address (0.0.0.0 for all IPv4 interfaces)",
+    "port": "listen port, 0 = any free port (PORT when unset)",
+    "jwt_secret": f"HS256 shared secret, at least {MIN_SECRET_BYTES} bytes",
+    "jwt_public_key": "path to a PEM public key (RSA: RS256, EC P-256: ES256)",
+    "jwt_audience": "required `aud` claim of tokens",
+    "tls_cert": "PEM certificate chain path (HTTPS and WSS; with NOTIFIER_TLS_KEY)",
+    "tls_key": "PEM private key path (with NOTIFIER_TLS_CERT)",
+    "ping_interval": "seconds between WebSocket pings",
+    "pong_timeout": "a WebSocket silent for ping interval + this is closed (4001)",
+    "sse_ping_interval": "seconds between SSE `: ping` comments",
+    "sse_retry_ms": "SSE `retry:` value (browser reconnect delay, ms)",
+    "auth_timeout": "seconds a WebSocket has to send its auth message",
+    "outbox_bytes": "per-connection outbox bound; overflow = slow client",
+    "max_events_per_second": "per-connection ceiling for non-p0 live events, 0 = none",
+    "streams_dir": "folder of stream definitions (*.toml)",
+    "stream_replicas": "overrides every stream's replicas (1-5)",
+    "recent_events": "newest events kept in memory per stream for resumes, 0 = none",
+    "recent_events_bytes": "bound of that memory per stream, 0 = none",
+    "event_loop": f"event loop: {' or '.join(EVENT_LOOPS)}",
+    "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
+}
+
+# Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.
+PROCESS_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("PORT", "unset", "listen port when NOTIFIER_PORT is unset (platforms that run the Procfile)"),
+    ("NOTIFIER_LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ("NOTIFIER_LOG_FORMAT", "text", "text, or json: one JSON object per line"),
+)
+
+
+def variables() -> list[tuple[str, str, str]]:
+    """Every environment variable the gateway reads: (name, default, meaning), settings first."""
+    rows = []
+    for settings_field in fields(Settings):
+        if settings_field.default_factory is not MISSING:
+            default: object = settings_field.default_factory()
+        else:
+            default = settings_field.default
+        rows.append(("NOTIFIER_" + settings_field.name.upper(), "unset" if default is None else str(default),
+                     SETTING_HELP.get(settings_field.name, "")))
+    return rows + list(PROCESS_VARIABLES)

@@ -50,6 +50,8 @@ class EventStream(EventSourceResponse):
 class SseConnection:
     """One EventSource stream: the session's outbox written as SSE blocks, all waiting ones in one write."""
 
+    transport = "sse"  # the label of its metrics and log lines
+
     def __init__(self, response: EventStream, session: Session):
         self.response = response
         self.session = session

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from aiohttp import web
 
+from notifier import metrics
 from notifier.frames import websocket_text_frame
 from notifier.outbox import Outbox
 from notifier.tasks import cancel_and_wait
@@ -35,6 +37,8 @@ class FlushQueue:
         self._handle: asyncio.Handle | None = None
         # What every outbox calls when it stops being empty: one bound method for all of them.
         self.notify = self.add
+        # Publish timestamp (ms) of the first live event whose frames wait for this round, if any.
+        self.published_ms: int | None = None
 
     def add(self, writer: "TransportWriter") -> None:
         """Flush this writer after the current iteration's callbacks."""
@@ -42,15 +46,33 @@ class FlushQueue:
         if self._handle is None:
             self._handle = asyncio.get_running_loop().call_soon(self._flush)
 
+    def note_published(self, timestamp_ms: int) -> None:
+        """The hub offered a live event published at `timestamp_ms`; the round it is written in measures it.
+
+        Kept only while a round is scheduled, so an event whose frames all waited (rate limits)
+        is never measured by a later, unrelated round.
+        """
+        if self._handle is not None and self.published_ms is None:
+            self.published_ms = timestamp_ms
+
     def _flush(self) -> None:
         self._handle = None
+        published_ms, self.published_ms = self.published_ms, None
         waiting, self._waiting = self._waiting, []
+        # Delivery latency: one observation per transport per round (the round's oldest live event),
+        # not one per delivery: the per-delivery path stays as it was, allocation-free.
+        written: set[metrics.HistogramSeries] | None = set() if published_ms is not None else None
         for writer in waiting:
             try:
-                writer.flush()
+                if writer.flush() and written is not None:
+                    written.add(writer.latency)
             except Exception:
                 # One connection's failure must not keep the others' frames from going out.
                 log.exception("writing to a client failed")
+        if written:
+            latency = max(0.0, time.time() - published_ms / 1000)  # type: ignore[operator]
+            for series in written:
+                series.observe(latency)
 
     def close(self) -> None:
         """Forget waiting writers (the gateway is stopping; their connections are closing)."""
@@ -87,23 +109,24 @@ class TransportWriter:
         """The bytes to write now for these waiting frames, oldest first."""
         raise NotImplementedError
 
-    def flush(self) -> None:
-        """Write everything waiting in the outbox in one write, unless the socket is still draining."""
+    def flush(self) -> bool:
+        """Write everything waiting in the outbox in one write, unless the socket is still draining; True if written."""
         if self._draining is not None:
-            return
+            return False
         outbox = self.outbox
         frames = outbox.take_now()
         if not frames:
-            return
+            return False
         transport = self.transport
         if transport is None or transport.is_closing():
-            return  # the client went away; the handler sees the close
+            return False  # the client went away; the handler sees the close
         transport.write(self.encode(frames))
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
         if self.protocol.writing_paused:
             self.outbox.on_ready = None
             self._draining = asyncio.create_task(self._drain(), name="transport-drain")
+        return True
 
     async def _drain(self) -> None:
         try:
@@ -129,6 +152,7 @@ class WebSocketWriter(TransportWriter):
     """Frames arrive whole; with `batch`, bare messages arrive and several become one array frame."""
 
     __slots__ = ("batch",)
+    latency = metrics.DELIVERY_LATENCY.series("websocket")
 
     def __init__(self, outbox: Outbox, request: web.Request, batch: bool, flushes: FlushQueue):
         self.batch = batch
@@ -146,6 +170,7 @@ class SseWriter(TransportWriter):
     """SSE blocks as the framing made them (already HTTP chunks on a chunked response), all waiting ones at once."""
 
     __slots__ = ("written",)
+    latency = metrics.DELIVERY_LATENCY.series("sse")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         # Bytes written past aiohttp's writer, which its access log counts: added to it once, on close.

@@ -45,8 +45,9 @@ class WebSocketState(enum.Enum):
 class WebSocketConnection:
     """One client's WebSocket: the reader loop runs in the handler, the writer moves the outbox to the socket."""
 
+    transport = "websocket"  # the label of its metrics and log lines
     __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
-                 "_connect_cursor", "last_received", "last_ping_sent")
+                 "_connect_cursor", "last_received", "last_ping_sent", "rate")
 
     def __init__(self, request: web.Request, services: Services):
         self.request = request
