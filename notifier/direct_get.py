@@ -19,13 +19,16 @@ from notifier import metrics
 from notifier.events import StoredEvent
 from notifier.stream_messages import to_stored_event
 from notifier.streams import StreamDefinition, StreamSet
+from notifier.tasks import retry_within
 
 BATCH = 256
 # Batches in flight per gateway. A resume storm asks for a thousand ranges at once; unbounded,
 # their answers outrun what the gateway reads and nats-server drops it as a slow consumer.
 MAX_IN_FLIGHT = 16
 REQUEST_TIMEOUT = 5.0
-ATTEMPTS = 3
+# How long a replay waits for JetStream to answer again (a stream leader re-elected after its
+# server died took 7-9 s on a 3-node cluster) before it reports `history_unavailable`.
+LEADER_WAIT_SECONDS = 15.0
 _END_OF_BATCH = "204"
 _NOT_FOUND = "404"
 
@@ -96,15 +99,18 @@ class DirectReader:
         request = json.dumps(
             {"seq": scan.next, "next_by_subj": scan.subject, "batch": BATCH, "up_to_seq": scan.end}
         ).encode()
-        for _ in range(ATTEMPTS):
+
+        async def attempt() -> None:
             metrics.JETSTREAM_REQUESTS.increment()
-            try:
-                async with self.in_flight:
-                    await self._read_batch(scan, request)
-                return
-            except NatsTimeoutError:
-                continue  # the same request again: it names its start, so nothing is skipped
-        raise HistoryUnavailable(f"{self.definition.name}: no answer to direct get after {ATTEMPTS} tries")
+            async with self.in_flight:
+                await self._read_batch(scan, request)
+
+        # The same request again after a failure: it names its start, so nothing is skipped.
+        try:
+            await retry_within(attempt, LEADER_WAIT_SECONDS, gives_up=lambda error: False)
+        except NatsTimeoutError:
+            raise HistoryUnavailable(f"{self.definition.name}: no answer to direct get within "
+                                     f"{LEADER_WAIT_SECONDS:.0f} s") from None
 
     async def _read_batch(self, scan: _FilterScan, request: bytes) -> None:
         received: list = []

@@ -18,19 +18,21 @@ from contextlib import aclosing
 from typing import AsyncIterator
 
 from nats.aio.client import Client
+from nats.js.errors import NotFoundError
 
 from notifier import metrics
 from notifier.broker import HistoryPage, ReplayStatus
 from notifier.channels import ChannelPattern
 from notifier.consumer_reader import ConsumerReader
 from notifier.cursor import Cursor, epoch_of
-from notifier.direct_get import MAX_IN_FLIGHT, DirectReader
+from notifier.direct_get import LEADER_WAIT_SECONDS, MAX_IN_FLIGHT, DirectReader
 from notifier.events import StoredEvent
 from notifier.identity import Identity
 from notifier.recent_events import RecentEvents, TailReader
 from notifier.stream_state import StreamStates
 from notifier.streams import StreamDefinition, StreamSet
 from notifier.subjects import filters_for
+from notifier.tasks import retry_within
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,8 @@ class StreamHistory:
             position = since.position(stream)
             # Asked after the session registered, so it sees purges and age-outs up to now: the
             # tail may still hold events JetStream dropped, and those must not be replayed.
-            info = await self.states.info(definition.name)
+            info = await retry_within(lambda: self.states.info(definition.name), LEADER_WAIT_SECONDS,
+                                      gives_up=lambda error: isinstance(error, NotFoundError))
             state = info.state
             epoch = epoch_of(info.created) if info.created is not None else None
             if epoch is not None:
