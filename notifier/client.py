@@ -1,0 +1,415 @@
+"""A Python client of the gateway for bots and internal tools: the WebSocket protocol with exact resume.
+
+    from notifier.client import connect
+
+    async with connect("http://127.0.0.1:8080", token=get_token) as client:
+        async for event in client.subscribe("order.*"):
+            print(event.id, event.channel, event.data["payload"])
+
+The same semantics as the browser client (`clients/js/notifier.js`): one WebSocket carries every
+subscription; after any disconnect it subscribes again with `since` = the `id` of the last event
+it handed over, so each subscription yields every event once, in order; `token` is a string or a
+function returning one (or an awaitable of one), called for every connection and again before the
+token's `exp` to refresh it over the open connection, and right away after a `token expired`
+close; reconnects wait a random time under a capped exponential bound (full jitter); the client
+pings the gateway and reconnects when nothing comes back.
+
+This is the HTTP side: it talks to the gateway over HTTP, never to NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Union
+
+import aiohttp
+
+from notifier.channels import parse_channel
+
+log = logging.getLogger(__name__)
+
+TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]]]
+Listener = Callable[[Any], None]
+EVENT_NAMES = ("state", "recovered", "lost", "error")
+QUEUE_SIZE = 1000
+TIMER_SLACK = 0.002  # seconds a receive timeout may fire before its deadline
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One delivered event: `id` is its resume cursor, `channel` its `type[:key]`, `data` the envelope."""
+
+    id: str
+    channel: str
+    data: dict[str, Any]
+
+
+class NotifierError(Exception):
+    """An error the gateway reported (`code`), or a close the client cannot recover from."""
+
+    def __init__(self, code: str | int, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class _Closed(Exception):
+    """The WebSocket ended; `established` when it had been accepted (an `ack`)."""
+
+    def __init__(self, code: int | None, reason: str, established: bool):
+        super().__init__(f"closed {code} {reason}")
+        self.code = code
+        self.reason = reason
+        self.established = established
+
+
+def token_expiry(token: str) -> float | None:
+    """The `exp` claim of a JWT (Unix seconds), read without verifying it; None when absent."""
+    try:
+        part = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        exp = claims.get("exp")
+        return float(exp) if isinstance(exp, (int, float)) else None
+    except (IndexError, ValueError, AttributeError):
+        return None
+
+
+def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
+    """A random delay in [0, min(maximum, minimum * 2**attempt)): exponential backoff with full jitter."""
+    return random.uniform(0, min(maximum, minimum * 2 ** min(attempt, 30)))
+
+
+class Subscription:
+    """An async iterator of the events on one channel pattern; `await unsubscribe()` ends it."""
+
+    def __init__(self, client: "Client", pattern: str, options: dict[str, Any] | None):
+        self.client = client
+        self.pattern = pattern
+        self.options = options
+        self._parsed = parse_channel(pattern)
+        # Bounded: a consumer that stops reading stops the socket reader, and the gateway then
+        # closes the connection as slow (4008); the resume after it loses nothing.
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
+        self._announced_on: aiohttp.ClientWebSocketResponse | None = None
+
+    def matches(self, data: dict[str, Any]) -> bool:
+        return self._parsed.matches(data.get("type", ""), data.get("key"))
+
+    def __aiter__(self) -> "Subscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        await self.client._announce(self)
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # later calls end too
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving this pattern; the iteration ends after the events already queued."""
+        await self.client._remove(self)
+        self._end(_END)
+
+    def _end(self, item: Any) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._queue.get_nowait()
+            self._queue.put_nowait(item)
+
+
+class Client:
+    """A connection to the gateway that keeps itself open. Use `connect(...)` and `async with`."""
+
+    def __init__(self, url: str, *, token: TokenSource | None, last_event_id: str | None = None,
+                 min_reconnect_delay: float = 0.5, max_reconnect_delay: float = 30.0,
+                 ping_interval: float = 20.0, pong_timeout: float = 10.0, refresh_margin: float = 30.0,
+                 session: aiohttp.ClientSession | None = None):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.last_event_id = last_event_id
+        self.min_reconnect_delay = min_reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.refresh_margin = refresh_margin
+        self.state = "connecting"
+        self.reconnects = 0
+        self._session = session
+        self._own_session = session is None
+        self._subscriptions: list[Subscription] = []
+        self._listeners: dict[str, list[Listener]] = {name: [] for name in EVENT_NAMES}
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+
+    # -- the public interface --
+
+    async def __aenter__(self) -> "Client":
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._runner = asyncio.create_task(self._run(), name="notifier-client")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def subscribe(self, channel: str, *, priority: str | None = None, limit: float | None = None,
+                  snapshot: str | int | None = None) -> Subscription:
+        """Events of a channel pattern (`order.*`, `market.ticker:BTC/USDT`) as an async iterator."""
+        options = {name: value for name, value in
+                   (("priority", priority), ("limit", limit), ("snapshot", snapshot)) if value is not None}
+        subscription = Subscription(self, channel, options or None)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def on(self, name: str, fn: Listener) -> Callable[[], None]:
+        """Call `fn` on "state", "recovered" ({complete}), "lost" ({channel, count, since}) or "error"."""
+        if name not in self._listeners:
+            raise ValueError(f"unknown event {name!r}; one of {', '.join(EVENT_NAMES)}")
+        self._listeners[name].append(fn)
+        return lambda: self._listeners[name].remove(fn)
+
+    async def close(self) -> None:
+        """Close the connection for good; every subscription's iteration ends."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            try:
+                await runner
+            except asyncio.CancelledError:
+                if asyncio.current_task() is not None and asyncio.current_task().cancelling():
+                    raise
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+        for subscription in self._subscriptions:
+            subscription._end(_END)
+        self._set_state("closed")
+
+    # -- internals --
+
+    def _emit(self, name: str, value: Any) -> None:
+        for fn in list(self._listeners[name]):
+            try:
+                fn(value)
+            except Exception:
+                log.exception("notifier client %s listener failed", name)
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit("state", state)
+
+    async def _token(self) -> str | None:
+        token = self.token
+        if callable(token):
+            token = token()
+            if inspect.isawaitable(token):
+                token = await token
+        return token
+
+    async def _announce(self, subscription: Subscription) -> None:
+        """Send a subscription made while connected (one made before is sent with the connection's own)."""
+        ws = self._ws
+        if ws is None or ws.closed or subscription._announced_on is ws or subscription not in self._subscriptions:
+            return
+        subscription._announced_on = ws
+        message: dict[str, Any] = {"action": "subscribe", "channels": [subscription.pattern]}
+        if subscription.options:
+            message["options"] = subscription.options
+        await ws.send_str(json.dumps(message))
+
+    async def _remove(self, subscription: Subscription) -> None:
+        if subscription not in self._subscriptions:
+            return
+        self._subscriptions.remove(subscription)
+        still_used = any(other.pattern == subscription.pattern for other in self._subscriptions)
+        ws = self._ws
+        if not still_used and ws is not None and not ws.closed:
+            await ws.send_str(json.dumps({"action": "unsubscribe", "channels": [subscription.pattern]}))
+
+    async def _run(self) -> None:
+        attempt = 0
+        retried_expired = False
+        first = True
+        while True:
+            if not first:
+                self.reconnects += 1
+            first = False
+            token_expired = False
+            try:
+                await self._connect_once()
+            except _Closed as closed:
+                if closed.established:
+                    attempt = 0
+                    retried_expired = False
+                token_expired = closed.code == 1008 and closed.reason == "token expired"
+                if closed.code == 1008 and not callable(self.token):
+                    self._fail(NotifierError(closed.code, closed.reason))  # a fixed token will never do
+                    return
+                if closed.code not in (None, 1000, 1001, 1006):
+                    self._emit("error", NotifierError(closed.code, closed.reason))
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+                self._emit("error", error)
+            except Exception as error:  # a malformed frame, a failing token function: reconnect after a delay
+                log.warning("notifier client: %r; reconnecting", error)
+                self._emit("error", error)
+            self._set_state("reconnecting")
+            if token_expired and not retried_expired:
+                retried_expired = True
+                continue
+            delay = backoff_delay(attempt, self.min_reconnect_delay, self.max_reconnect_delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    def _fail(self, error: Exception) -> None:
+        self._emit("error", error)
+        self._set_state("closed")
+        for subscription in self._subscriptions:
+            subscription._end(error)
+
+    def _groups(self) -> list[tuple[dict[str, Any] | None, list[str]]]:
+        groups: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+        for subscription in self._subscriptions:
+            key = json.dumps(subscription.options or {}, sort_keys=True)
+            options, patterns = groups.setdefault(key, (subscription.options, []))
+            if subscription.pattern not in patterns:
+                patterns.append(subscription.pattern)
+        return list(groups.values())
+
+    async def _connect_once(self) -> None:
+        assert self._session is not None
+        token = await self._token()
+        ws_url = "ws" + self.url[len("http"):] + "/ws?batch=1" if self.url.startswith("http") else self.url + "/ws?batch=1"
+        established = False
+        async with self._session.ws_connect(ws_url, autoping=True, max_msg_size=0) as ws:
+            if token:
+                await ws.send_str(json.dumps({"action": "auth", "token": token}))
+            since = self.last_event_id
+            groups = self._groups()
+            for subscription in self._subscriptions:
+                subscription._announced_on = ws
+            pending_recoveries = len(groups) if since else 0
+            self._set_state("recovering" if since and groups else "reconnecting" if self.reconnects else "connecting")
+            for options, patterns in groups:
+                message: dict[str, Any] = {"action": "subscribe", "channels": patterns}
+                if since:
+                    message["since"] = since
+                if options:
+                    message["options"] = options
+                await ws.send_str(json.dumps(message))
+            if not groups:
+                established = True
+                self._set_state("live")
+            self._ws = ws
+            try:
+                expires_at = token_expiry(token) if token and callable(self.token) else None
+                refresh_at = self._refresh_time(expires_at)
+                ping_sent_at: float | None = None
+                last_received = time.monotonic()
+                while True:
+                    now = time.monotonic()
+                    if ping_sent_at is not None:
+                        deadline = ping_sent_at + self.pong_timeout
+                    else:
+                        deadline = last_received + self.ping_interval
+                    if refresh_at is not None:
+                        deadline = min(deadline, refresh_at)
+                    try:
+                        # A timer can fire a little early (uvloop: 1 ms): each deadline is checked on its own.
+                        message = await ws.receive(timeout=max(0.001, deadline - now))
+                    except asyncio.TimeoutError:
+                        now = time.monotonic() + TIMER_SLACK
+                        if ping_sent_at is not None and now >= ping_sent_at + self.pong_timeout:
+                            raise _Closed(4001, "pong timeout", established) from None
+                        if refresh_at is not None and now >= refresh_at:
+                            token, expires_at, refresh_at = await self._refresh(ws, expires_at)
+                        elif ping_sent_at is None and now >= last_received + self.ping_interval:
+                            await ws.send_str('{"action":"ping"}')
+                            ping_sent_at = time.monotonic()
+                        continue
+                    if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                        aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        code = message.data if message.type is aiohttp.WSMsgType.CLOSE else ws.close_code
+                        reason = message.extra if isinstance(message.extra, str) else ""
+                        raise _Closed(code, reason, established)
+                    last_received = time.monotonic()
+                    ping_sent_at = None
+                    if message.type is not aiohttp.WSMsgType.TEXT:
+                        continue
+                    parsed = json.loads(message.data)
+                    for item in parsed if isinstance(parsed, list) else [parsed]:
+                        action = item.get("action")
+                        if action == "event":
+                            await self._deliver(item)
+                        elif action == "ack":
+                            if not established and pending_recoveries == 0:
+                                self._set_state("live")
+                            established = True
+                        elif action == "recovered":
+                            self._emit("recovered", {"complete": item.get("complete")})
+                            if pending_recoveries > 0:
+                                pending_recoveries -= 1
+                                if pending_recoveries == 0:
+                                    self._set_state("live")
+                        elif action == "lost":
+                            self._emit("lost", {"channel": item.get("channel"), "count": item.get("count"),
+                                                "since": item.get("since")})
+                        elif action == "ping":
+                            await ws.send_str('{"action":"pong"}')
+                        elif action == "error":
+                            self._emit("error", NotifierError(item.get("code", "error"), item.get("message", "")))
+            finally:
+                self._ws = None
+
+    def _refresh_time(self, expires_at: float | None) -> float | None:
+        """When (monotonic) to refresh a token expiring at `expires_at` (wall clock)."""
+        if expires_at is None:
+            return None
+        remaining = expires_at - time.time()
+        return time.monotonic() + max(0.0, remaining - min(self.refresh_margin, remaining / 2))
+
+    async def _refresh(self, ws: aiohttp.ClientWebSocketResponse,
+                       expires_at: float | None) -> tuple[str | None, float | None, float | None]:
+        """Send a fresh token over the open connection; no more refreshes if it expires no later."""
+        try:
+            token = await self._token()
+        except Exception as error:  # the token source failed: the server will close with "token expired"
+            self._emit("error", error)
+            return None, expires_at, None
+        new_expiry = token_expiry(token) if token else None
+        if not token or new_expiry is None or (expires_at is not None and new_expiry <= expires_at):
+            return token, expires_at, None
+        await ws.send_str(json.dumps({"action": "auth", "token": token}))
+        return token, new_expiry, self._refresh_time(new_expiry)
+
+    async def _deliver(self, item: dict[str, Any]) -> None:
+        data = item.get("data") or {}
+        event = Event(item.get("id"), item.get("channel"), data)
+        for subscription in list(self._subscriptions):
+            if subscription.matches(data):
+                await subscription._queue.put(event)
+        if event.id:
+            self.last_event_id = event.id
+
+
+def connect(url: str, *, token: TokenSource | None = None, **options: Any) -> Client:
+    """A client of the gateway at `url` ("http://127.0.0.1:8080"); use it with `async with`.
+
+    Options: `last_event_id` (resume from a cursor you kept), `min_reconnect_delay` (0.5 s),
+    `max_reconnect_delay` (30 s), `ping_interval` (20 s), `pong_timeout` (10 s), `refresh_margin`
+    (30 s before `exp`, at most half the remaining life), `session` (an aiohttp ClientSession).
+    """
+    return Client(url, token=token, **options)

@@ -1,0 +1,168 @@
+"""notifier.client against a real gateway: events, exact resume across restarts, token refresh, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from notifier.client import Event, NotifierError, connect
+
+TIMEOUT = 15.0
+FAST = {"min_reconnect_delay": 0.05, "max_reconnect_delay": 0.4}
+
+
+async def take(subscription, count: int) -> list[Event]:
+    """The next `count` events of a subscription, with a deadline."""
+    events = []
+    async with asyncio.timeout(TIMEOUT):
+        async for event in subscription:
+            events.append(event)
+            if len(events) == count:
+                return events
+    return events
+
+
+async def wait_for(condition, what: str) -> None:
+    """Wait until `condition()` holds (checked on every loop turn), with a deadline."""
+    async with asyncio.timeout(TIMEOUT):
+        while not condition():
+            await asyncio.sleep(0.01)  # polling a condition, with the deadline above
+
+
+async def publish_numbers(gateway, numbers, type_: str = "order.filled") -> None:
+    for n in numbers:
+        await gateway.publish({"type": type_, "payload": {"n": n}})
+
+
+def numbers(events: list[Event]) -> list[int]:
+    return [event.data["payload"]["n"] for event in events]
+
+
+async def test_events_arrive_with_id_channel_and_envelope(gateway):
+    """`async for` yields each matching event as Event(id, channel, data), in order; others are not yielded."""
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await gateway.publish({"type": "risk.alert", "payload": {"n": -1}})
+        await gateway.publish({"type": "order.filled", "key": "BTC/USDT", "payload": {"n": 0}})
+        await publish_numbers(gateway, [1])
+        events = await take(orders, 2)
+    assert numbers(events) == [0, 1]
+    assert events[0].channel == "order.filled:BTC/USDT"
+    assert events[0].data["type"] == "order.filled"
+    assert events[1].id == client.last_event_id
+
+
+async def take_ready(client, subscription) -> None:
+    """Start the subscription's iteration (it is announced then) and wait until the client is live."""
+    iterator = subscription.__anext__()
+    task = asyncio.ensure_future(iterator)
+    await wait_for(lambda: client.state == "live", "live")
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
+async def test_every_event_once_in_order_across_a_gateway_restart(make_gateway):
+    """Events published while the client's gateway is down arrive after it restarts, none twice, in order."""
+    gateway = await make_gateway()
+    other = await make_gateway()
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await publish_numbers(gateway, range(0, 3))
+        first = await take(orders, 3)
+        await gateway.stop()
+        await wait_for(lambda: client.state == "reconnecting", "reconnecting")
+        await publish_numbers(other, range(3, 6))
+        await gateway.start()
+        await publish_numbers(other, range(6, 9))
+        rest = await take(orders, 6)
+    assert numbers(first + rest) == list(range(9))
+    assert client.reconnects >= 1
+
+
+async def test_a_resume_reports_recovered(make_gateway):
+    """After a reconnect with a cursor the client reports `recovered` with complete true."""
+    gateway = await make_gateway()
+    recovered = []
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        client.on("recovered", recovered.append)
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await publish_numbers(gateway, [0])
+        await take(orders, 1)
+        await gateway.stop()
+        await gateway.start()
+        await wait_for(lambda: recovered, "recovered")
+    assert recovered == [{"complete": True}]
+
+
+async def test_a_token_function_refreshes_over_the_open_connection(make_gateway):
+    """A short-lived token is replaced before its exp by an auth message: the connection is never reopened."""
+    gateway = await make_gateway(ping_interval=0.4, pong_timeout=0.4)
+    calls = []
+
+    def token() -> str:
+        calls.append(1)
+        return gateway.token("alice", ttl=2)
+
+    async with connect(gateway.base_url, token=token, refresh_margin=1.0, **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await wait_for(lambda: len(calls) >= 4, "three refreshes")  # past the first token's exp
+        await publish_numbers(gateway, [0])
+        events = await take(orders, 1)
+    assert numbers(events) == [0]
+    assert client.reconnects == 0
+
+
+async def test_a_token_expired_close_reconnects_with_a_fresh_token(make_gateway):
+    """After `1008 token expired` the client reconnects at once with a new token and resumes exactly."""
+    gateway = await make_gateway(ping_interval=0.4, pong_timeout=0.4)
+    expiring = gateway.token("alice", ttl=1)
+    calls = []
+
+    def token() -> str:
+        # The refresh before exp gets the same token back (so sends nothing); the reconnect a new one.
+        calls.append(1)
+        return expiring if len(calls) <= 2 else gateway.token("alice")
+
+    async with connect(gateway.base_url, token=token, refresh_margin=1.0, **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await publish_numbers(gateway, [0])
+        first = await take(orders, 1)
+        await wait_for(lambda: client.reconnects >= 1 and client.state == "live", "the reconnect")
+        await publish_numbers(gateway, [1])
+        second = await take(orders, 1)
+    assert numbers(first + second) == [0, 1]
+
+
+async def test_a_refused_fixed_token_ends_the_iteration_with_an_error(gateway):
+    """A fixed token the gateway refuses (1008) raises NotifierError from the iteration and closes the client."""
+    expired = gateway.token("alice", ttl=-10)
+    async with connect(gateway.base_url, token=expired, **FAST) as client:
+        with pytest.raises(NotifierError, match="token expired"):
+            await take(client.subscribe("order.*"), 1)
+        assert client.state == "closed"
+
+
+async def test_unsubscribe_ends_the_iteration(gateway):
+    """`await subscription.unsubscribe()` makes the `async for` end."""
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await orders.unsubscribe()
+        assert await take(orders, 1) == []
+
+
+def test_the_client_does_not_import_nats():
+    """notifier.client is the HTTP side: importing it loads no NATS module."""
+    code = "import sys, notifier.client; sys.exit(any(m == 'nats' or m.startswith('nats.') for m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
