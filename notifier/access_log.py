@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 from aiohttp.abc import AbstractAccessLogger
@@ -15,9 +16,21 @@ def redact(path_and_query: str) -> str:
     return _TOKEN.sub(r"\1[redacted]", path_and_query)
 
 
+# Load balancers and Prometheus call these every few seconds: at INFO they would drown the log.
+PROBE_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
+
+
 class RedactingAccessLogger(AbstractAccessLogger):
-    """One line per request: peer, method, target (tokens hidden), status, bytes, seconds."""
+    """One line per request: peer, method, target (tokens hidden), status, bytes, seconds; probes at DEBUG."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self.logger.info('%s "%s %s" %s %s %.3f', request.remote, request.method, redact(request.path_qs),
-                         response.status, response.body_length, time)
+        level = logging.DEBUG if request.path in PROBE_PATHS and response.status < 500 else logging.INFO
+        if not self.logger.isEnabledFor(level):
+            return
+        target = redact(request.path_qs)
+        # The text format has them in the message already; the JSON format adds them as keys.
+        fields = {"remote": request.remote, "method": request.method, "path": target, "status": response.status,
+                  "bytes": response.body_length, "seconds": round(time, 3)}
+        self.logger.log(level, '%s "%s %s" %s %s %.3f', request.remote, request.method, target,
+                        response.status, response.body_length, time,
+                        extra={"fields": fields, "fields_in_message": True})

@@ -15,6 +15,7 @@ from notifier.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.json_limits import MAX_JSON_DEPTH
 from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
 from notifier.identity import PUBLISHER_ROLE
+from notifier.log_format import log_event
 from notifier.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ async def publish(request: web.Request) -> web.Response:
         except PublishUnconfirmed as error:
             # The NATS client may still send the unconfirmed one when it reconnects: a retry with
             # these ids is stored once (JetStream's duplicate window), a retry without makes copies.
-            log.warning("publish failed: %s", error.reason)
+            log_event(log, logging.WARNING, "publish failed", user=identity.user_id, remote=request.remote,
+                      reason=error.reason, accepted=len(accepted), pending=len(envelopes) - index,
+                      first_pending_id=envelope.id)
             pending = [{"id": waiting.id} for waiting in envelopes[index:]]
             return web.json_response(
                 {"error": {"code": "unavailable",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -11,7 +12,10 @@ from notifier.auth import AuthenticationError, Authenticator, bearer_token
 from notifier.channels import ChannelPattern, InvalidChannel, parse_channel_list
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.identity import Identity
+from notifier.log_format import log_event
 from notifier.session import MAX_CHANNELS
+
+log = logging.getLogger(__name__)
 
 
 def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -66,6 +70,8 @@ def identity_from(request: web.Request, query: MultiMapping[str], authenticator:
     try:
         return authenticator.verify(token)
     except AuthenticationError as error:
+        log_event(log, logging.INFO, "auth failed", path=request.path, remote=request.remote, status=401,
+                  reason=error.reason)
         # JSON, not text/event-stream, so a browser's EventSource gives up instead of retrying forever.
         raise Rejected(json_error(401, "unauthorized", error.reason)) from None
 

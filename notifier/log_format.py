@@ -32,7 +32,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
         fields = getattr(record, "fields", None)
-        if fields:
+        if fields and not getattr(record, "fields_in_message", False):
             line += " " + " ".join(f"{key}={_text(value)}" for key, value in fields.items())
         return line
 

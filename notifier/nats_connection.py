@@ -56,6 +56,9 @@ async def connect_nats(
     """
 
     failures = [0]  # connection failures since the last successful connect
+    # Named from our own list: nats-py's pool entries are private and changed class between releases
+    # (an AttributeError here killed its consumer-recreation task and stalled the live feed).
+    named_servers = ", ".join(_without_credentials(server) for server in servers)
 
     async def error_callback(error: Exception) -> None:
         if not isinstance(error, (OSError, TimeoutError)):
@@ -65,7 +68,7 @@ async def connect_nats(
         wait = min(RECONNECT_WAIT_CAP, RECONNECT_WAIT * 2 ** min(failures[0], 8))
         failures[0] += 1
         client.options["reconnect_time_wait"] = wait
-        log.warning("nats: cannot connect to %s (%s); retrying in %.1f s", _last_attempted(client), error, wait)
+        log.warning("nats: cannot connect to %s (%s); retrying in %.1f s", named_servers, error, wait)
 
     async def reconnected_callback() -> None:
         failures[0] = 0
@@ -100,11 +103,7 @@ async def connect_nats(
     return client
 
 
-def _last_attempted(client: Client) -> str:
-    """The URL of the server nats-py tried last (credentials left out)."""
-    # nats-py keeps the attempt times only on its private pool entries; its public `server_pool` lacks them.
-    tried = [server for server in getattr(client, "_server_pool", ()) if server.last_attempt is not None]
-    if not tried:
-        return ", ".join(f"{uri.scheme}://{uri.hostname}:{uri.port}" for uri in client.servers) or "?"
-    uri = max(tried, key=lambda server: server.last_attempt).uri
-    return f"{uri.scheme}://{uri.hostname}:{uri.port}"
+def _without_credentials(url: str) -> str:
+    """A server URL fit for a log line: `user:password@` left out."""
+    scheme, separator, rest = url.rpartition("://")
+    return f"{scheme}{separator}{rest.rpartition('@')[2]}"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import Callable
 
+from notifier import metrics
 from notifier.broker import EventHistory
 from notifier.channels import ChannelPattern
 from notifier.close_codes import ErrorCode
@@ -155,6 +156,7 @@ class Session(LiveDelivery):
         if self.state is SessionState.CLOSED:
             return
         if complete is not None:
+            metrics.RESUMES.child("true" if complete else "false").increment()
             self.send_control("recovered", complete=complete)
         self._floors = [*self._floors, ReplayFloor(patterns, floor)]
         # Live events buffered meanwhile carry the position they were dispatched at, which may be

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import time
+from typing import Callable
 
 import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from notifier.frames import SseFraming
+from notifier.log_format import log_event
 from notifier.http_requests import (
     Rejected,
     channels_from,
@@ -24,6 +28,8 @@ from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import Session
 from notifier.transport_writer import SseWriter
+
+log = logging.getLogger(__name__)
 
 
 class SseState(enum.Enum):
@@ -56,22 +62,25 @@ class SseConnection:
         self.response = response
         self.session = session
         self.state = SseState.STREAMING
+        self.opened_at = time.monotonic()
+        self.ended_by: str | None = None  # why the stream ended, for the closing log line
 
     def heartbeat(self, now: float) -> None:
         """Comment pings come from aiohttp-sse; here only an expired token ends the stream."""
         expires_at = self.session.identity.expires_at
         if expires_at is not None and time.time() >= expires_at:
-            self.end()
+            self.end("token expired")
 
     def shut_down(self) -> None:
         """End the stream; the browser reconnects (to another replica) with Last-Event-ID."""
-        self.end()
+        self.end("server shutting down")
 
-    def end(self) -> None:
+    def end(self, reason: str) -> None:
         """Stop streaming; the handler returns once the writer has stopped."""
         if self.state is SseState.CLOSED:
             return
         self.state = SseState.CLOSED
+        self.ended_by = reason
         self.session.close()
         self.response.stop_streaming()
 
@@ -80,9 +89,57 @@ class SseConnection:
 
         The browser reconnects with the last `id:` it parsed, so bytes lost with the buffer are replayed.
         """
-        self.end()
+        log_event(log, logging.WARNING, "slow client closed", transport=self.transport,
+                  user=self.session.identity.user_id, remote=request.remote,
+                  delivered_cursor=self.session.outbox.delivered_cursor, outbox_bytes=self.session.outbox.size)
+        self.end("slow")
         if request.transport is not None:
             request.transport.abort()
+
+
+class DisconnectWatch(asyncio.Protocol):
+    """Stands between a stream's socket and aiohttp's protocol, to hear at once that the client left.
+
+    aiohttp does not tell a running handler that its connection is gone (unless it cancels every
+    handler), and aiohttp-sse only finds out when its next ping fails, up to 15 s later: the
+    connection gauge and the closing log line would be wrong meanwhile. Everything is passed on
+    to aiohttp's protocol unchanged; `detach` puts it back when the stream ends first.
+    """
+
+    __slots__ = ("inner", "transport", "on_lost")
+
+    def __init__(self, transport: asyncio.Transport, on_lost: Callable[[], None]):
+        self.inner: asyncio.Protocol = transport.get_protocol()  # type: ignore[assignment]
+        self.transport = transport
+        self.on_lost: Callable[[], None] | None = on_lost
+        transport.set_protocol(self)
+
+    def detach(self) -> None:
+        """Hand the socket back to aiohttp's protocol (a keep-alive connection goes on without us)."""
+        self.on_lost = None
+        if not self.transport.is_closing() and self.transport.get_protocol() is self:
+            self.transport.set_protocol(self.inner)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+        on_lost, self.on_lost = self.on_lost, None
+        if on_lost is not None:
+            on_lost()
 
 _OPTION_NAMES = ("priority", "limit", "snapshot")
 
@@ -146,7 +203,13 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)
     services.connections.add(connection)
+    log_event(log, logging.INFO, "connection opened", transport=connection.transport, user=identity.user_id,
+              remote=request.remote, resumed_from=since.encode() if since is not None else None, named=named)
+    log_event(log, logging.DEBUG, "subscribe", transport=connection.transport, user=identity.user_id,
+              channels=[pattern.text for pattern in patterns], since=since.encode() if since is not None else None)
     writer: SseWriter | None = None
+    watch = DisconnectWatch(request.transport, lambda: connection.end("client left")) \
+        if request.transport is not None else None
     try:
         # Registered with the hub before anything is written: the opening `retry:` line then
         # promises the client every event published after it (SSE has no ack). Replayed and
@@ -157,9 +220,16 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:
-        connection.end()
+        if watch is not None:
+            watch.detach()
+        # The ping task stopped by itself: its write failed, so the client is gone.
+        connection.end("client left")
         services.connections.discard(connection)
+        sent = writer.sent if writer is not None else 0
         if writer is not None:
             await writer.close()
         await session.aclose()
+        log_event(log, logging.INFO, "connection closed", transport=connection.transport, user=identity.user_id,
+                  remote=request.remote, reason=connection.ended_by,
+                  duration_seconds=round(time.monotonic() - connection.opened_at, 3), messages_sent=sent)
     return response

@@ -85,7 +85,7 @@ class FlushQueue:
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_draining")
+    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_draining", "sent")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
@@ -94,6 +94,7 @@ class TransportWriter:
         self.transport = request.transport
         self.protocol = request.protocol
         self.flushes = flushes
+        self.sent = 0  # messages written (events and control messages), for the connection's closing log line
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile,
         # and the outbox notifies no one: the drain task flushes when it is done.
         self._draining: asyncio.Task[None] | None = None
@@ -121,6 +122,7 @@ class TransportWriter:
         if transport is None or transport.is_closing():
             return False  # the client went away; the handler sees the close
         transport.write(self.encode(frames))
+        self.sent += len(frames)
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
         if self.protocol.writing_paused:

@@ -18,6 +18,7 @@ from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
 from notifier.http_requests import last_event_id, query_flag, request_token, url_query
 from notifier.identity import Identity
+from notifier.log_format import log_event
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
 from notifier.session import MAX_CHANNELS, NO_OPTIONS, Session
@@ -47,7 +48,7 @@ class WebSocketConnection:
 
     transport = "websocket"  # the label of its metrics and log lines
     __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
-                 "_connect_cursor", "last_received", "last_ping_sent", "rate")
+                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "opened_at", "closed_with")
 
     def __init__(self, request: web.Request, services: Services):
         self.request = request
@@ -63,6 +64,8 @@ class WebSocketConnection:
         now = time.monotonic()
         self.last_received = now
         self.last_ping_sent = now
+        self.opened_at = now
+        self.closed_with: tuple[int, str] | None = None  # code and reason, whichever side closed first
 
     async def received(self, message: WSMessage) -> None:
         """Act on one message from the client."""
@@ -84,9 +87,13 @@ class WebSocketConnection:
         if identity is None:
             return False
         if not await self.services.wait_following():
+            log_event(log, logging.INFO, "connection refused", transport=self.transport, user=identity.user_id,
+                      remote=self.request.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
             await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
             return False
         self._open(identity)
+        log_event(log, logging.INFO, "connection opened", transport=self.transport, user=identity.user_id,
+                  remote=self.request.remote, resumed_from=last_event_id(self.request, query), batch=self.batch)
         await self._subscribe_from_url(query)
         return True
 
@@ -98,6 +105,8 @@ class WebSocketConnection:
                 token = await self._first_message_token()
             return self.services.authenticator.verify(token)
         except AuthenticationError as error:
+            log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.request.remote,
+                      code=int(CloseCode.POLICY_VIOLATION), reason=error.reason)
             await self.websocket.close(code=CloseCode.POLICY_VIOLATION, message=error.reason.encode())
             return None
 
@@ -155,6 +164,8 @@ class WebSocketConnection:
                 return
             await self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
         elif isinstance(message, Unsubscribe):
+            log_event(log, logging.DEBUG, "unsubscribe", transport=self.transport, user=self.session.identity.user_id,
+                      channels=message.channels)
             self.session.unsubscribe(message.channels)
         elif isinstance(message, Ping):
             self.session.send_control("pong")
@@ -178,6 +189,8 @@ class WebSocketConnection:
             except InvalidCursor as error:
                 self._send_error(ErrorCode.INVALID_CURSOR, str(error))
                 return
+        log_event(log, logging.DEBUG, "subscribe", transport=self.transport, user=self.session.identity.user_id,
+                  channels=[pattern.text for pattern in patterns], since=since_text)
         await self.session.subscribe(patterns, since, options)
 
     def _refresh(self, token: str) -> None:
@@ -218,6 +231,8 @@ class WebSocketConnection:
     def _on_slow(self, session: Session) -> None:
         cursor = session.outbox.delivered_cursor
         reason = f"slow:{cursor}" if cursor else "slow"
+        log_event(log, logging.WARNING, "slow client closed", transport=self.transport, user=session.identity.user_id,
+                  remote=self.request.remote, delivered_cursor=cursor, outbox_bytes=session.outbox.size)
         # A close reason holds 123 bytes; a cut cursor would be worse than none.
         self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
 
@@ -226,6 +241,8 @@ class WebSocketConnection:
         if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
             return
         self.state = WebSocketState.CLOSING
+        if self.closed_with is None:
+            self.closed_with = (int(code), reason)
         self._closing = asyncio.create_task(self._close(code, reason), name="websocket-close")
 
     async def _close(self, code: CloseCode, reason: str) -> None:
@@ -265,6 +282,12 @@ class WebSocketConnection:
             await self._writer.close()
         if not self.websocket.closed:
             await self.websocket.close()
+        if self.session is not None:
+            code, reason = self.closed_with or (self.websocket.close_code or WSCloseCode.ABNORMAL_CLOSURE, "")
+            log_event(log, logging.INFO, "connection closed", transport=self.transport,
+                      user=self.session.identity.user_id, remote=self.request.remote, code=int(code), reason=reason,
+                      duration_seconds=round(time.monotonic() - self.opened_at, 3),
+                      messages_sent=self._writer.sent if self._writer is not None else 0)
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -282,6 +305,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             while connection.state is WebSocketState.OPEN:
                 message = await websocket.receive()
                 if message.type in CLIENT_GONE:
+                    if connection.closed_with is None:
+                        connection.closed_with = ((message.data, message.extra or "") if message.type is WSMsgType.CLOSE
+                                                  else (WSCloseCode.ABNORMAL_CLOSURE, "connection lost"))
                     break
                 await connection.received(message)
     finally:

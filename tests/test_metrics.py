@@ -1,0 +1,140 @@
+"""What SRE scrapes at /metrics: latency, connections, subscriptions, resumes, reconnects, process and build info."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import RECEIVE_TIMEOUT
+
+
+async def _metrics(gateway) -> str:
+    async with gateway.http.get(f"{gateway.base_url}/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+def _value(text: str, series: str) -> float:
+    """The value of one series, e.g. `notifier_connections{transport="sse"}`."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == series:
+            return float(value)
+    raise AssertionError(f"/metrics has no {series}")
+
+
+async def _open_sse(gateway, channels: str = "order.*"):
+    """An SSE stream that has been set up (its `retry:` line read)."""
+    response = await gateway.http.get(f"{gateway.base_url}/sse",
+                                      params={"channels": channels, "token": gateway.token("carol")})
+    assert response.status == 200
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        assert (await response.content.readuntil(b"\n\n")).startswith(b"retry:")
+    return response
+
+
+async def test_websocket_delivery_latency_is_observed(gateway):
+    """A live event written to a WebSocket adds an observation to notifier_delivery_latency_seconds{transport="websocket"}."""
+    series = 'notifier_delivery_latency_seconds_count{transport="websocket"}'
+    before = _value(await _metrics(gateway), series)
+    client = await gateway.websocket()
+    await client.subscribe("order.filled")
+    await gateway.publish({"type": "order.filled"})
+    await client.events(1)
+    text = await _metrics(gateway)
+    assert _value(text, series) > before
+    assert _value(text, 'notifier_delivery_latency_seconds_bucket{transport="websocket",le="+Inf"}') == \
+        _value(text, series)
+
+
+async def test_sse_delivery_latency_is_observed(gateway):
+    """A live event written to an SSE stream adds an observation to notifier_delivery_latency_seconds{transport="sse"}."""
+    series = 'notifier_delivery_latency_seconds_count{transport="sse"}'
+    before = _value(await _metrics(gateway), series)
+    stream = await _open_sse(gateway)
+    await gateway.publish({"type": "order.filled"})
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        assert b"order.filled" in await stream.content.readuntil(b"\n\n")
+    stream.close()
+    assert _value(await _metrics(gateway), series) > before
+
+
+async def test_connections_are_counted_by_transport(gateway):
+    """notifier_connections has one series per transport, counting that gateway's open WebSockets and SSE streams."""
+    clients = [await gateway.websocket(token=f"user-{n}") for n in range(2)]
+    for client in clients:
+        await client.subscribe("order.*")
+    stream = await _open_sse(gateway)
+    text = await _metrics(gateway)
+    stream.close()
+    assert _value(text, 'notifier_connections{transport="websocket"}') == 2
+    assert _value(text, 'notifier_connections{transport="sse"}') == 1
+
+
+async def test_active_subscriptions_are_counted(gateway):
+    """notifier_subscriptions_active counts the channels the open connections are subscribed to."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*", "risk.alert", "position.update")
+    await client.send({"action": "unsubscribe", "channels": ["risk.alert"]})
+    await client.receive_action("ack")
+    assert _value(await _metrics(gateway), "notifier_subscriptions_active") == 2
+
+
+async def test_each_gateway_reports_its_own_connections(make_gateway):
+    """Two gateways in one process each report their own connections, not the last started one's."""
+    first = await make_gateway()
+    second = await make_gateway()
+    client = await first.websocket()
+    await client.subscribe("order.*")
+    assert _value(await _metrics(first), 'notifier_connections{transport="websocket"}') == 1
+    assert _value(await _metrics(second), 'notifier_connections{transport="websocket"}') == 0
+
+
+async def test_complete_resume_is_counted_as_complete(gateway):
+    """A resume that replays everything since its cursor counts in notifier_resumes_total{complete="true"}."""
+    series = 'notifier_resumes_total{complete="true"}'
+    cursor = await gateway.cursor_after_one_event()
+    before = _value(await _metrics(gateway), series)
+    client = await gateway.websocket()
+    await client.subscribe("order.filled", since=cursor)
+    await client.receive_action("recovered")
+    assert _value(await _metrics(gateway), series) == before + 1
+
+
+async def test_nats_reconnect_is_counted(gateway, nats_server):
+    """A reconnect to NATS after the server restarted adds one to notifier_nats_reconnects_total."""
+    before = _value(await _metrics(gateway), "notifier_nats_reconnects_total")
+    port = nats_server.port
+    await nats_server.stop()
+    nats_server.requested_port = port
+    await nats_server.start()
+    async with asyncio.timeout(30):
+        while _value(await _metrics(gateway), "notifier_nats_reconnects_total") == before:
+            await gateway.gateway.client.flush()  # waits for the reconnect, no sleep
+    assert _value(await _metrics(gateway), "notifier_nats_reconnects_total") == before + 1
+
+
+async def test_process_and_build_info_metrics_are_exposed(gateway):
+    """/metrics carries the standard process_* metrics and notifier_build_info with the version."""
+    text = await _metrics(gateway)
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+                 "process_start_time_seconds"):
+        assert _value(text, name) > 0, name
+    assert re.search(r'^notifier_build_info\{version="\d+\.\d+\.\d+[^"]*",python="3\.\d+\.\d+"\} 1$', text, re.M)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (package prometheus) is not installed")
+async def test_promtool_accepts_the_metrics(gateway):
+    """`promtool check metrics` finds nothing to complain about in /metrics with every kind of series present."""
+    client = await gateway.websocket()
+    await client.subscribe("order.filled")
+    await gateway.publish({"type": "order.filled"})
+    await client.events(1)
+    text = await _metrics(gateway)
+    result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"], input=text,
+                                     capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
