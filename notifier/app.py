@@ -186,6 +186,7 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/readyz", http_api.readyz)
     app.router.add_get("/metrics", http_api.metrics_endpoint)
     app.router.add_get("/client.js", frontend.client_js)
+    app.router.add_get("/console", frontend.console)
     origins.install(app, settings.allowed_origins)
     app.middlewares.append(json_routing_errors)  # inside the origin check: preflights are answered first
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -178,5 +177,9 @@ async def launch_chromium() -> AsyncIterator[object]:
             await browser.close()
 
 
-def which_node() -> str | None:
-    return shutil.which("node")
+@pytest.fixture
+async def chromium():
+    """Headless Debian Chromium, or a loud skip when it (or playwright) is missing."""
+    chromium_or_skip()
+    async for browser in launch_chromium():
+        yield browser

@@ -8,20 +8,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from browser_support import (WAIT_MS, GatewayProcess, PageServer, browser_page, chromium_or_skip,
-                                   launch_chromium)
+from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium  # noqa: F401 (fixture)
 from conftest import SECRET
 
 TRANSPORTS = ["websocket", "sse"]
 READY_TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def chromium():
-    """Headless Debian Chromium, or a loud skip when it (or playwright) is missing."""
-    chromium_or_skip()
-    async for browser in launch_chromium():
-        yield browser
 
 
 @pytest.fixture
