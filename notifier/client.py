@@ -39,6 +39,7 @@ TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]]]
 Listener = Callable[[Any], None]
 EVENT_NAMES = ("state", "recovered", "lost", "error")
 QUEUE_SIZE = 1000
+PRIORITIES = ("p0", "p1", "p2", "p3")
 TIMER_SLACK = 0.002  # seconds a receive timeout may fire before its deadline
 _END = object()
 
@@ -101,6 +102,11 @@ class Subscription:
         self._announced_on: aiohttp.ClientWebSocketResponse | None = None
 
     def matches(self, data: dict[str, Any]) -> bool:
+        """The event's channel matches the pattern, and its priority is one the `priority` option admits."""
+        wanted = (self.options or {}).get("priority")
+        priority = data.get("priority")
+        if wanted in PRIORITIES and priority in PRIORITIES and PRIORITIES.index(priority) > PRIORITIES.index(wanted):
+            return False
         return self._parsed.matches(data.get("type", ""), data.get("key"))
 
     def __aiter__(self) -> "Subscription":
@@ -301,15 +307,25 @@ class Client:
             groups = self._groups()
             for subscription in self._subscriptions:
                 subscription._announced_on = ws
-            pending_recoveries = len(groups) if since else 0
             self._set_state("recovering" if since and groups else "reconnecting" if self.reconnects else "connecting")
-            for options, patterns in groups:
-                message: dict[str, Any] = {"action": "subscribe", "channels": patterns}
-                if since:
-                    message["since"] = since
-                if options:
-                    message["options"] = options
-                await ws.send_str(json.dumps(message))
+            reapply: list[tuple[dict[str, Any], list[str]]] = []
+            if since and len(groups) > 1:
+                # One replay of every pattern from the one cursor: two replays would interleave, and an
+                # event matching both would come twice. Options are put back once it is over (priority
+                # is also checked here, so no subscription yields an event its options leave out).
+                everything = list(dict.fromkeys(pattern for _, patterns in groups for pattern in patterns))
+                await ws.send_str(json.dumps({"action": "subscribe", "channels": everything, "since": since}))
+                pending_recoveries = 1
+                reapply = [(options, patterns) for options, patterns in groups if options]
+            else:
+                pending_recoveries = len(groups) if since else 0
+                for options, patterns in groups:
+                    message: dict[str, Any] = {"action": "subscribe", "channels": patterns}
+                    if since:
+                        message["since"] = since
+                    if options:
+                        message["options"] = options
+                    await ws.send_str(json.dumps(message))
             if not groups:
                 established = True
                 self._set_state("live")
@@ -363,6 +379,13 @@ class Client:
                             if pending_recoveries > 0:
                                 pending_recoveries -= 1
                                 if pending_recoveries == 0:
+                                    for options, patterns in reapply:
+                                        # a snapshot after the replay would repeat events
+                                        kept = {name: value for name, value in options.items() if name != "snapshot"}
+                                        if kept:
+                                            await ws.send_str(json.dumps({"action": "subscribe",
+                                                                          "channels": patterns, "options": kept}))
+                                    reapply = []
                                     self._set_state("live")
                         elif action == "lost":
                             self._emit("lost", {"channel": item.get("channel"), "count": item.get("count"),

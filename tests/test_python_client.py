@@ -166,3 +166,24 @@ def test_the_client_does_not_import_nats():
     """notifier.client is the HTTP side: importing it loads no NATS module."""
     code = "import sys, notifier.client; sys.exit(any(m == 'nats' or m.startswith('nats.') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+async def test_subscriptions_with_different_options_resume_exactly(make_gateway):
+    """Two subscriptions with different options each yield their events once, in order, after a restart."""
+    gateway = await make_gateway()
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        urgent = client.subscribe("risk.*", priority="p1")
+        await take_ready(client, orders)
+        await take_ready(client, urgent)
+        await gateway.publish({"type": "order.filled", "payload": {"n": 0}},
+                              {"type": "risk.alert", "priority": "p0", "payload": {"n": 0}})
+        first_orders, first_urgent = await take(orders, 1), await take(urgent, 1)
+        await gateway.stop()
+        await gateway.start()
+        await gateway.publish({"type": "order.filled", "payload": {"n": 1}},
+                              {"type": "risk.alert", "priority": "p2", "payload": {"n": -1}},
+                              {"type": "risk.alert", "priority": "p1", "payload": {"n": 1}})
+        rest_orders, rest_urgent = await take(orders, 1), await take(urgent, 1)
+    assert numbers(first_orders + rest_orders) == [0, 1]
+    assert numbers(first_urgent + rest_urgent) == [0, 1]

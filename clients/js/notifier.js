@@ -164,6 +164,7 @@ class NotifierClient {
     const meta = { id, channel };
     for (const subscription of [...this._subscriptions]) {
       if (!channelMatches(subscription.pattern, channel)) continue;
+      if (!priorityAdmits(subscription.options?.priority, data?.priority)) continue;
       try {
         subscription.handler(data, meta);
       } catch (error) {
@@ -277,6 +278,14 @@ class NotifierClient {
   }
 }
 
+const PRIORITIES = ["p0", "p1", "p2", "p3"];
+
+// A subscription's `priority` option admits events of that priority or higher (p0 is the highest).
+function priorityAdmits(wanted, priority) {
+  if (!wanted || !PRIORITIES.includes(priority)) return true;
+  return PRIORITIES.indexOf(priority) <= PRIORITIES.indexOf(wanted);
+}
+
 function cleanOptions(options) {
   if (!options) return undefined;
   const clean = {};
@@ -360,8 +369,25 @@ class WebSocketConnection {
       return;
     }
     client._setState(since ? "recovering" : client.reconnects ? "reconnecting" : "connecting");
+    if (since && groups.length > 1) {
+      // One replay of every pattern from the one cursor: two replays would interleave, and an event
+      // matching both would come twice. Each subscription's options are put back once it is over
+      // (priority is also checked here, so no handler sees an event its options leave out).
+      this.pendingRecoveries = 1;
+      this.reapply = groups.filter((group) => group.options);
+      this.sendSubscribe([...new Set(groups.flatMap((group) => group.patterns))], undefined, since);
+      return;
+    }
     this.pendingRecoveries = since ? groups.length : 0;
     for (const group of groups) this.sendSubscribe(group.patterns, group.options, since);
+  }
+
+  reapplyOptions() {
+    for (const group of this.reapply ?? []) {
+      const { snapshot, ...options } = group.options; // a snapshot after a replay would repeat events
+      if (Object.keys(options).length) this.sendSubscribe(group.patterns, options, null);
+    }
+    this.reapply = null;
   }
 
   sendSubscribe(patterns, options, since) {
@@ -408,7 +434,10 @@ class WebSocketConnection {
         break;
       case "recovered":
         client._emit("recovered", { complete: message.complete });
-        if (this.pendingRecoveries > 0 && --this.pendingRecoveries === 0) this.goLive();
+        if (this.pendingRecoveries > 0 && --this.pendingRecoveries === 0) {
+          this.reapplyOptions();
+          this.goLive();
+        }
         break;
       case "lost":
         client._emit("lost", { channel: message.channel, count: message.count, since: message.since });
@@ -648,12 +677,14 @@ class SseConnection {
   }
 }
 
-// SSE carries one set of options for all its channels.
+// SSE carries one set of options for all its channels: with several, none (priority is still
+// checked on the client, so handlers see what they asked for; limit and snapshot do not apply).
 function sharedOptions(groups, client) {
   if (groups.length === 1) return groups[0].options;
-  if (!client._warnedOptions) {
+  if (!client._warnedOptions && groups.some((group) => group.options)) {
     client._warnedOptions = true;
-    client._emit("error", new Error("over SSE all subscriptions share one set of options; using none"));
+    client._emit("error", new Error("over SSE all subscriptions share one set of options: limit and snapshot "
+      + "are not applied when subscriptions differ in options (priority is filtered on the client)"));
   }
   return undefined;
 }

@@ -400,3 +400,34 @@ test("resume session keeps the last event id in sessionStorage for the next page
     delete globalThis.sessionStorage;
   }
 });
+
+test("a resume with subscriptions of different options is one replay, options put back after it", async () => {
+  reset();
+  const client = wsClient();
+  client.subscribe("order.*", () => {});
+  client.subscribe("risk.alert", () => {}, { priority: "p1", snapshot: "last" });
+  const first = await openSocket(0);
+  first.serverSends({ action: "event", channel: "order.filled", id: "a3", data: envelope("order.filled") });
+  first.serverCloses(1006);
+  const second = await openSocket(1);
+  assert.deepEqual(second.sent.slice(1), [{ action: "subscribe", channels: ["order.*", "risk.alert"], since: "a3" }]);
+  second.serverSends({ action: "ack", subscribed: ["order.*", "risk.alert"], unsubscribed: [] },
+    { action: "recovered", complete: true });
+  assert.deepEqual(second.sent.slice(2), [{ action: "subscribe", channels: ["risk.alert"], options: { priority: "p1" } }]);
+  assert.equal(client.state, "live");
+  await client.close();
+});
+
+test("a subscription's priority option is also checked on the client", async () => {
+  reset();
+  const client = wsClient();
+  const seen = [];
+  client.subscribe("risk.*", (data) => seen.push(data.priority), { priority: "p1" });
+  const socket = await openSocket();
+  for (const priority of ["p0", "p1", "p2", "p3"]) {
+    socket.serverSends({ action: "event", channel: "risk.alert", id: `a${priority}`,
+      data: { ...envelope("risk.alert"), priority } });
+  }
+  assert.deepEqual(seen, ["p0", "p1"]);
+  await client.close();
+});
