@@ -219,9 +219,9 @@ class NotifierClient {
     this._timer = setTimeout(() => this._open(), delay);
   }
 
-  async _open() {
+  async _open(reopen = false) {
     if (this._closed) return;
-    if (this._opened) this.reconnects += 1;
+    if (this._opened && !reopen) this.reconnects += 1;
     this._opened = true;
     const Connection = this._transport === "sse" ? SseConnection : WebSocketConnection;
     const connection = new Connection(this);
@@ -666,7 +666,7 @@ class SseConnection {
     if (this.ended || this.client._connection !== this) return;
     this.close();
     this.client._connection = null;
-    this.client._open();
+    this.client._open(true); // same subscriptions' stream, new URL: not counted as a reconnect
   }
 
   close() {
