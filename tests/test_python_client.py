@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from browser_support import GatewayProcess
+from conftest import SECRET
 
 from notifier.client import Event, NotifierError, connect
 
@@ -187,3 +189,24 @@ async def test_subscriptions_with_different_options_resume_exactly(make_gateway)
         rest_orders, rest_urgent = await take(orders, 1), await take(urgent, 1)
     assert numbers(first_orders + rest_orders) == [0, 1]
     assert numbers(first_urgent + rest_urgent) == [0, 1]
+
+
+async def test_every_event_once_in_order_across_a_gateway_kill(nats_server, gateway, tmp_path):
+    """Across kill -9 of the gateway process (events published meanwhile elsewhere) nothing is lost or repeated."""
+    process = GatewayProcess(nats_server.url, tmp_path / "process-data", SECRET, "")
+    await process.start()
+    try:
+        async with connect(process.base_url, token=gateway.token("alice"), **FAST) as client:
+            orders = client.subscribe("order.*")
+            await take_ready(client, orders)
+            await publish_numbers(gateway, range(0, 3))
+            first = await take(orders, 3)
+            await process.kill()
+            await wait_for(lambda: client.state == "reconnecting", "reconnecting")
+            await publish_numbers(gateway, range(3, 6))
+            await process.start()
+            await publish_numbers(gateway, range(6, 9))
+            rest = await take(orders, 6)
+    finally:
+        await process.kill()
+    assert numbers(first + rest) == list(range(9))
