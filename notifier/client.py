@@ -141,8 +141,9 @@ class Client:
     def __init__(self, url: str, *, token: TokenSource | None, last_event_id: str | None = None,
                  min_reconnect_delay: float = 0.5, max_reconnect_delay: float = 30.0,
                  ping_interval: float = 20.0, pong_timeout: float = 10.0, refresh_margin: float = 30.0,
-                 session: aiohttp.ClientSession | None = None):
+                 session: aiohttp.ClientSession | None = None, start_from_history: bool = True):
         self.url = url.rstrip("/")
+        self.start_from_history = start_from_history
         self.token = token
         self.last_event_id = last_event_id
         self.min_reconnect_delay = min_reconnect_delay
@@ -295,10 +296,37 @@ class Client:
                 patterns.append(subscription.pattern)
         return list(groups.values())
 
+    async def _find_start(self, token: str | None) -> None:
+        """Before the first event: the position after the newest event on the channels, from /api/history.
+
+        Subscribing from it, a disconnect before the first event loses nothing either, and the
+        events stored between this read and the subscribe are replayed.
+        """
+        assert self._session is not None
+        patterns = list(dict.fromkeys(subscription.pattern for subscription in self._subscriptions))
+        if not patterns or not self.start_from_history:
+            return
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        try:
+            query = {"channels": ",".join(patterns), "limit": "1"}
+            async with self._session.get(f"{self.url}/api/history", params=query, headers=headers) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise NotifierError(response.status, str(body.get("error", {}).get("message", body)))
+        except (aiohttp.ClientError, ValueError, NotifierError) as error:
+            self._emit("error", NotifierError("no_start_position", f"{error}; live until the first event"))
+            return
+        if self.last_event_id is None and isinstance(body.get("next"), str):
+            self.last_event_id = body["next"]
+
     async def _connect_once(self) -> None:
         assert self._session is not None
         token = await self._token()
-        ws_url = "ws" + self.url[len("http"):] + "/ws?batch=1" if self.url.startswith("http") else self.url + "/ws?batch=1"
+        if self.last_event_id is None:
+            await self._find_start(token)
+        # http://host -> ws://host, https://host -> wss://host; a ws:// or wss:// base is used as it is.
+        base = "ws" + self.url[len("http"):] if self.url.startswith("http") else self.url
+        ws_url = base + "/ws?batch=1"
         established = False
         async with self._session.ws_connect(ws_url, autoping=True, max_msg_size=0) as ws:
             if token:
@@ -431,7 +459,8 @@ class Client:
 def connect(url: str, *, token: TokenSource | None = None, **options: Any) -> Client:
     """A client of the gateway at `url` ("http://127.0.0.1:8080"); use it with `async with`.
 
-    Options: `last_event_id` (resume from a cursor you kept), `min_reconnect_delay` (0.5 s),
+    Options: `last_event_id` (resume from a cursor you kept; without one the client starts from the
+    position `/api/history` gives for its channels, unless `start_from_history=False`), `min_reconnect_delay` (0.5 s),
     `max_reconnect_delay` (30 s), `ping_interval` (20 s), `pong_timeout` (10 s), `refresh_margin`
     (30 s before `exp`, at most half the remaining life), `session` (an aiohttp ClientSession).
     """

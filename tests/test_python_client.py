@@ -99,6 +99,7 @@ async def test_a_resume_reports_recovered(make_gateway):
         await take_ready(client, orders)
         await publish_numbers(gateway, [0])
         await take(orders, 1)
+        recovered.clear()  # the first connection's replay, from the start position
         await gateway.stop()
         await gateway.start()
         await wait_for(lambda: recovered, "recovered")
@@ -210,3 +211,17 @@ async def test_every_event_once_in_order_across_a_gateway_kill(nats_server, gate
     finally:
         await process.kill()
     assert numbers(first + rest) == list(range(9))
+
+
+async def test_a_restart_before_the_first_event_loses_nothing(make_gateway):
+    """Disconnected before any event, the client resumes from the start position /api/history gave it."""
+    gateway = await make_gateway()
+    other = await make_gateway()
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        await gateway.stop()
+        await publish_numbers(other, range(0, 3))
+        await gateway.start()
+        events = await take(orders, 3)
+    assert numbers(events) == [0, 1, 2]

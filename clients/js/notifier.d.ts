@@ -53,6 +53,9 @@ export interface ConnectOptions {
   refreshMargin?: number;
   /** sessionStorage key (default "notifier:lastEventId:<url>"). */
   storageKey?: string;
+  /** fetch used once, before the first event, to read the start position from /api/history
+   *  (default globalThis.fetch; null: no read, the first connection starts live). */
+  fetch?: typeof fetch | null;
 }
 
 export type State = "connecting" | "live" | "recovering" | "reconnecting" | "closed";
@@ -70,7 +73,7 @@ export interface Subscription {
 
 export interface NotifierClient {
   readonly state: State;
-  /** The cursor of the last event handed to a handler (null before the first). */
+  /** The cursor of the last event handed to a handler, or the start position read before the first. */
   readonly lastEventId: string | null;
   /** Connections opened after the first one. */
   readonly reconnects: number;

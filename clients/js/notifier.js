@@ -10,7 +10,8 @@
 //   Server-Sent Events; transport "auto" falls back to SSE after 3 WebSocket failures in a row;
 // - exact resume: after any disconnect it subscribes again with `since` = the `id` of the last
 //   event it handed to you, so every event reaches your handler once, in order; with
-//   resume: "session" that id survives a page reload (sessionStorage);
+//   resume: "session" that id survives a page reload (sessionStorage); before the first event it
+//   starts from the position GET /api/history gives for the channels;
 // - the token: a string, or a function returning one (or a promise of one), called for every
 //   connection and again before the token's `exp` to refresh it over the open WebSocket;
 // - reconnects with capped exponential backoff and full jitter, answers the server's pings and
@@ -28,6 +29,7 @@ const DEFAULTS = {
   pongTimeout: 10000, // ms to wait for anything after a ping before reconnecting
   refreshMargin: 30000, // ms before `exp` at which the token is refreshed (at most half its remaining life)
   storageKey: null, // sessionStorage key; default "notifier:lastEventId:<url>"
+  fetch: undefined, // fetch for the start position (default globalThis.fetch; null: start live, no history read)
 };
 
 /** Connect to the gateway at `url` (its base URL, e.g. "https://notify.example.com"). */
@@ -227,7 +229,11 @@ class NotifierClient {
     const connection = new Connection(this);
     this._connection = connection;
     try {
-      await connection.open();
+      const token = await this._token();
+      checkToken(this, token);
+      if (this.lastEventId === null && !connection.ended) await this._findStart(token);
+      if (connection.ended) return;
+      await connection.open(token);
     } catch (error) {
       if (error?.fatal) {
         this._lost(connection, { established: false, fatal: error });
@@ -235,6 +241,29 @@ class NotifierClient {
       }
       this._emit("error", error);
       this._lost(connection, { established: false });
+    }
+  }
+
+  // Before the first event there is no cursor to resume from: ask /api/history for the position
+  // after the newest event on the channels, and subscribe from it. A disconnect before the first
+  // event then loses nothing either (and the events between this read and the subscribe are replayed).
+  async _findStart(token) {
+    const fetchFn = this.options.fetch === undefined ? globalThis.fetch : this.options.fetch;
+    const patterns = [...new Set([...this._subscriptions].map((subscription) => subscription.pattern))];
+    if (!fetchFn || patterns.length === 0) return;
+    try {
+      const params = new URLSearchParams({ channels: patterns.join(","), limit: "1" });
+      const headers = token ? { Authorization: `Bearer ${token}` } : {};
+      const response = await fetchFn(`${this.url}/api/history?${params}`, { headers });
+      if (!response.ok) throw new Error(`GET /api/history answered ${response.status}`);
+      const body = await response.json();
+      if (this.lastEventId === null && typeof body.next === "string") {
+        this.lastEventId = body.next;
+        this._saveCursor(body.next);
+      }
+    } catch (error) {
+      this._emit("error", Object.assign(new Error(`no start position (${error.message}): live until the first event`),
+        { cause: error }));
     }
   }
 
@@ -330,12 +359,9 @@ class WebSocketConnection {
     this.tokenExpiresAt = null;
   }
 
-  async open() {
+  async open(token) {
     const client = this.client;
     if (!client.WebSocket) throw new Error("no WebSocket constructor: pass options.WebSocket");
-    const token = await client._token();
-    checkToken(client, token);
-    if (this.ended) return;
     const wsUrl = client.url.replace(/^http/, "ws") + "/ws?batch=1";
     const socket = new client.WebSocket(wsUrl);
     this.socket = socket;
@@ -564,7 +590,7 @@ class SseConnection {
     this.reopenPending = false;
   }
 
-  async open() {
+  async open(token) {
     const client = this.client;
     if (!client.EventSource) throw new Error("no EventSource constructor: pass options.EventSource");
     const groups = client._groups();
@@ -575,9 +601,6 @@ class SseConnection {
       client._setState("live");
       return;
     }
-    const token = await client._token();
-    checkToken(client, token);
-    if (this.ended) return;
     const params = new URLSearchParams();
     params.set("channels", groups.flatMap((group) => group.patterns).join(","));
     if (token) params.set("token", token);

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 
 import { backoffDelay, channelMatches, connect, tokenExpiry } from "../notifier.js";
 
-const FAST = { minReconnectDelay: 1, maxReconnectDelay: 5 };
+// fetch: null: no start position read from /api/history (tested on its own below).
+const FAST = { minReconnectDelay: 1, maxReconnectDelay: 5, fetch: null };
 
 class FakeWebSocket {
   static instances = [];
@@ -429,5 +430,33 @@ test("a subscription's priority option is also checked on the client", async () 
       data: { ...envelope("risk.alert"), priority } });
   }
   assert.deepEqual(seen, ["p0", "p1"]);
+  await client.close();
+});
+
+test("before the first event the client subscribes from the position /api/history gives", async () => {
+  reset();
+  const requests = [];
+  const fetch = async (url, init) => {
+    requests.push([url, init.headers.Authorization]);
+    return { ok: true, json: async () => ({ events: [], next: "a9.m2", complete: true }) };
+  };
+  const client = wsClient({ fetch });
+  client.subscribe("order.*", () => {});
+  client.subscribe("risk.alert", () => {});
+  const socket = await openSocket();
+  assert.deepEqual(requests, [["http://gateway.test:8080/api/history?channels=order.*%2Crisk.alert&limit=1", "Bearer t0"]]);
+  assert.deepEqual(socket.sent[1], { action: "subscribe", channels: ["order.*", "risk.alert"], since: "a9.m2" });
+  await client.close();
+});
+
+test("without a start position the client reports an error and subscribes live", async () => {
+  reset();
+  const errors = [];
+  const client = wsClient({ fetch: async () => ({ ok: false, status: 403, json: async () => ({}) }) });
+  client.on("error", (error) => errors.push(error.message));
+  client.subscribe("order.*", () => {});
+  const socket = await openSocket();
+  assert.deepEqual(socket.sent[1], { action: "subscribe", channels: ["order.*"] });
+  assert.match(errors[0], /403/);
   await client.close();
 });
