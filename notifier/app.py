@@ -12,6 +12,8 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from notifier import frontend, http_api, metrics, origins
+from notifier import redaction
+from notifier.admission import ADMISSION, ConnectionAdmission
 from notifier.gc_pauses import GcPauseWatch
 from notifier.http_requests import json_error
 from notifier.auth import Authenticator
@@ -159,9 +161,15 @@ GATEWAY = web.AppKey("gateway", Gateway)
 def create_app(settings: Settings, authenticator: Authenticator) -> web.Application:
     """The aiohttp application; the gateway starts with the app and stops with it."""
     # 1000 envelopes per publish (the documented maximum) need more than aiohttp's 1 MiB default.
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    # aiohttp's keep-alive timer also runs from the moment a connection opens until its first
+    # request is complete: a partial request (slowloris) or an idle socket is dropped after it
+    # (aiohttp's default is 3630 s). It never cuts a WebSocket or SSE stream under way.
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES,
+                          handler_args={"keepalive_timeout": settings.http_idle_timeout})
     gateway = Gateway(settings, authenticator)
     app[GATEWAY] = gateway
+    app[ADMISSION] = ConnectionAdmission(settings.connections_per_ip_per_minute)
+    redaction.install()  # aiohttp's own log lines: a bad request line, offered subprotocols
 
     async def lifecycle(app: web.Application):
         app[SERVICES] = await gateway.start()

@@ -8,9 +8,14 @@ from dataclasses import dataclass
 
 from notifier.events import KEY_PATTERN
 
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
+# Full matches of ASCII-only rules: `$` would also let a segment or key end in a newline.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _KEY = re.compile(KEY_PATTERN)
 MAX_TOKENS = 16
+# A channel is a type (at most 200 characters) and a key (at most 128); longer text is refused
+# before it is parsed or cached, so the cache of parsed patterns holds at most 4096 x 256 bytes
+# of text (200 distinct 500 KB names held 96 MB after their client left).
+MAX_CHANNEL_BYTES = 256
 
 
 class InvalidChannel(ValueError):
@@ -54,6 +59,8 @@ def parse_channel(text: str) -> ChannelPattern:
     """Parse `order.*`, `order.>` or `market.ticker:BTC/USDT`, naming the rule a bad one breaks."""
     if not isinstance(text, str) or not text:
         raise InvalidChannel("channel must be a non-empty string")
+    if len(text) > MAX_CHANNEL_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_CHANNEL_BYTES:
+        raise InvalidChannel(f"channel {text[:32]!r}...: longer than {MAX_CHANNEL_BYTES} bytes")
     return _parse(text)
 
 
@@ -61,7 +68,7 @@ def parse_channel(text: str) -> ChannelPattern:
 @functools.lru_cache(maxsize=4096)
 def _parse(text: str) -> ChannelPattern:
     type_part, separator, key = text.partition(":")
-    if separator and not _KEY.match(key or ""):
+    if separator and not _KEY.match(key):
         raise InvalidChannel(f"channel {text!r}: key after ':' must be non-empty, without spaces or commas")
     if separator and len(key) > 128:
         raise InvalidChannel(f"channel {text!r}: key is longer than 128 characters")
@@ -71,7 +78,7 @@ def _parse(text: str) -> ChannelPattern:
     for position, token in enumerate(tokens):
         if token == ">" and position != len(tokens) - 1:
             raise InvalidChannel(f"channel {text!r}: '>' is only allowed as the last segment")
-        if token not in ("*", ">") and not _TOKEN.match(token):
+        if token not in ("*", ">") and not _TOKEN.fullmatch(token):
             raise InvalidChannel(
                 f"channel {text!r}: segment {token!r} must be letters, digits, '_' or '-', or a wildcard '*' or '>'"
             )

@@ -10,9 +10,13 @@ class CloseCode(IntEnum):
 
     GOING_AWAY = 1001  # the gateway is shutting down; reconnect to another replica
     POLICY_VIOLATION = 1008  # authentication failed or the token expired
+    UNSUPPORTED_DATA = 1007  # a text frame that is not UTF-8 (closed by aiohttp; the reason is ours)
+    MESSAGE_TOO_BIG = 1009  # a client message over NOTIFIER_MAX_CLIENT_MESSAGE_BYTES (closed by aiohttp)
+    INTERNAL_ERROR = 1011  # the gateway failed serving this connection (logged with its traceback)
     TRY_AGAIN_LATER = 1013  # the gateway is starting and does not follow the streams yet
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
     SLOW = 4008  # the client's outbox overflowed; the reason carries the last delivered cursor
+    TOO_MANY_MESSAGES = 4029  # the client kept sending far over NOTIFIER_CLIENT_MESSAGES_PER_SECOND
 
 
 class ErrorCode(StrEnum):
@@ -27,3 +31,4 @@ class ErrorCode(StrEnum):
     TOO_MANY_CHANNELS = "too_many_channels"
     HISTORY_UNAVAILABLE = "history_unavailable"
     TOO_MANY_RECOVERIES = "too_many_recoveries"
+    RATE_LIMITED = "rate_limited"

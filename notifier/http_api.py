@@ -13,7 +13,14 @@ from notifier.broker import PublishUnconfirmed
 from notifier.cursor import Cursor
 from notifier.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.json_limits import MAX_JSON_DEPTH
-from notifier.http_requests import Rejected, channels_from, cursor_from, identity_from, json_error
+from notifier.http_requests import (
+    Rejected,
+    channels_from,
+    cursor_from,
+    identity_from,
+    internal_errors_as_json,
+    json_error,
+)
 from notifier.identity import PUBLISHER_ROLE
 from notifier.log_format import log_event
 from notifier.services import SERVICES, Services
@@ -27,6 +34,7 @@ _encoder = msgspec.json.Encoder()
 _LIMIT = re.compile(r"[0-9]{1,4}")
 
 
+@internal_errors_as_json
 async def publish(request: web.Request) -> web.Response:
     """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
     services: Services = request.app[SERVICES]
@@ -76,12 +84,13 @@ async def publish(request: web.Request) -> web.Response:
     return web.json_response({"events": accepted}, status=202)
 
 
+@internal_errors_as_json
 async def history(request: web.Request) -> web.Response:
     """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
     services: Services = request.app[SERVICES]
     try:
         identity = identity_from(request, request.query, services.authenticator)
-        patterns = channels_from(request.query)
+        patterns = channels_from(request.query, services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
     except Rejected as rejection:
         return rejection.response
@@ -106,11 +115,13 @@ async def history(request: web.Request) -> web.Response:
     return web.Response(body=_encoder.encode(body), content_type="application/json")
 
 
+@internal_errors_as_json
 async def healthz(request: web.Request) -> web.Response:
     """`GET /healthz`: 200 while the process runs."""
     return web.json_response({"status": "ok"})
 
 
+@internal_errors_as_json
 async def readyz(request: web.Request) -> web.Response:
     """`GET /readyz`: 200 when NATS is connected and the streams exist, else 503 with the reason."""
     reason = request.app[SERVICES].not_ready()
@@ -119,6 +130,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "unavailable", "reason": reason}, status=503)
 
 
+@internal_errors_as_json
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """`GET /metrics`: Prometheus text format."""
     return web.Response(text=metrics.render_all(request.app[SERVICES].gauges), content_type="text/plain", charset="utf-8",

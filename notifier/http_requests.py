@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -24,6 +26,28 @@ def json_error(status: int, code: str, message: str, field: str | None = None) -
     if field is not None:
         error["field"] = field
     return web.json_response({"error": error}, status=status)
+
+
+def internal_errors_as_json(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler that answers an unexpected exception with `500 internal_error` in JSON, logged with its traceback.
+
+    aiohttp's own 500 is plain text, with the traceback in it when the loop runs in debug mode.
+    For request-response handlers only: a streaming handler (WebSocket, SSE) would keep this
+    frame for its whole life, and after its response started a 500 can no longer be sent.
+    """
+    @functools.wraps(handler)
+    async def answering_in_json(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # CancelledError is a BaseException: it passes through
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            return json_error(500, "internal_error", "internal error")
+
+    return answering_in_json
 
 
 def url_query(request: web.BaseRequest) -> MultiDict[str]:
@@ -76,8 +100,8 @@ def identity_from(request: web.Request, query: MultiMapping[str], authenticator:
         raise Rejected(json_error(401, "unauthorized", error.reason)) from None
 
 
-def channels_from(query: MultiMapping[str]) -> list[ChannelPattern]:
-    """The required `?channels=a,b` list."""
+def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
+    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`)."""
     try:
         patterns = parse_channel_list(query.get("channels", ""))
     except InvalidChannel as error:
@@ -85,8 +109,8 @@ def channels_from(query: MultiMapping[str]) -> list[ChannelPattern]:
     if not patterns:
         raise Rejected(json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
                                   field="channels"))
-    if len(patterns) > MAX_CHANNELS:
-        raise Rejected(json_error(400, "too_many_channels", f"at most {MAX_CHANNELS} channels", field="channels"))
+    if len(patterns) > max_channels:
+        raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
     return patterns
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import time
 from typing import Callable
 
@@ -12,6 +13,7 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from notifier.admission import admitted
 from notifier.frames import SseFraming
 from notifier.log_format import log_event
 from notifier.http_requests import (
@@ -142,6 +144,8 @@ class DisconnectWatch(asyncio.Protocol):
             on_lost()
 
 _OPTION_NAMES = ("priority", "limit", "snapshot")
+_DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
+_WHOLE = re.compile(r"[0-9]{1,9}")
 
 
 def _options_from_query(query) -> SubscriptionOptions:
@@ -159,12 +163,10 @@ def _raw_options(query) -> dict[str, object]:
         value = query.get(name)
         if value is None or value == "":
             continue
-        if name == "limit":
-            try:
-                raw[name] = float(value)
-            except ValueError:
-                raw[name] = value
-        elif name == "snapshot" and value.isdigit():
+        # ASCII numbers only: `isdigit` takes `²` (a 500 from `int`), `float` takes `١٢` and `1_0`.
+        if name == "limit" and _DECIMAL.fullmatch(value):
+            raw[name] = float(value)
+        elif name == "snapshot" and _WHOLE.fullmatch(value):
             raw[name] = int(value)
         else:
             raw[name] = value
@@ -173,12 +175,14 @@ def _raw_options(query) -> dict[str, object]:
 
 async def sse_handler(request: web.Request) -> web.StreamResponse:
     """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
+    if not admitted(request):
+        return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
     services: Services = request.app[SERVICES]
     settings = services.settings
     query = url_query(request)  # not request.query: that parse would live as long as the stream
     try:
         identity = identity_from(request, query, services.authenticator)
-        patterns = channels_from(query)
+        patterns = channels_from(query, settings.max_channels)
         options = _options_from_query(query)
         since = cursor_from(last_event_id(request, query), "last_event_id")
     except Rejected as rejection:

@@ -10,28 +10,57 @@ import time
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
 
+from notifier.admission import MessageRate, admitted
 from notifier.auth import AuthenticationError
 from notifier.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
 from notifier.close_codes import CloseCode, ErrorCode
 from notifier.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
-from notifier.http_requests import last_event_id, query_flag, request_token, url_query
+from notifier.http_requests import json_error, last_event_id, query_flag, request_token, url_query
 from notifier.identity import Identity
 from notifier.log_format import log_event
 from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
-from notifier.session import MAX_CHANNELS, NO_OPTIONS, Session
+from notifier.session import NO_OPTIONS, Session
 from notifier.transport_writer import WebSocketWriter
 
 log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 15.0
 MAX_CLOSE_REASON = 123
+# `new WebSocket(url, ["notifier", token])`: the token as the second subprotocol, for browsers
+# that must keep it out of the URL; the server answers with `notifier` only.
+PROTOCOL = "notifier"
+
+
+def protocol_token(request: web.Request) -> str | None:
+    """The token offered beside `notifier` in `Sec-WebSocket-Protocol`, if the client offered both."""
+    offered = [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if PROTOCOL not in offered:
+        return None
+    return next((item for item in offered if item and item != PROTOCOL), None)
 
 
 # What `receive()` returns once the client has closed or the socket is gone; the loop ends there.
 CLIENT_GONE = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+
+
+# aiohttp closes these itself, without a reason; the client gets one.
+_AIOHTTP_CLOSE_REASONS = {
+    WSCloseCode.PROTOCOL_ERROR: b"websocket protocol error",
+    WSCloseCode.INVALID_TEXT: b"text frame is not UTF-8",
+    WSCloseCode.MESSAGE_TOO_BIG: b"message too big",
+}
+
+
+class _WebSocketWithReasons(web.WebSocketResponse):
+    """aiohttp's WebSocket, except that the closes it makes by itself (1002, 1007, 1009) carry a reason."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if not message:
+            message = _AIOHTTP_CLOSE_REASONS.get(code, message)  # type: ignore[call-overload]
+        return await super().close(code=code, message=message, drain=drain)
 
 
 class WebSocketState(enum.Enum):
@@ -54,7 +83,8 @@ class WebSocketConnection:
         self.request = request
         self.services = services
         self.settings = services.settings
-        self.websocket = web.WebSocketResponse(compress=False, autoping=False, max_msg_size=1024 * 1024)
+        self.websocket = _WebSocketWithReasons(compress=False, autoping=False, protocols=(PROTOCOL,),
+                                               max_msg_size=self.settings.max_client_message_bytes)
         self.batch = False
         self.state = WebSocketState.AUTHENTICATING
         self.session: Session | None = None
@@ -66,10 +96,15 @@ class WebSocketConnection:
         self.last_ping_sent = now
         self.opened_at = now
         self.closed_with: tuple[int, str] | None = None  # code and reason, whichever side closed first
+        self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
 
     async def received(self, message: WSMessage) -> None:
         """Act on one message from the client."""
-        self.last_received = time.monotonic()
+        self.last_received = now = time.monotonic()
+        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY or message.type is WSMsgType.PING:
+            if not self.rate.take(now):
+                self._over_rate()
+                return
         if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
             await self._handle_text(message.data)
         elif message.type is WSMsgType.PING:
@@ -77,13 +112,22 @@ class WebSocketConnection:
         elif message.type is WSMsgType.ERROR:
             log.debug("websocket error: %s", self.websocket.exception())
 
+    def _over_rate(self) -> None:
+        """A message over the inbound rate: dropped, told once per run, and closed when it goes on."""
+        if self.rate.abusive:
+            self.close_soon(CloseCode.TOO_MANY_MESSAGES, "too many messages")
+        elif self.rate.dropped == 1:
+            self._send_error(ErrorCode.RATE_LIMITED,
+                             f"more than {self.settings.client_messages_per_second:g} messages per second: "
+                             "this message and those right after it are dropped")
+
     async def start(self) -> bool:
         """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
         # Parsed here and dropped on return: a query kept on the request costs 1.7 KB per connection.
         query = url_query(self.request)
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
         self.batch = query_flag(query, "batch")
-        identity = await self._authenticate(request_token(self.request, query))
+        identity = await self._authenticate(request_token(self.request, query) or protocol_token(self.request))
         if identity is None:
             return False
         if not await self.services.wait_following():
@@ -179,8 +223,10 @@ class WebSocketConnection:
         if since_text is None and self._connect_cursor is not None:
             since_text = self._connect_cursor
         self._connect_cursor = None
-        if len(self.session.subscriptions) + len(patterns) > MAX_CHANNELS:
-            self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {MAX_CHANNELS} channels per connection")
+        max_channels = self.settings.max_channels
+        new = {pattern.text for pattern in patterns}.difference(self.session.subscriptions)
+        if len(self.session.subscriptions) + len(new) > max_channels:
+            self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {max_channels} channels per connection")
             return
         since: Cursor | None = None
         if since_text is not None:
@@ -290,13 +336,15 @@ class WebSocketConnection:
                       messages_sent=self._writer.sent if self._writer is not None else 0)
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """Upgrade to a WebSocket and serve it until either side closes it.
 
     The read loop lives here rather than in a method, and calls `receive()` rather than iterating:
     an idle connection then waits in one coroutine of ours, not three (a few hundred bytes each,
     times every connected client).
     """
+    if not admitted(request):
+        return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
     connection = WebSocketConnection(request, request.app[SERVICES])
     websocket = connection.websocket
     await websocket.prepare(request)
@@ -310,6 +358,9 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                                                   else (WSCloseCode.ABNORMAL_CLOSURE, "connection lost"))
                     break
                 await connection.received(message)
+    except Exception:  # a bug of ours: the client is told, with a reason, and the next connection is served
+        log.exception("websocket connection failed")
+        await websocket.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
     finally:
         await connection.finish()
     return websocket
