@@ -112,7 +112,9 @@ class RecentEvents:
 
         With `epoch`, only when the tail holds that incarnation of the stream.
         """
-        if epoch is not None and self.epochs.get(stream, epoch) != epoch:
+        if not self.enabled or (epoch is not None and self.epochs.get(stream, epoch) != epoch):
+            # Off (NOTIFIER_RECENT_EVENTS=0): the tails are never appended to, so a tail set at the
+            # feed's start would claim that nothing came after it and hide every later event.
             return None
         tail = self.tails.get(stream)
         return None if tail is None else tail.after(since)

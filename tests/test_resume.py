@@ -235,3 +235,15 @@ async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway,
             recovered.append(message)
     assert received == [1, 2]
     assert recovered == [{"action": "recovered", "complete": True}]
+
+
+async def test_resume_without_recent_tail_replays_events_stored_since_start(make_gateway, nats_server):
+    """With NOTIFIER_RECENT_EVENTS=0, a resume from the position the gateway started at replays what was stored since."""
+    gateway = await make_gateway(recent_events=0)
+    async with await Publisher.connect(nats_server.url, source="executor") as publisher:
+        for n in range(1, 3):
+            await publisher.publish(Envelope(type="order.filled", payload={"n": n}))
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.filled", since="a0.m0")
+    assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [1, 2]
+    assert await client.receive() == {"action": "recovered", "complete": True}
