@@ -115,9 +115,12 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
-    for name in ("recent_events", "recent_events_bytes", "connections_per_ip_per_minute"):
+    for name in ("recent_events", "recent_events_bytes"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
+    if settings.connections_per_ip_per_minute < 0:
+        raise SettingsError(f"NOTIFIER_CONNECTIONS_PER_IP_PER_MINUTE={settings.connections_per_ip_per_minute!r}: "
+                            "must be 0 (no limit) or more")
     if settings.max_events_per_second < 0:
         raise SettingsError(f"NOTIFIER_MAX_EVENTS_PER_SECOND={settings.max_events_per_second!r}: "
                             "must be 0 (no ceiling) or more")
@@ -165,6 +168,12 @@ SETTING_HELP: dict[str, str] = {
     "recent_events": "newest events kept in memory per stream for resumes, 0 = none",
     "recent_events_bytes": "bound of that memory per stream, 0 = none",
     "event_loop": f"event loop: {' or '.join(EVENT_LOOPS)}",
+    "max_channels": "channels per connection, SSE stream or history request",
+    "max_client_message_bytes": "largest WebSocket message a client may send (1009 above)",
+    "client_messages_per_second": "inbound WebSocket messages per second per connection",
+    "client_messages_burst": "burst above that rate; this many dropped in a row closes 4029",
+    "http_idle_timeout": "seconds to complete a request or stay idle between requests",
+    "connections_per_ip_per_minute": "new WebSocket/SSE connections per client address, 0 = off",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
 }
 
