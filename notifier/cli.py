@@ -22,6 +22,7 @@ from aiohttp import web
 from notifier.access_log import RedactingAccessLogger
 from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
 from notifier.auth import Authenticator
+from notifier.broker import PublishUnconfirmed
 from notifier.events import InvalidEvent, decode_envelope
 from notifier.log_format import LOG_FORMATS, configure_logging
 from notifier.producer import Publisher
@@ -162,8 +163,10 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
         document["userId"] = arguments.user
     if arguments.key:
         document["key"] = arguments.key
+    if arguments.id:
+        document["id"] = arguments.id
     try:
-        envelope = decode_envelope(json.dumps(document))
+        envelope = decode_envelope(json.dumps(document)).completed(arguments.source)
     except InvalidEvent as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -174,8 +177,13 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
                 result = await publisher.publish(envelope)
             finally:
                 await publisher.close()
+    except PublishUnconfirmed as error:
+        print(f"error: NATS at {servers} did not confirm event {error.event_id} ({error.reason}); it may still be "
+              f"stored: retry with --id {error.event_id}", file=sys.stderr)
+        return 1
     except TimeoutError:
-        print(f"error: NATS at {servers} did not store the event within 10 s", file=sys.stderr)
+        print(f"error: NATS at {servers} did not store event {envelope.id} within 10 s; it may still be stored: "
+              f"retry with --id {envelope.id}", file=sys.stderr)
         return 1
     print(json.dumps({"id": result.id, "stream": result.stream, "sequence": result.sequence,
                       "duplicate": result.duplicate}))
@@ -222,6 +230,8 @@ def _parser() -> argparse.ArgumentParser:
     publish_parser.add_argument("--key", help="sub-channel key, e.g. BTC/USDT")
     publish_parser.add_argument("--priority", default="p2", choices=["p0", "p1", "p2", "p3"])
     publish_parser.add_argument("--source", default="cli", help="service name")
+    publish_parser.add_argument("--id", help="the event's id (default: a new one); retry a failed publish with the "
+                                             "id it printed and JetStream stores it once")
     token_parser = commands.add_parser("token", help="print a signed JWT for development and tests")
     token_parser.add_argument("subject", metavar="SUB", help="user id (the sub claim)")
     token_parser.add_argument("--role", action="append", help="a role; repeat for more")
