@@ -41,8 +41,13 @@ class Hub:
         self.flushes: Any = None
 
     def start_at(self, positions: dict[str, int], epochs: dict[str, str] | None = None) -> None:
-        """Set the stream sequences the live feed starts after, and the streams' epochs cursors carry."""
-        self.positions.update(positions)
+        """Set the stream sequences the live feed starts after, and the streams' epochs cursors carry.
+
+        The feed may already have handed on events while starting its other streams: a position
+        the hub reached that way is kept, never moved back.
+        """
+        for stream, sequence in positions.items():
+            self.positions[stream] = max(self.positions.get(stream, 0), sequence)
         if epochs is not None:
             self.set_epochs(epochs)
 

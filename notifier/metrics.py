@@ -247,6 +247,8 @@ RESUMES = LabelledCounter("notifier_resumes_total",
                           "Resumes (a subscribe with a cursor) by outcome: complete=false when history no longer "
                           "reached back to the cursor or could not be read.", "complete", ("true", "false"))
 NATS_RECONNECTS = Counter("notifier_nats_reconnects_total", "Reconnections to NATS after a lost connection.")
+LIVE_FEED_GAPS = Counter("notifier_live_feed_gaps_total",
+                         "Stream sequences the live feed's consumer skipped; each makes it follow again from the last one.")
 TRANSPORTS = ("websocket", "sse")
 # Publish (the envelope's timestamp) to the write to the client's socket, seconds.
 LATENCY_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -260,7 +262,7 @@ BUILD_INFO = BuildInfo()
 
 ALL = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
        UNDECODABLE_MESSAGES, SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
-       GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, DELIVERY_LATENCY, PROCESS, BUILD_INFO]
+       GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, LIVE_FEED_GAPS, DELIVERY_LATENCY, PROCESS, BUILD_INFO]
 
 
 def render_all(gateway_metrics: Iterable[Gauge | LabelledGauge] = ()) -> str:
