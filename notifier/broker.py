@@ -43,6 +43,9 @@ class ReplayStatus:
     starts: dict[str, int] = field(default_factory=dict)
     # The epoch of each stream read, as JetStream reported it when the replay began.
     epochs: dict[str, str] = field(default_factory=dict)
+    # Streams whose history may miss events after the cursor (found before the first event is
+    # read): their part of replayed cursors stays at the cursor's until `recovered` is sent.
+    holes: set[str] = field(default_factory=set)
 
     def start_position(self, since: Cursor) -> Cursor:
         """The position just before the first event read: `since`, moved where a stream was read from later.

@@ -85,10 +85,17 @@ class StreamHistory:
             if position > state.last_seq or (claimed is not None and epoch is not None and claimed != epoch):
                 # The stream was recreated behind this cursor: send what there is and say so.
                 status.complete, start = False, state.first_seq
+                status.holes.add(stream)
             else:
                 if position + 1 < state.first_seq:
                     status.complete = False
+                    status.holes.add(stream)
                 start = max(position + 1, state.first_seq)
+            if definition.max_msgs_per_subject > 0 and position < state.last_seq and state.num_deleted:
+                # Messages were discarded from inside the stream (older ones of a subject over its
+                # limit), maybe after the cursor: whether any was is known only once N of one
+                # subject are read (see `replay_chunks`), after earlier ones were sent.
+                status.holes.add(stream)
             status.starts[stream] = start
             served = self.recent.covering(stream, start - 1, epoch)
             if served is not None:

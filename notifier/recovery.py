@@ -48,13 +48,27 @@ class HistoryStamps:
     During a replay only the position in the stream of the event just read moves: the base, the
     session's `replayed` raise and which streams are live stay fixed (live delivery is paused and
     replays run one at a time), so the other parts are encoded once.
+
+    A stream with a hole (`holes`: history no longer reaches back to `since`, the stream was
+    recreated, or it keeps only N messages per subject, so older ones may be gone) stays at its
+    `since` part until `recovered` is sent. A client that drops mid-replay holds no cursor past
+    a hole it was never told of: resuming, it is told `complete: false` again (and may see the
+    replayed events of that stream again), never a silent `complete: true`.
     """
 
-    __slots__ = ("_parts", "_index", "_caps", "_stamp")
+    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held")
 
-    def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor):
+    def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
+                 since: Cursor | None = None, holes: set[str] | frozenset[str] = frozenset()):
         # The streams read take the epochs the replay found; the others keep the hub's.
-        stamp = Cursor(base, {**base.epochs, **start.epochs})
+        epochs = {**base.epochs, **start.epochs}
+        for stream in holes:
+            held = since.epoch(stream) if since is not None else None
+            if held is not None:
+                epochs[stream] = held
+            else:
+                epochs.pop(stream, None)
+        stamp = Cursor(base, epochs)
         for stream, sequence in replayed.items():
             stamp[stream] = max(stamp.position(stream), sequence)
         # A stream live channels also read is capped where live delivery paused (the lower wins).
@@ -64,6 +78,8 @@ class HistoryStamps:
             self._caps[stream] = cap
             here = start.position(stream)
             stamp[stream] = here if cap is None else min(cap, here)
+        self._held = {stream: since.position(stream) if since is not None else 0 for stream in holes}
+        stamp.update(self._held)
         order = sorted(stamp)
         self._stamp = stamp
         self._parts = [stamp.part(stream, stamp[stream]) for stream in order]
@@ -71,6 +87,8 @@ class HistoryStamps:
 
     def advance(self, stream: str, sequence: int) -> str:
         """The cursor once the event at `sequence` in `stream` is read."""
+        if stream in self._held:
+            return ".".join(self._parts)  # nothing moves: the event's stream is held at the cursor
         cap = self._caps[stream]
         if cap is not None and cap < sequence:
             sequence = cap
@@ -137,7 +155,7 @@ async def replay_into(
         async for chunk in chunks:
             if position is None or stamps is None:
                 position = status.start_position(since)
-                stamps = HistoryStamps(position, recovering, live, base, session.replayed)
+                stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
             if outbox.closed:
                 break
             batch: list[tuple[bytes, str]] = []

@@ -30,8 +30,8 @@ async def test_resume_into_recreated_stream_replays_it_all_and_says_incomplete(g
     assert await client.receive() == {"action": "recovered", "complete": False}
 
 
-async def test_cursor_from_replay_of_recreated_stream_resumes_exactly(gateway, nats_server):
-    """The cursors sent during that replay name the new incarnation: resuming from one continues without a repeat."""
+async def test_cursor_from_the_middle_of_that_replay_is_told_incomplete_again(gateway, nats_server):
+    """A client dropping mid-replay holds a cursor before the hole: resuming from it is answered `complete: false` again."""
     cursor = await gateway.cursor_after_one_event()
     await _recreate_account_stream(gateway, nats_server.url)
     await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(100, 104)))
@@ -40,7 +40,25 @@ async def test_cursor_from_replay_of_recreated_stream_resumes_exactly(gateway, n
     middle = (await first.events(4))[1]["id"]
     second = await gateway.websocket(token="alice")
     await second.subscribe("order.filled", since=middle)
-    assert [event["data"]["payload"]["n"] for event in await second.events(2)] == [102, 103]
+    assert [event["data"]["payload"]["n"] for event in await second.events(4)] == [100, 101, 102, 103]
+    assert await second.receive() == {"action": "recovered", "complete": False}
+
+
+async def test_live_cursor_after_incomplete_replay_resumes_exactly(gateway, nats_server):
+    """After `recovered`, live events name the new incarnation: resuming from one continues without a repeat."""
+    cursor = await gateway.cursor_after_one_event()
+    await _recreate_account_stream(gateway, nats_server.url)
+    await gateway.publish({"type": "order.filled", "payload": {"n": 100}})
+    first = await gateway.websocket(token="alice")
+    await first.subscribe("order.filled", since=cursor)
+    await first.events(1)
+    assert await first.receive() == {"action": "recovered", "complete": False}
+    await gateway.publish({"type": "order.filled", "payload": {"n": 101}})
+    live = (await first.events(1))[0]["id"]
+    await gateway.publish({"type": "order.filled", "payload": {"n": 102}})
+    second = await gateway.websocket(token="alice")
+    await second.subscribe("order.filled", since=live)
+    assert [event["data"]["payload"]["n"] for event in await second.events(1)] == [102]
     assert await second.receive() == {"action": "recovered", "complete": True}
 
 
