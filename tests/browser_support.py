@@ -8,7 +8,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import pytest
 from aiohttp import web
@@ -22,7 +22,7 @@ START_TIMEOUT = 30.0
 # Browser waits are conditions with a deadline (ms), never sleeps.
 WAIT_MS = 20_000
 
-PAGE = """<!doctype html>
+PAGE = r"""<!doctype html>
 <meta charset="utf-8">
 <title>notifier client test page</title>
 <script type="module">
@@ -33,10 +33,24 @@ window.meta = [];
 window.states = [];
 window.recovered = [];
 window.errors = [];
+window.tokenCalls = 0;
+// ?token=fetch: a fresh token from this page's own server on every call (as a real page would).
+async function token() {
+  window.tokenCalls += 1;
+  if (params.get("token") !== "fetch") return params.get("token");
+  return (await fetch("/token")).text();
+}
+// ?break_websocket=<port>: every WebSocket goes to that dead port, as if a proxy refused them.
+class BrokenWebSocket extends WebSocket {
+  constructor(url) {
+    super(url.replace(/:\d+\//, `:${params.get("break_websocket")}/`));
+  }
+}
 try {
   const { connect } = await import(`${gateway}/client.js`);
   const client = connect(gateway, {
-    token: async () => params.get("token"),
+    token,
+    WebSocket: params.get("break_websocket") ? BrokenWebSocket : WebSocket,
     transport: params.get("transport") || "auto",
     minReconnectDelay: 50,
     maxReconnectDelay: 400,
@@ -82,6 +96,8 @@ class PageServer:
     def __init__(self) -> None:
         self.runner: web.AppRunner | None = None
         self.port = 0
+        # GET /token answers a token from this function (set by a test), as a page's own backend would.
+        self.issue_token: Callable[[], str] | None = None
 
     @property
     def origin(self) -> str:
@@ -93,7 +109,12 @@ class PageServer:
         async def page(request: web.Request) -> web.Response:
             return web.Response(text=PAGE, content_type="text/html")
 
+        async def token(request: web.Request) -> web.Response:
+            assert self.issue_token is not None
+            return web.Response(text=self.issue_token())
+
         app.router.add_get("/", page)
+        app.router.add_get("/token", token)
         self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium  # noqa: F401 (fixture)
+from browser_support import (WAIT_MS, GatewayProcess, PageServer, browser_page, chromium,  # noqa: F401 (fixture)
+                             free_port)
 from conftest import SECRET
 
 TRANSPORTS = ["websocket", "sse"]
@@ -37,8 +38,8 @@ async def gateway_process(nats_server, page_server, tmp_path: Path):
         await process.kill()
 
 
-def page_url(page_server: PageServer, gateway_url: str, token: str, transport: str) -> str:
-    query = urlencode({"gateway": gateway_url, "token": token, "transport": transport})
+def page_url(page_server: PageServer, gateway_url: str, token: str, transport: str, **extra: str) -> str:
+    query = urlencode({"gateway": gateway_url, "token": token, "transport": transport, **extra})
     return f"{page_server.origin}/?{query}"
 
 
@@ -149,3 +150,28 @@ async def test_a_page_on_an_origin_not_allowed_cannot_load_the_client(chromium, 
     page = await context.new_page()
     await page.goto(page_url(page_server, gateway.base_url, gateway.token("alice"), "websocket"))
     await page.wait_for_function("window.loadError !== undefined", timeout=WAIT_MS)
+
+
+async def test_auto_falls_back_to_sse_when_websockets_fail(chromium, page_server, make_gateway):
+    """transport auto: after 3 failed WebSocket attempts in a row the page gets its events over SSE."""
+    gateway = await make_gateway(allowed_origins=page_server.origin)
+    url = page_url(page_server, gateway.base_url, gateway.token("alice"), "auto", break_websocket=str(free_port()))
+    page = await browser_page(chromium, url)
+    await wait_live(page)
+    assert await received_after_sentinel(page, gateway, 0) == [0]
+    assert await page.evaluate("window.client.reconnects") >= 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_token_function_keeps_the_connection_past_exp(transport, chromium, page_server, make_gateway):
+    """Tokens of 2 s are refreshed before exp (WebSocket: over the open connection); no event is lost or repeated."""
+    gateway = await make_gateway(allowed_origins=page_server.origin, ping_interval=0.4, pong_timeout=0.4)
+    page_server.issue_token = lambda: gateway.token("alice", ttl=2)
+    page = await browser_page(chromium, page_url(page_server, gateway.base_url, "fetch", transport))
+    await wait_live(page)
+    await publish_numbers(gateway, [0])
+    await page.wait_for_function("window.tokenCalls >= 5", timeout=WAIT_MS)  # several tokens' lifetimes
+    await publish_numbers(gateway, [1])
+    assert await received_after_sentinel(page, gateway, 2) == [0, 1, 2]
+    if transport == "websocket":
+        assert await page.evaluate("window.client.reconnects") == 0
