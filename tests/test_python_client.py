@@ -10,7 +10,7 @@ import pytest
 from browser_support import GatewayProcess
 from conftest import SECRET
 
-from notifier.client import Event, NotifierError, connect
+from notifier.client import QUEUE_SIZE, Event, NotifierError, connect
 
 TIMEOUT = 15.0
 FAST = {"min_reconnect_delay": 0.05, "max_reconnect_delay": 0.4}
@@ -225,3 +225,17 @@ async def test_a_restart_before_the_first_event_loses_nothing(make_gateway):
         await gateway.start()
         events = await take(orders, 3)
     assert numbers(events) == [0, 1, 2]
+
+
+async def test_a_consumer_that_falls_behind_still_gets_every_event_in_order(make_gateway):
+    """More events than the subscription queue holds, published while nobody reads, all arrive once, in order."""
+    gateway = await make_gateway(outbox_bytes=64 * 1024, max_events_per_second=0)
+    count = QUEUE_SIZE + 500
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        orders = client.subscribe("order.*")
+        await take_ready(client, orders)
+        for start in range(0, count, 500):
+            await gateway.publish(*({"type": "order.filled", "payload": {"n": n}}
+                                    for n in range(start, min(count, start + 500))))
+        events = await take(orders, count)
+    assert numbers(events) == list(range(count))
