@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +147,36 @@ async def test_promtool_accepts_the_metrics(gateway):
     result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"], input=text,
                                      capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+
+
+def _dashboard_queries() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+async def test_dashboard_queries_only_metrics_the_gateway_exposes(gateway):
+    """Every metric the Grafana dashboard in docs/ queries is one /metrics exposes."""
+    exposed = set(re.findall(r"^# TYPE (\S+) (\S+)$", await _metrics(gateway), re.M))
+    names = {name for name, _ in exposed}
+    histograms = {name for name, kind in exposed if kind == "histogram"}
+    queried = {name for expr in _dashboard_queries() for name in re.findall(r"\b((?:notifier|process)_\w+)", expr)}
+    assert queried
+    for name in queried:
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in names or base in histograms, name
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (package prometheus) is not installed")
+def test_dashboard_queries_are_valid_promql(tmp_path):
+    """`promtool check rules` parses every query of the Grafana dashboard (Grafana's variables filled in)."""
+    rules = tmp_path / "dashboard-rules.yml"
+    lines = ["groups:", "  - name: dashboard", "    rules:"]
+    for number, expr in enumerate(_dashboard_queries()):
+        filled = expr.replace("$__rate_interval", "5m").replace("$instance", ".*")
+        lines += [f"      - record: dashboard:query{number}", f"        expr: {json.dumps(filled)}"]
+    rules.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
