@@ -101,7 +101,7 @@ class Gateway:
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
         self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
-                            recent=self.recent, on_epochs=self.hub.set_epochs)
+                            recent=self.recent, on_epochs=self.hub.set_epochs, on_skipped=self._skipped)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
 
     async def _follow(self) -> None:
@@ -115,6 +115,14 @@ class Gateway:
         self._streams_ready = False
         await apply_streams(self.client.jetstream(), self.streams)
         self._streams_ready = True
+
+    def _skipped(self, stream: str, after: int, following: int) -> None:
+        # Live clients of the stream missed what was deleted in between; resuming, they get what
+        # history still has and `complete: false` for the rest, instead of a silent hole.
+        if self.services is not None:
+            closed = self.services.connections.resume_readers_of(stream, "live events skipped: resume from your last id")
+            log.warning("closed %d connections of stream %s to resume: events %d-%d were gone", closed, stream,
+                        after + 1, following - 1)
 
     async def _reconnected(self) -> None:
         # A restarted server has lost the live feed's consumers (and maybe the streams).

@@ -23,8 +23,8 @@ class Connection(Protocol):
         """Send a ping, or close the connection if it is silent or its token expired."""
         ...
 
-    def shut_down(self) -> None:
-        """Close because the gateway is stopping (WebSocket 1001, SSE end of stream)."""
+    def shut_down(self, reason: str = "server shutting down") -> None:
+        """Close so the client reconnects and resumes (WebSocket 1001, SSE end of stream)."""
         ...
 
 
@@ -70,6 +70,22 @@ class ConnectionRegistry:
             metrics.Gauge("notifier_subscriptions_active", "Channel subscriptions of the open connections.",
                           self.subscriptions),
         ]
+
+    def resume_readers_of(self, stream: str, reason: str) -> int:
+        """Close (1001, end of SSE stream) every connection subscribed to channels of `stream`; returns how many.
+
+        For when live delivery skipped events of that stream: a client resuming from its last id
+        gets them from history, or `complete: false` where history no longer has them.
+        """
+        closing = [connection for connection in self.open
+                   if (session := getattr(connection, "session", None)) is not None
+                   and any(stream in subscription.streams for subscription in session.subscriptions.values())]
+        for connection in closing:
+            # At once, before the feed hands on the event after the skip: a frame of it written
+            # before the close would give the client a cursor past what it missed.
+            connection.session.close()  # type: ignore[attr-defined]
+            connection.shut_down(reason)
+        return len(closing)
 
     def shut_down_all(self) -> None:
         """Ask every connection to close for shutdown."""

@@ -7,8 +7,9 @@ handed on, and sequences already handed on are dropped, so the hub sees each eve
 Each stream's epoch (its incarnation, see `cursor`) is read with its position. A stream found
 recreated (a new epoch, or an end behind the feed's position) is followed from its start, and
 the new epochs are handed to `on_epochs` so cursors name the new incarnation. The check runs at
-every resubscribe and every `EPOCH_CHECK_SECONDS`: a stream deleted and recreated while the
-connection stays up would otherwise be followed from the old position into the new stream.
+every resubscribe and every `STREAM_CHECK_SECONDS`: a stream deleted and recreated while the
+connection stays up would otherwise be followed from the old position into the new stream, and a
+consumer that stalled (see `_not_following`) would never hand on another event.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from notifier.tasks import cancel_and_wait, retry_until_done
 log = logging.getLogger(__name__)
 
 IDLE_HEARTBEAT_SECONDS = 2.0
-EPOCH_CHECK_SECONDS = 5.0
+# How often the feed asks JetStream whether it still follows every stream (recreated, stalled).
+STREAM_CHECK_SECONDS = 5.0
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
@@ -47,6 +49,7 @@ class LiveFeed:
         prepare: Callable[[], Awaitable[None]] | None = None,
         recent: RecentEvents | None = None,
         on_epochs: Callable[[dict[str, str]], None] | None = None,
+        on_skipped: Callable[[str, int, int], None] | None = None,
     ):
         self.client = client
         # Kept in order, before the hub sees each event, so it always reaches the hub's position.
@@ -59,7 +62,11 @@ class LiveFeed:
         self.epochs: dict[str, str] = {}
         self._may_skip: set[str] = set()
         self._generations: dict[str, int] = {}
+        self._checked_positions: dict[str, int] = {}  # positions at the previous stream check
         self.on_epochs = on_epochs
+        # Told (stream id, last handed on, next handed on) when a new consumer starts past sequences
+        # the stream no longer holds: live clients of that stream never got them and must resume.
+        self.on_skipped = on_skipped
         self._subscriptions: dict[str, object] = {}
         self._resubscribe_wanted = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -91,12 +98,13 @@ class LiveFeed:
     async def _supervise(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(EPOCH_CHECK_SECONDS):
+                async with asyncio.timeout(STREAM_CHECK_SECONDS):
                     await self._resubscribe_wanted.wait()
             except TimeoutError:
-                if not await self._recreated():
+                reason = await self._not_following()
+                if reason is None:
                     continue
-                log.error("a stream was recreated while following it: following it again from its start")
+                log.error("live feed: %s; following again", reason)
             self._resubscribe_wanted.clear()
             await retry_until_done(self._resubscribe, "live feed resubscribe failed", RETRY_DELAYS)
             log.info("live feed following again from %s", self.positions)
@@ -111,16 +119,27 @@ class LiveFeed:
             self.recent.restart(self.positions, self.epochs)
         await self._subscribe_all()
 
-    async def _recreated(self) -> bool:
-        """Whether a stream's epoch is no longer the one followed (asks JetStream; False when it cannot say)."""
+    async def _not_following(self) -> str | None:
+        """Why a stream is not followed any more, or None (asks JetStream; None when it cannot say).
+
+        A stream recreated under the feed has a new epoch. A stalled consumer leaves the feed
+        where it was at the previous check while the stream has more: nats-py recreates an
+        ordered consumer once, in the background, and gives up silently when that request
+        fails (a stream leader being elected), so the feed would wait for ever.
+        """
+        previous, self._checked_positions = self._checked_positions, dict(self.positions)
         try:
             for definition in self.streams:
-                created = (await self.jetstream.stream_info(definition.name)).created
-                if created is not None and self.epochs.get(definition.cursor_id) not in (None, epoch_of(created)):
-                    return True
+                stream = definition.cursor_id
+                info = await self.jetstream.stream_info(definition.name)
+                if info.created is not None and self.epochs.get(stream) not in (None, epoch_of(info.created)):
+                    return f"stream {definition.name} was recreated"
+                position = self.positions[stream]
+                if info.state.last_seq > position and previous.get(stream) == position:
+                    return f"stream {definition.name} is at {info.state.last_seq}, the feed stalled at {position}"
         except Exception as error:  # NATS away: the reconnect path resubscribes anyway
-            log.debug("epoch check failed: %s", error)
-        return False
+            log.debug("stream check failed: %s", error)
+        return None
 
     async def _check_for_reset(self) -> None:
         changed = False
@@ -195,6 +214,10 @@ class LiveFeed:
                             sequence, position, position + 1)
                 self.request_resubscribe()
                 return
+            log.warning("live feed: %s sequences %d-%d were deleted before they could be handed on",
+                        definition.name, position + 1, sequence - 1)
+            if self.on_skipped is not None:
+                self.on_skipped(stream, position, sequence)
         self._may_skip.discard(stream)
         self.positions[stream] = sequence
         stored_at_ns = int(metadata.timestamp.timestamp() * 1_000_000_000)

@@ -73,9 +73,9 @@ class SseConnection:
         if expires_at is not None and time.time() >= expires_at:
             self.end("token expired")
 
-    def shut_down(self) -> None:
+    def shut_down(self, reason: str = "server shutting down") -> None:
         """End the stream; the browser reconnects (to another replica) with Last-Event-ID."""
-        self.end("server shutting down")
+        self.end(reason)
 
     def end(self, reason: str) -> None:
         """Stop streaming; the handler returns once the writer has stopped."""

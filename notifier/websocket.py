@@ -270,9 +270,9 @@ class WebSocketConnection:
             self.last_ping_sent = now
             self.session.send_control("ping")
 
-    def shut_down(self) -> None:
-        """The gateway is stopping: tell the client to reconnect elsewhere."""
-        self.close_soon(CloseCode.GOING_AWAY, "server shutting down")
+    def shut_down(self, reason: str = "server shutting down") -> None:
+        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume."""
+        self.close_soon(CloseCode.GOING_AWAY, reason)
 
     def _on_slow(self, session: Session) -> None:
         cursor = session.outbox.delivered_cursor
