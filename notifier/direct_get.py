@@ -54,6 +54,20 @@ class _FilterScan:
         self.buffer: deque[StoredEvent] = deque()
         self.done = start > end
 
+    def takes(self, sequence: int) -> bool:
+        """Whether a message the server answered at `sequence` is in range; past the end the scan is done.
+
+        nats-server (2.15.1, measured) ignores `up_to_seq` for a `next_by_subj` batch and answers
+        past the end. Each filter's batch is sent at its own moment, so passing those on would let
+        one filter's scan run ahead of another's in the same stream: the replay's position would
+        then jump over the other filter's newer events.
+        """
+        if sequence > self.end:
+            self.done = True
+            return False
+        self.next = sequence + 1
+        return True
+
 
 class DirectReader:
     """Events of one stream matching any of the filters, in sequence order, from `start` to `end`."""
@@ -143,14 +157,8 @@ class DirectReader:
         for message in received:
             headers = message.headers
             sequence = int(headers["Nats-Sequence"])
-            if sequence > scan.end:
-                # nats-server (2.15.1, measured) ignores `up_to_seq` for a `next_by_subj` batch and
-                # answers past the end. Each filter's batch is sent at its own moment, so passing
-                # these on would let one filter's scan run ahead of another's in the same stream:
-                # the replay's position would then jump over the other filter's newer events.
-                scan.done = True
+            if not scan.takes(sequence):
                 break
-            scan.next = sequence + 1
             event = to_stored_event(self.streams, self.definition, headers["Nats-Subject"], message.data, sequence,
                                     _timestamp_ns(headers["Nats-Time-Stamp"]))
             if event is not None:
