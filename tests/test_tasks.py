@@ -1,0 +1,41 @@
+"""Retrying a read through a passing fault, within a bound (pure asyncio, no NATS)."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.tasks import retry_within
+
+
+async def test_retries_until_the_fault_passes():
+    """Two failures, then an answer: the caller gets the answer."""
+    failures = [RuntimeError("no leader"), RuntimeError("no leader")]
+
+    async def attempt() -> str:
+        if failures:
+            raise failures.pop()
+        return "state"
+
+    assert await retry_within(attempt, 5.0, gives_up=lambda error: False, delays=(0.0,)) == "state"
+
+
+async def test_an_error_it_gives_up_on_is_raised_at_once():
+    """An error the caller gives up on (a missing stream) is raised on the first attempt."""
+    calls = []
+
+    async def attempt() -> str:
+        calls.append(1)
+        raise LookupError("stream not found")
+
+    with pytest.raises(LookupError):
+        await retry_within(attempt, 5.0, gives_up=lambda error: isinstance(error, LookupError), delays=(0.0,))
+    assert len(calls) == 1
+
+
+async def test_the_last_error_is_raised_once_the_bound_passes():
+    """A fault that outlasts the bound ends in its own error."""
+    async def attempt() -> str:
+        raise RuntimeError("still no leader")
+
+    with pytest.raises(RuntimeError, match="still no leader"):
+        await retry_within(attempt, 0.05, gives_up=lambda error: False, delays=(0.02,))
