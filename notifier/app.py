@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from notifier import frontend, http_api, metrics, origins
 from notifier import redaction
 from notifier.admission import ADMISSION, ConnectionAdmission
+from notifier.user_connections import USER_CONNECTIONS, UserConnections
 from notifier.gc_pauses import GcPauseWatch
 from notifier.http_requests import json_error
 from notifier.auth import Authenticator
@@ -177,16 +178,19 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     gateway = Gateway(settings, authenticator)
     app[GATEWAY] = gateway
     app[ADMISSION] = ConnectionAdmission(settings.connections_per_ip_per_minute)
+    users = app[USER_CONNECTIONS] = UserConnections(settings.max_connections_per_user, settings.connection_count_ttl)
     redaction.install()  # aiohttp's own log lines: a bad request line, offered subprotocols
 
     async def lifecycle(app: web.Application):
         app[SERVICES] = await gateway.start()
+        users.start(gateway.client, gateway.following)  # shares counts once following; stopped below
         gc_pauses = GcPauseWatch()
         gc_pauses.install()
         try:
             yield
         finally:
             gc_pauses.remove()
+            await users.stop()
             await gateway.stop()
 
     async def on_shutdown(app: web.Application) -> None:

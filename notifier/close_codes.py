@@ -17,6 +17,7 @@ class CloseCode(IntEnum):
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
     SLOW = 4008  # the client's outbox overflowed; the reason carries the last delivered cursor
     TOO_MANY_MESSAGES = 4029  # the client kept sending far over NOTIFIER_CLIENT_MESSAGES_PER_SECOND
+    TOO_MANY_CONNECTIONS = 4030  # the user already has NOTIFIER_MAX_CONNECTIONS_PER_USER connections
 
 
 class ErrorCode(StrEnum):

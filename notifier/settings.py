@@ -60,6 +60,8 @@ class Settings:
     client_messages_burst: int = 50
     http_idle_timeout: float = 60.0
     connections_per_ip_per_minute: int = 0
+    max_connections_per_user: int = 5
+    connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
 
@@ -111,13 +113,16 @@ def _convert(variable: str, raw: str, annotation: object) -> object:
 def _check(settings: Settings) -> None:
     positive = ("ping_interval", "pong_timeout", "sse_ping_interval", "auth_timeout", "outbox_bytes", "max_channels",
                 "max_client_message_bytes", "client_messages_per_second", "client_messages_burst",
-                "http_idle_timeout")
+                "http_idle_timeout", "connection_count_ttl")
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
     for name in ("recent_events", "recent_events_bytes"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
+    if settings.max_connections_per_user < 0:
+        raise SettingsError(f"NOTIFIER_MAX_CONNECTIONS_PER_USER={settings.max_connections_per_user!r}: "
+                            "must be 0 (no limit) or more")
     if settings.connections_per_ip_per_minute < 0:
         raise SettingsError(f"NOTIFIER_CONNECTIONS_PER_IP_PER_MINUTE={settings.connections_per_ip_per_minute!r}: "
                             "must be 0 (no limit) or more")
@@ -174,6 +179,8 @@ SETTING_HELP: dict[str, str] = {
     "client_messages_burst": "burst above that rate; this many dropped in a row closes 4029",
     "http_idle_timeout": "seconds to complete a request or stay idle between requests",
     "connections_per_ip_per_minute": "new WebSocket/SSE connections per client address, 0 = off",
+    "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
+    "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
 }
 

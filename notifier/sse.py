@@ -30,6 +30,7 @@ from notifier.rate_limit import SubscriptionOptions
 from notifier.services import SERVICES, Services
 from notifier.session import Session
 from notifier.transport_writer import SseWriter
+from notifier.user_connections import USER_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +190,17 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         return rejection.response
     if not await services.wait_following():
         return json_error(503, "starting", "the gateway does not follow the streams yet; retry")
+    users = request.app.get(USER_CONNECTIONS)
+    if users is not None and not users.admit(identity):
+        return json_error(429, "too_many_connections", f"too many connections: at most {users.limit} per user")
 
     response = EventStream(ping_interval=settings.sse_ping_interval, sep="\n")
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException:
+        if users is not None:
+            users.release(identity)
+        raise
     connection: SseConnection | None = None
 
     def on_slow(_: Session) -> None:
@@ -233,6 +242,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         if writer is not None:
             await writer.close()
         await session.aclose()
+        if users is not None:
+            users.release(identity)
         log_event(log, logging.INFO, "connection closed", transport=connection.transport, user=identity.user_id,
                   remote=request.remote, reason=connection.ended_by,
                   duration_seconds=round(time.monotonic() - connection.opened_at, 3), messages_sent=sent)

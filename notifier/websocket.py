@@ -24,6 +24,7 @@ from notifier.services import SERVICES, Services
 from notifier.rate_limit import SubscriptionOptions
 from notifier.session import NO_OPTIONS, Session
 from notifier.transport_writer import WebSocketWriter
+from notifier.user_connections import USER_CONNECTIONS, UserConnections
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class WebSocketConnection:
 
     transport = "websocket"  # the label of its metrics and log lines
     __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
-                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "opened_at", "closed_with")
+                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "_counted", "opened_at", "closed_with")
 
     def __init__(self, request: web.Request, services: Services):
         self.request = request
@@ -97,6 +98,7 @@ class WebSocketConnection:
         self.opened_at = now
         self.closed_with: tuple[int, str] | None = None  # code and reason, whichever side closed first
         self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
+        self._counted: tuple[UserConnections, Identity] | None = None  # released by `finish`
 
     async def received(self, message: WSMessage) -> None:
         """Act on one message from the client."""
@@ -135,6 +137,13 @@ class WebSocketConnection:
                       remote=self.request.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
             await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
             return False
+        users = self.request.app.get(USER_CONNECTIONS)
+        if users is not None:
+            if not users.admit(identity):
+                await self.websocket.close(code=CloseCode.TOO_MANY_CONNECTIONS,
+                                           message=f"too many connections: at most {users.limit} per user".encode())
+                return False
+            self._counted = (users, identity)
         self._open(identity)
         log_event(log, logging.INFO, "connection opened", transport=self.transport, user=identity.user_id,
                   remote=self.request.remote, resumed_from=last_event_id(self.request, query), batch=self.batch)
@@ -321,6 +330,10 @@ class WebSocketConnection:
         if self._closing is not None:
             await asyncio.wait([self._closing])
         self.state = WebSocketState.CLOSED
+        if self._counted is not None:
+            users, identity = self._counted
+            self._counted = None
+            users.release(identity)
         self.services.connections.discard(self)
         if self.session is not None:
             await self.session.aclose()

@@ -105,7 +105,7 @@ async def test_connection_admission_per_ip_refuses_with_429(make_gateway):
 
 async def test_connection_admission_is_off_by_default(gateway):
     """By default many connections from one address are all admitted."""
-    clients = [await gateway.websocket() for _ in range(12)]
+    clients = [await gateway.websocket(token=f"user{n}") for n in range(12)]
     for client in clients:
         assert (await client.subscribe("order.filled"))["action"] == "ack"
 
