@@ -8,19 +8,24 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CANCEL_AGAIN_SECONDS = 1.0
 
 
 async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     """Cancel the tasks and wait until they have finished.
 
     `asyncio.wait` does not re-raise the tasks' CancelledError, so a cancellation of the
-    caller itself still propagates instead of being mistaken for the task's.
+    caller itself still propagates instead of being mistaken for the task's. A task still running
+    a second after its cancel is cancelled again: nats-py can absorb a cancellation inside a
+    request (seen with a KV put and a live feed resubscribing after a NATS restart), and one
+    cancel then left the owner waiting for ever.
     """
     pending = [task for task in tasks if task is not None and not task.done()]
-    for task in pending:
-        task.cancel()
-    if pending:
-        await asyncio.wait(pending)
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=CANCEL_AGAIN_SECONDS)
+        pending = [task for task in pending if not task.done()]
 
 
 class TaskGroup:

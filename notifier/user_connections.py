@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.identity import Identity
+from notifier.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +106,7 @@ class UserConnections:
             self._stopping = True
             self._stopped.set()
             self._wake.set()
-            # A NATS request can absorb a cancellation (seen with nats-py's KV put): ask again until it ends.
-            while not self._task.done():
-                self._task.cancel()
-                await asyncio.wait([self._task], timeout=1.0)
+            await cancel_and_wait(self._task)  # cancels again while a NATS request absorbs the cancel
             if not self._task.cancelled() and self._task.exception() is not None:
                 log.warning("user connection sharing ended with %r", self._task.exception())
             self._task = None

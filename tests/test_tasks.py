@@ -39,3 +39,25 @@ async def test_the_last_error_is_raised_once_the_bound_passes():
 
     with pytest.raises(RuntimeError, match="still no leader"):
         await retry_within(attempt, 0.05, gives_up=lambda error: False, delays=(0.02,))
+
+
+async def test_cancel_and_wait_ends_a_task_that_absorbs_one_cancellation():
+    """A task that swallows its first cancel (as a nats-py request can) is cancelled again until it ends."""
+    import asyncio
+
+    from notifier.tasks import cancel_and_wait
+
+    started = asyncio.Event()
+
+    async def absorbing() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass  # the dependency's bug this guards against: the cancellation is lost here
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(absorbing())
+    await started.wait()
+    await cancel_and_wait(task)
+    assert task.cancelled()
