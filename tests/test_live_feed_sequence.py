@@ -59,3 +59,16 @@ def test_skip_by_a_new_consumer_is_handed_on_and_reported():
     feed._may_skip.add("a")
     feed._handle(ACCOUNT, _message(14))
     assert handed == [14] and skipped == [("a", 10, 14)]
+
+
+def test_skip_in_a_stream_keeping_n_per_subject_is_conflation():
+    """A running consumer of the market stream (16 per subject) skipping discarded ticks hands on the next one."""
+    handed: list[int] = []
+    skipped: list[tuple[str, int, int]] = []
+    feed = _feed(handed, skipped)
+    market = STREAMS.by_cursor_id["m"]
+    envelope = Envelope(type="market.ticker", key="BTC", id="t9", timestamp=0)
+    metadata = SimpleNamespace(sequence=SimpleNamespace(stream=9), timestamp=datetime.now(timezone.utc))
+    feed._handle(market, SimpleNamespace(metadata=metadata, subject=subject_for(envelope, market),
+                                         data=encode_envelope(envelope)))
+    assert handed == [9] and skipped == [] and feed.following is True
