@@ -12,10 +12,12 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import nats
 import pytest
 
 from notifier.auth import Authenticator
-from notifier.settings import Settings
+from notifier.settings import Settings, default_streams_dir
+from notifier.streams import apply_streams, load_streams
 
 START_TIMEOUT = 60.0
 
@@ -181,3 +183,22 @@ def test_port_variable_is_used_when_notifier_port_is_unset():
     """Platforms that run the Procfile set PORT; the gateway listens there when NOTIFIER_PORT is unset."""
     assert Settings.from_environment({"PORT": "5055"}).port == 5055
     assert Settings.from_environment({"PORT": "5055", "NOTIFIER_PORT": "6066"}).port == 6066
+
+
+async def test_publish_with_id_stores_that_id_so_a_retry_is_deduplicated(nats_server, tmp_path):
+    """`notifier publish --id X` stores id X; the same command again is reported a duplicate of it."""
+    client = await nats.connect(nats_server.url)
+    await apply_streams(client.jetstream(), load_streams(default_streams_dir()))
+    await client.close()
+    environment = {"NOTIFIER_NATS_URL": nats_server.url}
+    first = await _run_command("publish", "order.filled", "--id", "retry-7", data_dir=tmp_path, environment=environment)
+    again = await _run_command("publish", "order.filled", "--id", "retry-7", data_dir=tmp_path, environment=environment)
+    assert first[0] == 0 and json.loads(first[1])["id"] == "retry-7" and json.loads(first[1])["duplicate"] is False
+    assert again[0] == 0 and json.loads(again[1])["duplicate"] is True
+
+
+async def test_publish_that_nats_does_not_confirm_names_the_id_to_retry_with(tmp_path):
+    """With NATS unreachable, `notifier publish` exits 1 and says which `--id` to retry with."""
+    code, output = await _run_command("publish", "order.filled", "--id", "retry-8", data_dir=tmp_path,
+                                      environment={"NOTIFIER_NATS_URL": "nats://127.0.0.1:9"})
+    assert code == 1 and "retry with --id retry-8" in output
