@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from notifier.tasks import retry_within
+from notifier.tasks import cancel_and_wait, retry_within
 
 
 async def test_retries_until_the_fault_passes():
@@ -43,10 +45,6 @@ async def test_the_last_error_is_raised_once_the_bound_passes():
 
 async def test_cancel_and_wait_ends_a_task_that_absorbs_one_cancellation():
     """A task that swallows its first cancel (as a nats-py request can) is cancelled again until it ends."""
-    import asyncio
-
-    from notifier.tasks import cancel_and_wait
-
     started = asyncio.Event()
 
     async def absorbing() -> None:
