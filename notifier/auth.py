@@ -68,11 +68,6 @@ class Authenticator:
         return cls(secret=settings.jwt_secret, audience=settings.jwt_audience)
 
     @property
-    def can_issue(self) -> bool:
-        """Only a shared secret can sign tokens here; with a public key, tokens come from the identity provider."""
-        return self._secret is not None
-
-    @property
     def secret(self) -> str | None:
         """The HS256 secret (for `notifier token` in development)."""
         return self._secret

@@ -35,11 +35,6 @@ class ChannelPattern:
         joined = ".".join(self.tokens)
         return joined if self.key is None else f"{joined}:{self.key}"
 
-    @property
-    def has_wildcard(self) -> bool:
-        """True when the type part holds `*` or `>`."""
-        return any(token in ("*", ">") for token in self.tokens)
-
     def matches(self, event_type: str, event_key: str | None) -> bool:
         """Whether an event of this type and key is delivered on this channel."""
         return self.matches_tokens(event_type.split("."), event_key)
@@ -49,10 +44,6 @@ class ChannelPattern:
         if self.key is not None and self.key != event_key:
             return False
         return tokens_match(self.tokens, type_tokens)
-
-    def overlaps(self, other_tokens: tuple[str, ...]) -> bool:
-        """Whether some event type could match both this pattern and `other_tokens`."""
-        return tokens_overlap(self.tokens, other_tokens)
 
 
 def parse_channel(text: str) -> ChannelPattern:

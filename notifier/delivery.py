@@ -93,9 +93,6 @@ class LiveDelivery:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._has_options = False
 
-    def __hash__(self) -> int:
-        return id(self)
-
     def deliver(self, outgoing: OutgoingEvent) -> None:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
         if self.state is _CLOSED:

@@ -55,11 +55,6 @@ class Hub:
         """The streams' current incarnations (see `cursor`): every cursor stamped from now on names them."""
         self.positions.epochs = dict(epochs)
 
-    @property
-    def cursor(self) -> str:
-        """The cursor of the newest dispatched event: everything up to it has been offered to sessions."""
-        return self.positions.encode()
-
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
         identity = recipient.identity

@@ -54,8 +54,6 @@ class Session(LiveDelivery):
         self.tasks = TaskGroup("session")
         self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
 
-    __hash__ = LiveDelivery.__hash__
-
     @property
     def patterns(self) -> dict[str, ChannelPattern]:
         """Subscribed channel patterns by their text."""

@@ -29,14 +29,6 @@ def encode_token(value: str) -> str:
     return "~" + base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
 
 
-def decode_token(token: str) -> str:
-    """The user id or key an encoded token stands for."""
-    if not token.startswith("~"):
-        return token
-    encoded = token[1:]
-    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
-
-
 def subject_for(envelope: Envelope, stream: StreamDefinition) -> str:
     """The subject an envelope is published on."""
     key = NO_KEY if envelope.key is None else encode_token(envelope.key)

@@ -53,9 +53,6 @@ class TaskGroup:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s crashed", task.get_name(), exc_info=task.exception())
 
-    def __len__(self) -> int:
-        return len(self._tasks or ())
-
     async def close(self) -> None:
         """Cancel every task and wait for all of them."""
         await cancel_and_wait(*list(self._tasks or ()))
