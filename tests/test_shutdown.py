@@ -18,14 +18,16 @@ async def test_shutdown_closes_websockets_with_going_away(make_gateway):
     assert (code, reason) == (CloseCode.GOING_AWAY, "server shutting down")
 
 
-async def test_shutdown_ends_sse_streams(make_gateway):
-    """A gateway shutting down ends its SSE streams, so browsers reconnect with Last-Event-ID."""
+async def test_shutdown_ends_sse_streams_on_an_event_boundary(make_gateway):
+    """A gateway shutting down ends its SSE streams on a whole event, so browsers reconnect with a valid Last-Event-ID."""
     gateway = await make_gateway()
     url = f"{gateway.base_url}/sse?channels=order.filled&token={gateway.token()}"
     async with gateway.http.get(url) as response:
         assert (await response.content.readline()).startswith(b"retry:")
+        await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
         stopping = asyncio.create_task(gateway.stop())
         async with asyncio.timeout(10):
-            rest = await response.content.read()
+            rest = await response.content.read()  # returns only once the server has ended the stream
         await stopping
-    assert b"data:" not in rest
+    assert response.content.at_eof()
+    assert rest.count(b"data:") == rest.count(b"id:") <= 1 and (rest == b"\n" or rest.endswith(b"\n\n")), rest
