@@ -31,12 +31,14 @@ class InvalidCursor(ValueError):
     """A cursor string that this gateway never issued."""
 
 
-def epoch_of(created: datetime | str) -> str:
-    """The epoch of a stream created at this time: 4 base-36 characters of its CRC-32.
+def epoch_of(created: datetime | str | None) -> str | None:
+    """The epoch of a stream created at this time: 4 base-36 characters of its CRC-32 (None: not known).
 
     Two incarnations of a stream collide with a chance of 1 in 1.7 million; in exchange every
     part of every cursor grows by 5 bytes only.
     """
+    if created is None:
+        return None
     text = created.isoformat() if isinstance(created, datetime) else created
     value = zlib.crc32(text.encode()) % 36**EPOCH_LENGTH
     digits = []

@@ -78,7 +78,7 @@ class StreamHistory:
             info = await retry_within(lambda: self.states.info(definition.name), LEADER_WAIT_SECONDS,
                                       gives_up=lambda error: isinstance(error, NotFoundError))
             state = info.state
-            epoch = epoch_of(info.created) if info.created is not None else None
+            epoch = epoch_of(info.created)
             if epoch is not None:
                 status.epochs[stream] = epoch
             claimed = since.epoch(stream)

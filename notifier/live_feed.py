@@ -77,16 +77,14 @@ class LiveFeed:
         for definition in self.streams:
             info = await self.jetstream.stream_info(definition.name)
             self.positions[definition.cursor_id] = info.state.last_seq
-            self._note_epoch(definition.cursor_id, info.created)
+            epoch = epoch_of(info.created)
+            if epoch is not None:
+                self.epochs[definition.cursor_id] = epoch
         if self.recent is not None:
             self.recent.restart(self.positions, self.epochs)
         await self._subscribe_all()
         self._supervisor = asyncio.create_task(self._supervise(), name="live-feed-supervisor")
         return dict(self.positions)
-
-    def _note_epoch(self, stream: str, created: object) -> None:
-        if created is not None:
-            self.epochs[stream] = epoch_of(created)  # type: ignore[arg-type]
 
     def request_resubscribe(self) -> None:
         """Ask for fresh consumers (after a reconnect the server may have lost the old ones)."""
@@ -132,7 +130,8 @@ class LiveFeed:
             for definition in self.streams:
                 stream = definition.cursor_id
                 info = await self.jetstream.stream_info(definition.name)
-                if info.created is not None and self.epochs.get(stream) not in (None, epoch_of(info.created)):
+                followed, current = self.epochs.get(stream), epoch_of(info.created)
+                if followed is not None and current is not None and followed != current:
                     return f"stream {definition.name} was recreated"
                 position = self.positions[stream]
                 if info.state.last_seq > position and previous.get(stream) == position:
@@ -147,7 +146,7 @@ class LiveFeed:
             stream = definition.cursor_id
             info = await self.jetstream.stream_info(definition.name)
             last = info.state.last_seq
-            epoch = epoch_of(info.created) if info.created is not None else self.epochs.get(stream)
+            epoch = epoch_of(info.created) or self.epochs.get(stream)
             if epoch != self.epochs.get(stream):
                 # Another incarnation (deleted and recreated, or a new store): all of it is new.
                 log.error("stream %s was recreated (epoch %s, was %s): following it from its start",

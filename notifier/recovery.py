@@ -59,11 +59,11 @@ class HistoryStamps:
     __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held")
 
     def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
-                 since: Cursor | None = None, holes: set[str] | frozenset[str] = frozenset()):
+                 since: Cursor, holes: set[str] | frozenset[str] = frozenset()):
         # The streams read take the epochs the replay found; the others keep the hub's.
         epochs = {**base.epochs, **start.epochs}
         for stream in holes:
-            held = since.epoch(stream) if since is not None else None
+            held = since.epoch(stream)
             if held is not None:
                 epochs[stream] = held
             else:
@@ -78,7 +78,7 @@ class HistoryStamps:
             self._caps[stream] = cap
             here = start.position(stream)
             stamp[stream] = here if cap is None else min(cap, here)
-        self._held = {stream: since.position(stream) if since is not None else 0 for stream in holes}
+        self._held = {stream: since.position(stream) for stream in holes}
         stamp.update(self._held)
         order = sorted(stamp)
         self._stamp = stamp
