@@ -48,3 +48,11 @@ def test_another_users_private_event_is_foreign():
     stored = [*STORED, StoredRecord("a", 7, "p7", "order.accepted", None, "u9")]
     verdict = judge(_client([f"e{n}" for n in range(1, 7)] + ["p7"]), stored)
     assert verdict.foreign == ["p7"]
+
+
+def test_missing_tick_of_a_conflating_stream_is_counted_conflated():
+    """A missing event of a stream keeping N per subject is conflation, counted apart, not a silent gap."""
+    stored = [StoredRecord("m", sequence, f"t{sequence}", "market.ticker", "BTC", None, "", True) for sequence in (1, 2, 3)]
+    client = ClientRecord("c", "u0", False, parse_channel_list("market.ticker:BTC"), {"m": 0}, ["t1", "t3"])
+    verdict = judge(client, stored)
+    assert verdict.exact and verdict.conflated == 1

@@ -105,6 +105,7 @@ class ChaosReport:
                                            f"{sum(v.received for v in self.verdicts)}"),
             ("silent gaps", str(sum(len(v.gaps) for v in self.verdicts))),
             ("declared by complete:false", str(sum(v.excused for v in self.verdicts))),
+            ("conflated (N per subject)", str(sum(v.conflated for v in self.verdicts))),
             ("duplicates", str(sum(len(v.duplicates) for v in self.verdicts))),
             ("reorders", str(sum(len(v.reorders) for v in self.verdicts))),
             ("events not theirs", str(sum(len(v.foreign) for v in self.verdicts))),
@@ -144,6 +145,7 @@ class ChaosRun:
         self.acknowledged: dict[str, tuple[str, int]] = {}
         self.published: dict[str, Envelope] = {}
         self.labels: dict[str, str] = {}  # event id -> "channel#number", for messages
+        self.conflating: set[str] = set()  # streams keeping N messages per subject
         self.numbers: Counter[str] = Counter()
         self.clients: list[CountingClient] = []
 
@@ -166,6 +168,8 @@ class ChaosRun:
 
     async def _run_with(self, publisher: Publisher) -> None:
         start = await self._stream_ends(publisher)
+        self.conflating = {definition.cursor_id for definition in publisher.streams
+                           if definition.max_msgs_per_subject > 0}
         start_cursor = ".".join(f"{stream}{sequence}" for stream, sequence in sorted(start.items()))
         gateways = [gateway.base_url for gateway in self.gateways]
         for index in range(self.config.clients):
@@ -309,7 +313,7 @@ class ChaosRun:
         for event_id, (stream, sequence) in self.acknowledged.items():
             envelope = self.published[event_id]
             records.append(StoredRecord(stream, sequence, event_id, envelope.type, envelope.key, envelope.user_id,
-                                        self.labels.get(event_id, "")))
+                                        self.labels.get(event_id, ""), stream in self.conflating))
         return sorted(records, key=lambda record: (record.stream, record.sequence))
 
     async def _settle(self) -> None:

@@ -7,7 +7,10 @@ order to keep: the gateway merges streams by store time, which two streams do no
 
 A gap is excused only where the gateway said so: a resume from cursor C answered
 `complete: false` covers, in each stream, the sequences after C up to the first event of that
-stream the client received after the resume. Anything else missing is a silent gap.
+stream the client received after the resume. In a stream that keeps only N messages per subject
+(market data) a missing event is counted as conflated instead: such a stream discards older
+ticks of an instrument by design, and the live feed hands on the newest one (protocol.md
+section 8). Anything else missing is a silent gap.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class StoredRecord:
     key: str | None
     user_id: str | None
     label: str = ""  # the publisher's channel label and number, for messages ("order.filled#17")
+    conflating: bool = False  # its stream keeps only N messages per subject
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Verdict:
     received: int = 0
     gaps: list[StoredRecord] = field(default_factory=list)
     excused: int = 0
+    conflated: int = 0
     duplicates: list[str] = field(default_factory=list)
     reorders: list[tuple[str, int, int]] = field(default_factory=list)
     foreign: list[str] = field(default_factory=list)
@@ -134,6 +139,10 @@ def judge(client: ClientRecord, stored: list[StoredRecord]) -> Verdict:
             continue
         if any(stream == record.stream and low < record.sequence < high for stream, low, high in windows):
             verdict.excused += 1
+            previous_missing[record.stream] = False
+            continue
+        if record.conflating:
+            verdict.conflated += 1
             previous_missing[record.stream] = False
             continue
         verdict.gaps.append(record)
