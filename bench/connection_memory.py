@@ -20,8 +20,8 @@ from pathlib import Path
 from aiohttp import web
 
 from notifier.app import GATEWAY, create_app
-from notifier.auth import Authenticator
-from notifier.nats_server import EmbeddedNatsServer
+from notifier.transport.auth import Authenticator
+from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.settings import Settings
 
 # One token per connection, each for its own user, as in the bench's idle scenario: identical URLs

@@ -14,13 +14,13 @@ import pstats
 import sys
 import time
 
-from notifier.channels import parse_channel
-from notifier.events import Envelope, StoredEvent, encode_envelope
-from notifier.frames import WEBSOCKET_FRAMING
-from notifier.hub import Hub
-from notifier.identity import Identity
-from notifier.session import Session
-from notifier.transport_writer import FlushQueue, WebSocketWriter
+from notifier.model.channels import parse_channel
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.fanout.frames import WEBSOCKET_FRAMING
+from notifier.fanout.hub import Hub
+from notifier.model.identity import Identity
+from notifier.fanout.session import Session
+from notifier.transport.writer import FlushQueue, WebSocketWriter
 
 WARM_UP_EVENTS = 50
 

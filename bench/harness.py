@@ -13,7 +13,7 @@ from bench.publisher_worker import main as publisher_main
 from bench.servers import JWT_SECRET, Server
 from bench.stats import StepResult, latency_percentiles
 from bench.workers import BenchError, LoadPool, WorkerHandle
-from notifier.auth import Authenticator
+from notifier.transport.auth import Authenticator
 
 WARM_SECONDS = 20.0
 TOKEN_SECONDS = 3600

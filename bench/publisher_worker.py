@@ -1,6 +1,6 @@
 """The publishing process: stamps `sentAt` (wall-clock ns) into each payload and publishes at a fixed rate.
 
-To the gateway it publishes the product's way, `notifier.producer.Publisher` through NATS
+To the gateway it publishes the product's way, `notifier.jetstream.publisher.Publisher` through NATS
 JetStream (so latency includes the store); to a baseline, over its `/publish` WebSocket.
 Both get byte-identical envelopes.
 """
@@ -15,7 +15,7 @@ import aiohttp
 
 from bench.commands import CommandWorker
 from bench.machine import die_with_parent, raise_open_file_limit
-from notifier.events import Envelope, encode_envelope
+from notifier.model.events import Envelope, encode_envelope
 
 IN_FLIGHT = 256  # JetStream publishes awaiting their ack at once: the schedule never waits on one ack
 
@@ -25,7 +25,7 @@ class PublisherWorker(CommandWorker):
 
     def __init__(self, connection: Connection):
         super().__init__(connection)
-        self.publisher = None  # notifier.producer.Publisher when publishing to the gateway
+        self.publisher = None  # notifier.jetstream.publisher.Publisher when publishing to the gateway
         self.http: aiohttp.ClientSession | None = None
         self.websocket: aiohttp.ClientWebSocketResponse | None = None
         self.errors: list[str] = []
@@ -37,7 +37,7 @@ class PublisherWorker(CommandWorker):
         """Connect to the gateway's NATS, or to a baseline's publish WebSocket."""
         await self.do_close()
         if nats_url is not None:
-            from notifier.producer import Publisher
+            from notifier.jetstream.publisher import Publisher
 
             self.publisher = await Publisher.connect(nats_url, source="bench")
         else:

@@ -11,26 +11,32 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from nats.aio.client import Client
 
-from notifier import frontend, http_api, metrics, origins
-from notifier import redaction
-from notifier.admission import ADMISSION, ConnectionAdmission
-from notifier.user_connections import USER_CONNECTIONS, UserConnections
-from notifier.gc_pauses import GcPauseWatch
-from notifier.http_requests import json_error
-from notifier.auth import Authenticator
-from notifier.history import StreamHistory
-from notifier.hub import Hub
-from notifier.live_feed import LiveFeed
-from notifier.nats_connection import GatewayClient, connect_nats
-from notifier.nats_server import EmbeddedNatsServer
-from notifier.producer import Publisher
-from notifier.recent_events import RecentEvents
-from notifier.services import SERVICES, Services
+from notifier.transport import frontend
+
+from notifier.transport import http_api
+
+from notifier.ops import metrics
+
+from notifier.transport import origins
+from notifier.transport import redaction
+from notifier.transport.admission import ADMISSION, ConnectionAdmission
+from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections
+from notifier.ops.gc_pauses import GcPauseWatch
+from notifier.transport.http_requests import json_error
+from notifier.transport.auth import Authenticator
+from notifier.jetstream.history import StreamHistory
+from notifier.fanout.hub import Hub
+from notifier.jetstream.live_feed import LiveFeed
+from notifier.jetstream.connection import GatewayClient, connect_nats
+from notifier.jetstream.embedded_server import EmbeddedNatsServer
+from notifier.jetstream.publisher import Publisher
+from notifier.jetstream.recent_events import RecentEvents
+from notifier.transport.services import SERVICES, Services
 from notifier.settings import Settings
-from notifier.sse import sse_handler
-from notifier.streams import StreamSet, apply_streams, load_streams
-from notifier.tasks import cancel_and_wait, retry_until_done
-from notifier.websocket import websocket_handler
+from notifier.transport.sse import sse_handler
+from notifier.jetstream.streams import StreamSet, apply_streams, load_streams
+from notifier.ops.tasks import cancel_and_wait, retry_until_done
+from notifier.transport.websocket import websocket_handler
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from typing import Callable
 
 from aiohttp import web
 
-from notifier.access_log import RedactingAccessLogger
+from notifier.transport.access_log import RedactingAccessLogger
 from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
-from notifier.auth import Authenticator
-from notifier.broker import PublishUnconfirmed
-from notifier.events import InvalidEvent, decode_envelope
-from notifier.log_format import LOG_FORMATS, configure_logging
-from notifier.producer import Publisher
+from notifier.transport.auth import Authenticator
+from notifier.model.broker import PublishUnconfirmed
+from notifier.model.events import InvalidEvent, decode_envelope
+from notifier.ops.log_format import LOG_FORMATS, configure_logging
+from notifier.jetstream.publisher import Publisher
 from notifier.settings import Settings, SettingsError, variables
-from notifier.streams import StreamConfigError
-from notifier.tasks import cancel_and_wait
+from notifier.jetstream.streams import StreamConfigError
+from notifier.ops.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
 LOCK_FILE = "notifier.lock"

@@ -31,7 +31,7 @@ from typing import Any, Awaitable, Callable, Union
 
 import aiohttp
 
-from notifier.channels import parse_channel
+from notifier.model.channels import parse_channel
 
 log = logging.getLogger(__name__)
 

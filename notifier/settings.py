@@ -144,7 +144,7 @@ def _check(settings: Settings) -> None:
         # can be brute-forced offline from any token a client holds.
         raise SettingsError(f"NOTIFIER_JWT_SECRET is {len(settings.jwt_secret.encode())} bytes: HS256 needs at "
                             f"least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
-    from notifier.origins import parse_allowed_origins  # here: notifier.origins imports this module
+    from notifier.transport.origins import parse_allowed_origins  # here: notifier.transport.origins imports this module
 
     parse_allowed_origins(settings.allowed_origins)
 

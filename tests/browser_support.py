@@ -13,7 +13,7 @@ from typing import AsyncIterator, Callable
 import pytest
 from aiohttp import web
 
-from notifier.tasks import cancel_and_wait
+from notifier.ops.tasks import cancel_and_wait
 
 CHROMIUM = os.environ.get("NOTIFIER_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

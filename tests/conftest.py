@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 
 from notifier.app import GATEWAY, create_app
-from notifier.auth import Authenticator
+from notifier.transport.auth import Authenticator
 from notifier.cli import event_loop_factory
-from notifier.nats_server import EmbeddedNatsServer
+from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.settings import EVENT_LOOPS, Settings
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"

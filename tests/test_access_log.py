@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifier.access_log import redact
+from notifier.transport.access_log import redact
 
 
 def test_token_query_parameter_is_redacted():

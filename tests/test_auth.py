@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from conftest import SECRET
 
-from notifier.auth import AuthenticationError, Authenticator
+from notifier.transport.auth import AuthenticationError, Authenticator
 
 POLICY_VIOLATION = 1008
 

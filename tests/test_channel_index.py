@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.channel_index import ChannelIndex, SmallChannelIndex
-from notifier.channels import parse_channel
+from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
+from notifier.model.channels import parse_channel
 
 
 def _matches(index: ChannelIndex, event_type: str, key: str | None = None) -> set[str]:

@@ -7,9 +7,9 @@ import json
 import aiohttp
 import pytest
 
-from notifier.auth import Authenticator
-from notifier.events import Envelope
-from notifier.producer import Publisher
+from notifier.transport.auth import Authenticator
+from notifier.model.events import Envelope
+from notifier.jetstream.publisher import Publisher
 from notifier.testing.processes import GatewayProcess, NatsCluster
 
 SECRET = "leader-loss-secret-long-enough-for-hs256"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from browser_support import WAIT_MS, chromium  # noqa: F401 (fixture)
 
-from notifier.auth import Authenticator
+from notifier.transport.auth import Authenticator
 
 # Set to a path (e.g. docs/console.png) to keep the screenshot of the console with live data.
 SCREENSHOT = os.environ.get("NOTIFIER_CONSOLE_SCREENSHOT")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.cursor import Cursor, InvalidCursor, decode_cursor, epoch_of
+from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor, epoch_of
 
 
 @pytest.mark.parametrize("text", ["a\u0661\u0662", "a12\n", "a12.", "A12", "a12-", "a12-K3F9", "a1.a2", "a" + "9" * 21])

@@ -9,13 +9,13 @@ import nats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.direct_get import DirectReader, _FilterScan
-from notifier.events import Envelope, StoredEvent
-from notifier.producer import Publisher
+from notifier.jetstream.direct_get import DirectReader, _FilterScan
+from notifier.model.events import Envelope, StoredEvent
+from notifier.jetstream.publisher import Publisher
 from notifier.settings import default_streams_dir
-from notifier.streams import apply_streams, load_streams
-from notifier.subjects import filters_for
-from notifier.channels import parse_channel
+from notifier.jetstream.streams import apply_streams, load_streams
+from notifier.jetstream.subjects import filters_for
+from notifier.model.channels import parse_channel
 
 
 async def test_reader_with_two_filters_stops_at_its_end(nats_server):

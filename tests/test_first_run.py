@@ -214,7 +214,7 @@ async def test_unreachable_nats_is_retried_with_growing_waits_naming_the_url(mak
     url = nats_server.url
     await nats_server.stop()
     lines = _Lines(r"^nats: cannot connect to ", 3)
-    logger = logging.getLogger("notifier.nats_connection")
+    logger = logging.getLogger("notifier.jetstream.connection")
     logger.addHandler(lines)
     try:
         await make_gateway(wait_following=False)

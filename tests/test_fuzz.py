@@ -9,11 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
 
-from notifier.channels import InvalidChannel, parse_channel_list
-from notifier.client_messages import ACTIONS, ProtocolError, decode_client_message
-from notifier.events import InvalidEvent, decode_envelopes
-from notifier.http_requests import Rejected, channels_from, cursor_from
-from notifier.sse import _options_from_query
+from notifier.model.channels import InvalidChannel, parse_channel_list
+from notifier.transport.client_messages import ACTIONS, ProtocolError, decode_client_message
+from notifier.model.events import InvalidEvent, decode_envelopes
+from notifier.transport.http_requests import Rejected, channels_from, cursor_from
+from notifier.transport.sse import _options_from_query
 
 # Deterministic, so a CI run is reproducible; each run still tries a few hundred inputs per target.
 FUZZ = settings(max_examples=300, deadline=None, derandomize=True,

@@ -14,14 +14,14 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.broker import ReplayStatus
-from notifier.channels import parse_channel
-from notifier.cursor import Cursor
-from notifier.events import Envelope, StoredEvent, encode_envelope
-from notifier.frames import WEBSOCKET_FRAMING
-from notifier.hub import Hub
-from notifier.identity import Identity
-from notifier.session import Session
+from notifier.model.broker import ReplayStatus
+from notifier.model.channels import parse_channel
+from notifier.model.cursor import Cursor
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.fanout.frames import WEBSOCKET_FRAMING
+from notifier.fanout.hub import Hub
+from notifier.model.identity import Identity
+from notifier.fanout.session import Session
 
 TYPES = {"a": "order.filled", "m": "market.ticker"}
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from notifier.cursor import Cursor
-from notifier.recovery import HistoryStamps
+from notifier.model.cursor import Cursor
+from notifier.fanout.recovery import HistoryStamps
 
 
 def test_replayed_event_carries_its_own_sequence():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.services import SERVICES
+from notifier.transport.services import SERVICES
 
 
 async def post_publish(gateway, body: dict):

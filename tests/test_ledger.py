@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifier.channels import parse_channel_list
+from notifier.model.channels import parse_channel_list
 from notifier.testing.ledger import ClientRecord, Resume, StoredRecord, judge
 
 STORED = [StoredRecord("a", sequence, f"e{sequence}", "order.filled", None, None, f"order.filled#{sequence}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from notifier.events import Envelope, encode_envelope
-from notifier.live_feed import LiveFeed
+from notifier.model.events import Envelope, encode_envelope
+from notifier.jetstream.live_feed import LiveFeed
 from notifier.settings import default_streams_dir
-from notifier.streams import load_streams
-from notifier.subjects import subject_for
+from notifier.jetstream.streams import load_streams
+from notifier.jetstream.subjects import subject_for
 
 STREAMS = load_streams(default_streams_dir())
 ACCOUNT = STREAMS.by_cursor_id["a"]

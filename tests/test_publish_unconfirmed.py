@@ -6,9 +6,9 @@ import asyncio
 
 import nats
 
-from notifier.events import Envelope
-from notifier.producer import Publisher
-from notifier.broker import PublishUnconfirmed
+from notifier.model.events import Envelope
+from notifier.jetstream.publisher import Publisher
+from notifier.model.broker import PublishUnconfirmed
 
 
 async def _wait_ready(gateway, status: int) -> None:

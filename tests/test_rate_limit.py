@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.rate_limit import TokenBucket
+from notifier.fanout.rate_limit import TokenBucket
 
 
 def test_bucket_judging_an_older_moment_does_not_run_time_backwards():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from notifier.events import Envelope
-from notifier.producer import Publisher
+from notifier.model.events import Envelope
+from notifier.jetstream.publisher import Publisher
 
 
 async def _ready_status(gateway) -> int:

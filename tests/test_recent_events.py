@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from notifier.events import Envelope, StoredEvent, encode_envelope
-from notifier.recent_events import RecentEvents
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.jetstream.recent_events import RecentEvents
 
 
 def _event(sequence: int) -> StoredEvent:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import nats
 
-from notifier.producer import Publisher
-from notifier.events import Envelope
+from notifier.jetstream.publisher import Publisher
+from notifier.model.events import Envelope
 
 
 async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
@@ -200,7 +200,7 @@ async def test_two_subscribes_with_one_cursor_leave_a_cursor_that_resumes_withou
 
 async def test_cursor_from_a_lost_store_does_not_silence_live_events(gateway):
     """A cursor ahead of a stream that was reset recovers incomplete, and later live events still arrive."""
-    from notifier.cursor import Cursor
+    from notifier.model.cursor import Cursor
 
     ahead = Cursor({"a": 500, "m": 0}).encode()
     client = await gateway.websocket(token="alice")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from notifier.close_codes import CloseCode
+from notifier.model.close_codes import CloseCode
 
 
 async def test_shutdown_closes_websockets_with_going_away(make_gateway):

@@ -8,7 +8,7 @@ import socket
 
 import aiohttp
 
-from notifier.close_codes import CloseCode
+from notifier.model.close_codes import CloseCode
 
 PAYLOAD = {"blob": "x" * 2000}
 BATCH = 100

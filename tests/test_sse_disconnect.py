@@ -45,7 +45,7 @@ async def test_sse_client_leaving_is_logged_at_once(make_gateway):
     """When an SSE client closes its socket, `connection closed` is logged with reason `client left` before any ping."""
     gateway = await make_gateway(sse_ping_interval=NO_PING)
     closed = _Closed()
-    logger = logging.getLogger("notifier.sse")
+    logger = logging.getLogger("notifier.transport.sse")
     logger.addHandler(closed)
     logger.setLevel(logging.INFO)
     try:
@@ -64,7 +64,7 @@ async def test_sse_client_leaving_leaves_the_connection_gauge_at_once(make_gatew
     """When an SSE client closes its socket, notifier_connections{transport="sse"} drops back without waiting for a ping."""
     gateway = await make_gateway(sse_ping_interval=NO_PING)
     closed = _Closed()
-    logger = logging.getLogger("notifier.sse")
+    logger = logging.getLogger("notifier.transport.sse")
     logger.addHandler(closed)
     logger.setLevel(logging.INFO)
     try:

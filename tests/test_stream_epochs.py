@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nats
 
-from notifier.streams import apply_streams
+from notifier.jetstream.streams import apply_streams
 
 
 async def _recreate_account_stream(gateway, nats_url: str) -> None:

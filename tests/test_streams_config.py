@@ -9,7 +9,7 @@ import nats
 import pytest
 
 from notifier.settings import default_streams_dir
-from notifier.streams import StreamConfigError, apply_streams, load_streams
+from notifier.jetstream.streams import StreamConfigError, apply_streams, load_streams
 
 
 async def test_applying_twice_changes_nothing(nats_server):

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from conftest import RECEIVE_TIMEOUT
-from notifier.log_format import JsonFormatter
+from notifier.ops.log_format import JsonFormatter
 
 START_TIMEOUT = 60.0
 
@@ -75,7 +75,7 @@ async def test_websocket_open_and_close_are_logged_with_user_remote_code_duratio
     """A WebSocket's `connection opened` and `connection closed` lines carry user, transport, remote, code, reason, duration, messages sent."""
     cursor = await gateway.cursor_after_one_event()
     closed = await json_log.wait_for(message="connection closed", transport="websocket")
-    assert closed["level"] == "INFO" and closed["logger"] == "notifier.websocket"
+    assert closed["level"] == "INFO" and closed["logger"] == "notifier.transport.websocket"
     assert closed["user"] == "alice" and closed["remote"] == "127.0.0.1"
     assert (closed["code"], closed["reason"]) == (1000, "")
     assert closed["messages_sent"] == 2  # the ack and the event

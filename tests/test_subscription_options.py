@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifier.cursor import decode_cursor
+from notifier.model.cursor import decode_cursor
 
 
 def _numbers(events: list[dict]) -> list[int]:

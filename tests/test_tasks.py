@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from notifier.tasks import cancel_and_wait, retry_within
+from notifier.ops.tasks import cancel_and_wait, retry_within
 
 
 async def test_retries_until_the_fault_passes():

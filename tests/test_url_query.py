@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from notifier.http_requests import url_query
+from notifier.transport.http_requests import url_query
 
 
 @pytest.mark.parametrize("target", [

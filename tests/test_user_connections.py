@@ -7,8 +7,8 @@ import time
 
 from conftest import RECEIVE_TIMEOUT
 
-from notifier.identity import Identity
-from notifier.user_connections import USER_CONNECTIONS, UserConnections, user_key
+from notifier.model.identity import Identity
+from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections, user_key
 
 
 async def until(condition, timeout: float = RECEIVE_TIMEOUT) -> None:

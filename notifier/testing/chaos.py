@@ -28,11 +28,11 @@ from pathlib import Path
 
 import aiohttp
 
-from notifier.auth import Authenticator
-from notifier.broker import PublishUnconfirmed
-from notifier.channels import parse_channel_list
-from notifier.events import Envelope
-from notifier.producer import Publisher
+from notifier.transport.auth import Authenticator
+from notifier.model.broker import PublishUnconfirmed
+from notifier.model.channels import parse_channel_list
+from notifier.model.events import Envelope
+from notifier.jetstream.publisher import Publisher
 from notifier.testing.clients import CountingClient, SseCountingClient, WebSocketCountingClient
 from notifier.testing.ledger import ClientRecord, StoredRecord, Verdict, judge
 from notifier.testing.processes import GatewayProcess, NatsCluster

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from notifier.cursor import decode_cursor
+from notifier.model.cursor import decode_cursor
 from notifier.testing.ledger import ClientRecord, Resume
 
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0)

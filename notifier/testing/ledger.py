@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from notifier.channels import ChannelPattern
+from notifier.model.channels import ChannelPattern
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import nats
 
-from notifier.nats_server import find_nats_server
+from notifier.jetstream.embedded_server import find_nats_server
 
 START_TIMEOUT = 30.0
 

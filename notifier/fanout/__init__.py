@@ -1,0 +1,1 @@
+"""The synchronous core: hub, channel index, frames, sessions, hand-over, rate limits, outboxes."""

@@ -1,0 +1,93 @@
+"""Every open WebSocket and SSE connection, and the one heartbeat task that looks after them all.
+
+One ticking task instead of a timer per connection keeps an idle connection cheap: it sends
+pings, closes clients that went silent, and closes connections whose token has expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+from notifier.ops import metrics
+from notifier.ops.metrics import TRANSPORTS
+
+
+class Connection(Protocol):
+    """What the registry needs from a transport connection."""
+
+    transport: str  # "websocket" or "sse", the label of its metrics
+
+    def heartbeat(self, now: float) -> None:
+        """Send a ping, or close the connection if it is silent or its token expired."""
+        ...
+
+    def shut_down(self, reason: str = "server shutting down") -> None:
+        """Close so the client reconnects and resumes (WebSocket 1001, SSE end of stream)."""
+        ...
+
+
+class ConnectionRegistry:
+    """The open connections; `run` ticks their heartbeats until cancelled."""
+
+    def __init__(self) -> None:
+        self.open: set[Connection] = set()
+
+    def add(self, connection: Connection) -> None:
+        """Start looking after a connection."""
+        self.open.add(connection)
+
+    def discard(self, connection: Connection) -> None:
+        """Forget a closed connection."""
+        self.open.discard(connection)
+
+    async def run(self, tick_seconds: float) -> None:
+        """Tick every connection's heartbeat forever (the owner cancels it)."""
+        while True:
+            await asyncio.sleep(tick_seconds)
+            now = time.monotonic()
+            for connection in list(self.open):
+                connection.heartbeat(now)
+
+    def by_transport(self) -> dict[str, float]:
+        """Open connections per transport (read at scrape time)."""
+        counts = dict.fromkeys(TRANSPORTS, 0.0)
+        for connection in self.open:
+            counts[connection.transport] += 1
+        return counts
+
+    def subscriptions(self) -> float:
+        """Channel subscriptions held by the open connections (read at scrape time)."""
+        return float(sum(len(session.subscriptions) for connection in self.open
+                         if (session := getattr(connection, "session", None)) is not None))
+
+    def gauges(self) -> list[metrics.Gauge | metrics.LabelledGauge]:
+        """This registry's metrics, for the gateway that owns it."""
+        return [
+            metrics.LabelledGauge("notifier_connections", "Open connections: authenticated WebSockets and SSE streams.",
+                                  "transport", self.by_transport),
+            metrics.Gauge("notifier_subscriptions_active", "Channel subscriptions of the open connections.",
+                          self.subscriptions),
+        ]
+
+    def resume_readers_of(self, stream: str, reason: str) -> int:
+        """Close (1001, end of SSE stream) every connection subscribed to channels of `stream`; returns how many.
+
+        For when live delivery skipped events of that stream: a client resuming from its last id
+        gets them from history, or `complete: false` where history no longer has them.
+        """
+        closing = [connection for connection in self.open
+                   if (session := getattr(connection, "session", None)) is not None
+                   and any(stream in subscription.streams for subscription in session.subscriptions.values())]
+        for connection in closing:
+            # At once, before the feed hands on the event after the skip: a frame of it written
+            # before the close would give the client a cursor past what it missed.
+            connection.session.close()  # type: ignore[attr-defined]
+            connection.shut_down(reason)
+        return len(closing)
+
+    def shut_down_all(self) -> None:
+        """Ask every connection to close for shutdown."""
+        for connection in list(self.open):
+            connection.shut_down()

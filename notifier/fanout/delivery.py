@@ -1,0 +1,226 @@
+"""Live delivery for one client: priority filter, rate limits with conflation, cursor stamps, the outbox.
+
+The hub calls `deliver` synchronously for every matching event; nothing here awaits, so one
+slow client never holds up the fan-out: it overflows its own bounded outbox and is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from notifier.ops import metrics
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+from notifier.model.events import PRIORITY_RANK
+from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.hub import Hub
+from notifier.model.identity import Identity
+from notifier.fanout.outbox import Outbox
+from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.fanout.recovery import ReplayFloor
+
+
+# Shared by every session history has not taken beyond the hub: never changed in place, replaced.
+NOTHING_REPLAYED = Cursor()
+
+
+class SessionState(enum.Enum):
+    """Where a session is in its life."""
+
+    LIVE = "live"
+    RECOVERING = "recovering"
+    CLOSED = "closed"
+
+
+# For `deliver`, the one check that runs per client per event: on Python 3.11 `SessionState.CLOSED`
+# goes through the enum metaclass's `__getattr__` hook (cachegrind: 64 of 113 D1 misses per delivery).
+_CLOSED = SessionState.CLOSED
+
+
+@dataclass(slots=True)
+class Subscription:
+    """One subscribed channel pattern with its options and, when `limit` is set, its own limiter."""
+
+    pattern: ChannelPattern
+    options: SubscriptionOptions
+    limiter: RateLimiter | None
+    streams: frozenset[str]
+
+    def accepts_priority(self, priority: str) -> bool:
+        """Whether the `priority` option lets an event of this priority through."""
+        return self.options.priority is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[self.options.priority]
+
+
+class LiveDelivery:
+    """The live half of a session: what happens to each event the hub offers it."""
+
+    __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
+                 "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
+                 "_has_options", "_ceiling")
+
+    def __init__(
+        self,
+        identity: Identity,
+        hub: Hub,
+        framing: Framing,
+        outbox_bytes: int,
+        on_slow: Callable[["LiveDelivery"], None],
+        max_events_per_second: float | None = None,
+    ):
+        self.identity = identity
+        self.hub = hub
+        self.framing = framing
+        self.outbox = Outbox(outbox_bytes)
+        self.on_slow = on_slow
+        self.subscriptions: dict[str, Subscription] = {}
+        # Made with the first limited event: an idle connection holds no buckets.
+        self.connection_limiter: RateLimiter | None = None
+        self._ceiling = max_events_per_second
+        self.state = SessionState.LIVE
+        self.last_cursor: str | None = None
+        self._recoveries = 0
+        # Lists are made when first needed (a tuple stands for none): idle connections add up.
+        self._pending: list[OutgoingEvent] | tuple[()] = ()
+        self._pending_bytes = 0
+        self._floors: list[ReplayFloor] | tuple[()] = ()
+        # Where history took this client beyond the hub's live position (a lagging feed, a replica
+        # behind): live cursors are raised to it so a client's cursor never moves backwards.
+        self.replayed = NOTHING_REPLAYED
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._has_options = False
+
+    def deliver(self, outgoing: OutgoingEvent) -> None:
+        """Take a live event: buffer it while recovering, else filter, limit and queue it."""
+        if self.state is _CLOSED:
+            return
+        if self._floors and self._below_floor(outgoing):
+            return
+        if self._recoveries:
+            if not self._pending:
+                self._pending = []
+            self._pending.append(outgoing)
+            self._pending_bytes += len(outgoing.event.body)
+            if self._pending_bytes > self.outbox.max_bytes:
+                self.too_slow()
+            return
+        envelope = outgoing.event.envelope
+        subscription = self._subscription_for(outgoing) if self._has_options else None
+        if subscription is None and self._has_options:
+            return  # matched only channels whose priority option filters it out
+        if envelope.priority != "p0":
+            now = outgoing.dispatched_at
+            if subscription is not None and subscription.limiter is not None:
+                if not subscription.limiter.admit(outgoing, now, self.last_cursor):
+                    self._held_by(subscription.limiter, now)
+                    return
+            limiter = self.connection_limiter
+            if limiter is None and self._ceiling:
+                limiter = self.connection_limiter = RateLimiter(self._ceiling)
+            if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+                self._held_by(limiter, now)
+                return
+        if self.replayed and not self._live_caught_up(outgoing.positions):
+            self._queue_stamped(outgoing, outgoing.positions)
+        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
+            self.last_cursor = outgoing.cursor
+        else:
+            self.too_slow()
+
+    def _held_by(self, limiter: RateLimiter, now: float) -> None:
+        """A limiter conflated or counted an event: wake up when it may release one or report."""
+        self._schedule_flush(limiter.seconds_until_next(now))
+
+    def _below_floor(self, outgoing: OutgoingEvent) -> bool:
+        """Whether history already sent this event; floors the hub has passed are forgotten."""
+        if any(floor.covers(outgoing) for floor in self._floors):
+            return True
+        positions = outgoing.positions
+        self._floors = [floor for floor in self._floors if not floor.passed_by(positions)]
+        return False
+
+    def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
+        """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
+        envelope = outgoing.event.envelope
+        chosen = None
+        for subscription in self.subscriptions.values():
+            if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
+                envelope.type, envelope.key
+            ):
+                if subscription.limiter is None:
+                    return subscription
+                chosen = chosen or subscription
+        return chosen
+
+    def _live_caught_up(self, positions: Cursor) -> bool:
+        if all(positions.position(stream) >= sequence for stream, sequence in self.replayed.items()):
+            self.replayed = NOTHING_REPLAYED
+            return True
+        return False
+
+    def _queue_stamped(self, outgoing: OutgoingEvent, positions: Cursor) -> None:
+        """Queue with a cursor of this client's own: `positions` raised to where history took it."""
+        stamp = Cursor(positions)
+        for stream, sequence in self.replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        cursor = stamp.encode()
+        if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
+            self.last_cursor = cursor
+        else:
+            self.too_slow()
+
+    def _schedule_flush(self, delay: float) -> None:
+        if self._flush_timer is None and self.state is not SessionState.CLOSED:
+            self._flush_timer = asyncio.get_running_loop().call_later(max(delay, 0.001), self._flush_limited)
+
+    def _flush_limited(self) -> None:
+        """Report lost counts and send conflated events whose turn has come; re-arm while anything waits."""
+        self._flush_timer = None
+        if self.state is SessionState.CLOSED:
+            return
+        now = time.monotonic()
+        now_ms = int(time.time() * 1000)
+        limiters = [subscription.limiter for subscription in self.subscriptions.values() if subscription.limiter]
+        if self.connection_limiter is not None:
+            limiters.append(self.connection_limiter)
+        for limiter in limiters:
+            for channel, count, since in limiter.take_lost():
+                self.send_control("lost", channel=channel, count=count, since=since)
+            for outgoing in limiter.release(now):
+                if outgoing.event.envelope.expired(now_ms):
+                    continue
+                if limiter is not self.connection_limiter and self.connection_limiter is not None:
+                    if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
+                        continue
+                # A conflated event goes out late: stamped with the hub's position, cursors never go backwards.
+                self._queue_stamped(outgoing, Cursor(self.hub.positions))
+        waiting = [limiter for limiter in limiters if limiter.waiting]
+        if waiting:
+            self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
+
+    def send_control(self, action: str, **fields: object) -> None:
+        """Queue a control message (ack, error, pong, recovered, lost)."""
+        if self.state is not SessionState.CLOSED and not self.outbox.offer(self.framing.control(action, **fields)):
+            self.too_slow()
+
+    def too_slow(self) -> None:
+        """The client cannot keep up: stop delivering and let the transport close it with its cursor."""
+        if self.state is SessionState.CLOSED:
+            return
+        metrics.SLOW_CLIENTS_CLOSED.increment()
+        self.close()
+        self.on_slow(self)
+
+    def close(self) -> None:
+        """Stop delivering: cancel timers, drop what is buffered or queued, wake the writer."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self.outbox.close()
+        self._pending = ()

@@ -1,0 +1,105 @@
+"""The hub: maps channels to sessions and fans each live event out to the sessions allowed to see it.
+
+Public events are matched in one index; private events only in their user's index and the
+admins' index, so a private event costs the handful of sessions that may see it. The hub is
+synchronous: `dispatch` never awaits a client, it only offers frames to bounded outboxes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Protocol
+
+from notifier.ops import metrics
+from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+from notifier.model.events import StoredEvent
+from notifier.fanout.frames import OutgoingEvent
+from notifier.model.identity import Identity
+
+
+class Recipient(Protocol):
+    """What the hub needs from a session."""
+
+    identity: Identity
+
+    def deliver(self, outgoing: OutgoingEvent) -> None:
+        """Take a live event without waiting."""
+        ...
+
+
+class Hub:
+    """Channel -> sessions, plus the live position in every stream that live cursors are stamped with."""
+
+    def __init__(self) -> None:
+        self.public: ChannelIndex[Recipient] = ChannelIndex()
+        self.private: dict[str, SmallChannelIndex[Recipient]] = {}
+        self.admins: ChannelIndex[Recipient] = ChannelIndex()
+        self.positions = Cursor()
+        # The transports' flush queue (set by Services): told when a live event's frames wait to be written.
+        self.flushes: Any = None
+
+    def start_at(self, positions: dict[str, int], epochs: dict[str, str] | None = None) -> None:
+        """Set the stream sequences the live feed starts after, and the streams' epochs cursors carry.
+
+        The feed may already have handed on events while starting its other streams: a position
+        the hub reached that way is kept, never moved back.
+        """
+        for stream, sequence in positions.items():
+            self.positions[stream] = max(self.positions.get(stream, 0), sequence)
+        if epochs is not None:
+            self.set_epochs(epochs)
+
+    def set_epochs(self, epochs: dict[str, str]) -> None:
+        """The streams' current incarnations (see `cursor`): every cursor stamped from now on names them."""
+        self.positions.epochs = dict(epochs)
+
+    def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
+        """Start offering events on these channels to the recipient."""
+        identity = recipient.identity
+        user_index = self.private.get(identity.user_id)
+        if user_index is None:
+            user_index = self.private[identity.user_id] = SmallChannelIndex()
+        for pattern in patterns:
+            self.public.add(pattern, recipient)
+            user_index.add(pattern, recipient)
+            if identity.is_admin:
+                self.admins.add(pattern, recipient)
+
+    def unsubscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
+        """Stop offering events on these channels to the recipient."""
+        identity = recipient.identity
+        user_index = self.private.get(identity.user_id)
+        for pattern in patterns:
+            self.public.remove(pattern, recipient)
+            self.admins.remove(pattern, recipient)
+            if user_index is not None:
+                user_index.remove(pattern, recipient)
+        if user_index is not None and user_index.count == 0:
+            del self.private[identity.user_id]
+
+    def dispatch(self, event: StoredEvent) -> int:
+        """Offer one live event to every session that subscribed to it and may see it; returns how many."""
+        self.positions[event.stream] = event.sequence
+        envelope = event.envelope
+        if envelope.expired(int(time.time() * 1000)):
+            return 0
+        tokens = envelope.type.split(".")
+        recipients: set[Recipient] = set()
+        if envelope.user_id is None:
+            self.public.match(tokens, envelope.key, recipients)
+        else:
+            user_index = self.private.get(envelope.user_id)
+            if user_index is not None:
+                user_index.match(tokens, envelope.key, recipients)
+            self.admins.match(tokens, envelope.key, recipients)
+        if not recipients:
+            return 0
+        outgoing = OutgoingEvent(event, Cursor(self.positions))
+        for recipient in recipients:
+            recipient.deliver(outgoing)
+        metrics.EVENTS_DELIVERED.increment(len(recipients))
+        if self.flushes is not None and envelope.timestamp is not None:
+            self.flushes.note_published(envelope.timestamp)  # once per event, not per recipient
+        return len(recipients)

@@ -1,0 +1,191 @@
+"""One client's subscriptions, independent of transport: subscribe, unsubscribe, and catch-up from history.
+
+Resume and snapshots: the session registers with the hub first and buffers its live events,
+then sends history, and flushes the buffer, dropping what history already covered.
+Registering first puts the end of history at or past the hub's position, so nothing falls
+between the two; dropping by sequence means nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from notifier.ops import metrics
+from notifier.model.broker import EventHistory
+from notifier.model.channels import ChannelPattern
+from notifier.model.close_codes import ErrorCode
+from notifier.model.cursor import Cursor
+from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.hub import Hub
+from notifier.model.identity import Identity
+from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
+from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.fanout.recovery import ReplayFloor, replay_into, snapshot_into
+from notifier.ops.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+MAX_CHANNELS = 50  # the default of NOTIFIER_MAX_CHANNELS, per connection and per ?channels= list
+MAX_RECOVERIES = 8
+NO_OPTIONS = SubscriptionOptions()
+# Subscriptions share one frozenset per combination of streams (there are a handful), not one each.
+_STREAM_SETS: dict[frozenset[str], frozenset[str]] = {}
+
+
+class Session(LiveDelivery):
+    """A connected, authenticated client: its subscriptions and their catch-up from history."""
+
+    __slots__ = ("history", "tasks", "_recovery_lock")
+
+    def __init__(
+        self,
+        identity: Identity,
+        hub: Hub,
+        history: EventHistory,
+        framing: Framing,
+        outbox_bytes: int,
+        on_slow: Callable[["Session"], None],
+        max_events_per_second: float | None = None,
+    ):
+        super().__init__(identity, hub, framing, outbox_bytes, on_slow, max_events_per_second)
+        self.history = history
+        self.tasks = TaskGroup("session")
+        self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
+
+    @property
+    def patterns(self) -> dict[str, ChannelPattern]:
+        """Subscribed channel patterns by their text."""
+        return {text: subscription.pattern for text, subscription in self.subscriptions.items()}
+
+    # -- subscriptions --
+
+    async def subscribe(
+        self,
+        patterns: list[ChannelPattern],
+        since: Cursor | None,
+        options: SubscriptionOptions = NO_OPTIONS,
+        acknowledge: bool = True,
+    ) -> None:
+        """Subscribe and ack; with a cursor replay what was missed, with `snapshot` send it, then go live.
+
+        History is sent by a task of this session, so the transport keeps reading pings meanwhile.
+        """
+        if self.state is SessionState.CLOSED:
+            return
+        if since is not None or options.snapshot is not None:
+            if self._recoveries >= MAX_RECOVERIES:
+                self.send_control("error", code=str(ErrorCode.TOO_MANY_RECOVERIES),
+                                  message=f"at most {MAX_RECOVERIES} replays or snapshots at once per connection")
+                return
+        for pattern in patterns:
+            limiter = RateLimiter(options.limit) if options.limit else None
+            streams = frozenset(self.history.stream_ids_for([pattern]))
+            streams = _STREAM_SETS.setdefault(streams, streams)
+            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams)
+        self._has_options = self._any_options()
+        catching_up = since is not None or options.snapshot is not None
+        if catching_up:
+            # Registering before history is read is what makes the hand-over gap-free.
+            self._recoveries += 1
+            self.state = SessionState.RECOVERING
+        self.hub.subscribe(self, patterns)
+        if acknowledge:
+            self.send_control("ack", subscribed=[pattern.text for pattern in patterns], unsubscribed=[])
+        if catching_up:
+            base = Cursor(self.hub.positions)
+            self.tasks.spawn(self._catch_up(patterns, since, options, base), name="catch-up")
+
+    def _any_options(self) -> bool:
+        """Whether any subscription filters by priority or limits its rate (else delivery takes the fast path)."""
+        return any(subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values())
+
+    def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
+        """Streams that subscriptions other than `excluding` may receive events from."""
+        excluded = {pattern.text for pattern in excluding}
+        return {stream for text, subscription in self.subscriptions.items() if text not in excluded
+                for stream in subscription.streams}
+
+    def history_stamp(self, position: Cursor, recovering: set[str], live: set[str], base: Cursor) -> str:
+        """The cursor of a history event: true for the channels being caught up and for the live ones.
+
+        Streams only the catch-up reads are at its position; streams only live channels read stay
+        where live delivery paused (`base`, the hub's position at registration). A stream both read
+        takes the lower, so a resume may repeat live events there but never skips one.
+        """
+        stamp = Cursor(base)
+        for stream, sequence in self.replayed.items():
+            stamp[stream] = max(stamp.position(stream), sequence)
+        for stream in recovering:
+            here = position.position(stream)
+            stamp[stream] = min(stamp.position(stream), here) if stream in live else here
+        return stamp.encode()
+
+    def unsubscribe(self, texts: list[str]) -> None:
+        """Stop delivering these channels."""
+        if self.state is SessionState.CLOSED:
+            return
+        removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
+        self.hub.unsubscribe(self, removed)
+        self._has_options = self._any_options()
+        self._floors = [floor for floor in self._floors
+                        if all(pattern.text in self.subscriptions for pattern in floor.patterns)]
+        self.send_control("ack", subscribed=[], unsubscribed=texts)
+
+    async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
+                        options: SubscriptionOptions, base: Cursor) -> None:
+        complete: bool | None = None
+        floor = Cursor(since or {})
+        try:
+            if self._recovery_lock is None:
+                self._recovery_lock = asyncio.Lock()
+            async with self._recovery_lock:
+                if since is not None:
+                    complete, floor = await replay_into(self, patterns, since, options.priority, base)
+                else:
+                    floor = await snapshot_into(self, patterns, options.snapshot, options.priority, base)
+        except Exception:
+            log.exception("reading history failed for %s", self.identity.user_id)
+            complete = False if since is not None else None
+            self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
+        finally:
+            self._recoveries -= 1
+        if self.state is SessionState.CLOSED:
+            return
+        if complete is not None:
+            metrics.RESUMES.child("true" if complete else "false").increment()
+            self.send_control("recovered", complete=complete)
+        self._floors = [*self._floors, ReplayFloor(patterns, floor)]
+        # Live events buffered meanwhile carry the position they were dispatched at, which may be
+        # behind what history just sent; they are raised to it until the hub's positions pass it.
+        replayed = Cursor(self.replayed)
+        for stream in self.history.stream_ids_for(patterns):
+            replayed[stream] = max(replayed.position(stream), floor.position(stream))
+        self.replayed = replayed
+        if self._recoveries == 0:
+            self.state = SessionState.LIVE
+            pending, self._pending, self._pending_bytes = self._pending, (), 0
+            for outgoing in pending:
+                if self._still_subscribed(outgoing):
+                    self.deliver(outgoing)
+
+    def _still_subscribed(self, outgoing: OutgoingEvent) -> bool:
+        """Buffered events of channels unsubscribed meanwhile are not sent after their `ack`."""
+        envelope = outgoing.event.envelope
+        return any(subscription.pattern.matches(envelope.type, envelope.key)
+                   for subscription in self.subscriptions.values())
+
+    # -- end of life --
+
+    def close(self) -> None:
+        """Leave the hub and stop delivering; tasks are cancelled by `aclose`."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.hub.unsubscribe(self, [subscription.pattern for subscription in self.subscriptions.values()])
+        super().close()
+
+    async def aclose(self) -> None:
+        """Close and wait for the session's own tasks (a running replay) to finish."""
+        self.close()
+        await self.tasks.close()

@@ -1,0 +1,71 @@
+"""Publishing events into JetStream from Python services (and from the gateway's HTTP endpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nats.aio.client import Client
+
+from notifier.model.broker import PublishResult, PublishUnconfirmed
+from notifier.model.events import Envelope, encode_envelope
+from notifier.jetstream.connection import connect_nats
+from notifier.settings import default_streams_dir
+from notifier.jetstream.streams import StreamSet, load_streams
+from notifier.jetstream.subjects import subject_for
+
+MESSAGE_ID_HEADER = "Nats-Msg-Id"
+
+
+class Publisher:
+    """Validates envelopes and stores them in the stream their type routes to.
+
+    The envelope id travels as `Nats-Msg-Id`, so JetStream stores a retried publish once.
+    """
+
+    def __init__(self, client: Client, streams: StreamSet, source: str = "", owns_client: bool = False,
+                 timeout: float = 5.0):
+        self.client = client
+        self.jetstream = client.jetstream(timeout=timeout)
+        self.streams = streams
+        self.source = source
+        self._owns_client = owns_client
+
+    @classmethod
+    async def connect(cls, servers: str | list[str], source: str = "", streams_dir: Path | None = None) -> "Publisher":
+        """Connect to NATS (a URL, comma-separated URLs or a list) and return a publisher that owns the connection."""
+        if isinstance(servers, str):
+            servers = [server.strip() for server in servers.split(",") if server.strip()]
+        streams = load_streams(streams_dir or default_streams_dir())
+        client = await connect_nats(servers, name=f"notifier-publisher:{source or 'python'}")
+        return cls(client, streams, source=source, owns_client=True)
+
+    async def publish(self, event: Envelope) -> PublishResult:
+        """Store one event and return its position; fills in a missing id, timestamp and source.
+
+        Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
+        the event may still be stored once NATS is back, so retry with that id.
+        """
+        event = event.completed(self.source)
+        definition = self.streams.for_type(event.type)
+        assert event.id is not None
+        try:
+            acknowledgement = await self.jetstream.publish(
+                subject_for(event, definition),
+                encode_envelope(event),
+                stream=definition.name,
+                headers={MESSAGE_ID_HEADER: event.id},
+            )
+        except Exception as error:
+            raise PublishUnconfirmed(event.id, str(error) or type(error).__name__) from error
+        return PublishResult(event.id, definition.cursor_id, acknowledgement.seq, bool(acknowledgement.duplicate))
+
+    async def close(self) -> None:
+        """Flush and close the NATS connection when this publisher opened it."""
+        if self._owns_client:
+            await self.client.drain()
+
+    async def __aenter__(self) -> "Publisher":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()

@@ -1,0 +1,183 @@
+"""At most N connections per user across every replica, counted in a NATS KV bucket.
+
+Each replica writes one entry per user it serves, `<user hash>.<replica id>` = its count and the
+time written, and mirrors the whole bucket through a watcher, so admitting a connection is a
+local sum (no NATS round trip per connect). Entries are rewritten every TTL/3 seconds and the
+bucket ages them out after TTL: the entries of a replica that died disappear (and its users'
+count heals) within TTL seconds; a mirror ignores entries older than TTL before that too.
+
+Counting is eventually consistent: connections arriving at the same instant on two replicas can
+both be admitted before each sees the other's entry, so a user can briefly hold one more per
+replica. Without NATS (start-up, an outage) each replica counts only its own connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from notifier.model.identity import Identity
+from notifier.ops.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+BUCKET = "notifier_user_connections"
+EXEMPT_ROLES = frozenset(("admin",))
+
+
+def user_key(user_id: str) -> str:
+    """A KV-key-safe, fixed-length name for a user id (any characters)."""
+    return "u" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+class UserConnections:
+    """Admits at most `limit` connections per user (0 = no limit), across replicas sharing the bucket."""
+
+    def __init__(self, limit: int, ttl: float = 30.0):
+        self.limit = limit
+        self.ttl = ttl
+        self.replica = uuid.uuid4().hex
+        self.local: dict[str, int] = {}  # user key -> this replica's connections
+        self.remote: dict[tuple[str, str], tuple[int, float]] = {}  # (user key, replica) -> (count, written at)
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._kv: Any = None
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._written: set[str] = set()  # this replica's entries in the bucket
+
+    def exempt(self, identity: Identity) -> bool:
+        """Admins are never counted or refused."""
+        return not self.limit or bool(identity.roles & EXEMPT_ROLES)
+
+    def count(self, user_id: str, now: float | None = None) -> int:
+        """The user's connections on every replica, as far as this replica knows."""
+        key = user_key(user_id)
+        now = time.time() if now is None else now
+        others = sum(count for (user, replica), (count, at) in self.remote.items()
+                     if user == key and replica != self.replica and now - at < self.ttl)
+        return self.local.get(key, 0) + others
+
+    def admit(self, identity: Identity) -> bool:
+        """Count a new connection of this user, or False when the user already has `limit`."""
+        if self.exempt(identity):
+            return True
+        if self.count(identity.user_id) >= self.limit:
+            return False
+        key = user_key(identity.user_id)
+        self.local[key] = self.local.get(key, 0) + 1
+        self._changed(key)
+        return True
+
+    def release(self, identity: Identity) -> None:
+        """A connection `admit` let in has ended."""
+        if self.exempt(identity):
+            return
+        key = user_key(identity.user_id)
+        left = self.local.get(key, 0) - 1
+        if left > 0:
+            self.local[key] = left
+        else:
+            self.local.pop(key, None)
+        self._changed(key)
+
+    def _changed(self, key: str) -> None:
+        self._dirty.add(key)
+        self._wake.set()
+
+    # -- sharing the counts through NATS KV --
+
+    def start(self, client: Any, following: asyncio.Event) -> None:
+        """Share counts through `client`'s JetStream once the gateway follows the streams (owner: `stop`)."""
+        if self.limit and self._task is None:
+            self._task = asyncio.create_task(self._share(client, following), name="user-connections")
+
+    async def stop(self) -> None:
+        """Stop sharing and remove this replica's entries (a replica that dies has them age out instead)."""
+        if self._task is not None:
+            self._stopping = True
+            self._stopped.set()
+            self._wake.set()
+            await cancel_and_wait(self._task)  # cancels again while a NATS request absorbs the cancel
+            if not self._task.cancelled() and self._task.exception() is not None:
+                log.warning("user connection sharing ended with %r", self._task.exception())
+            self._task = None
+        if self._kv is not None and self._written:
+            try:
+                async with asyncio.timeout(2.0):
+                    for name in list(self._written):
+                        await self._kv.delete(name)
+            except Exception as error:  # NATS away: the entries age out after the TTL
+                log.info("user connection entries left to age out (%s)", error)
+            self._written.clear()
+
+    async def _share(self, client: Any, following: asyncio.Event) -> None:
+        await following.wait()
+        while not self._stopping:
+            try:
+                jetstream = client.jetstream()
+                kv = self._kv = await jetstream.create_key_value(bucket=BUCKET, history=1, ttl=self.ttl)
+                watcher = await kv.watchall()
+                mirror = asyncio.create_task(self._mirror(watcher), name="user-connections-mirror")
+                try:
+                    await self._write(kv)
+                finally:
+                    mirror.cancel()
+                    await asyncio.gather(mirror, return_exceptions=True)
+                    await watcher.stop()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # NATS away or the bucket refused: count locally, try again
+                log.warning("user connection counts not shared (%s); retrying in %.0f s", error, self.ttl / 3)
+                try:
+                    async with asyncio.timeout(self.ttl / 3):
+                        await self._stopped.wait()
+                except TimeoutError:
+                    pass
+
+    async def _mirror(self, watcher: Any) -> None:
+        async for entry in watcher:
+            if entry is None or entry.key is None:
+                continue
+            user, _, replica = entry.key.partition(".")
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self.remote.pop((user, replica), None)
+                continue
+            try:
+                value = json.loads(entry.value)
+                self.remote[(user, replica)] = (int(value["count"]), float(value["at"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("ignoring malformed user connection entry %s", entry.key)
+
+    async def _write(self, kv: Any) -> None:
+        """Write changed counts at once and every count every TTL/3 seconds, so they outlive the bucket's TTL."""
+        self._dirty.update(self.local)
+        while not self._stopping:
+            self._wake.clear()
+            dirty, self._dirty = self._dirty, set()
+            now = time.time()
+            for key in dirty:
+                name = f"{key}.{self.replica}"
+                count = self.local.get(key, 0)
+                if count:
+                    await kv.put(name, json.dumps({"count": count, "at": now}).encode())
+                    self._written.add(name)
+                elif name in self._written:
+                    await kv.delete(name)
+                    self._written.discard(name)
+            try:
+                async with asyncio.timeout(self.ttl / 3):
+                    await self._wake.wait()
+            except TimeoutError:
+                self._dirty.update(self.local)
+
+
+USER_CONNECTIONS = web.AppKey("user_connections", UserConnections)

@@ -1,0 +1,1 @@
+"""Pure values: envelopes, channels, cursors, identities, errors, limits, and the broker protocols."""

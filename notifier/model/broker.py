@@ -1,0 +1,111 @@
+"""The seams between the NATS side and the HTTP side: what the hub and handlers need from a broker.
+
+`notifier.jetstream.history.StreamHistory` and `notifier.jetstream.publisher.Publisher` implement these; the HTTP
+side only ever sees these protocols, so it never imports NATS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Protocol
+
+import msgspec
+
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+from notifier.model.events import Envelope, StoredEvent
+from notifier.model.identity import Identity
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    """Where JetStream stored an event: stream id and sequence; `duplicate` when the id was already stored."""
+
+    id: str
+    stream: str
+    sequence: int
+    duplicate: bool = False
+
+
+@dataclass
+class HistoryPage:
+    """Up to `limit` events (with their cursors), the cursor to continue from, and whether history reached back."""
+
+    events: list[tuple[str, StoredEvent]] = field(default_factory=list)
+    next: Cursor = field(default_factory=Cursor)
+    complete: bool = True
+
+
+@dataclass
+class ReplayStatus:
+    """Filled in by a replay: where each stream was read from, and false when history was not exact."""
+
+    complete: bool = True
+    starts: dict[str, int] = field(default_factory=dict)
+    # The epoch of each stream read, as JetStream reported it when the replay began.
+    epochs: dict[str, str] = field(default_factory=dict)
+    # Streams whose history may miss events after the cursor (found before the first event is
+    # read): their part of replayed cursors stays at the cursor's until `recovered` is sent.
+    holes: set[str] = field(default_factory=set)
+
+    def start_position(self, since: Cursor) -> Cursor:
+        """The position just before the first event read: `since`, moved where a stream was read from later.
+
+        It carries the epochs of the streams read, so cursors built on it point into their current incarnation.
+        """
+        position = Cursor(since, {**since.epochs, **self.epochs})
+        for stream, start in self.starts.items():
+            position[stream] = start - 1
+        return position
+
+
+class PublishUnconfirmed(RuntimeError):
+    """JetStream did not confirm an event; it may still be stored, so the caller must retry with its `id`.
+
+    While NATS is away the client buffers what is published and sends it on reconnect, so a
+    failed publish is not a dropped one. Retrying with the same id is safe: JetStream stores an
+    id once within the stream's duplicate window (`duplicate_window_seconds`).
+    """
+
+    def __init__(self, event_id: str, reason: str):
+        super().__init__(f"event {event_id} not confirmed ({reason}); it may still be stored: "
+                         "retry with the same id")
+        self.event_id = event_id
+        self.reason = reason
+
+
+class EventPublisher(Protocol):
+    """Stores events durably."""
+
+    async def publish(self, event: Envelope) -> PublishResult:
+        """Store one event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
+        ...
+
+
+class EventHistory(Protocol):
+    """Reads stored events for one viewer."""
+
+    def stream_ids_for(self, patterns: list[ChannelPattern]) -> set[str]:
+        """The cursor ids of the streams that may hold events on these channels."""
+        ...
+
+    def replay(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event after `since` the viewer may see on these channels, oldest first; `status` says from where."""
+        ...
+
+    def replay_chunks(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
+    ) -> AsyncIterator[list[StoredEvent]]:
+        """The same events as `replay`, in lists that were read without waiting (sent in one go)."""
+        ...
+
+    async def latest_per_key(self, viewer: Identity, patterns: list[ChannelPattern]) -> list[StoredEvent]:
+        """The newest event of every key on these channels the viewer may see, oldest first."""
+        ...
+
+    async def page(
+        self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
+    ) -> HistoryPage:
+        """One page of history for `/api/history`."""
+        ...

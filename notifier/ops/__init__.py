@@ -1,0 +1,1 @@
+"""Operations: metrics, background tasks, log format, GC pause watch."""

@@ -1,0 +1,137 @@
+"""Plain HTTP endpoints: publish, history, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import msgspec
+from aiohttp import web
+
+from notifier.ops import metrics
+from notifier.model.broker import PublishUnconfirmed
+from notifier.model.cursor import Cursor
+from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
+from notifier.model.json_limits import MAX_JSON_DEPTH
+from notifier.transport.http_requests import (
+    Rejected,
+    channels_from,
+    cursor_from,
+    identity_from,
+    internal_errors_as_json,
+    json_error,
+)
+from notifier.model.identity import PUBLISHER_ROLE
+from notifier.ops.log_format import log_event
+from notifier.transport.services import SERVICES, Services
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_PUBLISH = 1000
+DEFAULT_HISTORY_LIMIT = 100
+MAX_HISTORY_LIMIT = 1000
+_encoder = msgspec.json.Encoder()
+_LIMIT = re.compile(r"[0-9]{1,4}")
+
+
+@internal_errors_as_json
+async def publish(request: web.Request) -> web.Response:
+    """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
+    services: Services = request.app[SERVICES]
+    try:
+        identity = identity_from(request, request.query, services.authenticator)
+    except Rejected as rejection:
+        return rejection.response
+    if PUBLISHER_ROLE not in identity.roles:
+        return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        return json_error(413, "too_large", error.text or "request body too large")
+    try:
+        envelopes = decode_envelopes(body)
+    except MalformedEvent as error:
+        return json_error(400, "malformed_json", f"{error} (at most {MAX_JSON_DEPTH} levels of nesting)")
+    except InvalidEvent as error:
+        return json_error(400, "invalid_event", str(error), field=error.field)
+    if not envelopes:
+        return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
+    if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
+        return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
+    # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
+    envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
+    accepted = []
+    for index, envelope in enumerate(envelopes):
+        try:
+            result = await services.publisher.publish(envelope)
+        except PublishUnconfirmed as error:
+            # The NATS client may still send the unconfirmed one when it reconnects: a retry with
+            # these ids is stored once (JetStream's duplicate window), a retry without makes copies.
+            log_event(log, logging.WARNING, "publish failed", user=identity.user_id, remote=request.remote,
+                      reason=error.reason, accepted=len(accepted), pending=len(envelopes) - index,
+                      first_pending_id=envelope.id)
+            pending = [{"id": waiting.id} for waiting in envelopes[index:]]
+            return web.json_response(
+                {"error": {"code": "unavailable",
+                           "message": f"event store not available: {error.reason}; the first pending event may "
+                                      "still be stored: retry the pending events with these ids"},
+                 "accepted": accepted, "pending": pending},
+                status=503,
+            )
+        metrics.EVENTS_PUBLISHED.increment()
+        cursor = Cursor(services.hub.positions).advanced(result.stream, result.sequence).encode()
+        accepted.append({"id": result.id, "cursor": cursor, "duplicate": result.duplicate})
+    return web.json_response({"events": accepted}, status=202)
+
+
+@internal_errors_as_json
+async def history(request: web.Request) -> web.Response:
+    """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
+    services: Services = request.app[SERVICES]
+    try:
+        identity = identity_from(request, request.query, services.authenticator)
+        patterns = channels_from(request.query, services.settings.max_channels)
+        since = cursor_from(request.query.get("since"), "since")
+    except Rejected as rejection:
+        return rejection.response
+    limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
+    # ASCII digits only: `str.isdigit` also takes `²` and `١`, which `int` then refuses (a 500).
+    if not _LIMIT.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_HISTORY_LIMIT:
+        return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",
+                          field="limit")
+    try:
+        page = await services.history.page(identity, patterns, since, int(limit_text))
+    except Exception as error:
+        log.warning("history read failed: %s", error)
+        return json_error(503, "unavailable", f"history not available: {error}")
+    body = {
+        "events": [
+            {"id": cursor, "channel": event.envelope.channel, "data": msgspec.Raw(event.body)}
+            for cursor, event in page.events
+        ],
+        "next": page.next.encode(),
+        "complete": page.complete,
+    }
+    return web.Response(body=_encoder.encode(body), content_type="application/json")
+
+
+@internal_errors_as_json
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: 200 while the process runs."""
+    return web.json_response({"status": "ok"})
+
+
+@internal_errors_as_json
+async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: 200 when NATS is connected and the streams exist, else 503 with the reason."""
+    reason = request.app[SERVICES].not_ready()
+    if reason is None:
+        return web.json_response({"status": "ready"})
+    return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+
+
+@internal_errors_as_json
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """`GET /metrics`: Prometheus text format."""
+    return web.Response(text=metrics.render_all(request.app[SERVICES].gauges), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,122 @@
+"""Reading HTTP requests at the boundary: token, channels and cursor, or a JSON error naming the field."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from multidict import MultiDict, MultiMapping
+
+from notifier.transport.auth import AuthenticationError, Authenticator, bearer_token
+from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel_list
+from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.model.identity import Identity
+from notifier.ops.log_format import log_event
+from notifier.fanout.session import MAX_CHANNELS
+
+log = logging.getLogger(__name__)
+
+
+def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    """`{"error": {"code": ..., "message": ..., "field": ...}}` with the given status."""
+    error: dict[str, str] = {"code": code, "message": message}
+    if field is not None:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+def internal_errors_as_json(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler that answers an unexpected exception with `500 internal_error` in JSON, logged with its traceback.
+
+    aiohttp's own 500 is plain text, with the traceback in it when the loop runs in debug mode.
+    For request-response handlers only: a streaming handler (WebSocket, SSE) would keep this
+    frame for its whole life, and after its response started a 500 can no longer be sent.
+    """
+    @functools.wraps(handler)
+    async def answering_in_json(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # CancelledError is a BaseException: it passes through
+            log.exception("unhandled error answering %s %s", request.method, request.path)
+            return json_error(500, "internal_error", "internal error")
+
+    return answering_in_json
+
+
+def url_query(request: web.BaseRequest) -> MultiDict[str]:
+    """The URL's query parameters, parsed afresh for the caller and not kept on the request.
+
+    `request.query` caches its parse on the request (a MultiDict, its proxy and a cache dict,
+    holding a copy of any `?token=`) for as long as the request lives, which for a WebSocket or
+    SSE client is the whole connection: 1.7 KB per idle client, measured. This copy is dropped
+    once read.
+    """
+    query = request.raw_path.partition("?")[2].partition("#")[0]  # a hand-made client may send a fragment
+    return MultiDict(parse_qsl(query, keep_blank_values=True))
+
+
+def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
+    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers)."""
+    return bearer_token(request.headers.get("Authorization")) or query.get("token")
+
+
+def last_event_id(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
+    """The cursor a client resumes from: the `Last-Event-ID` header, else `?last_event_id=`.
+
+    The header wins on both transports: it is the newer of the two when a client reconnects.
+    """
+    return request.headers.get("Last-Event-ID") or query.get("last_event_id")
+
+
+def query_flag(query: MultiMapping[str], name: str) -> bool:
+    """A yes/no query parameter such as `?batch=1` or `?named=true`."""
+    return query.get(name) in ("1", "true", "yes")
+
+
+class Rejected(Exception):
+    """A request that cannot be served; `response` says why."""
+
+    def __init__(self, response: web.Response):
+        super().__init__(response.text)
+        self.response = response
+
+
+def identity_from(request: web.Request, query: MultiMapping[str], authenticator: Authenticator) -> Identity:
+    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers)."""
+    token = request_token(request, query)
+    try:
+        return authenticator.verify(token)
+    except AuthenticationError as error:
+        log_event(log, logging.INFO, "auth failed", path=request.path, remote=request.remote, status=401,
+                  reason=error.reason)
+        # JSON, not text/event-stream, so a browser's EventSource gives up instead of retrying forever.
+        raise Rejected(json_error(401, "unauthorized", error.reason)) from None
+
+
+def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
+    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`)."""
+    try:
+        patterns = parse_channel_list(query.get("channels", ""))
+    except InvalidChannel as error:
+        raise Rejected(json_error(400, "invalid_channel", str(error), field="channels")) from None
+    if not patterns:
+        raise Rejected(json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
+                                  field="channels"))
+    if len(patterns) > max_channels:
+        raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
+    return patterns
+
+
+def cursor_from(text: str | None, field: str) -> Cursor | None:
+    """An optional cursor parameter."""
+    try:
+        return decode_cursor(text) if text else None
+    except InvalidCursor as error:
+        raise Rejected(json_error(400, "invalid_cursor", str(error), field=field)) from None

@@ -1,0 +1,53 @@
+"""What the HTTP side is handed by the app that wires the gateway together."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from aiohttp import web
+
+from notifier.transport.auth import Authenticator
+from notifier.model.broker import EventHistory, EventPublisher
+from notifier.fanout.connections import ConnectionRegistry
+from notifier.fanout.hub import Hub
+from notifier.settings import Settings
+from notifier.transport.writer import FlushQueue
+
+
+@dataclass
+class Services:
+    """The hub, history, publisher, authenticator and readiness check, as the handlers see them."""
+
+    settings: Settings
+    hub: Hub
+    history: EventHistory
+    publisher: EventPublisher
+    authenticator: Authenticator
+    # Returns None when ready, else the reason the gateway cannot serve (for /readyz).
+    not_ready: Callable[[], str | None]
+    # Set once the live feed follows the streams; sessions wait for it, since before it the hub
+    # has no position and a resume could fall between history's end and the feed's start.
+    following: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    # WebSocket writers with frames waiting, written together once per loop iteration.
+    flushes: FlushQueue = field(default_factory=FlushQueue)
+    # This gateway's gauges (its connections, its NATS link), rendered at `/metrics` after the counters.
+    gauges: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # The hub tells the flush queue when a live event's frames wait for it (delivery latency).
+        self.hub.flushes = self.flushes
+
+    async def wait_following(self, timeout: float = 10.0) -> bool:
+        """Wait until the live feed follows the streams; False after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.following.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+SERVICES = web.AppKey("services", Services)

@@ -1,0 +1,379 @@
+"""`GET /ws`: the WebSocket transport. Authenticates, reads client messages, writes the session's outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+
+from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from multidict import MultiDict
+
+from notifier.transport.admission import MessageRate, admitted
+from notifier.transport.auth import AuthenticationError
+from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
+from notifier.transport.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
+from notifier.model.close_codes import CloseCode, ErrorCode
+from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
+from notifier.transport.http_requests import json_error, last_event_id, query_flag, request_token, url_query
+from notifier.model.identity import Identity
+from notifier.ops.log_format import log_event
+from notifier.transport.services import SERVICES, Services
+from notifier.fanout.rate_limit import SubscriptionOptions
+from notifier.fanout.session import NO_OPTIONS, Session
+from notifier.transport.writer import WebSocketWriter
+from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections
+
+log = logging.getLogger(__name__)
+
+CLOSE_DRAIN_SECONDS = 15.0
+MAX_CLOSE_REASON = 123
+# `new WebSocket(url, ["notifier", token])`: the token as the second subprotocol, for browsers
+# that must keep it out of the URL; the server answers with `notifier` only.
+PROTOCOL = "notifier"
+
+
+def protocol_token(request: web.Request) -> str | None:
+    """The token offered beside `notifier` in `Sec-WebSocket-Protocol`, if the client offered both."""
+    offered = [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    if PROTOCOL not in offered:
+        return None
+    return next((item for item in offered if item and item != PROTOCOL), None)
+
+
+# What `receive()` returns once the client has closed or the socket is gone; the loop ends there.
+CLIENT_GONE = frozenset((WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED))
+
+
+# aiohttp closes these itself, without a reason; the client gets one.
+_AIOHTTP_CLOSE_REASONS = {
+    WSCloseCode.PROTOCOL_ERROR: b"websocket protocol error",
+    WSCloseCode.INVALID_TEXT: b"text frame is not UTF-8",
+    WSCloseCode.MESSAGE_TOO_BIG: b"message too big",
+}
+
+
+class _WebSocketWithReasons(web.WebSocketResponse):
+    """aiohttp's WebSocket, except that the closes it makes by itself (1002, 1007, 1009) carry a reason."""
+
+    async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
+        if not message:
+            message = _AIOHTTP_CLOSE_REASONS.get(code, message)  # type: ignore[call-overload]
+        return await super().close(code=code, message=message, drain=drain)
+
+
+class WebSocketState(enum.Enum):
+    """Where a WebSocket connection is in its life."""
+
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class WebSocketConnection:
+    """One client's WebSocket: the reader loop runs in the handler, the writer moves the outbox to the socket."""
+
+    transport = "websocket"  # the label of its metrics and log lines
+    __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
+                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "_counted", "opened_at", "closed_with")
+
+    def __init__(self, request: web.Request, services: Services):
+        self.request = request
+        self.services = services
+        self.settings = services.settings
+        self.websocket = _WebSocketWithReasons(compress=False, autoping=False, protocols=(PROTOCOL,),
+                                               max_msg_size=self.settings.max_client_message_bytes)
+        self.batch = False
+        self.state = WebSocketState.AUTHENTICATING
+        self.session: Session | None = None
+        self._writer: WebSocketWriter | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._connect_cursor: str | None = None
+        now = time.monotonic()
+        self.last_received = now
+        self.last_ping_sent = now
+        self.opened_at = now
+        self.closed_with: tuple[int, str] | None = None  # code and reason, whichever side closed first
+        self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
+        self._counted: tuple[UserConnections, Identity] | None = None  # released by `finish`
+
+    async def received(self, message: WSMessage) -> None:
+        """Act on one message from the client."""
+        self.last_received = now = time.monotonic()
+        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY or message.type is WSMsgType.PING:
+            if not self.rate.take(now):
+                self._over_rate()
+                return
+        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
+            await self._handle_text(message.data)
+        elif message.type is WSMsgType.PING:
+            await self.websocket.pong(message.data)
+        elif message.type is WSMsgType.ERROR:
+            log.debug("websocket error: %s", self.websocket.exception())
+
+    def _over_rate(self) -> None:
+        """A message over the inbound rate: dropped, told once per run, and closed when it goes on."""
+        if self.rate.abusive:
+            self.close_soon(CloseCode.TOO_MANY_MESSAGES, "too many messages")
+        elif self.rate.dropped == 1:
+            self._send_error(ErrorCode.RATE_LIMITED,
+                             f"more than {self.settings.client_messages_per_second:g} messages per second: "
+                             "this message and those right after it are dropped")
+
+    async def start(self) -> bool:
+        """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
+        # Parsed here and dropped on return: a query kept on the request costs 1.7 KB per connection.
+        query = url_query(self.request)
+        # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
+        self.batch = query_flag(query, "batch")
+        identity = await self._authenticate(request_token(self.request, query) or protocol_token(self.request))
+        if identity is None:
+            return False
+        if not await self.services.wait_following():
+            log_event(log, logging.INFO, "connection refused", transport=self.transport, user=identity.user_id,
+                      remote=self.request.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
+            await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
+            return False
+        users = self.request.app.get(USER_CONNECTIONS)
+        if users is not None:
+            if not users.admit(identity):
+                await self.websocket.close(code=CloseCode.TOO_MANY_CONNECTIONS,
+                                           message=f"too many connections: at most {users.limit} per user".encode())
+                return False
+            self._counted = (users, identity)
+        self._open(identity)
+        log_event(log, logging.INFO, "connection opened", transport=self.transport, user=identity.user_id,
+                  remote=self.request.remote, resumed_from=last_event_id(self.request, query), batch=self.batch)
+        await self._subscribe_from_url(query)
+        return True
+
+    # -- authentication --
+
+    async def _authenticate(self, token: str | None) -> Identity | None:
+        try:
+            if token is None:
+                token = await self._first_message_token()
+            return self.services.authenticator.verify(token)
+        except AuthenticationError as error:
+            log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.request.remote,
+                      code=int(CloseCode.POLICY_VIOLATION), reason=error.reason)
+            await self.websocket.close(code=CloseCode.POLICY_VIOLATION, message=error.reason.encode())
+            return None
+
+    async def _first_message_token(self) -> str:
+        try:
+            async with asyncio.timeout(self.settings.auth_timeout):
+                message = await self.websocket.receive()
+        except TimeoutError:
+            raise AuthenticationError("authentication timeout") from None
+        if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+            raise AuthenticationError("first message must be auth")
+        try:
+            decoded = decode_client_message(message.data)
+        except ProtocolError:
+            raise AuthenticationError("first message must be auth") from None
+        if not isinstance(decoded, Auth):
+            raise AuthenticationError("first message must be auth")
+        return decoded.token
+
+    def _open(self, identity: Identity) -> None:
+        self.session = Session(
+            identity, self.services.hub, self.services.history,
+            WEBSOCKET_BATCH_FRAMING if self.batch else WEBSOCKET_FRAMING,
+            self.settings.outbox_bytes, on_slow=self._on_slow,
+            max_events_per_second=self.settings.max_events_per_second,
+        )
+        self.state = WebSocketState.OPEN
+        self.services.connections.add(self)
+        self._writer = WebSocketWriter(self.session.outbox, self.request, self.batch, self.services.flushes)
+
+    # -- reading --
+
+    async def _subscribe_from_url(self, query: MultiDict[str]) -> None:
+        self._connect_cursor = last_event_id(self.request, query)
+        if query.get("channels"):
+            try:
+                patterns = parse_channel_list(query["channels"])
+            except InvalidChannel as error:
+                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                return
+            await self._subscribe(patterns, None, NO_OPTIONS)
+
+    async def _handle_text(self, data: str | bytes) -> None:
+        try:
+            message = decode_client_message(data)
+        except ProtocolError as error:
+            self._send_error(error.code, error.message)
+            return
+        assert self.session is not None
+        if isinstance(message, Subscribe):
+            try:
+                patterns = [parse_channel(text) for text in message.channels]
+            except InvalidChannel as error:
+                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                return
+            await self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
+        elif isinstance(message, Unsubscribe):
+            log_event(log, logging.DEBUG, "unsubscribe", transport=self.transport, user=self.session.identity.user_id,
+                      channels=message.channels)
+            self.session.unsubscribe(message.channels)
+        elif isinstance(message, Ping):
+            self.session.send_control("pong")
+        elif isinstance(message, Auth):
+            self._refresh(message.token)
+        elif isinstance(message, Pong):
+            pass  # being received at all is what keeps the connection alive
+
+    async def _subscribe(self, patterns: list, since_text: str | None, options: SubscriptionOptions) -> None:
+        assert self.session is not None
+        if since_text is None and self._connect_cursor is not None:
+            since_text = self._connect_cursor
+        self._connect_cursor = None
+        max_channels = self.settings.max_channels
+        new = {pattern.text for pattern in patterns}.difference(self.session.subscriptions)
+        if len(self.session.subscriptions) + len(new) > max_channels:
+            self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {max_channels} channels per connection")
+            return
+        since: Cursor | None = None
+        if since_text is not None:
+            try:
+                since = decode_cursor(since_text)
+            except InvalidCursor as error:
+                self._send_error(ErrorCode.INVALID_CURSOR, str(error))
+                return
+        log_event(log, logging.DEBUG, "subscribe", transport=self.transport, user=self.session.identity.user_id,
+                  channels=[pattern.text for pattern in patterns], since=since_text)
+        await self.session.subscribe(patterns, since, options)
+
+    def _refresh(self, token: str) -> None:
+        assert self.session is not None
+        try:
+            identity = self.services.authenticator.verify(token)
+        except AuthenticationError as error:
+            self._send_error(ErrorCode.INVALID_TOKEN, error.reason)
+            return
+        if identity.user_id != self.session.identity.user_id or identity.roles != self.session.identity.roles:
+            self._send_error(ErrorCode.INVALID_TOKEN, "a refreshed token must have the same sub and roles")
+            return
+        self.session.identity = identity
+
+    def _send_error(self, code: ErrorCode, message: str) -> None:
+        assert self.session is not None
+        self.session.send_control("error", code=str(code), message=message)
+
+    # -- closing --
+
+    def heartbeat(self, now: float) -> None:
+        """Ping, or close a silent client (4001) or one whose token expired (1008)."""
+        if self.state is not WebSocketState.OPEN or self.session is None:
+            return
+        expires_at = self.session.identity.expires_at
+        if expires_at is not None and time.time() >= expires_at:
+            self.close_soon(CloseCode.POLICY_VIOLATION, "token expired")
+        elif now - self.last_received > self.settings.ping_interval + self.settings.pong_timeout:
+            self.close_soon(CloseCode.PING_TIMEOUT, "ping timeout")
+        elif now - self.last_ping_sent >= self.settings.ping_interval:
+            self.last_ping_sent = now
+            self.session.send_control("ping")
+
+    def shut_down(self, reason: str = "server shutting down") -> None:
+        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume."""
+        self.close_soon(CloseCode.GOING_AWAY, reason)
+
+    def _on_slow(self, session: Session) -> None:
+        cursor = session.outbox.delivered_cursor
+        reason = f"slow:{cursor}" if cursor else "slow"
+        log_event(log, logging.WARNING, "slow client closed", transport=self.transport, user=session.identity.user_id,
+                  remote=self.request.remote, delivered_cursor=cursor, outbox_bytes=session.outbox.size)
+        # A close reason holds 123 bytes; a cut cursor would be worse than none.
+        self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
+
+    def close_soon(self, code: CloseCode, reason: str) -> None:
+        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task."""
+        if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
+            return
+        self.state = WebSocketState.CLOSING
+        if self.closed_with is None:
+            self.closed_with = (int(code), reason)
+        self._closing = asyncio.create_task(self._close(code, reason), name="websocket-close")
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        if self.session is not None:
+            # The closed outbox drops what was not written yet; the close frame goes out behind
+            # what was, so the reason's cursor is the last event on the wire.
+            self.session.close()
+        closed_cleanly = False
+        try:
+            async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
+                await self.websocket.close(code=code, message=reason.encode()[:MAX_CLOSE_REASON])
+            # aiohttp stops waiting for the client's close frame after its own timeout (1006).
+            closed_cleanly = self.websocket.close_code not in (None, WSCloseCode.ABNORMAL_CLOSURE)
+        except (TimeoutError, ConnectionError):
+            pass
+        transport = self.request.transport
+        if not closed_cleanly or (transport is not None and transport.get_write_buffer_size() > 0):
+            # Bytes still queued for a client that stopped reading would keep the socket open forever.
+            self._abort()
+        if self._writer is not None:
+            await self._writer.close()
+
+    def _abort(self) -> None:
+        """Drop the TCP connection of a client that does not read: its queued bytes would never leave."""
+        if self.request.transport is not None:
+            self.request.transport.abort()
+
+    async def finish(self) -> None:
+        """Release everything the connection holds, whichever side ended it."""
+        if self._closing is not None:
+            await asyncio.wait([self._closing])
+        self.state = WebSocketState.CLOSED
+        if self._counted is not None:
+            users, identity = self._counted
+            self._counted = None
+            users.release(identity)
+        self.services.connections.discard(self)
+        if self.session is not None:
+            await self.session.aclose()
+        if self._writer is not None:
+            await self._writer.close()
+        if not self.websocket.closed:
+            await self.websocket.close()
+        if self.session is not None:
+            code, reason = self.closed_with or (self.websocket.close_code or WSCloseCode.ABNORMAL_CLOSURE, "")
+            log_event(log, logging.INFO, "connection closed", transport=self.transport,
+                      user=self.session.identity.user_id, remote=self.request.remote, code=int(code), reason=reason,
+                      duration_seconds=round(time.monotonic() - self.opened_at, 3),
+                      messages_sent=self._writer.sent if self._writer is not None else 0)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """Upgrade to a WebSocket and serve it until either side closes it.
+
+    The read loop lives here rather than in a method, and calls `receive()` rather than iterating:
+    an idle connection then waits in one coroutine of ours, not three (a few hundred bytes each,
+    times every connected client).
+    """
+    if not admitted(request):
+        return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
+    connection = WebSocketConnection(request, request.app[SERVICES])
+    websocket = connection.websocket
+    await websocket.prepare(request)
+    try:
+        if await connection.start():
+            while connection.state is WebSocketState.OPEN:
+                message = await websocket.receive()
+                if message.type in CLIENT_GONE:
+                    if connection.closed_with is None:
+                        connection.closed_with = ((message.data, message.extra or "") if message.type is WSMsgType.CLOSE
+                                                  else (WSCloseCode.ABNORMAL_CLOSURE, "connection lost"))
+                    break
+                await connection.received(message)
+    except Exception:  # a bug of ours: the client is told, with a reason, and the next connection is served
+        log.exception("websocket connection failed")
+        await websocket.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
+    finally:
+        await connection.finish()
+    return websocket
