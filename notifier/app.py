@@ -20,7 +20,8 @@ from notifier.ops import metrics
 from notifier.transport import origins
 from notifier.transport import redaction
 from notifier.transport.admission import ADMISSION, ConnectionAdmission
-from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections
+from notifier.jetstream.user_connections import UserConnections
+from notifier.transport.services import USER_CONNECTIONS
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.transport.http_requests import json_error
 from notifier.transport.auth import Authenticator

@@ -7,6 +7,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from notifier.model.origins import parse_allowed_origins
+
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
@@ -144,9 +146,10 @@ def _check(settings: Settings) -> None:
         # can be brute-forced offline from any token a client holds.
         raise SettingsError(f"NOTIFIER_JWT_SECRET is {len(settings.jwt_secret.encode())} bytes: HS256 needs at "
                             f"least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
-    from notifier.transport.origins import parse_allowed_origins  # here: notifier.transport.origins imports this module
-
-    parse_allowed_origins(settings.allowed_origins)
+    try:
+        parse_allowed_origins(settings.allowed_origins)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 # What each setting means, shown by `notifier serve --help` next to its variable and default

@@ -8,7 +8,8 @@ import time
 from conftest import RECEIVE_TIMEOUT
 
 from notifier.model.identity import Identity
-from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections, user_key
+from notifier.jetstream.user_connections import UserConnections, user_key
+from notifier.transport.services import USER_CONNECTIONS
 
 
 async def until(condition, timeout: float = RECEIVE_TIMEOUT) -> None:

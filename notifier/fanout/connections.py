@@ -10,6 +10,7 @@ import asyncio
 import time
 from typing import Protocol
 
+from notifier.model.identity import Identity
 from notifier.ops import metrics
 from notifier.ops.metrics import TRANSPORTS
 
@@ -91,3 +92,21 @@ class ConnectionRegistry:
         """Ask every connection to close for shutdown."""
         for connection in list(self.open):
             connection.shut_down()
+
+
+class ConnectionCounter(Protocol):
+    """Admits a user's connection if the user holds fewer than `limit` across every replica.
+
+    Implemented on the NATS side (`notifier.jetstream.user_connections.UserConnections`) and
+    handed to the transports by the app, so the HTTP side never imports NATS code.
+    """
+
+    limit: int
+
+    def admit(self, identity: Identity) -> bool:
+        """Count one more connection of `identity`'s user, or False (and count nothing) at the limit."""
+        ...
+
+    def release(self, identity: Identity) -> None:
+        """Forget one connection counted by `admit`."""
+        ...

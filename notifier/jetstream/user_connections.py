@@ -21,8 +21,6 @@ import time
 import uuid
 from typing import Any
 
-from aiohttp import web
-
 from notifier.model.identity import Identity
 from notifier.ops.tasks import cancel_and_wait
 
@@ -179,5 +177,3 @@ class UserConnections:
             except TimeoutError:
                 self._dirty.update(self.local)
 
-
-USER_CONNECTIONS = web.AppKey("user_connections", UserConnections)

@@ -17,9 +17,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from notifier.settings import SettingsError
+from notifier.model.origins import ANY_ORIGIN, normalise_origin, parse_allowed_origins
 
-ANY_ORIGIN = "*"
 WEBSOCKET_PATH = "/ws"
 CORS_PATHS = ("/sse", "/client.js")
 CORS_PREFIXES = ("/api/",)
@@ -28,42 +27,6 @@ ALLOWED_HEADERS = "Authorization, Last-Event-ID, Content-Type"
 PREFLIGHT_MAX_AGE = "600"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def parse_allowed_origins(raw: str | None) -> frozenset[str]:
-    """`NOTIFIER_ALLOWED_ORIGINS` as a set of normalised origins (`scheme://host[:port]`) or `*`."""
-    if not raw:
-        return frozenset()
-    origins = set()
-    for item in raw.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if item == ANY_ORIGIN:
-            origins.add(ANY_ORIGIN)
-            continue
-        origin = normalise_origin(item)
-        if origin is None:
-            raise SettingsError(f"NOTIFIER_ALLOWED_ORIGINS: {item!r} is not an origin "
-                                "(scheme://host[:port], or *)")
-        origins.add(origin)
-    return frozenset(origins)
-
-
-def normalise_origin(text: str) -> str | None:
-    """`scheme://host[:port]` in lower case without a trailing slash, or None if `text` is not an origin."""
-    parts = urlsplit(text.strip().rstrip("/"))
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query \
-            or parts.fragment or parts.username or parts.password:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
 
 
 class OriginPolicy:

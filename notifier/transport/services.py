@@ -10,7 +10,7 @@ from aiohttp import web
 
 from notifier.transport.auth import Authenticator
 from notifier.model.broker import EventHistory, EventPublisher
-from notifier.fanout.connections import ConnectionRegistry
+from notifier.fanout.connections import ConnectionCounter, ConnectionRegistry
 from notifier.fanout.hub import Hub
 from notifier.settings import Settings
 from notifier.transport.writer import FlushQueue
@@ -51,3 +51,7 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+
+
+# The per-user connection count across replicas, when the app has one (see `ConnectionCounter`).
+USER_CONNECTIONS = web.AppKey("user_connections", ConnectionCounter)

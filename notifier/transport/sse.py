@@ -30,7 +30,7 @@ from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.transport.services import SERVICES, Services
 from notifier.fanout.session import Session
 from notifier.transport.writer import SseWriter
-from notifier.jetstream.user_connections import USER_CONNECTIONS
+from notifier.transport.services import USER_CONNECTIONS
 
 log = logging.getLogger(__name__)
 

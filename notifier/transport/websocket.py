@@ -24,7 +24,8 @@ from notifier.transport.services import SERVICES, Services
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import NO_OPTIONS, Session
 from notifier.transport.writer import WebSocketWriter
-from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnections
+from notifier.fanout.connections import ConnectionCounter
+from notifier.transport.services import USER_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class WebSocketConnection:
         self.opened_at = now
         self.closed_with: tuple[int, str] | None = None  # code and reason, whichever side closed first
         self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
-        self._counted: tuple[UserConnections, Identity] | None = None  # released by `finish`
+        self._counted: tuple[ConnectionCounter, Identity] | None = None  # released by `finish`
 
     async def received(self, message: WSMessage) -> None:
         """Act on one message from the client."""
