@@ -37,3 +37,13 @@ def test_round_trip(positions, data):
               for stream in positions if data.draw(st.booleans())}
     decoded = decode_cursor(Cursor(positions, epochs).encode())
     assert dict(decoded) == positions and dict(decoded.epochs) == epochs
+
+
+@given(st.dictionaries(st.sampled_from("amx"), st.integers(0, 2**64 - 1)),
+       st.dictionaries(st.sampled_from("amx"), st.integers(0, 2**64 - 1)))
+def test_raised_cursor_is_the_higher_of_the_two_in_every_stream(positions, floor):
+    """`raised_to` never moves a stream backwards and never moves it past the floor."""
+    raised = Cursor(positions, {"a": "k3f9"}).raised_to(floor)
+    for stream in set(positions) | set(floor):
+        assert raised.position(stream) == max(positions.get(stream, 0), floor.get(stream, 0))
+    assert raised.epochs == {"a": "k3f9"}

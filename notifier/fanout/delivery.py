@@ -15,7 +15,7 @@ from typing import Callable
 from notifier.ops import metrics
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import PRIORITY_RANK
+from notifier.model.events import priority_admitted
 from notifier.fanout.frames import Framing, OutgoingEvent
 from notifier.fanout.hub import Hub
 from notifier.model.identity import Identity
@@ -52,7 +52,7 @@ class Subscription:
 
     def accepts_priority(self, priority: str) -> bool:
         """Whether the `priority` option lets an event of this priority through."""
-        return self.options.priority is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[self.options.priority]
+        return priority_admitted(priority, self.options.priority)
 
 
 class LiveDelivery:
@@ -163,10 +163,7 @@ class LiveDelivery:
 
     def _queue_stamped(self, outgoing: OutgoingEvent, positions: Cursor) -> None:
         """Queue with a cursor of this client's own: `positions` raised to where history took it."""
-        stamp = Cursor(positions)
-        for stream, sequence in self.replayed.items():
-            stamp[stream] = max(stamp.position(stream), sequence)
-        cursor = stamp.encode()
+        cursor = positions.raised_to(self.replayed).encode()
         if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
             self.last_cursor = cursor
         else:

@@ -10,7 +10,7 @@ from notifier.ops import metrics
 from notifier.model.broker import ReplayStatus
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import PRIORITY_RANK, StoredEvent
+from notifier.model.events import StoredEvent, priority_admitted
 from notifier.fanout.frames import OutgoingEvent
 
 if TYPE_CHECKING:
@@ -68,9 +68,7 @@ class HistoryStamps:
                 epochs[stream] = held
             else:
                 epochs.pop(stream, None)
-        stamp = Cursor(base, epochs)
-        for stream, sequence in replayed.items():
-            stamp[stream] = max(stamp.position(stream), sequence)
+        stamp = Cursor(base, epochs).raised_to(replayed)
         # A stream live channels also read is capped where live delivery paused (the lower wins).
         self._caps: dict[str, int | None] = {}
         for stream in recovering:
@@ -130,7 +128,7 @@ async def _queue(session: "Session", batch: list[tuple[bytes, str]], size: int) 
 
 def _admitted(event: StoredEvent, priority: str | None) -> bool:
     """The subscription's `priority` option holds for history as it does live."""
-    return priority is None or PRIORITY_RANK[event.envelope.priority] <= PRIORITY_RANK[priority]
+    return priority_admitted(event.envelope.priority, priority)
 
 
 async def replay_into(

@@ -114,9 +114,7 @@ class Session(LiveDelivery):
         where live delivery paused (`base`, the hub's position at registration). A stream both read
         takes the lower, so a resume may repeat live events there but never skips one.
         """
-        stamp = Cursor(base)
-        for stream, sequence in self.replayed.items():
-            stamp[stream] = max(stamp.position(stream), sequence)
+        stamp = base.raised_to(self.replayed)
         for stream in recovering:
             here = position.position(stream)
             stamp[stream] = min(stamp.position(stream), here) if stream in live else here
@@ -159,10 +157,8 @@ class Session(LiveDelivery):
         self._floors = [*self._floors, ReplayFloor(patterns, floor)]
         # Live events buffered meanwhile carry the position they were dispatched at, which may be
         # behind what history just sent; they are raised to it until the hub's positions pass it.
-        replayed = Cursor(self.replayed)
-        for stream in self.history.stream_ids_for(patterns):
-            replayed[stream] = max(replayed.position(stream), floor.position(stream))
-        self.replayed = replayed
+        self.replayed = self.replayed.raised_to(
+            {stream: floor.position(stream) for stream in self.history.stream_ids_for(patterns)})
         if self._recoveries == 0:
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, (), 0

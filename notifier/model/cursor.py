@@ -77,6 +77,18 @@ class Cursor(dict[str, int]):
         moved[stream] = sequence
         return moved
 
+    def raised_to(self, floor: Mapping[str, int]) -> "Cursor":
+        """A copy at least at `floor` in every stream: the one home of "a cursor never moves backwards".
+
+        `floor` is where history took a client beyond the hub's live position (a lagging feed, a
+        replica behind); every cursor stamped for that client afterwards is raised to it.
+        """
+        raised = Cursor(self)
+        for stream, sequence in floor.items():
+            if sequence > raised.position(stream):
+                raised[stream] = sequence
+        return raised
+
     def position(self, stream: str) -> int:
         """The last sequence seen in `stream` (0 when never seen)."""
         return self.get(stream, 0)

@@ -32,6 +32,11 @@ Priority = Literal["p0", "p1", "p2", "p3"]
 PRIORITY_RANK = {"p0": 0, "p1": 1, "p2": 2, "p3": 3}
 
 
+def priority_admitted(priority: str, at_most: str | None) -> bool:
+    """Whether an event of `priority` passes a subscription's `priority` option (live and history alike)."""
+    return at_most is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[at_most]
+
+
 class Envelope(msgspec.Struct, rename="camel", kw_only=True):
     """One event as producers publish it and clients receive it (camelCase JSON)."""
 
