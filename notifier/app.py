@@ -11,38 +11,31 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from nats.aio.client import Client
 
-from notifier.transport import frontend
-
-from notifier.transport import http_api
-
-from notifier.ops import metrics
-
-from notifier.transport import origins
-from notifier.transport import redaction
-from notifier.transport.admission import ADMISSION, ConnectionAdmission
-from notifier.jetstream.user_connections import UserConnections
-from notifier.transport.services import USER_CONNECTIONS
-from notifier.ops.gc_pauses import GcPauseWatch
-from notifier.transport.http_requests import json_error
-from notifier.transport.auth import Authenticator
-from notifier.jetstream.history import StreamHistory
 from notifier.fanout.hub import Hub
-from notifier.jetstream.live_feed import LiveFeed
 from notifier.jetstream.connection import GatewayClient, connect_nats
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
+from notifier.jetstream.history import StreamHistory
+from notifier.jetstream.live_feed import LiveFeed
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.recent_events import RecentEvents
-from notifier.transport.services import SERVICES, Services
-from notifier.settings import Settings
-from notifier.transport.sse import sse_handler
 from notifier.jetstream.streams import StreamSet, apply_streams, load_streams
+from notifier.jetstream.user_connections import UserConnections
+from notifier.model.limits import MAX_REQUEST_BYTES
+from notifier.ops import metrics
+from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
+from notifier.settings import Settings
+from notifier.transport import frontend, http_api, origins, redaction
+from notifier.transport.admission import ADMISSION, ConnectionAdmission
+from notifier.transport.auth import Authenticator
+from notifier.transport.http_requests import json_error
+from notifier.transport.services import SERVICES, USER_CONNECTIONS, Services
+from notifier.transport.sse import sse_handler
 from notifier.transport.websocket import websocket_handler
 
 log = logging.getLogger(__name__)
 
 NATS_URL_FILE = "nats-url"
-MAX_REQUEST_BYTES = 16 * 1024 * 1024
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -8,7 +8,7 @@ import uuid
 import nats
 import pytest
 
-from notifier.model.json_limits import MAX_JSON_DEPTH
+from notifier.model.limits import MAX_JSON_DEPTH
 
 SUBJECT = "notifier.account.pub._.order.filled"
 

@@ -12,23 +12,22 @@ import asyncio
 import logging
 from typing import Callable
 
-from notifier.ops import metrics
+from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
+from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.hub import Hub
+from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.fanout.recovery import ReplayFloor, replay_into, snapshot_into
 from notifier.model.broker import EventHistory
 from notifier.model.channels import ChannelPattern
 from notifier.model.close_codes import ErrorCode
 from notifier.model.cursor import Cursor
-from notifier.fanout.frames import Framing, OutgoingEvent
-from notifier.fanout.hub import Hub
 from notifier.model.identity import Identity
-from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
-from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
-from notifier.fanout.recovery import ReplayFloor, replay_into, snapshot_into
+from notifier.model.limits import MAX_RECOVERIES
+from notifier.ops import metrics
 from notifier.ops.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
-MAX_CHANNELS = 50  # the default of NOTIFIER_MAX_CHANNELS, per connection and per ?channels= list
-MAX_RECOVERIES = 8
 NO_OPTIONS = SubscriptionOptions()
 # Subscriptions share one frozenset per combination of streams (there are a handful), not one each.
 _STREAM_SETS: dict[frozenset[str], frozenset[str]] = {}

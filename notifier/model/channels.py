@@ -6,20 +6,20 @@ import functools
 import re
 from dataclasses import dataclass
 
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
 from notifier.model.events import KEY_PATTERN
+from notifier.model.limits import MAX_CHANNEL_BYTES, MAX_TOKENS
 
 # Full matches of ASCII-only rules: `$` would also let a segment or key end in a newline.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 _KEY = re.compile(KEY_PATTERN)
-MAX_TOKENS = 16
-# A channel is a type (at most 200 characters) and a key (at most 128); longer text is refused
-# before it is parsed or cached, so the cache of parsed patterns holds at most 4096 x 256 bytes
-# of text (200 distinct 500 KB names held 96 MB after their client left).
-MAX_CHANNEL_BYTES = 256
 
 
-class InvalidChannel(ValueError):
+class InvalidChannel(NotifierError, ValueError):
     """A channel pattern broke a rule; the message says which."""
+
+    code = ErrorCode.INVALID_CHANNEL
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,18 +17,22 @@ import zlib
 from datetime import datetime
 from typing import Iterable, Mapping
 
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
+from notifier.model.limits import MAX_CURSOR_LENGTH, MAX_SEQUENCE
+
 # ASCII classes only, matched in full: `\d` would take Unicode digits and `$` a trailing newline.
 _PART = re.compile(r"([a-z]{1,8})([0-9]{1,20})(?:-([0-9a-z]{1,8}))?")
-MAX_CURSOR_LENGTH = 512
-MAX_SEQUENCE = 2**64 - 1
 EPOCH_LENGTH = 4
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Shared by every cursor that knows no epochs; never changed in place.
 NO_EPOCHS: Mapping[str, str] = {}
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(NotifierError, ValueError):
     """A cursor string that this gateway never issued."""
+
+    code = ErrorCode.INVALID_CURSOR
 
 
 def epoch_of(created: datetime | str | None) -> str | None:

@@ -9,7 +9,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
 from notifier.model.json_limits import JsonTooDeep, check_depth
+from notifier.model.limits import MAX_SAFE_INTEGER
 
 # Every rule is a full match of ASCII only (`\Z`, not `$`, which also matches before a trailing
 # newline: `order.filled\n` passed and then failed in NATS as "event store not available").
@@ -20,8 +23,6 @@ TYPE_PATTERN = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,15}\Z"
 KEY_PATTERN = r"^[!-+\--~]+\Z"
 USER_PATTERN = r"^[!-~]+\Z"
 ID_PATTERN = r"^[^\s\x00-\x1f\x7f]+\Z"
-# The largest integer JavaScript's Number holds exactly (and far inside a signed 64-bit integer).
-MAX_SAFE_INTEGER = 2**53 - 1
 
 EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, max_length=200)]
 EventKey = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, max_length=128)]
@@ -72,12 +73,13 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
         return self.ttl is not None and self.timestamp is not None and now_ms > self.timestamp + self.ttl
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(NotifierError, ValueError):
     """An envelope failed validation; the message names the field and the rule, `field` its JSON path."""
 
+    code = ErrorCode.INVALID_EVENT
+
     def __init__(self, message: str):
-        super().__init__(message)
-        self.field = _field_path(message)
+        super().__init__(message, field=_field_path(message))
 
 
 _AT_PATH = re.compile(r" - at `([^`]+)`$")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
-# Arrays and objects, counting the outermost one: `{"payload":{"a":[1]}}` is 3 deep.
-MAX_JSON_DEPTH = 64
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
+from notifier.model.limits import MAX_JSON_DEPTH
 
 # A JSON string, written out as an unrolled loop so a long string is one pass in C.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -22,8 +23,10 @@ _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _ONE_KIND = bytes.maketrans(b"[]{}", b"()()")
 
 
-class JsonTooDeep(ValueError):
+class JsonTooDeep(NotifierError, ValueError):
     """A JSON document nested deeper than the gateway accepts."""
+
+    code = ErrorCode.MALFORMED_JSON
 
 
 def check_depth(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> None:

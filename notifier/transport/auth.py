@@ -11,13 +11,18 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from notifier.ops import metrics
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
 from notifier.model.identity import NO_ROLES, Identity
+from notifier.ops import metrics
 from notifier.settings import Settings, SettingsError
 
 
-class AuthenticationError(Exception):
+class AuthenticationError(NotifierError):
     """A token was missing or not acceptable; `reason` is short enough for a WebSocket close frame."""
+
+    code = ErrorCode.UNAUTHORIZED
+    http_status = 401
 
     def __init__(self, reason: str):
         super().__init__(reason)

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import msgspec
 
-from notifier.model.close_codes import ErrorCode
-from notifier.model.json_limits import JsonTooDeep, check_depth
 from notifier.fanout.rate_limit import SubscriptionOptions
+from notifier.model.close_codes import ErrorCode
+from notifier.model.errors import NotifierError
+from notifier.model.json_limits import JsonTooDeep, check_depth
 
 ChannelList = Annotated[list[str], msgspec.Meta(max_length=256)]
 
@@ -47,13 +48,11 @@ ACTIONS = ("subscribe", "unsubscribe", "ping", "pong", "auth")
 _decoder = msgspec.json.Decoder(ClientMessage)
 
 
-class ProtocolError(Exception):
+class ProtocolError(NotifierError):
     """A client message that cannot be acted on; the connection stays open."""
 
     def __init__(self, code: ErrorCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 def decode_client_message(data: str | bytes) -> ClientMessage:

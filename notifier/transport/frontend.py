@@ -10,8 +10,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from notifier.transport.services import SERVICES
 from notifier.settings import PACKAGE_ROOT
+from notifier.transport.services import SERVICES
 
 CLIENTS_DIR = PACKAGE_ROOT.parent / "clients" / "js"
 CLIENT_JS = CLIENTS_DIR / "notifier.js"

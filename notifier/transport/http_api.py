@@ -8,28 +8,26 @@ import re
 import msgspec
 from aiohttp import web
 
-from notifier.ops import metrics
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.cursor import Cursor
 from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
-from notifier.model.json_limits import MAX_JSON_DEPTH
+from notifier.model.identity import PUBLISHER_ROLE
+from notifier.model.limits import DEFAULT_HISTORY_LIMIT, MAX_EVENTS_PER_PUBLISH, MAX_HISTORY_LIMIT, MAX_JSON_DEPTH
+from notifier.ops import metrics
+from notifier.ops.log_format import log_event
 from notifier.transport.http_requests import (
     Rejected,
     channels_from,
     cursor_from,
+    error_response,
     identity_from,
     internal_errors_as_json,
     json_error,
 )
-from notifier.model.identity import PUBLISHER_ROLE
-from notifier.ops.log_format import log_event
 from notifier.transport.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_PUBLISH = 1000
-DEFAULT_HISTORY_LIMIT = 100
-MAX_HISTORY_LIMIT = 1000
 _encoder = msgspec.json.Encoder()
 _LIMIT = re.compile(r"[0-9]{1,4}")
 
@@ -53,7 +51,7 @@ async def publish(request: web.Request) -> web.Response:
     except MalformedEvent as error:
         return json_error(400, "malformed_json", f"{error} (at most {MAX_JSON_DEPTH} levels of nesting)")
     except InvalidEvent as error:
-        return json_error(400, "invalid_event", str(error), field=error.field)
+        return error_response(error)
     if not envelopes:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:

@@ -10,12 +10,13 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from notifier.transport.auth import AuthenticationError, Authenticator, bearer_token
 from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel_list
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.model.errors import NotifierError
 from notifier.model.identity import Identity
+from notifier.model.limits import MAX_CHANNELS
 from notifier.ops.log_format import log_event
-from notifier.fanout.session import MAX_CHANNELS
+from notifier.transport.auth import AuthenticationError, Authenticator, bearer_token
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,11 @@ def json_error(status: int, code: str, message: str, field: str | None = None) -
     if field is not None:
         error["field"] = field
     return web.json_response({"error": error}, status=status)
+
+
+def error_response(error: NotifierError, field: str | None = None) -> web.Response:
+    """The one HTTP form of a `NotifierError`: its status, and its code, message and field in JSON."""
+    return json_error(error.http_status, str(error.code), error.message, field or error.field)
 
 
 def internal_errors_as_json(
@@ -43,6 +49,8 @@ def internal_errors_as_json(
             return await handler(request)
         except web.HTTPException:
             raise
+        except NotifierError as error:
+            return error_response(error)
         except Exception:  # CancelledError is a BaseException: it passes through
             log.exception("unhandled error answering %s %s", request.method, request.path)
             return json_error(500, "internal_error", "internal error")
@@ -97,7 +105,7 @@ def identity_from(request: web.Request, query: MultiMapping[str], authenticator:
         log_event(log, logging.INFO, "auth failed", path=request.path, remote=request.remote, status=401,
                   reason=error.reason)
         # JSON, not text/event-stream, so a browser's EventSource gives up instead of retrying forever.
-        raise Rejected(json_error(401, "unauthorized", error.reason)) from None
+        raise Rejected(error_response(error)) from None
 
 
 def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
@@ -105,7 +113,7 @@ def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) ->
     try:
         patterns = parse_channel_list(query.get("channels", ""))
     except InvalidChannel as error:
-        raise Rejected(json_error(400, "invalid_channel", str(error), field="channels")) from None
+        raise Rejected(error_response(error, field="channels")) from None
     if not patterns:
         raise Rejected(json_error(400, "invalid_channel", "channels is required, e.g. ?channels=order.*,risk.alert",
                                   field="channels"))
@@ -119,4 +127,4 @@ def cursor_from(text: str | None, field: str) -> Cursor | None:
     try:
         return decode_cursor(text) if text else None
     except InvalidCursor as error:
-        raise Rejected(json_error(400, "invalid_cursor", str(error), field=field)) from None
+        raise Rejected(error_response(error, field=field)) from None

@@ -8,11 +8,11 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from notifier.transport.auth import Authenticator
-from notifier.model.broker import EventHistory, EventPublisher
 from notifier.fanout.connections import ConnectionCounter, ConnectionRegistry
 from notifier.fanout.hub import Hub
+from notifier.model.broker import EventHistory, EventPublisher
 from notifier.settings import Settings
+from notifier.transport.auth import Authenticator
 from notifier.transport.writer import FlushQueue
 
 

@@ -13,9 +13,11 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from notifier.transport.admission import admitted
 from notifier.fanout.frames import SseFraming
+from notifier.fanout.rate_limit import SubscriptionOptions
+from notifier.fanout.session import Session
 from notifier.ops.log_format import log_event
+from notifier.transport.admission import admitted
 from notifier.transport.http_requests import (
     Rejected,
     channels_from,
@@ -26,11 +28,8 @@ from notifier.transport.http_requests import (
     query_flag,
     url_query,
 )
-from notifier.fanout.rate_limit import SubscriptionOptions
-from notifier.transport.services import SERVICES, Services
-from notifier.fanout.session import Session
+from notifier.transport.services import SERVICES, USER_CONNECTIONS, Services
 from notifier.transport.writer import SseWriter
-from notifier.transport.services import USER_CONNECTIONS
 
 log = logging.getLogger(__name__)
 

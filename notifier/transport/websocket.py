@@ -10,27 +10,35 @@ import time
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
 
-from notifier.transport.admission import MessageRate, admitted
-from notifier.transport.auth import AuthenticationError
-from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
-from notifier.transport.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
-from notifier.model.close_codes import CloseCode, ErrorCode
-from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.fanout.connections import ConnectionCounter
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
-from notifier.transport.http_requests import json_error, last_event_id, query_flag, request_token, url_query
-from notifier.model.identity import Identity
-from notifier.ops.log_format import log_event
-from notifier.transport.services import SERVICES, Services
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import NO_OPTIONS, Session
+from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
+from notifier.model.close_codes import CloseCode, ErrorCode
+from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
+from notifier.model.errors import NotifierError
+from notifier.model.identity import Identity
+from notifier.model.limits import MAX_CLOSE_REASON
+from notifier.ops.log_format import log_event
+from notifier.transport.admission import MessageRate, admitted
+from notifier.transport.auth import AuthenticationError
+from notifier.transport.client_messages import (
+    Auth,
+    Ping,
+    Pong,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    decode_client_message,
+)
+from notifier.transport.http_requests import json_error, last_event_id, query_flag, request_token, url_query
+from notifier.transport.services import SERVICES, USER_CONNECTIONS, Services
 from notifier.transport.writer import WebSocketWriter
-from notifier.fanout.connections import ConnectionCounter
-from notifier.transport.services import USER_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 15.0
-MAX_CLOSE_REASON = 123
 # `new WebSocket(url, ["notifier", token])`: the token as the second subprotocol, for browsers
 # that must keep it out of the URL; the server answers with `notifier` only.
 PROTOCOL = "notifier"
@@ -120,9 +128,9 @@ class WebSocketConnection:
         if self.rate.abusive:
             self.close_soon(CloseCode.TOO_MANY_MESSAGES, "too many messages")
         elif self.rate.dropped == 1:
-            self._send_error(ErrorCode.RATE_LIMITED,
-                             f"more than {self.settings.client_messages_per_second:g} messages per second: "
-                             "this message and those right after it are dropped")
+            self._send_error(NotifierError(f"more than {self.settings.client_messages_per_second:g} messages per "
+                                           "second: this message and those right after it are dropped",
+                                           code=ErrorCode.RATE_LIMITED))
 
     async def start(self) -> bool:
         """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
@@ -199,7 +207,7 @@ class WebSocketConnection:
             try:
                 patterns = parse_channel_list(query["channels"])
             except InvalidChannel as error:
-                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                self._send_error(error)
                 return
             await self._subscribe(patterns, None, NO_OPTIONS)
 
@@ -207,14 +215,14 @@ class WebSocketConnection:
         try:
             message = decode_client_message(data)
         except ProtocolError as error:
-            self._send_error(error.code, error.message)
+            self._send_error(error)
             return
         assert self.session is not None
         if isinstance(message, Subscribe):
             try:
                 patterns = [parse_channel(text) for text in message.channels]
             except InvalidChannel as error:
-                self._send_error(ErrorCode.INVALID_CHANNEL, str(error))
+                self._send_error(error)
                 return
             await self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
         elif isinstance(message, Unsubscribe):
@@ -236,14 +244,15 @@ class WebSocketConnection:
         max_channels = self.settings.max_channels
         new = {pattern.text for pattern in patterns}.difference(self.session.subscriptions)
         if len(self.session.subscriptions) + len(new) > max_channels:
-            self._send_error(ErrorCode.TOO_MANY_CHANNELS, f"at most {max_channels} channels per connection")
+            self._send_error(NotifierError(f"at most {max_channels} channels per connection",
+                                           code=ErrorCode.TOO_MANY_CHANNELS))
             return
         since: Cursor | None = None
         if since_text is not None:
             try:
                 since = decode_cursor(since_text)
             except InvalidCursor as error:
-                self._send_error(ErrorCode.INVALID_CURSOR, str(error))
+                self._send_error(error)
                 return
         log_event(log, logging.DEBUG, "subscribe", transport=self.transport, user=self.session.identity.user_id,
                   channels=[pattern.text for pattern in patterns], since=since_text)
@@ -254,16 +263,18 @@ class WebSocketConnection:
         try:
             identity = self.services.authenticator.verify(token)
         except AuthenticationError as error:
-            self._send_error(ErrorCode.INVALID_TOKEN, error.reason)
+            self._send_error(NotifierError(error.reason, code=ErrorCode.INVALID_TOKEN))
             return
         if identity.user_id != self.session.identity.user_id or identity.roles != self.session.identity.roles:
-            self._send_error(ErrorCode.INVALID_TOKEN, "a refreshed token must have the same sub and roles")
+            self._send_error(NotifierError("a refreshed token must have the same sub and roles",
+                                           code=ErrorCode.INVALID_TOKEN))
             return
         self.session.identity = identity
 
-    def _send_error(self, code: ErrorCode, message: str) -> None:
+    def _send_error(self, error: NotifierError) -> None:
+        """The one WebSocket form of a `NotifierError`: an `error` message; the connection stays open."""
         assert self.session is not None
-        self.session.send_control("error", code=str(code), message=message)
+        self.session.send_control("error", **error.as_fields())
 
     # -- closing --
 

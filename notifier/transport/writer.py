@@ -21,9 +21,9 @@ import time
 
 from aiohttp import web
 
-from notifier.ops import metrics
 from notifier.fanout.frames import websocket_text_frame
 from notifier.fanout.outbox import Outbox
+from notifier.ops import metrics
 from notifier.ops.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
