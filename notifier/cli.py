@@ -115,7 +115,7 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
         # stops delivery to every client while it runs (at 1,000 connections 75 ms before, 36 after).
         gc.freeze()
         if not stop.is_set():
-            port = site._server.sockets[0].getsockname()[1] if site._server else settings.port
+            port = runner.addresses[0][1] if runner.addresses else settings.port  # the bound port when 0 was asked
             _print_urls(settings.host, port, context is not None, gateway.nats_servers)
             print(f"  data dir   {data_dir.resolve()}", flush=True)
             if generated:

@@ -196,7 +196,8 @@ class Client:
             try:
                 await runner
             except asyncio.CancelledError:
-                if asyncio.current_task() is not None and asyncio.current_task().cancelling():
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
                     raise
         if self._own_session and self._session is not None:
             await self._session.close()
@@ -222,9 +223,8 @@ class Client:
     async def _token(self) -> str | None:
         token = self.token
         if callable(token):
-            token = token()
-            if inspect.isawaitable(token):
-                token = await token
+            produced = token()
+            return await produced if inspect.isawaitable(produced) else produced
         return token
 
     async def _announce(self, subscription: Subscription) -> None:
@@ -348,12 +348,12 @@ class Client:
             else:
                 pending_recoveries = len(groups) if since else 0
                 for options, patterns in groups:
-                    message: dict[str, Any] = {"action": "subscribe", "channels": patterns}
+                    subscribe_message: dict[str, Any] = {"action": "subscribe", "channels": patterns}
                     if since:
-                        message["since"] = since
+                        subscribe_message["since"] = since
                     if options:
-                        message["options"] = options
-                    await ws.send_str(json.dumps(message))
+                        subscribe_message["options"] = options
+                    await ws.send_str(json.dumps(subscribe_message))
             if not groups:
                 established = True
                 self._set_state("live")
@@ -448,7 +448,7 @@ class Client:
 
     async def _deliver(self, item: dict[str, Any]) -> None:
         data = item.get("data") or {}
-        event = Event(item.get("id"), item.get("channel"), data)
+        event = Event(item.get("id", ""), item.get("channel", ""), data)
         for subscription in list(self._subscriptions):
             if subscription.matches(data):
                 await subscription._queue.put(event)

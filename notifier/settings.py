@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from notifier.model.origins import parse_allowed_origins
 
@@ -74,7 +74,7 @@ class Settings:
             return []
         return [server.strip() for server in self.nats_url.split(",") if server.strip()]
 
-    def with_overrides(self, **changes: object) -> "Settings":
+    def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields replaced (tests and the CLI use this)."""
         return replace(self, **changes)
 
@@ -82,7 +82,7 @@ class Settings:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Read `NOTIFIER_*` variables; a bad value raises SettingsError naming the variable."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}  # each field's own type, converted by _convert
         for settings_field in fields(cls):
             variable = "NOTIFIER_" + settings_field.name.upper()
             raw = environ.get(variable)

@@ -68,6 +68,7 @@ class ChannelIndex(Generic[Subscriber]):
         target.discard(subscriber)
         self.count -= 1
         if not target:
+            assert node.buckets is not None  # target came from it
             del node.buckets[bucket_key]
             if not node.buckets:
                 node.buckets = None
@@ -75,6 +76,7 @@ class ChannelIndex(Generic[Subscriber]):
             if not path[depth].empty():
                 break
             parent = path[depth - 1]
+            assert parent.children is not None  # path[depth] came from it
             del parent.children[walked[depth - 1]]
             if not parent.children:
                 parent.children = None

@@ -10,7 +10,7 @@ import asyncio
 import enum
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Self
 
 from notifier.ops import metrics
 from notifier.model.channels import ChannelPattern
@@ -68,7 +68,7 @@ class LiveDelivery:
         hub: Hub,
         framing: Framing,
         outbox_bytes: int,
-        on_slow: Callable[["LiveDelivery"], None],
+        on_slow: Callable[[Self], None],
         max_events_per_second: float | None = None,
     ):
         self.identity = identity
@@ -203,7 +203,7 @@ class LiveDelivery:
         if self.state is not SessionState.CLOSED and not self.outbox.offer(self.framing.control(action, **fields)):
             self.too_slow()
 
-    def too_slow(self) -> None:
+    def too_slow(self: Self) -> None:  # `self: Self`: a Session's on_slow takes a Session
         """The client cannot keep up: stop delivering and let the transport close it with its cursor."""
         if self.state is SessionState.CLOSED:
             return

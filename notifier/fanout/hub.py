@@ -28,6 +28,10 @@ class Recipient(Protocol):
         """Take a live event without waiting."""
         ...
 
+    def __hash__(self) -> int:
+        """Sessions are kept in sets (the channel indexes); the default object hash does."""
+        ...
+
 
 class Hub:
     """Channel -> sessions, plus the live position in every stream that live cursors are stamped with."""

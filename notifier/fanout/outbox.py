@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 class Outbox:
@@ -60,7 +60,7 @@ class Outbox:
         """Queue a frame only if it fits under the bound now; False (nothing queued) otherwise."""
         return self._fits(frame) and self.offer(frame, cursor)
 
-    def offer_all_if_room(self, frames: list[tuple[bytes, str | None]], size: int) -> bool:
+    def offer_all_if_room(self, frames: Sequence[tuple[bytes, str | None]], size: int) -> bool:
         """Queue several frames (`size` bytes in all) only if all fit under the bound now; else queue none."""
         if self.closed:
             return True

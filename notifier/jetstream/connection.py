@@ -55,6 +55,7 @@ async def connect_nats(
     wait, instead of a bare `Connection refused` every 0.5 s.
     """
 
+    client = client or GatewayClient()  # before the callbacks below, which use it
     failures = [0]  # connection failures since the last successful connect
     # Named from our own list: nats-py's pool entries are private and changed class between releases
     # (an AttributeError here killed its consumer-recreation task and stalled the live feed).
@@ -86,14 +87,13 @@ async def connect_nats(
         if on_disconnected is not None:
             await on_disconnected()
 
-    client = client or GatewayClient()
     await client.connect(
         servers=servers,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=RECONNECT_WAIT,
+        reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # annotated int; nats-py sleeps for it, float works
         allow_reconnect=True,
-        connect_timeout=connect_timeout,
+        connect_timeout=connect_timeout,  # type: ignore[arg-type]  # annotated int; nats-py waits for it, float works
         error_cb=error_callback,
         reconnected_cb=reconnected_callback,
         disconnected_cb=disconnected_callback,

@@ -12,6 +12,7 @@ from collections import deque
 import nats.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
 from notifier.ops import metrics
 from notifier.jetstream.direct_get import HistoryUnavailable
@@ -41,7 +42,7 @@ class ConsumerReader:
         self.start = max(start, 1)
         self.remaining = 0
         self.buffer: deque[StoredEvent] = deque()
-        self._subscription = None
+        self._subscription: JetStreamContext.PullSubscription | None = None
 
     async def open(self) -> "ConsumerReader":
         config = ConsumerConfig(
@@ -61,7 +62,7 @@ class ConsumerReader:
         info = await self._subscription.consumer_info()
         metrics.JETSTREAM_REQUESTS.increment()
         # Reading exactly what was pending at creation gives the replay a fixed end.
-        self.remaining = info.num_pending
+        self.remaining = info.num_pending or 0  # Optional in nats-py's ConsumerInfo; absent means none
         return self
 
     async def fill(self) -> bool:
@@ -69,6 +70,7 @@ class ConsumerReader:
         attempts = 0
         while not self.buffer and self.remaining > 0:
             metrics.JETSTREAM_REQUESTS.increment()
+            assert self._subscription is not None, "fill() before open() or after close()"
             try:
                 messages = await self._subscription.fetch(min(FETCH_BATCH, self.remaining), timeout=FETCH_TIMEOUT)
             except nats.errors.TimeoutError:

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from contextlib import aclosing
-from typing import AsyncIterator
+from typing import AsyncGenerator, AsyncIterator
 
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
@@ -118,7 +118,7 @@ class StreamHistory:
 
     async def replay(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Every event after `since` the viewer may see on these channels, oldest first (see `replay_chunks`)."""
         async with aclosing(self.replay_chunks(viewer, patterns, since, status)) as chunks:
             async for chunk in chunks:
@@ -127,7 +127,7 @@ class StreamHistory:
 
     async def replay_chunks(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[list[StoredEvent]]:
+    ) -> AsyncGenerator[list[StoredEvent], None]:
         """Every event after `since` the viewer may see on these channels, oldest first, in chunks.
 
         A chunk is what could be read without waiting for JetStream (a whole replay when the recent
@@ -297,7 +297,7 @@ async def _merge(readers: list[DirectReader | TailReader]) -> AsyncIterator[list
         if await reader.fill():
             event = reader.buffer[0]
             heapq.heappush(heap, (event.stored_at_ns, event.stream, event.sequence, reader))
-    chunk: list[StoredEvent] = []
+    chunk = []  # typed by the single-reader branch above
     while heap:
         _, _, _, reader = heapq.heappop(heap)
         chunk.append(reader.buffer.popleft())

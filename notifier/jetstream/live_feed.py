@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from notifier.ops import metrics
@@ -45,7 +46,7 @@ class LiveFeed:
         self,
         client: Client,
         streams: StreamSet,
-        on_event: Callable[[StoredEvent], None],
+        on_event: Callable[[StoredEvent], object],  # its result is ignored (the hub's dispatch returns a count)
         prepare: Callable[[], Awaitable[None]] | None = None,
         recent: RecentEvents | None = None,
         on_epochs: Callable[[dict[str, str]], None] | None = None,
@@ -67,7 +68,7 @@ class LiveFeed:
         # Told (stream id, last handed on, next handed on) when a new consumer starts past sequences
         # the stream no longer holds: live clients of that stream never got them and must resume.
         self.on_skipped = on_skipped
-        self._subscriptions: dict[str, object] = {}
+        self._subscriptions: dict[str, Subscription] = {}
         self._resubscribe_wanted = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self.following = False

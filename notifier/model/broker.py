@@ -7,7 +7,7 @@ side only ever sees these protocols, so it never imports NATS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Protocol
+from typing import AsyncGenerator, Protocol
 
 import msgspec
 
@@ -90,13 +90,13 @@ class EventHistory(Protocol):
 
     def replay(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Every event after `since` the viewer may see on these channels, oldest first; `status` says from where."""
         ...
 
     def replay_chunks(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, status: ReplayStatus
-    ) -> AsyncIterator[list[StoredEvent]]:
+    ) -> AsyncGenerator[list[StoredEvent], None]:
         """The same events as `replay`, in lists that were read without waiting (sent in one go)."""
         ...
 

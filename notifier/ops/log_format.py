@@ -45,7 +45,8 @@ def _text(value: Any) -> str:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC), level, logger, message, the structured fields, and any traceback."""
 
-    converter = time.gmtime
+    # mypy binds `self` to a function stored on a class; a builtin like gmtime is never bound at runtime.
+    converter = time.gmtime  # type: ignore[assignment]
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {

@@ -53,7 +53,7 @@ class Authenticator:
             else:
                 raise SettingsError(f"NOTIFIER_JWT_PUBLIC_KEY={public_key_path}: only RSA (RS256) and "
                                     "EC P-256 (ES256) public keys are supported")
-            self._verify_key: object = public_key
+            self._verify_key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey | str = public_key
             self._secret: str | None = None
         else:
             self.generated = secret is None

@@ -58,7 +58,7 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
     # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
     envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
-    accepted = []
+    accepted: list[dict[str, object]] = []
     for index, envelope in enumerate(envelopes):
         try:
             result = await services.publisher.publish(envelope)

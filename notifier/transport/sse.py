@@ -210,7 +210,9 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     del query  # it holds the token
     # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
     # but an HTTP/1.0 request gets a plain body.
-    framing = SseFraming(named, chunked=request.writer.chunked)
+    # `chunked` is on aiohttp's StreamWriter, not on the AbstractStreamWriter `request.writer` is typed as
+    # (tests/test_dependency_contracts.py checks it is still there).
+    framing = SseFraming(named, chunked=request.writer.chunked)  # type: ignore[attr-defined]
     session = Session(identity, services.hub, services.history, framing, settings.outbox_bytes, on_slow,
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session)

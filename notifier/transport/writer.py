@@ -86,6 +86,7 @@ class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
     __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_draining", "sent")
+    latency: metrics.HistogramSeries  # each subclass's class attribute: the delivery latency of its transport
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
         self.outbox = outbox
