@@ -6,6 +6,7 @@ import asyncio
 import enum
 import logging
 import time
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
@@ -15,6 +16,7 @@ from notifier.transport.auth import AuthenticationError
 from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.transport.client_messages import Auth, Ping, Pong, ProtocolError, Subscribe, Unsubscribe, decode_client_message
 from notifier.model.close_codes import CloseCode, ErrorCode
+from notifier.fanout.connections import summary
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
 from notifier.transport.http_requests import json_error, last_event_id, query_flag, request_token, url_query
@@ -282,6 +284,17 @@ class WebSocketConnection:
     def shut_down(self, reason: str = "server shutting down") -> None:
         """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume."""
         self.close_soon(CloseCode.GOING_AWAY, reason)
+
+    def disconnect(self, reason: str) -> None:
+        """An administrator disconnected this user (4003)."""
+        self.close_soon(CloseCode.DISCONNECTED, reason)
+
+    def describe(self) -> dict[str, Any] | None:
+        """This connection for the admin API's list; None until authenticated or once closed."""
+        if self.state is not WebSocketState.OPEN or self.session is None:
+            return None
+        return summary(self.session, self.transport, self.request.remote, self.opened_at,
+                       self._writer.sent if self._writer is not None else 0)
 
     def _on_slow(self, session: Session) -> None:
         cursor = session.outbox.delivered_cursor
