@@ -68,6 +68,7 @@ class Gateway:
         # for gateways sharing a process (tests).
         self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.admin: AdminControl | None = None
+        self.shutting_down = False  # set on SIGTERM: /readyz answers 503 from then on
 
     @property
     def nats_servers(self) -> list[str]:
@@ -149,6 +150,8 @@ class Gateway:
 
     def not_ready(self) -> str | None:
         """None when serving, else why not (for /readyz)."""
+        if self.shutting_down:
+            return "shutting down"
         if self.client is None or (self._connecting is not None and not self.client.is_connected
                                    and self.feed is None):
             return "connecting to nats"

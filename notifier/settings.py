@@ -64,6 +64,9 @@ class Settings:
     connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
+    # On SIGTERM, /readyz answers 503 this long before connections are closed, so a load balancer
+    # stops sending new clients here first (docs/operations.md section 9).
+    shutdown_delay: float = 0.0
 
     @property
     def nats_servers(self) -> list[str]:
@@ -117,6 +120,8 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
+    if settings.shutdown_delay < 0:
+        raise SettingsError(f"NOTIFIER_SHUTDOWN_DELAY={settings.shutdown_delay!r}: must be 0 or more seconds")
     for name in ("recent_events", "recent_events_bytes"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
@@ -182,6 +187,7 @@ SETTING_HELP: dict[str, str] = {
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
+    "shutdown_delay": "seconds /readyz answers 503 after SIGTERM before connections are closed",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

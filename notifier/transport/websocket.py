@@ -31,6 +31,7 @@ from notifier.jetstream.user_connections import USER_CONNECTIONS, UserConnection
 log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 15.0
+SHUTDOWN_REASON = "server shutting down"
 MAX_CLOSE_REASON = 123
 # `new WebSocket(url, ["notifier", token])`: the token as the second subprotocol, for browsers
 # that must keep it out of the URL; the server answers with `notifier` only.
@@ -281,9 +282,13 @@ class WebSocketConnection:
             self.last_ping_sent = now
             self.session.send_control("ping")
 
-    def shut_down(self, reason: str = "server shutting down") -> None:
-        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume."""
-        self.close_soon(CloseCode.GOING_AWAY, reason)
+    def shut_down(self, reason: str = SHUTDOWN_REASON) -> None:
+        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume.
+
+        On shutdown the reason ends with the id of the last event written before the close frame
+        (`server shutting down; resume from <id>`), for clients that do not keep it themselves.
+        """
+        self.close_soon(CloseCode.GOING_AWAY, reason, resume_hint=reason == SHUTDOWN_REASON)
 
     def disconnect(self, reason: str) -> None:
         """An administrator disconnected this user (4003)."""
@@ -304,20 +309,29 @@ class WebSocketConnection:
         # A close reason holds 123 bytes; a cut cursor would be worse than none.
         self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
 
-    def close_soon(self, code: CloseCode, reason: str) -> None:
-        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task."""
+    def close_soon(self, code: CloseCode, reason: str, resume_hint: bool = False) -> None:
+        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task.
+
+        With `resume_hint`, the reason gets `; resume from <id>` of the last event written, when it fits.
+        """
         if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
             return
         self.state = WebSocketState.CLOSING
         if self.closed_with is None:
             self.closed_with = (int(code), reason)
-        self._closing = asyncio.create_task(self._close(code, reason), name="websocket-close")
+        self._closing = asyncio.create_task(self._close(code, reason, resume_hint), name="websocket-close")
 
-    async def _close(self, code: CloseCode, reason: str) -> None:
+    async def _close(self, code: CloseCode, reason: str, resume_hint: bool = False) -> None:
         if self.session is not None:
             # The closed outbox drops what was not written yet; the close frame goes out behind
             # what was, so the reason's cursor is the last event on the wire.
             self.session.close()
+            cursor = self.session.outbox.delivered_cursor
+            hinted = f"{reason}; resume from {cursor}"
+            if resume_hint and cursor and len(hinted.encode()) <= MAX_CLOSE_REASON:
+                reason = hinted
+                if self.closed_with is not None and self.closed_with[0] == code:
+                    self.closed_with = (int(code), reason)
         closed_cleanly = False
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
