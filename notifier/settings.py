@@ -10,12 +10,20 @@ from typing import Mapping
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
-def default_streams_dir() -> Path:
-    """The `streams_config/` folder beside the package (editable installs) or in the working directory."""
-    beside_package = PACKAGE_ROOT.parent / "streams_config"
+def checkout_folder(name: str) -> Path:
+    """A folder of the repository (`streams_config`, `clients`): beside the package (editable installs), else in the working directory.
+
+    A non-editable install (the Docker image) runs from a folder holding copies of them.
+    """
+    beside_package = PACKAGE_ROOT.parent / name
     if beside_package.is_dir():
         return beside_package
-    return Path.cwd() / "streams_config"
+    return Path.cwd() / name
+
+
+def default_streams_dir() -> Path:
+    """The `streams_config/` folder beside the package (editable installs) or in the working directory."""
+    return checkout_folder("streams_config")
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
