@@ -126,3 +126,24 @@ async def test_streams_reports_each_streams_state(gateway):
     assert (account["messages"], account["first_sequence"], account["last_sequence"]) == (2, 1, 2)
     assert accepted[-1]["cursor"].split(".")[0] == f"a2-{account['epoch']}"
     assert account["replicas"] == 1 and account["consumers"] >= 1
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS[1:])
+async def test_before_nats_is_reached_the_replica_wide_endpoints_answer_503(make_gateway, nats_server, method, path):
+    """Started while NATS is down, the gateway answers `?all=1`, disconnect and streams with 503 `unavailable`."""
+    await nats_server.stop()
+    gateway = await make_gateway(wait_following=False)
+    status, body = await admin_call(gateway, method, path)
+    assert (status, body["error"]["code"]) == (503, "unavailable")
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS[1:])
+async def test_with_nats_gone_the_replica_wide_endpoints_answer_503(gateway, nats_server, method, path):
+    """After NATS went away, `?all=1`, disconnect and streams answer 503 `unavailable` naming the cause."""
+    await nats_server.stop()
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        while gateway.gateway.client.is_connected:
+            await asyncio.sleep(0.01)
+    status, body = await admin_call(gateway, method, path)
+    assert (status, body["error"]) == (503, {"code": "unavailable",
+                                              "message": "nats not available: nats disconnected; retry"})
