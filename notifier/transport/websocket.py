@@ -288,7 +288,8 @@ class WebSocketConnection:
         On shutdown the reason ends with the id of the last event written before the close frame
         (`server shutting down; resume from <id>`), for clients that do not keep it themselves.
         """
-        self.close_soon(CloseCode.GOING_AWAY, reason, resume_hint=reason == SHUTDOWN_REASON)
+        self.close_soon(CloseCode.GOING_AWAY, reason,
+                        with_cursor=f"{SHUTDOWN_REASON}; resume from {{cursor}}" if reason == SHUTDOWN_REASON else None)
 
     def disconnect(self, reason: str) -> None:
         """An administrator disconnected this user (4003)."""
@@ -302,36 +303,37 @@ class WebSocketConnection:
                        self._writer.sent if self._writer is not None else 0)
 
     def _on_slow(self, session: Session) -> None:
-        cursor = session.outbox.delivered_cursor
-        reason = f"slow:{cursor}" if cursor else "slow"
         log_event(log, logging.WARNING, "slow client closed", transport=self.transport, user=session.identity.user_id,
-                  remote=self.request.remote, delivered_cursor=cursor, outbox_bytes=session.outbox.size)
-        # A close reason holds 123 bytes; a cut cursor would be worse than none.
-        self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
+                  remote=self.request.remote, delivered_cursor=session.outbox.delivered_cursor,
+                  outbox_bytes=session.outbox.size)
+        self.close_soon(CloseCode.SLOW, "slow", with_cursor="slow:{cursor}")
 
-    def close_soon(self, code: CloseCode, reason: str, resume_hint: bool = False) -> None:
+    def close_soon(self, code: CloseCode, reason: str, with_cursor: str | None = None) -> None:
         """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task.
 
-        With `resume_hint`, the reason gets `; resume from <id>` of the last event written, when it fits.
+        `with_cursor` is the reason to send instead when an event was written, `{cursor}` standing
+        for the last one's id (read at the close, so no frame can follow it), if it fits.
         """
         if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
             return
         self.state = WebSocketState.CLOSING
         if self.closed_with is None:
             self.closed_with = (int(code), reason)
-        self._closing = asyncio.create_task(self._close(code, reason, resume_hint), name="websocket-close")
+        self._closing = asyncio.create_task(self._close(code, reason, with_cursor), name="websocket-close")
 
-    async def _close(self, code: CloseCode, reason: str, resume_hint: bool = False) -> None:
+    async def _close(self, code: CloseCode, reason: str, with_cursor: str | None = None) -> None:
         if self.session is not None:
             # The closed outbox drops what was not written yet; the close frame goes out behind
             # what was, so the reason's cursor is the last event on the wire.
             self.session.close()
             cursor = self.session.outbox.delivered_cursor
-            hinted = f"{reason}; resume from {cursor}"
-            if resume_hint and cursor and len(hinted.encode()) <= MAX_CLOSE_REASON:
-                reason = hinted
-                if self.closed_with is not None and self.closed_with[0] == code:
-                    self.closed_with = (int(code), reason)
+            if with_cursor is not None and cursor:
+                hinted = with_cursor.format(cursor=cursor)
+                # A close reason holds 123 bytes; a cut cursor would be worse than none.
+                if len(hinted.encode()) <= MAX_CLOSE_REASON:
+                    reason = hinted
+                    if self.closed_with is not None and self.closed_with[0] == code:
+                        self.closed_with = (int(code), reason)
         closed_cleanly = False
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
