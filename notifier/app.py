@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import ssl
+import uuid
 from pathlib import Path
 from typing import Awaitable, Callable
 
@@ -12,6 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client
 
 from notifier.fanout.hub import Hub
+from notifier.jetstream.admin_control import AdminControl
 from notifier.jetstream.connection import GatewayClient, connect_nats
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.jetstream.history import StreamHistory
@@ -25,7 +29,7 @@ from notifier.ops import metrics
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 from notifier.settings import Settings
-from notifier.transport import frontend, http_api, origins, redaction
+from notifier.transport import admin_api, frontend, http_api, origins, redaction
 from notifier.transport.admission import ADMISSION, ConnectionAdmission
 from notifier.transport.auth import Authenticator
 from notifier.transport.http_requests import json_error
@@ -56,8 +60,12 @@ class Gateway:
         self.history: StreamHistory | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
-
         self._streams_ready = False
+        # This replica's name in admin answers: the host (a container's id) and process, made unique
+        # for gateways sharing a process (tests).
+        self.replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.admin: AdminControl | None = None
+        self.shutting_down = False  # set on SIGTERM: /readyz answers 503 from then on
 
     @property
     def nats_servers(self) -> list[str]:
@@ -101,6 +109,13 @@ class Gateway:
         assert self.client is not None
         await connect_nats(self.nats_servers, name="notifier-gateway", client=self.client,
                            on_reconnected=self._reconnected)
+        assert self.services is not None
+        connections = self.services.connections
+        self.admin = AdminControl(self.client, self.streams, self.replica,
+                                  lambda: connections.describe(admin_api.MAX_LISTED_CONNECTIONS),
+                                  lambda user: connections.disconnect_user(user, admin_api.DISCONNECT_REASON))
+        await self.admin.start()
+        self.services.admin = self.admin
         self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
                             recent=self.recent, on_epochs=self.hub.set_epochs, on_skipped=self._skipped)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
@@ -132,6 +147,8 @@ class Gateway:
 
     def not_ready(self) -> str | None:
         """None when serving, else why not (for /readyz)."""
+        if self.shutting_down:
+            return "shutting down"
         if self.client is None or (self._connecting is not None and not self.client.is_connected
                                    and self.feed is None):
             return "connecting to nats"
@@ -155,6 +172,8 @@ class Gateway:
             self.services.flushes.close()
         if self.feed is not None:
             await self.feed.stop()
+        if self.admin is not None:
+            await self.admin.stop()
         if self.history is not None:
             await self.history.close()
         if self.client is not None and not self.client.is_closed and self.client.is_connected:
@@ -205,6 +224,7 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/readyz", http_api.readyz)
     app.router.add_get("/metrics", http_api.metrics_endpoint)
+    admin_api.install(app)
     app.router.add_get("/client.js", frontend.client_js)
     app.router.add_get("/console", frontend.console)
     origins.install(app, settings.allowed_origins)

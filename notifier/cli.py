@@ -20,7 +20,7 @@ from typing import Callable
 from aiohttp import web
 
 from notifier.transport.access_log import RedactingAccessLogger
-from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
+from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, Gateway, create_app, ssl_context
 from notifier.transport.auth import Authenticator
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
@@ -29,6 +29,8 @@ from notifier.jetstream.publisher import Publisher
 from notifier.settings import Settings, SettingsError, variables
 from notifier.jetstream.streams import StreamConfigError
 from notifier.ops.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
 
 DEV_SECRET_FILE = "jwt-dev-secret"
 LOCK_FILE = "notifier.lock"
@@ -124,10 +126,31 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
                 print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; "
                       "secret generated for this run)", flush=True)
         await stopping
+        await _announce_shutdown(gateway, settings.shutdown_delay, loop)
     finally:
         await runner.cleanup()
         if generated:
             secret_file.unlink(missing_ok=True)
+
+
+async def _announce_shutdown(gateway: Gateway, delay: float, loop: asyncio.AbstractEventLoop) -> None:
+    """Answer /readyz 503 `shutting down` for `delay` seconds, connections still served; a second signal cuts it short.
+
+    A load balancer polling /readyz takes the replica out meanwhile, so clients closed next
+    (1001) reconnect to another replica rather than to this one.
+    """
+    gateway.shutting_down = True
+    if delay <= 0:
+        return
+    log.info("shutting down: /readyz answers 503 for %.1f s before connections are closed", delay)
+    again = asyncio.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, again.set)
+    try:
+        async with asyncio.timeout(delay):
+            await again.wait()
+    except TimeoutError:
+        pass
 
 
 def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> None:

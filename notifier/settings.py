@@ -12,12 +12,20 @@ from notifier.model.origins import parse_allowed_origins
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
-def default_streams_dir() -> Path:
-    """The `streams_config/` folder beside the package (editable installs) or in the working directory."""
-    beside_package = PACKAGE_ROOT.parent / "streams_config"
+def checkout_folder(name: str) -> Path:
+    """A folder of the repository (`streams_config`, `clients`): beside the package (editable installs), else in the working directory.
+
+    A non-editable install (the Docker image) runs from a folder holding copies of them.
+    """
+    beside_package = PACKAGE_ROOT.parent / name
     if beside_package.is_dir():
         return beside_package
-    return Path.cwd() / "streams_config"
+    return Path.cwd() / name
+
+
+def default_streams_dir() -> Path:
+    """The `streams_config/` folder beside the package (editable installs) or in the working directory."""
+    return checkout_folder("streams_config")
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -66,6 +74,9 @@ class Settings:
     connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
+    # On SIGTERM, /readyz answers 503 this long before connections are closed, so a load balancer
+    # stops sending new clients here first (docs/operations.md section 9).
+    shutdown_delay: float = 0.0
 
     @property
     def nats_servers(self) -> list[str]:
@@ -119,6 +130,8 @@ def _check(settings: Settings) -> None:
     for name in positive:
         if getattr(settings, name) <= 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be greater than 0")
+    if settings.shutdown_delay < 0:
+        raise SettingsError(f"NOTIFIER_SHUTDOWN_DELAY={settings.shutdown_delay!r}: must be 0 or more seconds")
     for name in ("recent_events", "recent_events_bytes"):
         if getattr(settings, name) < 0:
             raise SettingsError(f"NOTIFIER_{name.upper()}={getattr(settings, name)!r}: must be 0 (keep none) or more")
@@ -185,6 +198,7 @@ SETTING_HELP: dict[str, str] = {
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
+    "shutdown_delay": "seconds /readyz answers 503 after SIGTERM before connections are closed",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

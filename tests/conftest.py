@@ -157,7 +157,11 @@ class WebSocketClient:
         """Read until the server closes; return its close code and reason."""
         while True:
             message = await self.connection.receive(timeout=timeout)
-            if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+            if message.type is aiohttp.WSMsgType.CLOSE:
+                # The frame's own code: aiohttp's `close_code` turns into 1006 when the server has
+                # dropped the TCP connection before the client's answering close frame went out.
+                return message.data, message.extra or ""
+            if message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
                 return self.connection.close_code, message.extra or ""
 
     async def close(self) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Protocol
+from datetime import datetime, timezone
+from typing import Any, Protocol
 
 from notifier.model.identity import Identity
 from notifier.ops import metrics
@@ -26,6 +27,14 @@ class Connection(Protocol):
 
     def shut_down(self, reason: str = "server shutting down") -> None:
         """Close so the client reconnects and resumes (WebSocket 1001, SSE end of stream)."""
+        ...
+
+    def disconnect(self, reason: str) -> None:
+        """Close at an administrator's request (WebSocket 4003, SSE end of stream)."""
+        ...
+
+    def describe(self) -> dict[str, Any] | None:
+        """What the admin API lists (see `summary`); None before the connection is authenticated."""
         ...
 
 
@@ -88,6 +97,21 @@ class ConnectionRegistry:
             connection.shut_down(reason)
         return len(closing)
 
+    def describe(self, limit: int) -> dict[str, Any]:
+        """At most `limit` of the open connections, oldest first, and how many there are."""
+        described = [summary for connection in list(self.open) if (summary := connection.describe()) is not None]
+        described.sort(key=lambda summary: summary["since"])
+        return {"total": len(described), "connections": described[:limit]}
+
+    def disconnect_user(self, user_id: str, reason: str) -> int:
+        """Close every connection of this user (an administrator asked); returns how many."""
+        closing = [connection for connection in self.open
+                   if (session := getattr(connection, "session", None)) is not None
+                   and session.identity.user_id == user_id]
+        for connection in closing:
+            connection.disconnect(reason)
+        return len(closing)
+
     def shut_down_all(self) -> None:
         """Ask every connection to close for shutdown."""
         for connection in list(self.open):
@@ -110,3 +134,21 @@ class ConnectionCounter(Protocol):
     def release(self, identity: Identity) -> None:
         """Forget one connection counted by `admit`."""
         ...
+
+
+def summary(session: Any, transport: str, remote: str | None, opened_at: float, messages_sent: int) -> dict[str, Any]:
+    """One connection as the admin API lists it; `opened_at` is a `time.monotonic()` reading.
+
+    The wall-clock start is worked out when asked rather than kept, so it costs an idle
+    connection nothing.
+    """
+    opened = time.time() - (time.monotonic() - opened_at)
+    return {
+        "user": session.identity.user_id,
+        "transport": transport,
+        "remote": remote,
+        "channels": sorted(session.subscriptions),
+        "since": datetime.fromtimestamp(opened, timezone.utc).isoformat(timespec="milliseconds"),
+        "outbox_bytes": session.outbox.size,
+        "messages_sent": messages_sent,
+    }

@@ -7,7 +7,7 @@ side only ever sees these protocols, so it never imports NATS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import AsyncGenerator, Protocol
+from typing import Any, AsyncGenerator, Protocol
 
 import msgspec
 
@@ -108,4 +108,26 @@ class EventHistory(Protocol):
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
     ) -> HistoryPage:
         """One page of history for `/api/history`."""
+        ...
+
+
+class AdminUnavailable(RuntimeError):
+    """NATS is not connected: a request to every replica, or for the streams' state, cannot be sent."""
+
+
+class ReplicaAdmin(Protocol):
+    """What the admin API needs from the NATS side (`notifier.jetstream.admin_control.AdminControl`)."""
+
+    replica: str  # this replica's name in every answer
+
+    async def connections_everywhere(self) -> list[dict[str, Any]]:
+        """Every replica's `{"replica", "total", "connections"}`; raises AdminUnavailable without NATS."""
+        ...
+
+    async def disconnect_everywhere(self, user_id: str) -> list[dict[str, Any]]:
+        """Close the user's connections on every replica; each one's `{"replica", "closed"}`."""
+        ...
+
+    async def stream_states(self) -> list[dict[str, Any]]:
+        """Each configured stream's state now (messages, sequences, epoch, replicas, leader, consumers)."""
         ...

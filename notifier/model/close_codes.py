@@ -15,6 +15,7 @@ class CloseCode(IntEnum):
     INTERNAL_ERROR = 1011  # the gateway failed serving this connection (logged with its traceback)
     TRY_AGAIN_LATER = 1013  # the gateway is starting and does not follow the streams yet
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
+    DISCONNECTED = 4003  # an administrator disconnected this user (POST /api/admin/users/{id}/disconnect)
     SLOW = 4008  # the client's outbox overflowed; the reason carries the last delivered cursor
     TOO_MANY_MESSAGES = 4029  # the client kept sending far over NOTIFIER_CLIENT_MESSAGES_PER_SECOND
     TOO_MANY_CONNECTIONS = 4030  # the user already has NOTIFIER_MAX_CONNECTIONS_PER_USER connections

@@ -39,6 +39,8 @@ class CountingClient:
         self.resume_seconds: list[float] = []
         self.lost_notices = 0  # `lost` messages: events a limit dropped (none expected without limits)
         self.drop_after_replayed = 0  # >0: the next connection closes after this many replayed events
+        # WebSocket close frames the server sent: (code, reason, the client's last id when it came).
+        self.closes: list[tuple[int, str, str]] = []
         self._drop_now = asyncio.Event()
         self._away = 0.0
 
@@ -104,6 +106,8 @@ class WebSocketCountingClient(CountingClient):
                         await _discard(reader)
                         return received
                     message = reader.result()
+                    if message.type == aiohttp.WSMsgType.CLOSE:
+                        self.closes.append((message.data, message.extra or "", self.cursor))
                     if message.type != aiohttp.WSMsgType.TEXT:
                         return received
                     data = json.loads(message.data)

@@ -63,15 +63,26 @@ class ChildProcess:
     async def terminate(self, timeout: float = 20.0) -> None:
         """SIGTERM and wait for a clean exit; SIGKILL if it does not come within `timeout`."""
         if self.running:
+            self.send_term()
+            await self.exited(timeout)
+
+    def send_term(self) -> None:
+        """SIGTERM without waiting: the process begins its shutdown."""
+        if self.running:
             assert self.process is not None
             self.terms += 1
             self.process.send_signal(signal.SIGTERM)
-            try:
-                async with asyncio.timeout(timeout):
-                    await self.process.wait()
-            except TimeoutError:
-                self.process.send_signal(signal.SIGKILL)
-                await self.process.wait()
+
+    async def exited(self, timeout: float = 20.0) -> int | None:
+        """Wait for the process to exit and return its exit code; SIGKILL if it does not exit within `timeout`."""
+        if self.process is None:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.process.wait()
+        except TimeoutError:
+            self.process.send_signal(signal.SIGKILL)
+            return await self.process.wait()
 
 
 class NatsNode(ChildProcess):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from notifier.settings import PACKAGE_ROOT
+from notifier.settings import checkout_folder
 from notifier.transport.services import SERVICES
 
-CLIENTS_DIR = PACKAGE_ROOT.parent / "clients" / "js"
+CLIENTS_DIR = checkout_folder("clients") / "js"
 CLIENT_JS = CLIENTS_DIR / "notifier.js"
-CONSOLE_HTML = PACKAGE_ROOT.parent / "clients" / "console" / "index.html"
+CONSOLE_HTML = checkout_folder("clients") / "console" / "index.html"
 JAVASCRIPT = "text/javascript"
 # The dev token the console is prefilled with, as `notifier serve` prints it.
 DEV_TOKEN_SUBJECT = "dev"

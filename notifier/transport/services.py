@@ -10,7 +10,7 @@ from aiohttp import web
 
 from notifier.fanout.connections import ConnectionCounter, ConnectionRegistry
 from notifier.fanout.hub import Hub
-from notifier.model.broker import EventHistory, EventPublisher
+from notifier.model.broker import EventHistory, EventPublisher, ReplicaAdmin
 from notifier.settings import Settings
 from notifier.transport.auth import Authenticator
 from notifier.transport.writer import FlushQueue
@@ -35,6 +35,8 @@ class Services:
     flushes: FlushQueue = field(default_factory=FlushQueue)
     # This gateway's gauges (its connections, its NATS link), rendered at `/metrics` after the counters.
     gauges: list[Any] = field(default_factory=list)
+    # The admin API's NATS side, set once NATS is connected (None before: the API answers 503).
+    admin: ReplicaAdmin | None = None
 
     def __post_init__(self) -> None:
         # The hub tells the flush queue when a live event's frames wait for it (delivery latency).

@@ -7,12 +7,13 @@ import enum
 import logging
 import re
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
+from notifier.fanout.connections import summary
 from notifier.fanout.frames import SseFraming
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import Session
@@ -60,9 +61,11 @@ class SseConnection:
 
     transport = "sse"  # the label of its metrics and log lines
 
-    def __init__(self, response: EventStream, session: Session):
+    def __init__(self, response: EventStream, session: Session, remote: str | None = None):
         self.response = response
         self.session = session
+        self.remote = remote
+        self.writer: SseWriter | None = None  # attached after the opening `retry:` line
         self.state = SseState.STREAMING
         self.opened_at = time.monotonic()
         self.ended_by: str | None = None  # why the stream ended, for the closing log line
@@ -76,6 +79,17 @@ class SseConnection:
     def shut_down(self, reason: str = "server shutting down") -> None:
         """End the stream; the browser reconnects (to another replica) with Last-Event-ID."""
         self.end(reason)
+
+    def disconnect(self, reason: str) -> None:
+        """An administrator disconnected this user: end the stream (SSE has no close code)."""
+        self.end(reason)
+
+    def describe(self) -> dict[str, Any] | None:
+        """This stream for the admin API's list; None once ended."""
+        if self.state is SseState.CLOSED:
+            return None
+        return summary(self.session, self.transport, self.remote, self.opened_at,
+                       self.writer.sent if self.writer is not None else 0)
 
     def end(self, reason: str) -> None:
         """Stop streaming; the handler returns once the writer has stopped."""
@@ -215,7 +229,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     framing = SseFraming(named, chunked=request.writer.chunked)  # type: ignore[attr-defined]
     session = Session(identity, services.hub, services.history, framing, settings.outbox_bytes, on_slow,
                       max_events_per_second=settings.max_events_per_second)
-    connection = SseConnection(response, session)
+    connection = SseConnection(response, session, request.remote)
     services.connections.add(connection)
     log_event(log, logging.INFO, "connection opened", transport=connection.transport, user=identity.user_id,
               remote=request.remote, resumed_from=since.encode() if since is not None else None, named=named)
@@ -230,7 +244,7 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         # live frames queue in the outbox until the writer is attached, after the retry line.
         await session.subscribe(patterns, since, options, acknowledge=False)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-        writer = SseWriter(session.outbox, request, services.flushes)
+        writer = connection.writer = SseWriter(session.outbox, request, services.flushes)
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:

@@ -6,11 +6,12 @@ import asyncio
 import enum
 import logging
 import time
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
 
-from notifier.fanout.connections import ConnectionCounter
+from notifier.fanout.connections import ConnectionCounter, summary
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import NO_OPTIONS, Session
@@ -39,6 +40,7 @@ from notifier.transport.writer import WebSocketWriter
 log = logging.getLogger(__name__)
 
 CLOSE_DRAIN_SECONDS = 15.0
+SHUTDOWN_REASON = "server shutting down"
 # `new WebSocket(url, ["notifier", token])`: the token as the second subprotocol, for browsers
 # that must keep it out of the URL; the server answers with `notifier` only.
 PROTOCOL = "notifier"
@@ -291,32 +293,58 @@ class WebSocketConnection:
             self.last_ping_sent = now
             self.session.send_control("ping")
 
-    def shut_down(self, reason: str = "server shutting down") -> None:
-        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume."""
-        self.close_soon(CloseCode.GOING_AWAY, reason)
+    def shut_down(self, reason: str = SHUTDOWN_REASON) -> None:
+        """The gateway is stopping (or cannot vouch for live delivery): tell the client to reconnect and resume.
+
+        On shutdown the reason ends with the id of the last event written before the close frame
+        (`server shutting down; resume from <id>`), for clients that do not keep it themselves.
+        """
+        self.close_soon(CloseCode.GOING_AWAY, reason,
+                        with_cursor=f"{SHUTDOWN_REASON}; resume from {{cursor}}" if reason == SHUTDOWN_REASON else None)
+
+    def disconnect(self, reason: str) -> None:
+        """An administrator disconnected this user (4003)."""
+        self.close_soon(CloseCode.DISCONNECTED, reason)
+
+    def describe(self) -> dict[str, Any] | None:
+        """This connection for the admin API's list; None until authenticated or once closed."""
+        if self.state is not WebSocketState.OPEN or self.session is None:
+            return None
+        return summary(self.session, self.transport, self.request.remote, self.opened_at,
+                       self._writer.sent if self._writer is not None else 0)
 
     def _on_slow(self, session: Session) -> None:
-        cursor = session.outbox.delivered_cursor
-        reason = f"slow:{cursor}" if cursor else "slow"
         log_event(log, logging.WARNING, "slow client closed", transport=self.transport, user=session.identity.user_id,
-                  remote=self.request.remote, delivered_cursor=cursor, outbox_bytes=session.outbox.size)
-        # A close reason holds 123 bytes; a cut cursor would be worse than none.
-        self.close_soon(CloseCode.SLOW, reason if len(reason.encode()) <= MAX_CLOSE_REASON else "slow")
+                  remote=self.request.remote, delivered_cursor=session.outbox.delivered_cursor,
+                  outbox_bytes=session.outbox.size)
+        self.close_soon(CloseCode.SLOW, "slow", with_cursor="slow:{cursor}")
 
-    def close_soon(self, code: CloseCode, reason: str) -> None:
-        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task."""
+    def close_soon(self, code: CloseCode, reason: str, with_cursor: str | None = None) -> None:
+        """Close from synchronous code (the hub, the heartbeat): the close runs as this connection's task.
+
+        `with_cursor` is the reason to send instead when an event was written, `{cursor}` standing
+        for the last one's id (read at the close, so no frame can follow it), if it fits.
+        """
         if self.state in (WebSocketState.CLOSING, WebSocketState.CLOSED):
             return
         self.state = WebSocketState.CLOSING
         if self.closed_with is None:
             self.closed_with = (int(code), reason)
-        self._closing = asyncio.create_task(self._close(code, reason), name="websocket-close")
+        self._closing = asyncio.create_task(self._close(code, reason, with_cursor), name="websocket-close")
 
-    async def _close(self, code: CloseCode, reason: str) -> None:
+    async def _close(self, code: CloseCode, reason: str, with_cursor: str | None = None) -> None:
         if self.session is not None:
             # The closed outbox drops what was not written yet; the close frame goes out behind
             # what was, so the reason's cursor is the last event on the wire.
             self.session.close()
+            cursor = self.session.outbox.delivered_cursor
+            if with_cursor is not None and cursor:
+                hinted = with_cursor.format(cursor=cursor)
+                # A close reason holds 123 bytes; a cut cursor would be worse than none.
+                if len(hinted.encode()) <= MAX_CLOSE_REASON:
+                    reason = hinted
+                    if self.closed_with is not None and self.closed_with[0] == code:
+                        self.closed_with = (int(code), reason)
         closed_cleanly = False
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
