@@ -15,7 +15,7 @@ from typing import Callable
 from notifier.ops import metrics
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import PRIORITY_RANK
+from notifier.model.events import PRIORITY_RANK, Envelope
 from notifier.fanout.frames import Framing, OutgoingEvent
 from notifier.fanout.hub import Hub
 from notifier.model.identity import Identity
@@ -49,10 +49,15 @@ class Subscription:
     options: SubscriptionOptions
     limiter: RateLimiter | None
     streams: frozenset[str]
+    # With the `session` option: the connection's identity narrowed to that trading session.
+    viewer: Identity | None = None
 
-    def accepts_priority(self, priority: str) -> bool:
-        """Whether the `priority` option lets an event of this priority through."""
-        return self.options.priority is None or PRIORITY_RANK[priority] <= PRIORITY_RANK[self.options.priority]
+    def accepts(self, envelope: Envelope) -> bool:
+        """Whether the `priority` and `session` options let this event through."""
+        priority = self.options.priority
+        if priority is not None and PRIORITY_RANK[envelope.priority] > PRIORITY_RANK[priority]:
+            return False
+        return self.viewer is None or self.viewer.can_see(envelope)
 
 
 class LiveDelivery:
@@ -110,7 +115,7 @@ class LiveDelivery:
         envelope = outgoing.event.envelope
         subscription = self._subscription_for(outgoing) if self._has_options else None
         if subscription is None and self._has_options:
-            return  # matched only channels whose priority option filters it out
+            return  # matched only channels whose priority or session option filters it out
         if envelope.priority != "p0":
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
@@ -143,13 +148,11 @@ class LiveDelivery:
         return False
 
     def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
-        """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
+        """The most permissive matching subscription whose options admit the event: one without a limit if any."""
         envelope = outgoing.event.envelope
         chosen = None
         for subscription in self.subscriptions.values():
-            if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
-                envelope.type, envelope.key
-            ):
+            if subscription.accepts(envelope) and subscription.pattern.matches(envelope.type, envelope.key):
                 if subscription.limiter is None:
                     return subscription
                 chosen = chosen or subscription

@@ -20,6 +20,7 @@ from notifier.transport.http_requests import (
     identity_from,
     internal_errors_as_json,
     json_error,
+    session_from,
 )
 from notifier.model.identity import PUBLISHER_ROLE
 from notifier.ops.log_format import log_event
@@ -86,12 +87,13 @@ async def publish(request: web.Request) -> web.Response:
 
 @internal_errors_as_json
 async def history(request: web.Request) -> web.Response:
-    """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
+    """`GET /api/history?channels=...&since=...&limit=N&session=S`: stored events the caller may see, oldest first."""
     services: Services = request.app[SERVICES]
     try:
         identity = identity_from(request, request.query, services.authenticator)
         patterns = channels_from(request.query, services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
+        viewer = identity.narrowed_to(session_from(request.query))
     except Rejected as rejection:
         return rejection.response
     limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
@@ -100,7 +102,7 @@ async def history(request: web.Request) -> web.Response:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",
                           field="limit")
     try:
-        page = await services.history.page(identity, patterns, since, int(limit_text))
+        page = await services.history.page(viewer, patterns, since, int(limit_text))
     except Exception as error:
         log.warning("history read failed: %s", error)
         return json_error(503, "unavailable", f"history not available: {error}")

@@ -144,13 +144,13 @@ class DisconnectWatch(asyncio.Protocol):
         if on_lost is not None:
             on_lost()
 
-_OPTION_NAMES = ("priority", "limit", "snapshot")
+_OPTION_NAMES = ("priority", "limit", "snapshot", "session")
 _DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 _WHOLE = re.compile(r"[0-9]{1,9}")
 
 
 def _options_from_query(query) -> SubscriptionOptions:
-    """`priority`, `limit` and `snapshot` query parameters, validated like a subscribe message's options."""
+    """`priority`, `limit`, `snapshot` and `session` query parameters, validated like a subscribe message's options."""
     try:
         return msgspec.convert(_raw_options(query), SubscriptionOptions)
     except msgspec.ValidationError as error:
