@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from notifier.transport import frontend
 
 from notifier.transport import http_api
+from notifier.transport import trading_streams
 
 from notifier.ops import metrics
 
@@ -208,6 +209,7 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/sse", sse_handler)
     app.router.add_post("/api/publish", http_api.publish)
     app.router.add_get("/api/history", http_api.history)
+    trading_streams.add_routes(app)
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/readyz", http_api.readyz)
     app.router.add_get("/metrics", http_api.metrics_endpoint)

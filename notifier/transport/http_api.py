@@ -10,6 +10,7 @@ from aiohttp import web
 
 from notifier.ops import metrics
 from notifier.model.broker import PublishUnconfirmed
+from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.model.json_limits import MAX_JSON_DEPTH
@@ -88,12 +89,18 @@ async def publish(request: web.Request) -> web.Response:
 @internal_errors_as_json
 async def history(request: web.Request) -> web.Response:
     """`GET /api/history?channels=...&since=...&limit=N&session=S`: stored events the caller may see, oldest first."""
+    return await history_page(request)
+
+
+async def history_page(request: web.Request, channels: list[ChannelPattern] | None = None,
+                       session: str | None = None) -> web.Response:
+    """A page of history; `channels` and `session` preset by a fixed-purpose URL replace the query's."""
     services: Services = request.app[SERVICES]
     try:
         identity = identity_from(request, request.query, services.authenticator)
-        patterns = channels_from(request.query, services.settings.max_channels)
+        patterns = channels if channels is not None else channels_from(request.query, services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
-        viewer = identity.narrowed_to(session_from(request.query))
+        viewer = identity.narrowed_to(session if session is not None else session_from(request.query))
     except Rejected as rejection:
         return rejection.response
     limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
