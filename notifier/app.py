@@ -29,7 +29,7 @@ from notifier.ops import metrics
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 from notifier.settings import Settings
-from notifier.transport import admin_api, frontend, http_api, origins, redaction
+from notifier.transport import admin_api, frontend, http_api, origins, redaction, trading_streams
 from notifier.transport.admission import ADMISSION, ConnectionAdmission
 from notifier.transport.auth import Authenticator
 from notifier.transport.http_requests import json_error
@@ -221,6 +221,7 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/sse", sse_handler)
     app.router.add_post("/api/publish", http_api.publish)
     app.router.add_get("/api/history", http_api.history)
+    trading_streams.add_routes(app)
     app.router.add_get("/healthz", http_api.healthz)
     app.router.add_get("/readyz", http_api.readyz)
     app.router.add_get("/metrics", http_api.metrics_endpoint)

@@ -19,16 +19,17 @@ from typing import Callable
 
 from aiohttp import web
 
-from notifier.transport.access_log import RedactingAccessLogger
-from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, Gateway, create_app, ssl_context
-from notifier.transport.auth import Authenticator
+from notifier.app import GATEWAY as GATEWAY_KEY
+from notifier.app import NATS_URL_FILE, Gateway, create_app, ssl_context
+from notifier.jetstream.publisher import Publisher
+from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
-from notifier.jetstream.publisher import Publisher
-from notifier.settings import Settings, SettingsError, variables
-from notifier.jetstream.streams import StreamConfigError
 from notifier.ops.tasks import cancel_and_wait
+from notifier.settings import Settings, SettingsError, variables
+from notifier.transport.access_log import RedactingAccessLogger
+from notifier.transport.auth import Authenticator
 
 log = logging.getLogger(__name__)
 

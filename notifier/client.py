@@ -102,8 +102,14 @@ class Subscription:
         self._announced_on: aiohttp.ClientWebSocketResponse | None = None
 
     def matches(self, data: dict[str, Any]) -> bool:
-        """The event's channel matches the pattern, and its priority is one the `priority` option admits."""
-        wanted = (self.options or {}).get("priority")
+        """The event's channel matches the pattern, and the `priority` and `session` options admit it.
+
+        Checked here too: a resume replays every pattern at once without options.
+        """
+        options = self.options or {}
+        if "session" in options and data.get("sessionId") != options["session"]:
+            return False
+        wanted = options.get("priority")
         priority = data.get("priority")
         if wanted in PRIORITIES and priority in PRIORITIES and PRIORITIES.index(priority) > PRIORITIES.index(wanted):
             return False
@@ -173,10 +179,14 @@ class Client:
         await self.close()
 
     def subscribe(self, channel: str, *, priority: str | None = None, limit: float | None = None,
-                  snapshot: str | int | None = None) -> Subscription:
-        """Events of a channel pattern (`order.*`, `market.ticker:BTC/USDT`) as an async iterator."""
+                  snapshot: str | int | None = None, session: str | None = None) -> Subscription:
+        """Events of a channel pattern (`order.*`, `market.ticker:BTC/USDT`) as an async iterator.
+
+        `session`: only events of that trading session (`sessionId`).
+        """
         options = {name: value for name, value in
-                   (("priority", priority), ("limit", limit), ("snapshot", snapshot)) if value is not None}
+                   (("priority", priority), ("limit", limit), ("snapshot", snapshot), ("session", session))
+                   if value is not None}
         subscription = Subscription(self, channel, options or None)
         self._subscriptions.append(subscription)
         return subscription

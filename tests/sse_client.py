@@ -110,8 +110,8 @@ class SseStream:
 
 
 async def open_sse(gateway, query: str, token: str | None = "alice", roles: tuple[str, ...] = (),
-                   headers: dict[str, str] | None = None, token_in: str = "header") -> SseStream:
-    """GET /sse?<query>, expect 200 and the opening `retry:` block, and return the stream.
+                   headers: dict[str, str] | None = None, token_in: str = "header", path: str = "/sse") -> SseStream:
+    """GET <path>?<query> (/sse by default), expect 200 and the opening `retry:` block, and return the stream.
 
     `token` is a subject to mint a token for (or None for no token); `token_in` is "header" or "query".
     The opening `retry:` block is the sign the stream is subscribed: events published after it arrive.
@@ -123,12 +123,12 @@ async def open_sse(gateway, query: str, token: str | None = "alice", roles: tupl
             headers["Authorization"] = f"Bearer {minted}"
         else:
             query = f"{query}&token={minted}"
-    response = await gateway.http.get(f"{gateway.base_url}/sse?{query}", headers=headers)
+    response = await gateway.http.get(f"{gateway.base_url}{path}?{query}", headers=headers)
     stream = SseStream(response)
     gateway.clients.append(_Closer(stream))
     if response.status != 200:
         body = await response.text()
-        raise AssertionError(f"GET /sse answered {response.status}: {body}")
+        raise AssertionError(f"GET {path} answered {response.status}: {body}")
     assert response.content_type == "text/event-stream", response.content_type
     opening = await stream.block()
     assert opening.field("retry") is not None, f"the stream must start with a retry: line, got {opening.raw!r}"

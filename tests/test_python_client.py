@@ -192,6 +192,25 @@ async def test_subscriptions_with_different_options_resume_exactly(make_gateway)
     assert numbers(first_urgent + rest_urgent) == [0, 1]
 
 
+async def test_a_session_subscription_yields_only_its_sessions_events_across_a_restart(make_gateway):
+    """`subscribe(..., session="s1")` yields s1's events only, also from the optionless replay after a restart."""
+    gateway = await make_gateway()
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        s1_orders = client.subscribe("order.*", session="s1")
+        alerts = client.subscribe("risk.*")
+        await take_ready(client, s1_orders)
+        await take_ready(client, alerts)
+        await gateway.publish({"type": "order.filled", "sessionId": "s2", "payload": {"n": -1}},
+                              {"type": "order.filled", "sessionId": "s1", "payload": {"n": 0}})
+        first = await take(s1_orders, 1)
+        await gateway.stop()
+        await gateway.start()
+        await gateway.publish({"type": "order.filled", "sessionId": "s2", "payload": {"n": -2}},
+                              {"type": "order.filled", "sessionId": "s1", "payload": {"n": 1}})
+        rest = await take(s1_orders, 1)
+    assert numbers(first + rest) == [0, 1]
+
+
 async def test_every_event_once_in_order_across_a_gateway_kill(nats_server, gateway, tmp_path):
     """Across kill -9 of the gateway process (events published meanwhile elsewhere) nothing is lost or repeated."""
     process = GatewayProcess(nats_server.url, tmp_path / "process-data", SECRET, "")

@@ -27,6 +27,8 @@ export interface SubscribeOptions {
   priority?: "p0" | "p1" | "p2" | "p3";
   limit?: number;
   snapshot?: "last" | number;
+  /** Only events whose `sessionId` is this trading session (also checked on the client). */
+  session?: string;
 }
 
 export type TokenSource = string | (() => string | Promise<string>);

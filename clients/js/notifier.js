@@ -105,7 +105,7 @@ class NotifierClient {
 
   // -- the public interface --
 
-  /** Subscribe `handler(data, meta)` to a channel pattern; `options`: {priority, limit, snapshot}. */
+  /** Subscribe `handler(data, meta)` to a channel pattern; `options`: {priority, limit, snapshot, session}. */
   subscribe(channel, handler, options = undefined) {
     if (typeof channel !== "string" || !channel) throw new TypeError("channel must be a non-empty string");
     if (typeof handler !== "function") throw new TypeError("handler must be a function");
@@ -166,7 +166,7 @@ class NotifierClient {
     const meta = { id, channel };
     for (const subscription of [...this._subscriptions]) {
       if (!channelMatches(subscription.pattern, channel)) continue;
-      if (!priorityAdmits(subscription.options?.priority, data?.priority)) continue;
+      if (!optionsAdmit(subscription.options, data)) continue;
       try {
         subscription.handler(data, meta);
       } catch (error) {
@@ -309,16 +309,20 @@ class NotifierClient {
 
 const PRIORITIES = ["p0", "p1", "p2", "p3"];
 
-// A subscription's `priority` option admits events of that priority or higher (p0 is the highest).
-function priorityAdmits(wanted, priority) {
-  if (!wanted || !PRIORITIES.includes(priority)) return true;
-  return PRIORITIES.indexOf(priority) <= PRIORITIES.indexOf(wanted);
+// A subscription's `priority` option admits events of that priority or higher (p0 is the highest),
+// its `session` option only events of that trading session. Checked here too: a resume replays
+// every pattern at once without options, and SSE drops options that differ between subscriptions.
+function optionsAdmit(options, data) {
+  if (options?.session !== undefined && data?.sessionId !== options.session) return false;
+  const wanted = options?.priority;
+  if (!wanted || !PRIORITIES.includes(data?.priority)) return true;
+  return PRIORITIES.indexOf(data.priority) <= PRIORITIES.indexOf(wanted);
 }
 
 function cleanOptions(options) {
   if (!options) return undefined;
   const clean = {};
-  for (const name of ["priority", "limit", "snapshot"]) {
+  for (const name of ["priority", "limit", "snapshot", "session"]) {
     if (options[name] !== undefined && options[name] !== null) clean[name] = options[name];
   }
   return Object.keys(clean).length ? clean : undefined;
@@ -700,14 +704,14 @@ class SseConnection {
   }
 }
 
-// SSE carries one set of options for all its channels: with several, none (priority is still
-// checked on the client, so handlers see what they asked for; limit and snapshot do not apply).
+// SSE carries one set of options for all its channels: with several, none (priority and session
+// are still checked on the client, so handlers see what they asked for; limit and snapshot do not apply).
 function sharedOptions(groups, client) {
   if (groups.length === 1) return groups[0].options;
   if (!client._warnedOptions && groups.some((group) => group.options)) {
     client._warnedOptions = true;
     client._emit("error", new Error("over SSE all subscriptions share one set of options: limit and snapshot "
-      + "are not applied when subscriptions differ in options (priority is filtered on the client)"));
+      + "are not applied when subscriptions differ in options (priority and session are filtered on the client)"));
   }
   return undefined;
 }

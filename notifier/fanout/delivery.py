@@ -12,17 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Self
 
-from notifier.ops import metrics
-from notifier.model.channels import ChannelPattern
-from notifier.model.cursor import Cursor
-from notifier.model.events import priority_admitted
 from notifier.fanout.frames import Framing, OutgoingEvent
 from notifier.fanout.hub import Hub
-from notifier.model.identity import Identity
 from notifier.fanout.outbox import Outbox
 from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
 from notifier.fanout.recovery import ReplayFloor
-
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+from notifier.model.events import Envelope, priority_admitted
+from notifier.model.identity import Identity
+from notifier.ops import metrics
 
 # Shared by every session history has not taken beyond the hub: never changed in place, replaced.
 NOTHING_REPLAYED = Cursor()
@@ -49,10 +48,14 @@ class Subscription:
     options: SubscriptionOptions
     limiter: RateLimiter | None
     streams: frozenset[str]
+    # With the `session` option: the connection's identity narrowed to that trading session.
+    viewer: Identity | None = None
 
-    def accepts_priority(self, priority: str) -> bool:
-        """Whether the `priority` option lets an event of this priority through."""
-        return priority_admitted(priority, self.options.priority)
+    def accepts(self, envelope: Envelope) -> bool:
+        """Whether the `priority` and `session` options let this event through."""
+        if not priority_admitted(envelope.priority, self.options.priority):
+            return False
+        return self.viewer is None or self.viewer.can_see(envelope)
 
 
 class LiveDelivery:
@@ -110,7 +113,7 @@ class LiveDelivery:
         envelope = outgoing.event.envelope
         subscription = self._subscription_for(outgoing) if self._has_options else None
         if subscription is None and self._has_options:
-            return  # matched only channels whose priority option filters it out
+            return  # matched only channels whose priority or session option filters it out
         if envelope.priority != "p0":
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
@@ -143,13 +146,11 @@ class LiveDelivery:
         return False
 
     def _subscription_for(self, outgoing: OutgoingEvent) -> Subscription | None:
-        """The most permissive matching subscription that admits the event's priority: one without a limit if any."""
+        """The most permissive matching subscription whose options admit the event: one without a limit if any."""
         envelope = outgoing.event.envelope
         chosen = None
         for subscription in self.subscriptions.values():
-            if subscription.accepts_priority(envelope.priority) and subscription.pattern.matches(
-                envelope.type, envelope.key
-            ):
+            if subscription.accepts(envelope) and subscription.pattern.matches(envelope.type, envelope.key):
                 if subscription.limiter is None:
                     return subscription
                 chosen = chosen or subscription

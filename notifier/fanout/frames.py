@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
+from typing import Callable
 
 import msgspec
 
@@ -189,6 +190,9 @@ class SseFraming(Framing):
     A chunked response (HTTP/1.1) gets its blocks already wrapped, a live event's once for every
     client, so the writer only joins what waits; HTTP/1.0 gets the bare blocks.
     """
+
+    # A stream that finishes sets this: whether written frames hold the last one (see `SseWriter`).
+    ends_after: Callable[[list[bytes]], bool] | None = None
 
     def __init__(self, named: bool = False, chunked: bool = True):
         self.named = named

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Protocol
 
-from notifier.ops import metrics
 from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
+from notifier.fanout.frames import OutgoingEvent
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import StoredEvent
-from notifier.fanout.frames import OutgoingEvent
 from notifier.model.identity import Identity
+from notifier.ops import metrics
 
 
 class Recipient(Protocol):

@@ -17,8 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from notifier.model.events import Priority
 from notifier.fanout.frames import OutgoingEvent
+from notifier.model.events import Priority, SessionFilter
 
 
 class SubscriptionOptions(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,6 +27,8 @@ class SubscriptionOptions(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority | None = None
     limit: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
     snapshot: Literal["last"] | Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    # Only events whose `sessionId` is this one, live and from history (see `Identity.narrowed_to`).
+    session: SessionFilter | None = None
 
 
 class TokenBucket:

@@ -6,12 +6,13 @@ import asyncio
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
-from notifier.ops import metrics
+from notifier.fanout.frames import OutgoingEvent
 from notifier.model.broker import ReplayStatus
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import StoredEvent, priority_admitted
-from notifier.fanout.frames import OutgoingEvent
+from notifier.model.identity import Identity
+from notifier.ops import metrics
 
 if TYPE_CHECKING:
     from notifier.fanout.session import Session
@@ -132,9 +133,10 @@ def _admitted(event: StoredEvent, priority: str | None) -> bool:
 
 
 async def replay_into(
-    session: "Session", patterns: list[ChannelPattern], since: Cursor, priority: str | None, base: Cursor
+    session: "Session", viewer: Identity, patterns: list[ChannelPattern], since: Cursor, priority: str | None,
+    base: Cursor,
 ) -> tuple[bool, Cursor]:
-    """Send every event after `since` on these channels; returns whether history was exact, and where it ended.
+    """Send every event after `since` on these channels `viewer` may see; returns whether history was exact, and where it ended.
 
     The end position is also the floor: live copies at or below it on these channels were sent.
     Each chunk history hands over is queued in slices of up to an outbox's worth, each in one
@@ -149,7 +151,7 @@ async def replay_into(
     outbox = session.outbox
     build = session.framing.replayed
     stopped = False
-    async with aclosing(session.history.replay_chunks(session.identity, patterns, since, status)) as chunks:
+    async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
         async for chunk in chunks:
             if position is None or stamps is None:
                 position = status.start_position(since)
@@ -184,7 +186,8 @@ async def replay_into(
 
 
 async def snapshot_into(
-    session: "Session", patterns: list[ChannelPattern], mode: str | int | None, priority: str | None, base: Cursor
+    session: "Session", viewer: Identity, patterns: list[ChannelPattern], mode: str | int | None,
+    priority: str | None, base: Cursor,
 ) -> Cursor:
     """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
 
@@ -192,9 +195,9 @@ async def snapshot_into(
     snapshot sequence in each stream it read. Resuming from it continues after the snapshot.
     """
     if mode == "last":
-        events = await session.history.latest_per_key(session.identity, patterns)
+        events = await session.history.latest_per_key(viewer, patterns)
     else:
-        page = await session.history.page(session.identity, patterns, None, int(mode or 1))
+        page = await session.history.page(viewer, patterns, None, int(mode or 1))
         events = [event for _, event in page.events]
     # Live copies at or below the newest snapshot sequence are older than, or in, the snapshot.
     floor = Cursor()

@@ -82,7 +82,9 @@ class Session(LiveDelivery):
             limiter = RateLimiter(options.limit) if options.limit else None
             streams = frozenset(self.history.stream_ids_for([pattern]))
             streams = _STREAM_SETS.setdefault(streams, streams)
-            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams)
+            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams,
+                                                            self.identity.narrowed_to(options.session)
+                                                            if options.session is not None else None)
         self._has_options = self._any_options()
         catching_up = since is not None or options.snapshot is not None
         if catching_up:
@@ -97,8 +99,9 @@ class Session(LiveDelivery):
             self.tasks.spawn(self._catch_up(patterns, since, options, base), name="catch-up")
 
     def _any_options(self) -> bool:
-        """Whether any subscription filters by priority or limits its rate (else delivery takes the fast path)."""
-        return any(subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values())
+        """Whether any subscription filters by priority or session or limits its rate (else delivery takes the fast path)."""
+        return any(subscription.options.priority or subscription.viewer or subscription.limiter
+                   for subscription in self.subscriptions.values())
 
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
         """Streams that subscriptions other than `excluding` may receive events from."""
@@ -138,10 +141,12 @@ class Session(LiveDelivery):
             if self._recovery_lock is None:
                 self._recovery_lock = asyncio.Lock()
             async with self._recovery_lock:
+                # History is read as the subscription's viewer: narrowed by `session` as live is.
+                viewer = self.identity.narrowed_to(options.session)
                 if since is not None:
-                    complete, floor = await replay_into(self, patterns, since, options.priority, base)
+                    complete, floor = await replay_into(self, viewer, patterns, since, options.priority, base)
                 else:
-                    floor = await snapshot_into(self, patterns, options.snapshot, options.priority, base)
+                    floor = await snapshot_into(self, viewer, patterns, options.snapshot, options.priority, base)
         except Exception:
             log.exception("reading history failed for %s", self.identity.user_id)
             complete = False if since is not None else None

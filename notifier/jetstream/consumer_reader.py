@@ -14,11 +14,11 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from notifier.ops import metrics
 from notifier.jetstream.direct_get import HistoryUnavailable
-from notifier.model.events import StoredEvent
 from notifier.jetstream.stream_messages import to_stored_event
 from notifier.jetstream.streams import StreamDefinition, StreamSet
+from notifier.model.events import StoredEvent
+from notifier.ops import metrics
 
 log = logging.getLogger(__name__)
 

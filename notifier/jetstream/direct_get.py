@@ -15,10 +15,10 @@ from datetime import datetime
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from notifier.ops import metrics
-from notifier.model.events import StoredEvent
 from notifier.jetstream.stream_messages import to_stored_event
 from notifier.jetstream.streams import StreamDefinition, StreamSet
+from notifier.model.events import StoredEvent
+from notifier.ops import metrics
 from notifier.ops.tasks import retry_within
 
 BATCH = 256

@@ -20,22 +20,23 @@ from typing import AsyncGenerator, AsyncIterator
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
-from notifier.ops import metrics
-from notifier.model.broker import HistoryPage, ReplayStatus
-from notifier.model.channels import ChannelPattern
 from notifier.jetstream.consumer_reader import ConsumerReader
-from notifier.model.cursor import Cursor, epoch_of
 from notifier.jetstream.direct_get import LEADER_WAIT_SECONDS, MAX_IN_FLIGHT, DirectReader
-from notifier.model.events import StoredEvent
-from notifier.model.identity import Identity
 from notifier.jetstream.recent_events import RecentEvents, TailReader
 from notifier.jetstream.stream_state import StreamStates
 from notifier.jetstream.streams import StreamDefinition, StreamSet
 from notifier.jetstream.subjects import filters_for
+from notifier.model.broker import HistoryPage, ReplayStatus
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor, epoch_of
+from notifier.model.events import StoredEvent
+from notifier.model.identity import Identity
+from notifier.ops import metrics
 from notifier.ops.tasks import retry_within
 
 log = logging.getLogger(__name__)
-
+# A window larger than any stream: `_latest_start` then starts before the first retained event.
+_WHOLE_STREAM = 2**63
 
 
 class StreamHistory:
@@ -172,7 +173,10 @@ class StreamHistory:
         """The first `limit` events after `since`, or the latest `limit` when there is no cursor."""
         latest = since is None
         if since is None:
-            since = await self._latest_start(viewer, patterns, limit)
+            # A session filter is no part of a subject, so JetStream cannot count the session's
+            # events: the latest `limit` of them are found by reading all the viewer's on the channels.
+            window = limit if viewer.session_id is None else _WHOLE_STREAM
+            since = await self._latest_start(viewer, patterns, window)
         status = ReplayStatus()
         page = HistoryPage(next=Cursor(since))
         async with aclosing(self.replay(viewer, patterns, since, status)) as events:
@@ -250,13 +254,15 @@ class _Visibility:
         self.viewer = viewer
         self.patterns = patterns
         self.now_ms = int(time.time() * 1000)
+        self._narrowed = viewer.session_id is not None
         # A replay reads many events of few channels: match each (type, key) once.
         self._matches: dict[tuple[str, str | None], bool] = {}
 
     def in_scope(self, event: StoredEvent) -> bool:
         """Whether the viewer may see the event and it is on one of the channels (expired or not)."""
         envelope = event.envelope
-        if envelope.user_id is not None and not self.viewer.can_see(envelope):
+        # A public event is visible unless the viewer is narrowed to a trading session.
+        if (envelope.user_id is not None or self._narrowed) and not self.viewer.can_see(envelope):
             return False
         channel = (envelope.type, envelope.key)
         matched = self._matches.get(channel)

@@ -23,12 +23,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from notifier.ops import metrics
-from notifier.model.cursor import epoch_of
-from notifier.model.events import StoredEvent
 from notifier.jetstream.recent_events import RecentEvents
 from notifier.jetstream.stream_messages import to_stored_event
 from notifier.jetstream.streams import StreamDefinition, StreamSet
+from notifier.model.cursor import epoch_of
+from notifier.model.events import StoredEvent
+from notifier.ops import metrics
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 
 log = logging.getLogger(__name__)

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
-from notifier.model.broker import PublishResult, PublishUnconfirmed
-from notifier.model.events import Envelope, encode_envelope
 from notifier.jetstream.connection import connect_nats
-from notifier.settings import default_streams_dir
 from notifier.jetstream.streams import StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
+from notifier.model.broker import PublishResult, PublishUnconfirmed
+from notifier.model.events import Envelope, encode_envelope
+from notifier.settings import default_streams_dir
 
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
 

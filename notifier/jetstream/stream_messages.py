@@ -6,10 +6,10 @@ import logging
 
 import msgspec
 
-from notifier.ops import metrics
-from notifier.model.events import InvalidEvent, MalformedEvent, StoredEvent, decode_envelope, encode_envelope
 from notifier.jetstream.streams import StreamDefinition, StreamSet
 from notifier.jetstream.subjects import subject_for
+from notifier.model.events import InvalidEvent, MalformedEvent, StoredEvent, decode_envelope, encode_envelope
+from notifier.ops import metrics
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import base64
 import re
 
+from notifier.jetstream.streams import StreamDefinition
 from notifier.model.channels import ChannelPattern, tokens_overlap
 from notifier.model.events import Envelope
-from notifier.jetstream.streams import StreamDefinition
 
 _PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_\-/+=@]+$")
 NO_KEY = "_"

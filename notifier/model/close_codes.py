@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     INVALID_EVENT = "invalid_event"
     INVALID_LIMIT = "invalid_limit"
     INVALID_OPTION = "invalid_option"
+    INVALID_SESSION = "invalid_session"
+    INVALID_TASK_ID = "invalid_task_id"
     UNAUTHORIZED = "unauthorized"
     FORBIDDEN = "forbidden"
     FORBIDDEN_ORIGIN = "forbidden_origin"

@@ -28,6 +28,9 @@ EventType = Annotated[str, msgspec.Meta(pattern=TYPE_PATTERN, max_length=200)]
 EventKey = Annotated[str, msgspec.Meta(pattern=KEY_PATTERN, max_length=128)]
 UserId = Annotated[str, msgspec.Meta(pattern=USER_PATTERN, max_length=256)]
 EventId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=128)]
+# A trading session's id, as producers set `sessionId` and clients filter by it (`session`).
+SessionId = Annotated[str, msgspec.Meta(max_length=256)]
+SessionFilter = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Priority = Literal["p0", "p1", "p2", "p3"]
 
 PRIORITY_RANK = {"p0": 0, "p1": 1, "p2": 2, "p3": 3}
@@ -47,7 +50,7 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
     timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)] | None = None
     version: Literal["1.0"] = "1.0"
     user_id: UserId | None = None
-    session_id: Annotated[str, msgspec.Meta(max_length=256)] | None = None
+    session_id: SessionId | None = None
     key: EventKey | None = None
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     priority: Priority = "p2"

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import aiohttp
 
-from notifier.transport.auth import Authenticator
+from notifier.jetstream.publisher import Publisher
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.channels import parse_channel_list
 from notifier.model.events import Envelope
-from notifier.jetstream.publisher import Publisher
 from notifier.testing.clients import CountingClient, SseCountingClient, WebSocketCountingClient
 from notifier.testing.ledger import ClientRecord, StoredRecord, Verdict, judge
 from notifier.testing.processes import GatewayProcess, NatsCluster
+from notifier.transport.auth import Authenticator
 
 SECRET = "chaos-secret-that-is-long-enough-for-hs256"
 FAULTS_SINGLE = ("kill_gateway", "term_gateway", "restart_nats", "drop_mid_replay", "client_away")

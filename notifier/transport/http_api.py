@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from notifier.model.broker import PublishUnconfirmed
+from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.model.identity import PUBLISHER_ROLE
@@ -23,6 +24,7 @@ from notifier.transport.http_requests import (
     identity_from,
     internal_errors_as_json,
     json_error,
+    session_from,
 )
 from notifier.transport.services import SERVICES, Services
 
@@ -84,12 +86,19 @@ async def publish(request: web.Request) -> web.Response:
 
 @internal_errors_as_json
 async def history(request: web.Request) -> web.Response:
-    """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
+    """`GET /api/history?channels=...&since=...&limit=N&session=S`: stored events the caller may see, oldest first."""
+    return await history_page(request)
+
+
+async def history_page(request: web.Request, channels: list[ChannelPattern] | None = None,
+                       session: str | None = None) -> web.Response:
+    """A page of history; `channels` and `session` preset by a fixed-purpose URL replace the query's."""
     services: Services = request.app[SERVICES]
     try:
         identity = identity_from(request, request.query, services.authenticator)
-        patterns = channels_from(request.query, services.settings.max_channels)
+        patterns = channels if channels is not None else channels_from(request.query, services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
+        viewer = identity.narrowed_to(session if session is not None else session_from(request.query))
     except Rejected as rejection:
         return rejection.response
     limit_text = request.query.get("limit", str(DEFAULT_HISTORY_LIMIT))
@@ -98,7 +107,7 @@ async def history(request: web.Request) -> web.Response:
         return json_error(400, "invalid_limit", f"limit must be a whole number from 1 to {MAX_HISTORY_LIMIT}",
                           field="limit")
     try:
-        page = await services.history.page(identity, patterns, since, int(limit_text))
+        page = await services.history.page(viewer, patterns, since, int(limit_text))
     except Exception as error:
         log.warning("history read failed: %s", error)
         return json_error(503, "unavailable", f"history not available: {error}")

@@ -7,12 +7,14 @@ import logging
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
+import msgspec
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
 from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel_list
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.model.errors import NotifierError
+from notifier.model.events import SessionFilter
 from notifier.model.identity import Identity
 from notifier.model.limits import MAX_CHANNELS
 from notifier.ops.log_format import log_event
@@ -120,6 +122,17 @@ def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) ->
     if len(patterns) > max_channels:
         raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
     return patterns
+
+
+def session_from(query: MultiMapping[str]) -> str | None:
+    """The optional `?session=` trading session filter (empty means none), as the `session` option's rule says."""
+    text = query.get("session")
+    if not text:
+        return None
+    try:
+        return msgspec.convert(text, SessionFilter)
+    except msgspec.ValidationError as error:
+        raise Rejected(json_error(400, "invalid_session", f"session: {error}", field="session")) from None
 
 
 def cursor_from(text: str | None, field: str) -> Cursor | None:

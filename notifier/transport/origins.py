@@ -20,6 +20,8 @@ from aiohttp import web
 from notifier.model.origins import ANY_ORIGIN, normalise_origin, parse_allowed_origins
 
 WEBSOCKET_PATH = "/ws"
+# `/api/streams/{session_id}/ws`: a trading session's WebSocket (see `trading_streams`).
+SESSION_WEBSOCKET_PREFIX, SESSION_WEBSOCKET_SUFFIX = "/api/streams/", "/ws"
 CORS_PATHS = ("/sse", "/client.js")
 CORS_PREFIXES = ("/api/",)
 ALLOWED_METHODS = "GET, POST, OPTIONS"
@@ -48,6 +50,12 @@ class OriginPolicy:
         return urlsplit(normalised).netloc == (request.host or "").lower()
 
 
+def is_websocket_path(path: str) -> bool:
+    """Whether a WebSocket is served at this path, so its handshake's `Origin` is checked."""
+    return path == WEBSOCKET_PATH or (path.startswith(SESSION_WEBSOCKET_PREFIX)
+                                      and path.endswith(SESSION_WEBSOCKET_SUFFIX))
+
+
 def is_cors_path(path: str) -> bool:
     return path in CORS_PATHS or path.startswith(CORS_PREFIXES)
 
@@ -62,7 +70,7 @@ def install(app: web.Application, allowed_origins: str | None) -> None:
         if origin is None:
             return await handler(request)
         path = request.path
-        if path == WEBSOCKET_PATH and not policy.allows(request, origin):
+        if is_websocket_path(path) and not policy.allows(request, origin):
             return web.json_response(
                 {"error": {"code": "forbidden_origin",
                            "message": f"origin {origin[:200]!r} may not open a WebSocket here"}},

@@ -7,7 +7,8 @@ import enum
 import logging
 import re
 import time
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -17,6 +18,9 @@ from notifier.fanout.connections import summary
 from notifier.fanout.frames import SseFraming
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import Session
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+from notifier.model.identity import Identity
 from notifier.ops.log_format import log_event
 from notifier.transport.admission import admitted
 from notifier.transport.http_requests import (
@@ -157,13 +161,13 @@ class DisconnectWatch(asyncio.Protocol):
         if on_lost is not None:
             on_lost()
 
-_OPTION_NAMES = ("priority", "limit", "snapshot")
+_OPTION_NAMES = ("priority", "limit", "snapshot", "session")
 _DECIMAL = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?")
 _WHOLE = re.compile(r"[0-9]{1,9}")
 
 
 def _options_from_query(query) -> SubscriptionOptions:
-    """`priority`, `limit` and `snapshot` query parameters, validated like a subscribe message's options."""
+    """`priority`, `limit`, `snapshot` and `session` query parameters, validated like a subscribe message's options."""
     try:
         return msgspec.convert(_raw_options(query), SubscriptionOptions)
     except msgspec.ValidationError as error:
@@ -187,7 +191,28 @@ def _raw_options(query) -> dict[str, object]:
     return raw
 
 
+@dataclass(frozen=True)
+class SsePreset:
+    """What a fixed-purpose stream URL sets in place of the query: channels, options, framing, a gate.
+
+    `options` override the query's (a session from the path, a snapshot); `framing` is made per
+    stream (given whether the body is chunked); `gate` may answer the request instead of a stream
+    (a finished backtest's reconnect: 204). A framing with `ends_after` ends the stream once the
+    frames it names are written.
+    """
+
+    channels: list[ChannelPattern]
+    options: dict[str, object] = field(default_factory=dict)
+    framing: Callable[[bool], SseFraming] | None = None
+    gate: Callable[[Services, Identity, Cursor | None], Awaitable[web.StreamResponse | None]] | None = None
+
+
 async def sse_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /sse`: channels and options from the query."""
+    return await serve_sse(request)
+
+
+async def serve_sse(request: web.Request, preset: SsePreset | None = None) -> web.StreamResponse:
     """Authenticate, subscribe (replaying after Last-Event-ID), then stream until the client leaves."""
     if not admitted(request):
         return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
@@ -196,13 +221,19 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     query = url_query(request)  # not request.query: that parse would live as long as the stream
     try:
         identity = identity_from(request, query, services.authenticator)
-        patterns = channels_from(query, settings.max_channels)
+        patterns = channels_from(query, settings.max_channels) if preset is None else preset.channels
         options = _options_from_query(query)
+        if preset is not None and preset.options:
+            options = msgspec.structs.replace(options, **preset.options)
         since = cursor_from(last_event_id(request, query), "last_event_id")
     except Rejected as rejection:
         return rejection.response
     if not await services.wait_following():
         return json_error(503, "starting", "the gateway does not follow the streams yet; retry")
+    if preset is not None and preset.gate is not None:
+        answer = await preset.gate(services, identity, since)
+        if answer is not None:
+            return answer
     users = request.app.get(USER_CONNECTIONS)
     if users is not None and not users.admit(identity):
         return json_error(429, "too_many_connections", f"too many connections: at most {users.limit} per user")
@@ -226,7 +257,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     # but an HTTP/1.0 request gets a plain body.
     # `chunked` is on aiohttp's StreamWriter, not on the AbstractStreamWriter `request.writer` is typed as
     # (tests/test_dependency_contracts.py checks it is still there).
-    framing = SseFraming(named, chunked=request.writer.chunked)  # type: ignore[attr-defined]
+    chunked = request.writer.chunked  # type: ignore[attr-defined]
+    framing = SseFraming(named, chunked) if preset is None or preset.framing is None else preset.framing(chunked)
     session = Session(identity, services.hub, services.history, framing, settings.outbox_bytes, on_slow,
                       max_events_per_second=settings.max_events_per_second)
     connection = SseConnection(response, session, request.remote)
@@ -244,7 +276,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
         # live frames queue in the outbox until the writer is attached, after the retry line.
         await session.subscribe(patterns, since, options, acknowledge=False)
         await response.write(f"retry: {settings.sse_retry_ms}\n\n".encode())
-        writer = connection.writer = SseWriter(session.outbox, request, services.flushes)
+        writer = connection.writer = SseWriter(session.outbox, request, services.flushes, framing.ends_after,
+                                               lambda: connection.end("stream finished"))
         # Returns when the ping task stops: the client left, or `end()` stopped streaming.
         await response.wait()
     finally:

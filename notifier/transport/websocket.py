@@ -6,8 +6,10 @@ import asyncio
 import enum
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
 from multidict import MultiDict
 
@@ -15,7 +17,7 @@ from notifier.fanout.connections import ConnectionCounter, summary
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
 from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import NO_OPTIONS, Session
-from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
+from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel, parse_channel_list
 from notifier.model.close_codes import CloseCode, ErrorCode
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.model.errors import NotifierError
@@ -75,6 +77,14 @@ class _WebSocketWithReasons(web.WebSocketResponse):
         return await super().close(code=code, message=message, drain=drain)
 
 
+@dataclass(frozen=True)
+class WebSocketPreset:
+    """A fixed-purpose WebSocket URL: channels subscribed on connect, and the session every subscribe is narrowed to."""
+
+    channels: list[ChannelPattern]
+    session: str
+
+
 class WebSocketState(enum.Enum):
     """Where a WebSocket connection is in its life."""
 
@@ -89,10 +99,12 @@ class WebSocketConnection:
 
     transport = "websocket"  # the label of its metrics and log lines
     __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
-                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "_counted", "opened_at", "closed_with")
+                 "_connect_cursor", "last_received", "last_ping_sent", "rate", "_counted", "opened_at", "closed_with",
+                 "preset")
 
-    def __init__(self, request: web.Request, services: Services):
+    def __init__(self, request: web.Request, services: Services, preset: WebSocketPreset | None = None):
         self.request = request
+        self.preset = preset
         self.services = services
         self.settings = services.settings
         self.websocket = _WebSocketWithReasons(compress=False, autoping=False, protocols=(PROTOCOL,),
@@ -205,7 +217,9 @@ class WebSocketConnection:
 
     async def _subscribe_from_url(self, query: MultiDict[str]) -> None:
         self._connect_cursor = last_event_id(self.request, query)
-        if query.get("channels"):
+        if self.preset is not None:
+            await self._subscribe(self.preset.channels, None, NO_OPTIONS)
+        elif query.get("channels"):
             try:
                 patterns = parse_channel_list(query["channels"])
             except InvalidChannel as error:
@@ -240,6 +254,9 @@ class WebSocketConnection:
 
     async def _subscribe(self, patterns: list, since_text: str | None, options: SubscriptionOptions) -> None:
         assert self.session is not None
+        if self.preset is not None:
+            # Every subscription of a session's URL stays within that session.
+            options = msgspec.structs.replace(options, session=self.preset.session)
         if since_text is None and self._connect_cursor is not None:
             since_text = self._connect_cursor
         self._connect_cursor = None
@@ -390,6 +407,11 @@ class WebSocketConnection:
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """`GET /ws`: channels from `?channels=` or subscribe messages."""
+    return await serve_websocket(request)
+
+
+async def serve_websocket(request: web.Request, preset: WebSocketPreset | None = None) -> web.StreamResponse:
     """Upgrade to a WebSocket and serve it until either side closes it.
 
     The read loop lives here rather than in a method, and calls `receive()` rather than iterating:
@@ -398,7 +420,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """
     if not admitted(request):
         return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
-    connection = WebSocketConnection(request, request.app[SERVICES])
+    connection = WebSocketConnection(request, request.app[SERVICES], preset)
     websocket = connection.websocket
     await websocket.prepare(request)
     try:

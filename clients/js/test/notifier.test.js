@@ -433,6 +433,21 @@ test("a subscription's priority option is also checked on the client", async () 
   await client.close();
 });
 
+test("a subscription's session option is sent and also checked on the client", async () => {
+  reset();
+  const client = wsClient();
+  const seen = [];
+  client.subscribe("order.*", (data) => seen.push(data.payload.n), { session: "s1" });
+  const socket = await openSocket();
+  assert.deepEqual(socket.sent[1], { action: "subscribe", channels: ["order.*"], options: { session: "s1" } });
+  for (const [n, sessionId] of [[1, "s2"], [2, "s1"], [3, null]]) {
+    socket.serverSends({ action: "event", channel: "order.filled", id: `a${n}`,
+      data: { ...envelope("order.filled"), sessionId, payload: { n } } });
+  }
+  assert.deepEqual(seen, [2]);
+  await client.close();
+});
+
 test("before the first event the client subscribes from the position /api/history gives", async () => {
   reset();
   const requests = [];
