@@ -29,6 +29,7 @@ from notifier.fanout.hub import Hub
 from notifier.jetstream.live_feed import LiveFeed
 from notifier.jetstream.connection import GatewayClient, connect_nats
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
+from notifier.catalog import load_catalog
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.recent_events import RecentEvents
 from notifier.transport.services import SERVICES, Services
@@ -55,7 +56,8 @@ class Gateway:
         self.embedded: EmbeddedNatsServer | None = None
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
-        self.hub = Hub()
+        self.catalog = load_catalog(settings.streams_dir)
+        self.hub = Hub(self.catalog)
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
@@ -88,7 +90,8 @@ class Gateway:
             settings=self.settings,
             hub=self.hub,
             history=self.history,
-            publisher=Publisher(self.client, self.streams),
+            publisher=Publisher(self.client, self.streams, catalog=self.catalog),
+            catalog=self.catalog,
             authenticator=self.authenticator,
             not_ready=self.not_ready,
         )

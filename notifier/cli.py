@@ -1,4 +1,4 @@
-"""The `notifier` command: `serve` (the default), `publish` and `token`."""
+"""The `notifier` command: `serve` (the default), `publish`, `token` and `schema`."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from aiohttp import web
 from notifier.transport.access_log import RedactingAccessLogger
 from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_context
 from notifier.transport.auth import Authenticator
+from notifier.catalog import CatalogConfigError, load_catalog
+from notifier.catalog.export import json_schema_text, typescript
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
@@ -166,7 +168,8 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.id:
         document["id"] = arguments.id
     try:
-        envelope = decode_envelope(json.dumps(document)).completed(arguments.source)
+        catalog = load_catalog(settings.streams_dir)
+        envelope = catalog.checked(decode_envelope(json.dumps(document))).completed(arguments.source)
     except InvalidEvent as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -205,6 +208,13 @@ def token(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def schema(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Print the event catalog as a JSON Schema or as TypeScript declarations."""
+    catalog = load_catalog(settings.streams_dir)
+    sys.stdout.write(json_schema_text(catalog) if arguments.format == "json-schema" else typescript(catalog))
+    return 0
+
+
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The loop `serve` runs on: uvloop's (it writes to sockets in C) unless NOTIFIER_EVENT_LOOP=asyncio."""
     if name == "asyncio":
@@ -232,6 +242,9 @@ def _parser() -> argparse.ArgumentParser:
     publish_parser.add_argument("--source", default="cli", help="service name")
     publish_parser.add_argument("--id", help="the event's id (default: a new one); retry a failed publish with the "
                                              "id it printed and JetStream stores it once")
+    schema_parser = commands.add_parser("schema", help="print the event catalog for other languages")
+    schema_parser.add_argument("--format", choices=["json-schema", "typescript"], default="json-schema",
+                               help="a JSON Schema keyed by event type, or TypeScript declarations")
     token_parser = commands.add_parser("token", help="print a signed JWT for development and tests")
     token_parser.add_argument("subject", metavar="SUB", help="user id (the sub claim)")
     token_parser.add_argument("--role", action="append", help="a role; repeat for more")
@@ -274,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(publish(settings, arguments))
         if arguments.command == "token":
             return token(settings, arguments)
+        if arguments.command == "schema":
+            return schema(settings, arguments)
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings))
         return 0
-    except (SettingsError, StreamConfigError) as error:
+    except (SettingsError, StreamConfigError, CatalogConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (OSError, ssl.SSLError) as error:

@@ -12,10 +12,10 @@ def _numbers(events: list[dict]) -> list[int]:
 async def test_priority_option_delivers_that_priority_or_higher(gateway):
     """`priority: p1` delivers p0 and p1 events and filters out p2 and p3."""
     client = await gateway.websocket()
-    await client.subscribe("risk.alert", options={"priority": "p1"})
-    await gateway.publish(*({"type": "risk.alert", "priority": priority, "payload": {"n": n}}
+    await client.subscribe("risk.notice", options={"priority": "p1"})
+    await gateway.publish(*({"type": "risk.notice", "priority": priority, "payload": {"n": n}}
                             for n, priority in enumerate(["p3", "p2", "p1", "p0", "p2"])))
-    await gateway.publish({"type": "risk.alert", "priority": "p1", "payload": {"n": 9}})
+    await gateway.publish({"type": "risk.notice", "priority": "p1", "payload": {"n": 9}})
     assert _numbers(await client.events(3)) == [2, 3, 9]
 
 
@@ -60,8 +60,8 @@ async def test_p0_passes_a_saturated_limit(gateway):
     """`p0` events are delivered at once even when the subscription's limit is used up."""
     client = await gateway.websocket()
     await client.subscribe("order.*", options={"limit": 1})
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}},
-                          *({"type": "order.filled", "priority": "p0", "payload": {"n": n}} for n in range(1, 5)))
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}},
+                          *({"type": "order.event", "priority": "p0", "payload": {"n": n}} for n in range(1, 5)))
     assert _numbers(await client.events(5)) == [0, 1, 2, 3, 4]
 
 
