@@ -30,6 +30,26 @@ async def test_limit_conflates_keyed_events_to_latest_per_key(gateway):
         ("BTC", 0), ("BTC", 5), ("ETH", 4)]
 
 
+async def test_keyed_events_of_a_type_not_conflatable_are_delivered_or_counted_lost(gateway):
+    """300 `order.updated` events keyed by one session over `limit`: each is delivered or counted in `lost`."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*", options={"limit": 5})
+    update = {"order_id": "o-1", "instrument_id": "BTC/USDT", "status": "SUBMITTED", "side": "BUY", "type": "LIMIT",
+              "quantity_total": 1.0, "quantity_filled": 0.0}
+    await gateway.publish(*({"type": "order.updated", "key": "session-1", "payload": {**update, "n": n}}
+                            for n in range(300)))
+    delivered, lost = [], 0
+    while len(delivered) + lost < 300:
+        message = await client.receive()
+        if message["action"] == "event":
+            delivered.append(message["data"]["payload"]["n"])
+        else:
+            assert (message["action"], message["channel"]) == ("lost", "order.updated:session-1")
+            lost += message["count"]
+    assert delivered == list(range(len(delivered)))  # the first ones, in order: none replaced by a later one
+    assert len(delivered) + lost == 300
+
+
 async def test_lost_counts_exactly_the_unkeyed_events_not_sent(gateway):
     """Over `limit`, unkeyed events are not sent and `lost` reports exactly how many, per channel."""
     client = await gateway.websocket()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Protocol
 
+from notifier.catalog import Catalog
 from notifier.ops import metrics
 from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
 from notifier.model.channels import ChannelPattern
@@ -32,7 +33,9 @@ class Recipient(Protocol):
 class Hub:
     """Channel -> sessions, plus the live position in every stream that live cursors are stamped with."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        # Which types are conflatable and broadcast; without one, none is.
+        self.catalog = catalog or Catalog()
         self.public: ChannelIndex[Recipient] = ChannelIndex()
         self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
@@ -96,7 +99,8 @@ class Hub:
             self.admins.match(tokens, envelope.key, recipients)
         if not recipients:
             return 0
-        outgoing = OutgoingEvent(event, Cursor(self.positions))
+        conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
+        outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable)
         for recipient in recipients:
             recipient.deliver(outgoing)
         metrics.EVENTS_DELIVERED.increment(len(recipients))
