@@ -11,7 +11,7 @@ from notifier.catalog.payloads import PAYLOADS
 from notifier.jetstream.streams import load_streams
 from notifier.model.events import Envelope, InvalidEvent
 from notifier.settings import default_streams_dir
-from tests.catalog_examples import EXAMPLES, SIGNAL
+from catalog_examples import EXAMPLES, SIGNAL
 
 CATALOG = load_catalog(default_streams_dir())
 

@@ -11,7 +11,7 @@ import pytest
 
 from notifier.jetstream.publisher import Publisher
 from notifier.model.events import Envelope, InvalidEvent
-from tests.catalog_examples import EXAMPLES, SIGNAL
+from catalog_examples import EXAMPLES, SIGNAL
 
 
 async def post(gateway, body) -> tuple[int, dict]:

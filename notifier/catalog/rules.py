@@ -14,7 +14,7 @@ from typing import Iterable
 import msgspec
 
 from notifier.catalog.payloads import PAYLOADS, Payload
-from notifier.model.channels import InvalidChannel, parse_channel, tokens_match
+from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel, tokens_match
 from notifier.model.events import Envelope, InvalidEvent
 from notifier.settings import default_streams_dir
 
@@ -59,6 +59,8 @@ class Catalog:
         self.strict = _Patterns(_parsed("strict", strict))
         self.broadcast = _Patterns(_parsed("broadcast", broadcast))
         self.conflatable = _Patterns(_parsed("conflatable", conflatable))
+        # The broadcast rule as channel patterns: what a resuming session reads besides its own channels.
+        self.broadcast_patterns = [ChannelPattern(pattern) for pattern in self.broadcast.patterns]
 
     def is_broadcast(self, event_type: str) -> bool:
         """Whether events of this type reach every connected client (a private one: every client of its user)."""

@@ -3,6 +3,10 @@
 Public events are matched in one index; private events only in their user's index and the
 admins' index, so a private event costs the handful of sessions that may see it. The hub is
 synchronous: `dispatch` never awaits a client, it only offers frames to bounded outboxes.
+
+Types the catalog marks `broadcast` go to every session that ever subscribed (until it leaves),
+whatever its channels: a public one to all of them, a private one to its user's and the admins',
+as if every session were subscribed to them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class Hub:
         self.public: ChannelIndex[Recipient] = ChannelIndex()
         self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
+        # Who broadcast events go to: every session that subscribed, by user, and the admins among them.
+        self.listeners: dict[str, set[Recipient]] = {}
+        self.admin_listeners: set[Recipient] = set()
         self.positions = Cursor()
         # The transports' flush queue (set by Services): told when a live event's frames wait to be written.
         self.flushes: Any = None
@@ -61,6 +68,9 @@ class Hub:
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
         identity = recipient.identity
+        self.listeners.setdefault(identity.user_id, set()).add(recipient)
+        if identity.is_admin:
+            self.admin_listeners.add(recipient)
         user_index = self.private.get(identity.user_id)
         if user_index is None:
             user_index = self.private[identity.user_id] = SmallChannelIndex()
@@ -82,6 +92,16 @@ class Hub:
         if user_index is not None and user_index.count == 0:
             del self.private[identity.user_id]
 
+    def leave(self, recipient: Recipient) -> None:
+        """The session is gone: no more broadcast events (its channels are unsubscribed apart)."""
+        user_id = recipient.identity.user_id
+        listeners = self.listeners.get(user_id)
+        if listeners is not None:
+            listeners.discard(recipient)
+            if not listeners:
+                del self.listeners[user_id]
+        self.admin_listeners.discard(recipient)
+
     def dispatch(self, event: StoredEvent) -> int:
         """Offer one live event to every session that subscribed to it and may see it; returns how many."""
         self.positions[event.stream] = event.sequence
@@ -97,10 +117,18 @@ class Hub:
             if user_index is not None:
                 user_index.match(tokens, envelope.key, recipients)
             self.admins.match(tokens, envelope.key, recipients)
+        broadcast = self.catalog.is_broadcast(envelope.type)
+        if broadcast:
+            if envelope.user_id is None:
+                for listeners in self.listeners.values():
+                    recipients.update(listeners)
+            else:
+                recipients.update(self.listeners.get(envelope.user_id, ()))
+                recipients.update(self.admin_listeners)
         if not recipients:
             return 0
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
-        outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable)
+        outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
         for recipient in recipients:
             recipient.deliver(outgoing)
         metrics.EVENTS_DELIVERED.increment(len(recipients))
