@@ -1,4 +1,4 @@
-"""The `notifier` command: `serve` (the default), `publish`, `token` and `schema`."""
+"""The `notifier` command: `serve` (the default), `publish`, `token`, `schema` and `demo`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from notifier.app import GATEWAY as GATEWAY_KEY, NATS_URL_FILE, create_app, ssl_
 from notifier.transport.auth import Authenticator
 from notifier.catalog import CatalogConfigError, load_catalog
 from notifier.catalog.export import json_schema_text, typescript
+from notifier.demo import demo_command
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
@@ -144,8 +145,8 @@ def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> Non
     print(f"  NATS       {', '.join(nats_servers)}", flush=True)
 
 
-async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
-    """Publish one event through NATS and print where it was stored."""
+def _nats_url(settings: Settings) -> str | None:
+    """NOTIFIER_NATS_URL, else the running gateway's `<data dir>/nats-url`; None (said on stderr) when neither."""
     servers = settings.nats_url
     url_file = Path(settings.data_dir) / NATS_URL_FILE
     if not servers and url_file.exists():
@@ -154,6 +155,13 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
         print(f"error: no NATS URL: NOTIFIER_NATS_URL is not set and no running gateway was found ({url_file.resolve()} "
               "does not exist); set NOTIFIER_NATS_URL, or NOTIFIER_DATA_DIR to the running gateway's data directory "
               "(`python -m notifier` prints it as `data dir`)", file=sys.stderr)
+    return servers or None
+
+
+async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish one event through NATS and print where it was stored."""
+    servers = _nats_url(settings)
+    if servers is None:
         return 2
     document = {"type": arguments.type, "source": arguments.source, "priority": arguments.priority}
     try:
@@ -208,6 +216,18 @@ def token(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def demo(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish simulated trading events until `--duration` or `--count` (or Ctrl-C)."""
+    servers = _nats_url(settings)
+    if servers is None:
+        return 2
+    if arguments.rate <= 0:
+        print("error: --rate must be greater than 0", file=sys.stderr)
+        return 2
+    return asyncio.run(demo_command(servers, settings.streams_dir, arguments.rate, arguments.duration,
+                                    arguments.count, arguments.user))
+
+
 def schema(settings: Settings, arguments: argparse.Namespace) -> int:
     """Print the event catalog as a JSON Schema or as TypeScript declarations."""
     catalog = load_catalog(settings.streams_dir)
@@ -242,6 +262,11 @@ def _parser() -> argparse.ArgumentParser:
     publish_parser.add_argument("--source", default="cli", help="service name")
     publish_parser.add_argument("--id", help="the event's id (default: a new one); retry a failed publish with the "
                                              "id it printed and JetStream stores it once")
+    demo_parser = commands.add_parser("demo", help="publish simulated trading events (orders, risk, signals, backtests)")
+    demo_parser.add_argument("--rate", type=float, default=5.0, help="events per second (default 5)")
+    demo_parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    demo_parser.add_argument("--count", type=int, help="stop after this many events")
+    demo_parser.add_argument("--user", default="dev", help="user id of the private (execution, risk) events")
     schema_parser = commands.add_parser("schema", help="print the event catalog for other languages")
     schema_parser.add_argument("--format", choices=["json-schema", "typescript"], default="json-schema",
                                help="a JSON Schema keyed by event type, or TypeScript declarations")
@@ -289,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             return token(settings, arguments)
         if arguments.command == "schema":
             return schema(settings, arguments)
+        if arguments.command == "demo":
+            return demo(settings, arguments)
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings))
         return 0
