@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+import nats
+
 from sse_client import open_sse
 from catalog_examples import EXAMPLES
 
@@ -67,3 +71,21 @@ async def test_resume_replays_broadcasts_missed_on_other_channels_exactly_once(g
     assert sorted(event["data"]["payload"].get("alert_id", "tick") for event in replayed) == ["missed", "tick"]
     await gateway.publish(system_alert("live"))
     assert (await again.events(1))[0]["data"]["payload"]["alert_id"] == "live"
+
+
+async def test_live_and_resume_agree_on_a_broadcast_sent_below_p0_by_raw_nats(gateway, nats_server):
+    """An `alert.system` written to NATS at p2 passes a `priority: p1` option on resume as it does live."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*", options={"priority": "p1"})
+    await gateway.publish({"type": "order.note", "priority": "p1", "payload": {"n": 1}})
+    cursor = (await client.events(1))[0]["id"]
+    await client.close()
+    body = {"type": "alert.system", "id": "raw-1", "priority": "p2", "payload": EXAMPLES["alert.system"]}
+    connection = await nats.connect(nats_server.url)
+    await connection.jetstream().publish("notifier.account.pub._.alert.system", json.dumps(body).encode(),
+                                         headers={"Nats-Msg-Id": "raw-1"})
+    await connection.close()
+    again = await gateway.websocket()
+    await again.subscribe("order.*", since=cursor, options={"priority": "p1"})
+    assert [event["data"]["id"] for event in await again.events(1)] == ["raw-1"]
+    assert await again.receive() == {"action": "recovered", "complete": True}
