@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
+from catalog_examples import EXAMPLES, SIGNAL
 from notifier.catalog.payloads import PAYLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +52,17 @@ def test_typescript_is_a_union_discriminated_on_type():
     assert "export type CatalogEvent = { [T in CatalogType]: Envelope<T, CatalogPayloads[T]> }[CatalogType];" in \
         declarations
     assert '  direction: "BUY" | "SELL";' in declarations
+
+
+def test_json_schema_accepts_what_the_gateway_accepts():
+    """Every catalog example, as an envelope, is valid under the checked-in JSON Schema."""
+    validator = jsonschema.Draft202012Validator(json.loads(EXPORTS["json-schema"].read_text()))
+    for event_type, payload in EXAMPLES.items():
+        validator.validate({"type": event_type, "key": "k", "payload": payload})
+
+
+def test_json_schema_refuses_what_the_gateway_refuses():
+    """A signal with confidence 1.5 is invalid under the JSON Schema, at payload/confidence."""
+    validator = jsonschema.Draft202012Validator(json.loads(EXPORTS["json-schema"].read_text()))
+    errors = list(validator.iter_errors({"type": "signal.new", "payload": {**SIGNAL, "confidence": 1.5}}))
+    assert [list(error.absolute_path) for error in errors] == [["payload", "confidence"]]
