@@ -14,6 +14,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from nats.aio.client import Client
 
+from notifier.catalog import load_catalog
 from notifier.fanout.hub import Hub
 from notifier.jetstream.admin_control import AdminControl
 from notifier.jetstream.connection import GatewayClient, connect_nats
@@ -53,7 +54,8 @@ class Gateway:
         self.embedded: EmbeddedNatsServer | None = None
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
-        self.hub = Hub()
+        self.catalog = load_catalog(settings.streams_dir)
+        self.hub = Hub(self.catalog)
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
@@ -90,7 +92,8 @@ class Gateway:
             settings=self.settings,
             hub=self.hub,
             history=self.history,
-            publisher=Publisher(self.client, self.streams),
+            publisher=Publisher(self.client, self.streams, catalog=self.catalog),
+            catalog=self.catalog,
             authenticator=self.authenticator,
             not_ready=self.not_ready,
         )

@@ -1,4 +1,4 @@
-"""The `notifier` command: `serve` (the default), `publish` and `token`."""
+"""The `notifier` command: `serve` (the default), `publish`, `token`, `schema` and `demo`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,9 @@ from aiohttp import web
 
 from notifier.app import GATEWAY as GATEWAY_KEY
 from notifier.app import NATS_URL_FILE, Gateway, create_app, ssl_context
+from notifier.catalog import CatalogConfigError, load_catalog
+from notifier.catalog.export import json_schema_text, typescript
+from notifier.demo import demo_command
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
@@ -166,8 +169,8 @@ def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> Non
     print(f"  NATS       {', '.join(nats_servers)}", flush=True)
 
 
-async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
-    """Publish one event through NATS and print where it was stored."""
+def _nats_url(settings: Settings) -> str | None:
+    """NOTIFIER_NATS_URL, else the running gateway's `<data dir>/nats-url`; None (said on stderr) when neither."""
     servers = settings.nats_url
     url_file = Path(settings.data_dir) / NATS_URL_FILE
     if not servers and url_file.exists():
@@ -176,6 +179,13 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
         print(f"error: no NATS URL: NOTIFIER_NATS_URL is not set and no running gateway was found ({url_file.resolve()} "
               "does not exist); set NOTIFIER_NATS_URL, or NOTIFIER_DATA_DIR to the running gateway's data directory "
               "(`python -m notifier` prints it as `data dir`)", file=sys.stderr)
+    return servers or None
+
+
+async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish one event through NATS and print where it was stored."""
+    servers = _nats_url(settings)
+    if servers is None:
         return 2
     document = {"type": arguments.type, "source": arguments.source, "priority": arguments.priority}
     try:
@@ -190,7 +200,8 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
     if arguments.id:
         document["id"] = arguments.id
     try:
-        envelope = decode_envelope(json.dumps(document)).completed(arguments.source)
+        catalog = load_catalog(settings.streams_dir)
+        envelope = catalog.checked(decode_envelope(json.dumps(document))).completed(arguments.source)
     except InvalidEvent as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -229,6 +240,25 @@ def token(settings: Settings, arguments: argparse.Namespace) -> int:
     return 0
 
 
+def demo(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Publish simulated trading events until `--duration` or `--count` (or Ctrl-C)."""
+    servers = _nats_url(settings)
+    if servers is None:
+        return 2
+    if arguments.rate <= 0:
+        print("error: --rate must be greater than 0", file=sys.stderr)
+        return 2
+    return asyncio.run(demo_command(servers, settings.streams_dir, arguments.rate, arguments.duration,
+                                    arguments.count, arguments.user))
+
+
+def schema(settings: Settings, arguments: argparse.Namespace) -> int:
+    """Print the event catalog as a JSON Schema or as TypeScript declarations."""
+    catalog = load_catalog(settings.streams_dir)
+    sys.stdout.write(json_schema_text(catalog) if arguments.format == "json-schema" else typescript(catalog))
+    return 0
+
+
 def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """The loop `serve` runs on: uvloop's (it writes to sockets in C) unless NOTIFIER_EVENT_LOOP=asyncio."""
     if name == "asyncio":
@@ -256,6 +286,14 @@ def _parser() -> argparse.ArgumentParser:
     publish_parser.add_argument("--source", default="cli", help="service name")
     publish_parser.add_argument("--id", help="the event's id (default: a new one); retry a failed publish with the "
                                              "id it printed and JetStream stores it once")
+    demo_parser = commands.add_parser("demo", help="publish simulated trading events (orders, risk, signals, backtests)")
+    demo_parser.add_argument("--rate", type=float, default=5.0, help="events per second (default 5)")
+    demo_parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    demo_parser.add_argument("--count", type=int, help="stop after this many events")
+    demo_parser.add_argument("--user", default="dev", help="user id of the private (execution, risk) events")
+    schema_parser = commands.add_parser("schema", help="print the event catalog for other languages")
+    schema_parser.add_argument("--format", choices=["json-schema", "typescript"], default="json-schema",
+                               help="a JSON Schema keyed by event type, or TypeScript declarations")
     token_parser = commands.add_parser("token", help="print a signed JWT for development and tests")
     token_parser.add_argument("subject", metavar="SUB", help="user id (the sub claim)")
     token_parser.add_argument("--role", action="append", help="a role; repeat for more")
@@ -298,10 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(publish(settings, arguments))
         if arguments.command == "token":
             return token(settings, arguments)
+        if arguments.command == "schema":
+            return schema(settings, arguments)
+        if arguments.command == "demo":
+            return demo(settings, arguments)
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings))
         return 0
-    except (SettingsError, StreamConfigError) as error:
+    except (SettingsError, StreamConfigError, CatalogConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (OSError, ssl.SSLError) as error:

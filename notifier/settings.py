@@ -184,7 +184,7 @@ SETTING_HELP: dict[str, str] = {
     "auth_timeout": "seconds a WebSocket has to send its auth message",
     "outbox_bytes": "per-connection outbox bound; overflow = slow client",
     "max_events_per_second": "per-connection ceiling for non-p0 live events, 0 = none",
-    "streams_dir": "folder of stream definitions (*.toml)",
+    "streams_dir": "folder of stream definitions (*.toml) and the event catalog rules (catalog.toml)",
     "stream_replicas": "overrides every stream's replicas (1-5)",
     "recent_events": "newest events kept in memory per stream for resumes, 0 = none",
     "recent_events_bytes": "bound of that memory per stream, 0 = none",

@@ -98,11 +98,11 @@ class RunningGateway:
             assert response.status == 202, answer
             return answer["events"]
 
-    async def cursor_after_one_event(self, channel: str = "order.filled") -> str:
-        """Subscribe alice, deliver one public `order.filled` to her, disconnect, and return her last cursor."""
+    async def cursor_after_one_event(self, channel: str = "order.event") -> str:
+        """Subscribe alice, deliver one public `order.event` to her, disconnect, and return her last cursor."""
         client = await self.websocket(token="alice")
         await client.subscribe(channel)
-        await self.publish({"type": "order.filled", "payload": {"n": 0}})
+        await self.publish({"type": "order.event", "payload": {"n": 0}})
         cursor = (await client.events(1))[0]["id"]
         await client.close()
         return cursor

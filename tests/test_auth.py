@@ -70,7 +70,7 @@ async def closed_with_policy_violation(gateway, path: str, **kwargs) -> str:
 async def test_websocket_without_token_closes_1008_on_first_non_auth_message(gateway):
     """A connection with no token whose first message is not an auth message is closed with 1008."""
     client = await gateway.websocket(token=None)
-    await client.send({"action": "subscribe", "channels": ["order.filled"]})
+    await client.send({"action": "subscribe", "channels": ["order.event"]})
     code, reason = await client.closed()
     assert code == POLICY_VIOLATION, (code, reason)
     assert "auth" in reason
@@ -148,8 +148,8 @@ async def test_websocket_without_auth_message_closes_1008_after_auth_timeout(mak
 async def test_websocket_bearer_header_token_is_accepted(gateway):
     """A valid token in the `Authorization: Bearer` header opens the connection."""
     client = await gateway.websocket(token=None, headers={"Authorization": f"Bearer {gateway.token('alice')}"})
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "userId": "alice"})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "userId": "alice"})
     assert (await client.events(1))[0]["data"]["userId"] == "alice"
 
 
@@ -157,8 +157,8 @@ async def test_websocket_first_message_auth_is_accepted(gateway):
     """Without a URL or header token, a first `{"action":"auth"}` message authenticates the connection."""
     client = await gateway.websocket(token=None)
     await client.send({"action": "auth", "token": gateway.token("alice")})
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "userId": "alice"})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "userId": "alice"})
     assert (await client.events(1))[0]["data"]["userId"] == "alice"
 
 
@@ -166,32 +166,32 @@ async def test_websocket_first_message_auth_identifies_the_user(gateway):
     """The user a first-message token names is the one whose private events arrive, not anyone else's."""
     client = await gateway.websocket(token=None)
     await client.send({"action": "auth", "token": gateway.token("bob")})
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "userId": "alice", "id": "for-alice"},
-                          {"type": "order.filled", "userId": "bob", "id": "for-bob"})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "userId": "alice", "id": "for-alice"},
+                          {"type": "order.event", "userId": "bob", "id": "for-bob"})
     assert (await client.events(1))[0]["data"]["id"] == "for-bob"
 
 
 async def test_refresh_with_same_subject_keeps_connection_open(gateway):
     """`{"action":"auth"}` with a fresh token for the same user is accepted silently and the connection stays open."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     await client.send({"action": "auth", "token": gateway.token("alice", ttl=7200)})
     await client.send({"action": "ping"})
     assert await client.receive() == {"action": "pong"}
-    await gateway.publish({"type": "order.filled"})
+    await gateway.publish({"type": "order.event"})
     assert len(await client.events(1)) == 1
 
 
 async def test_refresh_with_another_subject_gets_error_and_connection_stays_open(gateway):
     """A refresh token for another user gets an `invalid_token` error; the connection keeps its user and stays open."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     await client.send({"action": "auth", "token": gateway.token("mallory")})
     error = await client.receive_action("error")
     assert error["code"] == "invalid_token"
-    await gateway.publish({"type": "order.filled", "userId": "mallory", "id": "not-for-alice"},
-                          {"type": "order.filled", "userId": "alice", "id": "for-alice"})
+    await gateway.publish({"type": "order.event", "userId": "mallory", "id": "not-for-alice"},
+                          {"type": "order.event", "userId": "alice", "id": "for-alice"})
     assert (await client.events(1))[0]["data"]["id"] == "for-alice"
 
 
@@ -210,7 +210,7 @@ async def test_refresh_with_bad_token_gets_error_and_connection_stays_open(gatew
 
 async def test_publish_without_token_is_401(gateway):
     """`POST /api/publish` without a token is answered 401 with a JSON error."""
-    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.filled"}) as response:
+    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.event"}) as response:
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "unauthorized"
 
@@ -218,7 +218,7 @@ async def test_publish_without_token_is_401(gateway):
 async def test_publish_with_bad_token_is_401(gateway):
     """`POST /api/publish` with a badly signed token is answered 401."""
     forged = jwt.encode(claims(roles=("publisher",)), "some-other-secret-of-sufficient-length!", algorithm="HS256")
-    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.filled"},
+    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.event"},
                                  headers={"Authorization": f"Bearer {forged}"}) as response:
         assert response.status == 401
 
@@ -226,12 +226,12 @@ async def test_publish_with_bad_token_is_401(gateway):
 async def test_publish_without_publisher_role_is_403(gateway):
     """A valid token without the `publisher` role is answered 403 and nothing is delivered."""
     listener = await gateway.websocket(token="alice")
-    await listener.subscribe("order.filled")
-    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.filled", "id": "refused"},
+    await listener.subscribe("order.event")
+    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.event", "id": "refused"},
                                  headers={"Authorization": f"Bearer {gateway.token('alice')}"}) as response:
         assert response.status == 403
         assert (await response.json())["error"]["code"] == "forbidden"
-    await gateway.publish({"type": "order.filled", "id": "accepted"})
+    await gateway.publish({"type": "order.event", "id": "accepted"})
     assert (await listener.events(1))[0]["data"]["id"] == "accepted"
 
 
@@ -239,9 +239,9 @@ async def test_publish_without_publisher_role_is_403(gateway):
     ("body", "field"),
     [
         ({"type": "not a type"}, "$.type"),
-        ({"type": "order.filled", "priority": "urgent"}, "$.priority"),
-        ({"type": "order.filled", "payload": [1, 2]}, "$.payload"),
-        ([{"type": "order.filled"}, {"type": "order.filled", "priority": "p9"}], "$[1].priority"),
+        ({"type": "order.event", "priority": "urgent"}, "$.priority"),
+        ({"type": "order.event", "payload": [1, 2]}, "$.payload"),
+        ([{"type": "order.event"}, {"type": "order.event", "priority": "p9"}], "$[1].priority"),
     ],
 )
 async def test_invalid_envelope_is_400_naming_the_field(gateway, body, field):
@@ -267,7 +267,7 @@ async def test_missing_type_is_400_naming_the_field(gateway, body, field):
 
 async def test_history_without_token_is_401(gateway):
     """`GET /api/history` without a token is answered 401 with a JSON error."""
-    async with gateway.http.get(f"{gateway.base_url}/api/history?channels=order.filled") as response:
+    async with gateway.http.get(f"{gateway.base_url}/api/history?channels=order.event") as response:
         assert response.status == 401
         assert response.content_type == "application/json"
         assert (await response.json())["error"]["code"] == "unauthorized"
@@ -276,7 +276,7 @@ async def test_history_without_token_is_401(gateway):
 async def test_history_with_expired_token_is_401(gateway):
     """`GET /api/history` with an expired token is answered 401."""
     headers = {"Authorization": f"Bearer {gateway.token('alice', ttl=-60)}"}
-    async with gateway.http.get(f"{gateway.base_url}/api/history?channels=order.filled", headers=headers) as response:
+    async with gateway.http.get(f"{gateway.base_url}/api/history?channels=order.event", headers=headers) as response:
         assert response.status == 401
 
 
@@ -307,9 +307,9 @@ async def test_public_key_gateway_accepts_token_signed_by_private_key(public_key
     algorithm, private_key, _ = key_pair
     gateway = public_key_gateway
     client = await gateway.websocket(f"/ws?token={jwt.encode(claims('alice'), private_key, algorithm=algorithm)}")
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     publisher = jwt.encode(claims("producer", ("publisher",)), private_key, algorithm=algorithm)
-    accepted = await gateway.publish({"type": "order.filled", "userId": "alice"}, token=publisher)
+    accepted = await gateway.publish({"type": "order.event", "userId": "alice"}, token=publisher)
     assert (await client.events(1))[0]["data"]["id"] == accepted[0]["id"]
 
 
@@ -325,7 +325,7 @@ async def test_public_key_gateway_rejects_hs256_publish_signed_with_the_pem(publ
     _, _, path = key_pair
     token = hs256_token(claims("producer", ("publisher",)), path.read_bytes())
     async with public_key_gateway.http.post(f"{public_key_gateway.base_url}/api/publish",
-                                            json={"type": "order.filled"},
+                                            json={"type": "order.event"},
                                             headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 401
 

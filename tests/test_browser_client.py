@@ -44,9 +44,9 @@ def page_url(page_server: PageServer, gateway_url: str, token: str, transport: s
 
 
 async def publish_numbers(publisher, numbers) -> None:
-    """Publish public `order.filled` events whose payload `n` counts up, one request each, in order."""
+    """Publish public `order.event` events whose payload `n` counts up, one request each, in order."""
     for n in numbers:
-        await publisher.publish({"type": "order.filled", "payload": {"n": n}})
+        await publisher.publish({"type": "order.event", "payload": {"n": n}})
 
 
 async def received_after_sentinel(page, publisher, sentinel: int) -> list[int]:

@@ -18,10 +18,10 @@ def _matches(index: ChannelIndex, event_type: str, key: str | None = None) -> se
 def test_wildcards_and_keys_match_like_channels(index_class):
     """`*`, `>` and `:key` patterns match exactly what ChannelPattern.matches accepts, in both indexes."""
     index = index_class()
-    patterns = ["order.*", "order.>", "order.filled", "market.ticker:BTC", "market.>:ETH", ">"]
+    patterns = ["order.*", "order.>", "order.event", "market.ticker:BTC", "market.>:ETH", ">"]
     for text in patterns:
         index.add(parse_channel(text), text)
-    for event_type, key in [("order.filled", None), ("order.fill.partial", None), ("market.ticker", "BTC"),
+    for event_type, key in [("order.event", None), ("order.fill.partial", None), ("market.ticker", "BTC"),
                             ("market.ticker", "ETH"), ("market.book", "BTC"), ("order", None)]:
         expected = {text for text in patterns if parse_channel(text).matches(event_type, key)}
         assert _matches(index, event_type, key) == expected, (event_type, key)
@@ -36,7 +36,7 @@ def test_removing_every_subscriber_leaves_an_empty_index():
     for text in patterns:
         index.remove(parse_channel(text), "alice")
     assert index.count == 0
-    assert _matches(index, "order.filled") == set()
+    assert _matches(index, "order.event") == set()
     assert index._root.empty()
 
 
@@ -48,7 +48,7 @@ def test_small_index_forgets_a_removed_pair_and_keeps_the_rest():
     index.add(parse_channel("order.*"), "tab-2")
     index.remove(parse_channel("order.*"), "tab-1")
     assert index.count == 1
-    assert _matches(index, "order.filled") == {"tab-2"}
+    assert _matches(index, "order.event") == {"tab-2"}
 
 
 def test_small_index_keeps_matching_exactly_after_outgrowing_its_list():
@@ -56,9 +56,9 @@ def test_small_index_keeps_matching_exactly_after_outgrowing_its_list():
     index: SmallChannelIndex[str] = SmallChannelIndex()
     total = SmallChannelIndex.MAX_LISTED + 8
     for number in range(total):
-        index.add(parse_channel(f"order.filled:K{number}"), f"tab-{number}")
+        index.add(parse_channel(f"order.event:K{number}"), f"tab-{number}")
     index.add(parse_channel("order.*"), "all-orders")
-    index.remove(parse_channel("order.filled:K3"), "tab-3")
+    index.remove(parse_channel("order.event:K3"), "tab-3")
     assert index.count == total
-    assert _matches(index, "order.filled", "K3") == {"all-orders"}
-    assert _matches(index, "order.filled", f"K{total - 1}") == {f"tab-{total - 1}", "all-orders"}
+    assert _matches(index, "order.event", "K3") == {"all-orders"}
+    assert _matches(index, "order.event", f"K{total - 1}") == {f"tab-{total - 1}", "all-orders"}

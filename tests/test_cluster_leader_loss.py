@@ -26,13 +26,13 @@ async def test_resume_during_leader_election_is_whole_and_complete(tmp_path):
         await gateway.start()
         async with await Publisher.connect(cluster.urls) as publisher:
             for n in range(40):
-                await publisher.publish(Envelope(type="order.filled", payload={"n": n}))
+                await publisher.publish(Envelope(type="order.event", payload={"n": n}))
         leader = await cluster.stream_leader("NOTIFIER_ACCOUNT")
         assert leader is not None
         await leader.kill()
         token = Authenticator(SECRET).issue("alice")
         async with aiohttp.ClientSession() as http, http.ws_connect(
-                f"ws://127.0.0.1:{gateway.port}/ws?channels=order.filled&last_event_id=a0.m0&token={token}") as socket:
+                f"ws://127.0.0.1:{gateway.port}/ws?channels=order.event&last_event_id=a0.m0&token={token}") as socket:
             got, recovered = [], None
             async for message in socket:
                 data = json.loads(message.data)

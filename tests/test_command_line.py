@@ -95,14 +95,14 @@ async def test_serve_starts_embedded_nats_and_is_ready(served):
 async def test_printed_dev_token_and_cli_publish_reach_a_websocket(served):
     """The printed token opens a WebSocket, and `notifier publish` delivers an event to it."""
     async with aiohttp.ClientSession() as http:
-        websocket_url = served.base_url.replace("http", "ws") + f"/ws?token={served.token}&channels=order.filled"
+        websocket_url = served.base_url.replace("http", "ws") + f"/ws?token={served.token}&channels=order.event"
         async with http.ws_connect(websocket_url) as websocket:
             assert json.loads((await websocket.receive(timeout=10)).data)["action"] == "ack"
-            code, output = await _run_command("publish", "order.filled", "--payload", '{"qty": 5}', "--key",
+            code, output = await _run_command("publish", "order.event", "--payload", '{"qty": 5}', "--key",
                                               "BTC/USDT", data_dir=served.data_dir)
             assert code == 0, output
             event = json.loads((await websocket.receive(timeout=10)).data)
-    assert event["channel"] == "order.filled:BTC/USDT"
+    assert event["channel"] == "order.event:BTC/USDT"
     assert event["data"]["payload"] == {"qty": 5}
     assert event["data"]["id"] == json.loads(output.strip().splitlines()[-1])["id"]
 
@@ -191,14 +191,14 @@ async def test_publish_with_id_stores_that_id_so_a_retry_is_deduplicated(nats_se
     await apply_streams(client.jetstream(), load_streams(default_streams_dir()))
     await client.close()
     environment = {"NOTIFIER_NATS_URL": nats_server.url}
-    first = await _run_command("publish", "order.filled", "--id", "retry-7", data_dir=tmp_path, environment=environment)
-    again = await _run_command("publish", "order.filled", "--id", "retry-7", data_dir=tmp_path, environment=environment)
+    first = await _run_command("publish", "order.event", "--id", "retry-7", data_dir=tmp_path, environment=environment)
+    again = await _run_command("publish", "order.event", "--id", "retry-7", data_dir=tmp_path, environment=environment)
     assert first[0] == 0 and json.loads(first[1])["id"] == "retry-7" and json.loads(first[1])["duplicate"] is False
     assert again[0] == 0 and json.loads(again[1])["duplicate"] is True
 
 
 async def test_publish_that_nats_does_not_confirm_names_the_id_to_retry_with(tmp_path):
     """With NATS unreachable, `notifier publish` exits 1 and says which `--id` to retry with."""
-    code, output = await _run_command("publish", "order.filled", "--id", "retry-8", data_dir=tmp_path,
+    code, output = await _run_command("publish", "order.event", "--id", "retry-8", data_dir=tmp_path,
                                       environment={"NOTIFIER_NATS_URL": "nats://127.0.0.1:9"})
     assert code == 1 and "retry with --id retry-8" in output

@@ -28,11 +28,11 @@ async def open_console(chromium, gateway, token: str | None):
 async def test_live_events_stream_into_the_table(chromium, gateway):
     """Published events appear as rows with their channel, type, user and priority; a click expands one."""
     page = await open_console(chromium, gateway, gateway.token("ops", ("admin",)))
-    await gateway.publish({"type": "order.filled", "key": "BTC/USDT", "userId": "alice", "priority": "p1",
+    await gateway.publish({"type": "order.event", "key": "BTC/USDT", "userId": "alice", "priority": "p1",
                            "payload": {"qty": 5}})
     await page.wait_for_function("document.querySelectorAll('#events tbody tr.event').length === 1", timeout=WAIT_MS)
     cells = await page.eval_on_selector_all("#events tbody tr.event td", "tds => tds.map(td => td.textContent)")
-    assert cells[1:5] == ["order.filled:BTC/USDT", "order.filled", "alice", "p1"]
+    assert cells[1:5] == ["order.event:BTC/USDT", "order.event", "alice", "p1"]
     await page.click("#events tbody tr.event")
     detail = await page.text_content("#events tbody tr.detail pre")
     assert '"qty": 5' in detail
@@ -41,9 +41,9 @@ async def test_live_events_stream_into_the_table(chromium, gateway):
 async def test_backtest_progress_is_drawn_as_a_bar_per_task(chromium, gateway):
     """backtest.progress events update one progress bar per task id."""
     page = await open_console(chromium, gateway, gateway.token("ops"))
-    await gateway.publish({"type": "backtest.progress", "payload": {"taskId": "bt-1", "progress": 0.25}},
-                          {"type": "backtest.progress", "payload": {"taskId": "bt-2", "progress": 0.9}},
-                          {"type": "backtest.progress", "payload": {"taskId": "bt-1", "progress": 0.6}})
+    await gateway.publish({"type": "backtest.progress", "payload": {"task_id": "bt-1", "progress": 25}},
+                          {"type": "backtest.progress", "payload": {"task_id": "bt-2", "progress": 90}},
+                          {"type": "backtest.progress", "payload": {"task_id": "bt-1", "progress": 60}})
     await page.wait_for_function("window.consoleState.received() === 3", timeout=WAIT_MS)
     bars = await page.eval_on_selector_all("#tasks .task", "tasks => tasks.map(t => [t.dataset.task, "
                                                           "t.querySelector('progress').value])")
@@ -52,12 +52,12 @@ async def test_backtest_progress_is_drawn_as_a_bar_per_task(chromium, gateway):
 
 async def test_the_history_browser_pages_through_stored_events(chromium, gateway):
     """Newest lists stored events from /api/history; Next page continues after them."""
-    await gateway.publish(*({"type": "risk.alert", "payload": {"n": n}} for n in range(3)))
+    await gateway.publish(*({"type": "risk.notice", "payload": {"n": n}} for n in range(3)))
     page = await open_console(chromium, gateway, gateway.token("ops"))
-    await page.fill("#history-channels", "risk.alert")
+    await page.fill("#history-channels", "risk.notice")
     await page.click("#history-newest")
     await page.wait_for_function("document.querySelectorAll('#history tbody tr').length === 3", timeout=WAIT_MS)
-    await gateway.publish({"type": "risk.alert", "payload": {"n": 3}})
+    await gateway.publish({"type": "risk.notice", "payload": {"n": 3}})
     await page.click("#history-next")
     await page.wait_for_function("document.querySelectorAll('#history tbody tr').length === 1", timeout=WAIT_MS)
     assert '{"n":3}' in await page.text_content("#history tbody tr td.payload")
@@ -88,12 +88,12 @@ async def test_a_screenshot_with_live_data(chromium, gateway, tmp_path: Path):
     await page.fill("#history-channels", "order.*")
     events = [{"type": "market.ticker", "key": symbol, "payload": {"last": price}}
               for symbol, price in (("BTC/USDT", "65000.5"), ("ETH/USDT", "3400.1"), ("SOL/USDT", "151.2"))]
-    events += [{"type": "order.filled", "key": "BTC/USDT", "userId": "alice", "priority": "p1",
+    events += [{"type": "order.event", "key": "BTC/USDT", "userId": "alice", "priority": "p1",
                 "payload": {"orderId": "7f3a", "qty": "0.5", "price": "65000.5"}},
-               {"type": "risk.alert", "userId": "bob", "priority": "p0", "payload": {"margin": "0.92"}},
-               {"type": "backtest.progress", "payload": {"taskId": "momentum-v2", "progress": 0.72,
-                                                          "status": "2024-03"}},
-               {"type": "backtest.progress", "payload": {"taskId": "mean-revert", "progress": 0.31}}]
+               {"type": "risk.notice", "userId": "bob", "priority": "p0", "payload": {"margin": "0.92"}},
+               {"type": "backtest.progress", "payload": {"task_id": "momentum-v2", "progress": 72,
+                                                          "current_date": "2024-03"}},
+               {"type": "backtest.progress", "payload": {"task_id": "mean-revert", "progress": 31}}]
     await gateway.publish(*events)
     await page.wait_for_function(f"window.consoleState.received() === {len(events)}", timeout=WAIT_MS)
     await page.click("#history-newest")

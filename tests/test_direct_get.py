@@ -28,7 +28,7 @@ async def test_reader_with_two_filters_stops_at_its_end(nats_server):
         sequences = {"public": [], "private": []}
         for number in range(120):
             private = number % 10 == 0
-            result = await publisher.publish(Envelope(type="order.filled", user_id="alice" if private else None,
+            result = await publisher.publish(Envelope(type="order.event", user_id="alice" if private else None,
                                                       payload={"n": number}))
             sequences["private" if private else "public"].append(result.sequence)
         definition = streams.by_cursor_id["a"]
@@ -59,7 +59,7 @@ class _ScriptedReader(DirectReader):
         for sequence in answer:
             if not scan.takes(sequence):
                 break
-            envelope = Envelope(type="order.filled", id=str(sequence), timestamp=0)
+            envelope = Envelope(type="order.event", id=str(sequence), timestamp=0)
             scan.buffer.append(StoredEvent("a", sequence, envelope, b"{}", sequence))
         if not answer or scan.next > scan.end:
             scan.done = True

@@ -95,7 +95,7 @@ async def test_publish_from_another_folder_says_where_it_looked_and_what_to_set(
     """`notifier publish` run outside the gateway's folder names the nats-url file it looked for and NOTIFIER_DATA_DIR."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code, stdout, stderr = await _run("publish", "order.filled", cwd=elsewhere)
+    code, stdout, stderr = await _run("publish", "order.event", cwd=elsewhere)
     assert code == 2 and stdout == ""
     assert str(elsewhere / "var" / "nats-url") in stderr
     assert "NOTIFIER_DATA_DIR" in stderr and "NOTIFIER_NATS_URL" in stderr

@@ -57,7 +57,7 @@ client_messages = st.one_of(
 )
 
 envelopes = st.fixed_dictionaries(
-    {"type": texts | st.sampled_from(["order.filled", "risk.alert", "market.ticker"])},
+    {"type": texts | st.sampled_from(["order.event", "risk.notice", "market.ticker"])},
     optional={
         "id": texts | json_values, "userId": texts | json_values, "key": texts | json_values,
         "timestamp": numbers | json_values, "ttl": numbers | json_values, "payload": json_values,
@@ -66,10 +66,10 @@ envelopes = st.fixed_dictionaries(
 )
 publish_bodies = st.one_of(
     texts, json_values.map(json.dumps), envelopes.map(json.dumps), st.lists(envelopes, max_size=3).map(json.dumps),
-    nested_in('{"type":"order.filled","payload":{"a":{}}}'),
+    nested_in('{"type":"order.event","payload":{"a":{}}}'),
 )
 queries = st.fixed_dictionaries({}, optional={
-    "channels": texts | st.sampled_from(["order.*", "order.filled,risk.alert", "market.ticker:BTC"]),
+    "channels": texts | st.sampled_from(["order.*", "order.event,risk.notice", "market.ticker:BTC"]),
     "since": texts | st.sampled_from(["a0", "a1.m0", "a١", "a1\n"]),
     "limit": texts | st.sampled_from(["1", "²", "1000", "1001", "0"]),
     "priority": texts | st.sampled_from(["p0", "p9"]),

@@ -23,7 +23,7 @@ from notifier.fanout.hub import Hub
 from notifier.model.identity import Identity
 from notifier.fanout.session import Session
 
-TYPES = {"a": "order.filled", "m": "market.ticker"}
+TYPES = {"a": "order.event", "m": "market.ticker"}
 
 
 class InMemoryStore:

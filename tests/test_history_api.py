@@ -11,19 +11,19 @@ async def _history(gateway, user: str = "alice", **params) -> tuple[int, dict]:
 
 async def test_latest_n_without_since(gateway):
     """Without `since`, history returns the latest `limit` events, oldest first."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(10)))
-    status, body = await _history(gateway, channels="order.filled", limit="3")
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(10)))
+    status, body = await _history(gateway, channels="order.event", limit="3")
     assert status == 200
     assert [event["data"]["payload"]["n"] for event in body["events"]] == [7, 8, 9]
 
 
 async def test_since_pages_forward_without_gaps(gateway):
     """Following `next` page by page lists every event once, in order."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(7)))
-    status, body = await _history(gateway, channels="order.filled", since="a0", limit="3")
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(7)))
+    status, body = await _history(gateway, channels="order.event", since="a0", limit="3")
     seen = [event["data"]["payload"]["n"] for event in body["events"]]
     while body["events"]:
-        status, body = await _history(gateway, channels="order.filled", since=body["next"], limit="3")
+        status, body = await _history(gateway, channels="order.event", since=body["next"], limit="3")
         seen.extend(event["data"]["payload"]["n"] for event in body["events"])
     assert seen == list(range(7))
 
@@ -40,23 +40,23 @@ async def test_history_event_shape(gateway):
 
 async def test_history_filters_by_channel(gateway):
     """Only events on the requested channels are listed."""
-    await gateway.publish({"type": "order.filled"}, {"type": "risk.alert"}, {"type": "order.cancelled"})
+    await gateway.publish({"type": "order.event"}, {"type": "risk.notice"}, {"type": "order.withdrawn"})
     status, body = await _history(gateway, channels="order.*")
-    assert [event["channel"] for event in body["events"]] == ["order.filled", "order.cancelled"]
+    assert [event["channel"] for event in body["events"]] == ["order.event", "order.withdrawn"]
 
 
 async def test_latest_n_finds_a_users_few_events_in_a_large_stream(gateway):
     """Latest-N for a user with few private events among many others still finds exactly theirs."""
-    await gateway.publish({"type": "order.filled", "userId": "alice", "payload": {"n": 1}})
-    await gateway.publish(*({"type": "order.filled", "userId": "bob"} for _ in range(300)))
-    await gateway.publish({"type": "order.filled", "userId": "alice", "payload": {"n": 2}})
-    status, body = await _history(gateway, "alice", channels="order.filled", limit="5")
+    await gateway.publish({"type": "order.event", "userId": "alice", "payload": {"n": 1}})
+    await gateway.publish(*({"type": "order.event", "userId": "bob"} for _ in range(300)))
+    await gateway.publish({"type": "order.event", "userId": "alice", "payload": {"n": 2}})
+    status, body = await _history(gateway, "alice", channels="order.event", limit="5")
     assert [event["data"]["payload"]["n"] for event in body["events"]] == [1, 2]
 
 
 async def test_limit_out_of_range_is_rejected_naming_the_field(gateway):
     """`limit=5000` is a 400 naming `limit`."""
-    status, body = await _history(gateway, channels="order.filled", limit="5000")
+    status, body = await _history(gateway, channels="order.event", limit="5000")
     assert status == 400
     assert body["error"]["field"] == "limit"
 
@@ -69,21 +69,21 @@ async def test_missing_channels_is_rejected(gateway):
 
 async def test_history_cursor_resumes_websocket(gateway):
     """The `next` cursor of a history page resumes a WebSocket right after the page."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(3)))
-    status, body = await _history(gateway, channels="order.filled", limit="2", since="a0")
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(3)))
+    status, body = await _history(gateway, channels="order.event", limit="2", since="a0")
     client = await gateway.websocket()
-    await client.subscribe("order.filled", since=body["next"])
+    await client.subscribe("order.event", since=body["next"])
     assert [event["data"]["payload"]["n"] for event in await client.events(1)] == [2]
     assert (await client.receive())["action"] == "recovered"
 
 
 async def test_latest_n_across_two_streams_is_the_newest_n_overall(gateway):
     """Latest-N over channels in two streams returns the newest N events of both, oldest first."""
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}}, {"type": "market.ticker", "key": "BTC",
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}}, {"type": "market.ticker", "key": "BTC",
                                                                           "payload": {"n": 1}})
-    await gateway.publish({"type": "order.filled", "payload": {"n": 2}}, {"type": "market.ticker", "key": "BTC",
+    await gateway.publish({"type": "order.event", "payload": {"n": 2}}, {"type": "market.ticker", "key": "BTC",
                                                                           "payload": {"n": 3}})
-    status, body = await _history(gateway, channels="order.filled,market.ticker", limit="2")
+    status, body = await _history(gateway, channels="order.event,market.ticker", limit="2")
     assert [event["data"]["payload"]["n"] for event in body["events"]] == [2, 3]
 
 

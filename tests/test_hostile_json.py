@@ -10,7 +10,7 @@ import pytest
 
 from notifier.model.limits import MAX_JSON_DEPTH
 
-SUBJECT = "notifier.account.pub._.order.filled"
+SUBJECT = "notifier.account.pub._.order.event"
 
 
 def nested_payload(depth: int) -> str:
@@ -19,8 +19,8 @@ def nested_payload(depth: int) -> str:
 
 
 def envelope_nested(depth: int) -> str:
-    """An `order.filled` envelope (a fresh id each) whose payload nests so the document is `depth` deep."""
-    return f'{{"type":"order.filled","id":"{uuid.uuid4().hex}","payload":{{"deep":' + nested_payload(depth - 2) + "}}"
+    """An `order.event` envelope (a fresh id each) whose payload nests so the document is `depth` deep."""
+    return f'{{"type":"order.event","id":"{uuid.uuid4().hex}","payload":{{"deep":' + nested_payload(depth - 2) + "}}"
 
 
 async def post_publish(gateway, body: str):
@@ -49,7 +49,7 @@ async def publish_raw(nats_server, body: bytes) -> None:
 
 async def history(gateway, **params: str):
     token = gateway.token("alice")
-    async with gateway.http.get(f"{gateway.base_url}/api/history", params={"channels": "order.filled", **params},
+    async with gateway.http.get(f"{gateway.base_url}/api/history", params={"channels": "order.event", **params},
                                 headers={"Authorization": f"Bearer {token}"}) as response:
         return response.status, await response.json()
 
@@ -72,18 +72,18 @@ async def test_publish_nested_to_the_bound_is_accepted(gateway):
 async def test_websocket_message_nested_too_deep_gets_malformed_json_and_survives(gateway):
     """A WebSocket message nested 5000 deep is answered `malformed_json` and the connection still delivers."""
     client = await gateway.websocket()
-    await client.send('{"action":"subscribe","channels":["order.filled"],"x":' + nested_payload(5000) + "}")
+    await client.send('{"action":"subscribe","channels":["order.event"],"x":' + nested_payload(5000) + "}")
     assert (await client.receive_action("error"))["code"] == "malformed_json"
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "payload": {"alive": True}})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "payload": {"alive": True}})
     assert (await client.events(1))[0]["data"]["payload"] == {"alive": True}
 
 
 async def test_history_skips_a_poisoned_stored_message(gateway, nats_server):
     """A stored body nested 5000 deep is left out of `/api/history`, which still lists the events around it."""
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     await publish_raw(nats_server, envelope_nested(5000).encode())
-    await gateway.publish({"type": "order.filled", "payload": {"n": 2}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 2}})
     status, page = await history(gateway)
     assert status == 200
     assert [event["data"]["payload"] for event in page["events"]] == [{"n": 1}, {"n": 2}]
@@ -93,9 +93,9 @@ async def test_resume_across_a_poisoned_stored_message_is_complete(gateway, nats
     """A resume whose replay meets a poisoned stored message delivers the events after it and `complete: true`."""
     cursor = await gateway.cursor_after_one_event()
     await publish_raw(nats_server, envelope_nested(5000).encode())
-    await gateway.publish({"type": "order.filled", "payload": {"after": True}})
+    await gateway.publish({"type": "order.event", "payload": {"after": True}})
     client = await gateway.websocket()
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     assert (await client.events(1))[0]["data"]["payload"] == {"after": True}
     assert await client.receive_action("recovered") == {"action": "recovered", "complete": True}
 
@@ -103,9 +103,9 @@ async def test_resume_across_a_poisoned_stored_message_is_complete(gateway, nats
 async def test_live_delivery_continues_after_a_poisoned_stored_message(gateway, nats_server):
     """A live subscriber gets the event published after a poisoned stored message."""
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     await publish_raw(nats_server, envelope_nested(5000).encode())
-    await gateway.publish({"type": "order.filled", "payload": {"after": True}})
+    await gateway.publish({"type": "order.event", "payload": {"after": True}})
     assert (await client.events(1))[0]["data"]["payload"] == {"after": True}
 
 
@@ -113,7 +113,7 @@ async def test_a_poisoned_stored_message_is_counted_once(gateway, nats_server):
     """`notifier_undecodable_messages_total` counts a poisoned message once, however often it is read."""
     before = await metric(gateway, "notifier_undecodable_messages_total")
     await publish_raw(nats_server, envelope_nested(5000).encode())
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     for _ in range(2):
         assert (await history(gateway))[0] == 200
     assert await metric(gateway, "notifier_undecodable_messages_total") == before + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from notifier.model.channels import parse_channel_list
 from notifier.testing.ledger import ClientRecord, Resume, StoredRecord, judge
 
-STORED = [StoredRecord("a", sequence, f"e{sequence}", "order.filled", None, None, f"order.filled#{sequence}")
+STORED = [StoredRecord("a", sequence, f"e{sequence}", "order.event", None, None, f"order.event#{sequence}")
           for sequence in range(1, 7)]
 
 
@@ -45,7 +45,7 @@ def test_repeat_and_reorder_are_counted():
 
 def test_another_users_private_event_is_foreign():
     """A private event of another user, received, is reported as not theirs."""
-    stored = [*STORED, StoredRecord("a", 7, "p7", "order.accepted", None, "u9")]
+    stored = [*STORED, StoredRecord("a", 7, "p7", "order.acknowledged", None, "u9")]
     verdict = judge(_client([f"e{n}" for n in range(1, 7)] + ["p7"]), stored)
     assert verdict.foreign == ["p7"]
 

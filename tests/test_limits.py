@@ -107,21 +107,21 @@ async def test_connection_admission_is_off_by_default(gateway):
     """By default many connections from one address are all admitted."""
     clients = [await gateway.websocket(token=f"user{n}") for n in range(12)]
     for client in clients:
-        assert (await client.subscribe("order.filled"))["action"] == "ack"
+        assert (await client.subscribe("order.event"))["action"] == "ack"
 
 
 async def test_websocket_answers_at_once_after_an_idle_timeout_passed(make_gateway):
     """An open WebSocket is not cut by the HTTP idle timeout: it still delivers after the timeout has passed."""
     gateway = await make_gateway(http_idle_timeout=0.2)
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     # The idle timer has fired by the time a fresh partial request has been dropped.
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
     writer.write(b"GET /healthz HTTP/1.1\r\n")
     await writer.drain()
     assert await asyncio.wait_for(reader.read(), RECEIVE_TIMEOUT) == b""
     writer.close()
-    await gateway.publish({"type": "order.filled", "payload": {"still": "open"}})
+    await gateway.publish({"type": "order.event", "payload": {"still": "open"}})
     assert (await client.events(1))[0]["data"]["payload"] == {"still": "open"}
 
 

@@ -21,7 +21,7 @@ class _Client:
 
 
 def _message(sequence: int) -> SimpleNamespace:
-    envelope = Envelope(type="order.filled", id=f"e{sequence}", timestamp=0)
+    envelope = Envelope(type="order.event", id=f"e{sequence}", timestamp=0)
     metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence), timestamp=datetime.now(timezone.utc))
     return SimpleNamespace(metadata=metadata, subject=subject_for(envelope, ACCOUNT), data=encode_envelope(envelope))
 

@@ -44,8 +44,8 @@ async def test_websocket_delivery_latency_is_observed(gateway):
     series = 'notifier_delivery_latency_seconds_count{transport="websocket"}'
     before = _value(await _metrics(gateway), series)
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled"})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event"})
     await client.events(1)
     text = await _metrics(gateway)
     assert _value(text, series) > before
@@ -58,9 +58,9 @@ async def test_sse_delivery_latency_is_observed(gateway):
     series = 'notifier_delivery_latency_seconds_count{transport="sse"}'
     before = _value(await _metrics(gateway), series)
     stream = await _open_sse(gateway)
-    await gateway.publish({"type": "order.filled"})
+    await gateway.publish({"type": "order.event"})
     async with asyncio.timeout(RECEIVE_TIMEOUT):
-        assert b"order.filled" in await stream.content.readuntil(b"\n\n")
+        assert b"order.event" in await stream.content.readuntil(b"\n\n")
     stream.close()
     assert _value(await _metrics(gateway), series) > before
 
@@ -80,8 +80,8 @@ async def test_connections_are_counted_by_transport(gateway):
 async def test_active_subscriptions_are_counted(gateway):
     """notifier_subscriptions_active counts the channels the open connections are subscribed to."""
     client = await gateway.websocket()
-    await client.subscribe("order.*", "risk.alert", "position.update")
-    await client.send({"action": "unsubscribe", "channels": ["risk.alert"]})
+    await client.subscribe("order.*", "risk.notice", "position.update")
+    await client.send({"action": "unsubscribe", "channels": ["risk.notice"]})
     await client.receive_action("ack")
     assert _value(await _metrics(gateway), "notifier_subscriptions_active") == 2
 
@@ -102,7 +102,7 @@ async def test_complete_resume_is_counted_as_complete(gateway):
     cursor = await gateway.cursor_after_one_event()
     before = _value(await _metrics(gateway), series)
     client = await gateway.websocket()
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     await client.receive_action("recovered")
     assert _value(await _metrics(gateway), series) == before + 1
 
@@ -140,8 +140,8 @@ async def test_process_and_build_info_metrics_are_exposed(gateway):
 async def test_promtool_accepts_the_metrics(gateway):
     """`promtool check metrics` finds nothing to complain about in /metrics with every kind of series present."""
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled"})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event"})
     await client.events(1)
     text = await _metrics(gateway)
     result = await asyncio.to_thread(subprocess.run, ["promtool", "check", "metrics"], input=text,

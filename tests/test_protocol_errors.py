@@ -4,8 +4,8 @@ from __future__ import annotations
 
 
 async def _still_delivers(gateway, client) -> None:
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "payload": {"alive": True}})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "payload": {"alive": True}})
     assert (await client.events(1))[0]["data"]["payload"] == {"alive": True}
 
 
@@ -21,7 +21,7 @@ async def test_malformed_json_gets_error_and_connection_survives(gateway):
 async def test_unknown_action_gets_error_naming_actions(gateway):
     """An unknown action is answered with `unknown_action` listing the valid ones."""
     client = await gateway.websocket()
-    await client.send({"action": "subscrbe", "channels": ["order.filled"]})
+    await client.send({"action": "subscrbe", "channels": ["order.event"]})
     error = await client.receive_action("error")
     assert error["code"] == "unknown_action"
     assert "subscribe" in error["message"]
@@ -31,7 +31,7 @@ async def test_unknown_action_gets_error_naming_actions(gateway):
 async def test_wrong_field_type_names_the_field(gateway):
     """`channels` given as a string is answered with `invalid_message` naming `$.channels`."""
     client = await gateway.websocket()
-    await client.send({"action": "subscribe", "channels": "order.filled"})
+    await client.send({"action": "subscribe", "channels": "order.event"})
     error = await client.receive_action("error")
     assert error["code"] == "invalid_message"
     assert "$.channels" in error["message"]
@@ -51,7 +51,7 @@ async def test_bad_channel_gets_invalid_channel(gateway):
 async def test_bad_cursor_gets_invalid_cursor(gateway):
     """A `since` that is not a cursor is answered with `invalid_cursor` and nothing is subscribed."""
     client = await gateway.websocket()
-    await client.send({"action": "subscribe", "channels": ["order.filled"], "since": "yesterday"})
+    await client.send({"action": "subscribe", "channels": ["order.event"], "since": "yesterday"})
     error = await client.receive_action("error")
     assert error["code"] == "invalid_cursor"
     await _still_delivers(gateway, client)
@@ -70,10 +70,10 @@ async def test_bad_input_on_one_connection_does_not_disturb_another(gateway):
     """A client sending garbage does not affect another client's delivery."""
     noisy = await gateway.websocket(token="mallory")
     quiet = await gateway.websocket(token="alice")
-    await quiet.subscribe("order.filled")
+    await quiet.subscribe("order.event")
     for _ in range(20):
         await noisy.send("\x00garbage")
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     assert (await quiet.events(1))[0]["data"]["payload"] == {"n": 1}
 
 
@@ -101,10 +101,10 @@ async def test_answering_pings_keeps_connection_open(make_gateway):
 
     gateway = await make_gateway(ping_interval=0.1, pong_timeout=1.0)
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     for _ in range(30):
         message = await client.connection.receive(timeout=10)
         assert json.loads(message.data) == {"action": "ping"}
         await client.send({"action": "pong"})
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     assert (await client.events(1))[0]["data"]["payload"] == {"n": 1}

@@ -41,7 +41,7 @@ async def test_publish_while_nats_is_away_names_pending_ids_and_retry_stores_eac
     await nats_server.stop()
     await _wait_ready(gateway, 503)
     token = gateway.token("producer", ("publisher",))
-    body = [{"type": "order.filled", "payload": {"n": 1}}, {"type": "order.filled", "payload": {"n": 2}}]
+    body = [{"type": "order.event", "payload": {"n": 1}}, {"type": "order.event", "payload": {"n": 2}}]
     async with gateway.http.post(f"{gateway.base_url}/api/publish", json=body,
                                  headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 503
@@ -63,7 +63,7 @@ async def test_publisher_raises_with_the_id_when_unconfirmed(nats_server):
     port = nats_server.port
     await nats_server.stop()
     try:
-        await publisher.publish(Envelope(type="order.filled", id="retry-me", payload={}))
+        await publisher.publish(Envelope(type="order.event", id="retry-me", payload={}))
     except PublishUnconfirmed as error:
         assert error.event_id == "retry-me"
     else:

@@ -17,8 +17,8 @@ from notifier.jetstream.subjects import subject_for
 async def test_publisher_returns_stored_position(nats_server, gateway):
     """`await Publisher.publish(event)` returns the stream id and sequence JetStream stored it at."""
     async with await Publisher.connect(nats_server.url, source="executor") as publisher:
-        first = await publisher.publish(Envelope(type="order.filled"))
-        second = await publisher.publish(Envelope(type="order.filled"))
+        first = await publisher.publish(Envelope(type="order.event"))
+        second = await publisher.publish(Envelope(type="order.event"))
     assert (first.stream, second.stream) == ("a", "a")
     assert second.sequence == first.sequence + 1
 
@@ -26,11 +26,11 @@ async def test_publisher_returns_stored_position(nats_server, gateway):
 async def test_duplicate_publish_with_same_id_is_stored_once(nats_server, gateway):
     """Publishing the same envelope id twice stores it once and delivers it once."""
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     async with await Publisher.connect(nats_server.url, source="executor") as publisher:
-        first = await publisher.publish(Envelope(type="order.filled", id="order-42-fill-1"))
-        retry = await publisher.publish(Envelope(type="order.filled", id="order-42-fill-1"))
-        await publisher.publish(Envelope(type="order.filled", id="order-42-fill-2"))
+        first = await publisher.publish(Envelope(type="order.event", id="order-42-fill-1"))
+        retry = await publisher.publish(Envelope(type="order.event", id="order-42-fill-1"))
+        await publisher.publish(Envelope(type="order.event", id="order-42-fill-2"))
     assert retry.duplicate and retry.sequence == first.sequence
     ids = [event["data"]["id"] for event in await client.events(2)]
     assert ids == ["order-42-fill-1", "order-42-fill-2"]
@@ -46,7 +46,7 @@ async def test_duplicate_http_publish_is_reported_as_duplicate(gateway):
 
 async def test_http_publish_of_array_answers_each_id_and_cursor(gateway):
     """A JSON array body is stored in order and answered with one id and cursor per envelope."""
-    accepted = await gateway.publish({"type": "order.filled", "id": "x1"}, {"type": "market.ticker", "key": "BTC",
+    accepted = await gateway.publish({"type": "order.event", "id": "x1"}, {"type": "market.ticker", "key": "BTC",
                                                                              "id": "x2"})
     assert [item["id"] for item in accepted] == ["x1", "x2"]
     assert accepted[0]["cursor"].startswith("a") and "m" in accepted[1]["cursor"]
@@ -55,47 +55,47 @@ async def test_http_publish_of_array_answers_each_id_and_cursor(gateway):
 async def test_raw_nats_publisher_following_the_documented_scheme_is_delivered(gateway, nats_server):
     """A non-Python producer that publishes the documented subject and JSON body reaches subscribers."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("position.updated")
-    body = {"type": "position.updated", "id": "p-1", "source": "go-service", "userId": "alice", "key": "ETH-PERP",
+    await client.subscribe("position.changed")
+    body = {"type": "position.changed", "id": "p-1", "source": "go-service", "userId": "alice", "key": "ETH-PERP",
             "payload": {"size": 2}}
     connection = await nats.connect(nats_server.url)
-    await connection.jetstream().publish("notifier.account.user.alice.ETH-PERP.position.updated",
+    await connection.jetstream().publish("notifier.account.user.alice.ETH-PERP.position.changed",
                                          json.dumps(body).encode(), headers={"Nats-Msg-Id": "p-1"})
     await connection.close()
     event = (await client.events(1))[0]
-    assert event["channel"] == "position.updated:ETH-PERP"
+    assert event["channel"] == "position.changed:ETH-PERP"
     assert event["data"]["source"] == "go-service"
 
 
 async def test_body_on_wrong_subject_is_not_delivered(gateway, nats_server):
     """A raw message whose subject disagrees with its envelope (private body on a public subject) is skipped."""
     client = await gateway.websocket(token="bob")
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     connection = await nats.connect(nats_server.url)
-    leaked = {"type": "order.filled", "userId": "alice", "payload": {"secret": True}}
-    await connection.jetstream().publish("notifier.account.pub._.order.filled", json.dumps(leaked).encode())
+    leaked = {"type": "order.event", "userId": "alice", "payload": {"secret": True}}
+    await connection.jetstream().publish("notifier.account.pub._.order.event", json.dumps(leaked).encode())
     await connection.close()
-    await gateway.publish({"type": "order.filled", "payload": {"secret": False}})
+    await gateway.publish({"type": "order.event", "payload": {"secret": False}})
     assert (await client.events(1))[0]["data"]["payload"] == {"secret": False}
 
 
 async def test_invalid_raw_body_does_not_stop_the_feed(gateway, nats_server):
     """Garbage published straight to a stream subject is skipped and later events still arrive."""
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     connection = await nats.connect(nats_server.url)
-    await connection.jetstream().publish("notifier.account.pub._.order.filled", b"{not json")
+    await connection.jetstream().publish("notifier.account.pub._.order.event", b"{not json")
     await connection.close()
-    await gateway.publish({"type": "order.filled", "payload": {"ok": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"ok": 1}})
     assert (await client.events(1))[0]["data"]["payload"] == {"ok": 1}
 
 
 def test_subject_scheme_encodes_unusual_user_ids_and_keys():
     """User ids and keys that are not plain subject tokens are base64url-encoded behind `~`."""
-    account = load_streams(default_streams_dir()).for_type("order.filled")
-    envelope = msgspec.convert({"type": "order.filled", "userId": "a.b@c", "key": "1.5x"}, Envelope)
+    account = load_streams(default_streams_dir()).for_type("order.event")
+    envelope = msgspec.convert({"type": "order.event", "userId": "a.b@c", "key": "1.5x"}, Envelope)
     subject = subject_for(envelope, account)
-    assert subject == "notifier.account.user.~YS5iQGM.~MS41eA.order.filled"
+    assert subject == "notifier.account.user.~YS5iQGM.~MS41eA.order.event"
 
 
 async def test_event_stored_in_the_wrong_stream_is_skipped(gateway, nats_server):
@@ -112,6 +112,7 @@ async def test_event_stored_in_the_wrong_stream_is_skipped(gateway, nats_server)
 
 async def test_publish_of_a_thousand_envelopes_over_one_mebibyte_is_accepted(gateway):
     """The documented maximum of 1000 envelopes per request is accepted even when the body exceeds 1 MiB."""
-    envelopes = [{"type": "backtest.progress", "payload": {"step": n, "notes": "x" * 1500}} for n in range(1000)]
+    envelopes = [{"type": "backtest.progress",
+                  "payload": {"task_id": "bt-1", "progress": n / 10, "message": "x" * 1024}} for n in range(1000)]
     accepted = await gateway.publish(*envelopes)
     assert len(accepted) == 1000

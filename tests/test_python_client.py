@@ -34,7 +34,7 @@ async def wait_for(condition, what: str) -> None:
             await asyncio.sleep(0.01)  # polling a condition, with the deadline above
 
 
-async def publish_numbers(gateway, numbers, type_: str = "order.filled") -> None:
+async def publish_numbers(gateway, numbers, type_: str = "order.event") -> None:
     for n in numbers:
         await gateway.publish({"type": type_, "payload": {"n": n}})
 
@@ -48,13 +48,13 @@ async def test_events_arrive_with_id_channel_and_envelope(gateway):
     async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
         orders = client.subscribe("order.*")
         await take_ready(client, orders)
-        await gateway.publish({"type": "risk.alert", "payload": {"n": -1}})
-        await gateway.publish({"type": "order.filled", "key": "BTC/USDT", "payload": {"n": 0}})
+        await gateway.publish({"type": "risk.notice", "payload": {"n": -1}})
+        await gateway.publish({"type": "order.event", "key": "BTC/USDT", "payload": {"n": 0}})
         await publish_numbers(gateway, [1])
         events = await take(orders, 2)
     assert numbers(events) == [0, 1]
-    assert events[0].channel == "order.filled:BTC/USDT"
-    assert events[0].data["type"] == "order.filled"
+    assert events[0].channel == "order.event:BTC/USDT"
+    assert events[0].data["type"] == "order.event"
     assert events[1].id == client.last_event_id
 
 
@@ -179,14 +179,14 @@ async def test_subscriptions_with_different_options_resume_exactly(make_gateway)
         urgent = client.subscribe("risk.*", priority="p1")
         await take_ready(client, orders)
         await take_ready(client, urgent)
-        await gateway.publish({"type": "order.filled", "payload": {"n": 0}},
-                              {"type": "risk.alert", "priority": "p0", "payload": {"n": 0}})
+        await gateway.publish({"type": "order.event", "payload": {"n": 0}},
+                              {"type": "risk.notice", "priority": "p0", "payload": {"n": 0}})
         first_orders, first_urgent = await take(orders, 1), await take(urgent, 1)
         await gateway.stop()
         await gateway.start()
-        await gateway.publish({"type": "order.filled", "payload": {"n": 1}},
-                              {"type": "risk.alert", "priority": "p2", "payload": {"n": -1}},
-                              {"type": "risk.alert", "priority": "p1", "payload": {"n": 1}})
+        await gateway.publish({"type": "order.event", "payload": {"n": 1}},
+                              {"type": "risk.notice", "priority": "p2", "payload": {"n": -1}},
+                              {"type": "risk.notice", "priority": "p1", "payload": {"n": 1}})
         rest_orders, rest_urgent = await take(orders, 1), await take(urgent, 1)
     assert numbers(first_orders + rest_orders) == [0, 1]
     assert numbers(first_urgent + rest_urgent) == [0, 1]
@@ -254,7 +254,7 @@ async def test_a_consumer_that_falls_behind_still_gets_every_event_in_order(make
         orders = client.subscribe("order.*")
         await take_ready(client, orders)
         for start in range(0, count, 500):
-            await gateway.publish(*({"type": "order.filled", "payload": {"n": n}}
+            await gateway.publish(*({"type": "order.event", "payload": {"n": n}}
                                     for n in range(start, min(count, start + 500))))
         events = await take(orders, count)
     assert numbers(events) == list(range(count))

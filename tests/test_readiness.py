@@ -47,14 +47,14 @@ async def test_readyz_goes_503_with_reason_when_nats_stops(gateway, nats_server)
 async def test_clients_receive_again_after_nats_comes_back(gateway, nats_server):
     """After NATS restarts, `/readyz` is 200 again and a connected client receives new events."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     port = nats_server.port
     await nats_server.stop()
     await _wait_for_ready_status(gateway, 503)
     nats_server.requested_port = port
     await nats_server.start()
     await _wait_for_ready_status(gateway, 200)
-    await gateway.publish({"type": "order.filled", "payload": {"after": "restart"}})
+    await gateway.publish({"type": "order.event", "payload": {"after": "restart"}})
     event = (await client.events(1, timeout=20))[0]
     assert event["data"]["payload"] == {"after": "restart"}
 
@@ -62,8 +62,8 @@ async def test_clients_receive_again_after_nats_comes_back(gateway, nats_server)
 async def test_events_stored_during_gateway_outage_of_nats_link_are_not_lost(gateway, nats_server):
     """Events published straight to NATS while the gateway was cut off are replayable by cursor afterwards."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled")
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}})
     cursor = (await client.events(1))[0]["id"]
     port = nats_server.port
     await nats_server.stop()
@@ -71,10 +71,10 @@ async def test_events_stored_during_gateway_outage_of_nats_link_are_not_lost(gat
     nats_server.requested_port = port
     await nats_server.start()
     async with await Publisher.connect(nats_server.url) as publisher:
-        await publisher.publish(Envelope(type="order.filled", payload={"n": 1}))
+        await publisher.publish(Envelope(type="order.event", payload={"n": 1}))
     await _wait_for_ready_status(gateway, 200)
     resumed = await gateway.websocket(token="alice")
-    await resumed.subscribe("order.filled", since=cursor)
+    await resumed.subscribe("order.event", since=cursor)
     assert (await resumed.events(1))[0]["data"]["payload"] == {"n": 1}
     assert (await resumed.receive())["action"] == "recovered"
 

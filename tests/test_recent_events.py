@@ -7,7 +7,7 @@ from notifier.jetstream.recent_events import RecentEvents
 
 
 def _event(sequence: int) -> StoredEvent:
-    envelope = Envelope(type="order.filled", id=f"e{sequence}", timestamp=0)
+    envelope = Envelope(type="order.event", id=f"e{sequence}", timestamp=0)
     return StoredEvent("a", sequence, envelope, encode_envelope(envelope), sequence)
 
 

@@ -11,13 +11,13 @@ from notifier.model.events import Envelope
 async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
     """After missing N events, a subscribe with `since` gets exactly those N in order, `recovered`, then live ones."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 26)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(1, 26)))
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     replayed = await client.events(25)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 26))
     assert await client.receive() == {"action": "recovered", "complete": True}
-    await gateway.publish({"type": "order.filled", "payload": {"n": 26}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 26}})
     live = await client.events(1)
     assert live[0]["data"]["payload"]["n"] == 26
 
@@ -25,12 +25,12 @@ async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
 async def test_replayed_cursors_resume_from_the_middle(gateway):
     """The cursor of any replayed event is itself a resume point: resuming from it skips what came before."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 6)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(1, 6)))
     first = await gateway.websocket(token="alice")
-    await first.subscribe("order.filled", since=cursor)
+    await first.subscribe("order.event", since=cursor)
     middle = (await first.events(5))[2]["id"]
     second = await gateway.websocket(token="alice")
-    await second.subscribe("order.filled", since=middle)
+    await second.subscribe("order.event", since=middle)
     assert [event["data"]["payload"]["n"] for event in await second.events(2)] == [4, 5]
     assert (await second.receive())["action"] == "recovered"
 
@@ -38,8 +38,8 @@ async def test_replayed_cursors_resume_from_the_middle(gateway):
 async def test_last_event_id_query_resumes_channels_from_url(gateway):
     """`?channels=...&last_event_id=<cursor>` replays the missed events on connect."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
-    client = await gateway.websocket(f"/ws?channels=order.filled&last_event_id={cursor}")
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
+    client = await gateway.websocket(f"/ws?channels=order.event&last_event_id={cursor}")
     await client.receive_action("ack")
     assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
     assert (await client.receive())["action"] == "recovered"
@@ -48,9 +48,9 @@ async def test_last_event_id_query_resumes_channels_from_url(gateway):
 async def test_last_event_id_header_applies_to_first_subscribe(gateway):
     """A `Last-Event-ID` header on the upgrade applies to the first subscribe message."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     client = await gateway.websocket(headers={"Last-Event-ID": cursor})
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
     assert (await client.receive())["action"] == "recovered"
 
@@ -60,9 +60,9 @@ async def test_resume_on_another_replica(make_gateway):
     first = await make_gateway()
     second = await make_gateway()
     cursor = await first.cursor_after_one_event()
-    await first.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 4)))
+    await first.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(1, 4)))
     client = await second.websocket(token="alice")
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await client.events(3)] == [1, 2, 3]
     assert (await client.receive())["action"] == "recovered"
 
@@ -74,10 +74,10 @@ async def test_resume_across_gateway_restart(make_gateway, nats_server):
     await gateway.stop()
     async with await Publisher.connect(nats_server.url, source="executor") as publisher:
         for n in range(1, 4):
-            await publisher.publish(Envelope(type="order.filled", payload={"n": n}))
+            await publisher.publish(Envelope(type="order.event", payload={"n": n}))
     await gateway.start()
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await client.events(3)] == [1, 2, 3]
     assert await client.receive() == {"action": "recovered", "complete": True}
 
@@ -85,13 +85,13 @@ async def test_resume_across_gateway_restart(make_gateway, nats_server):
 async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_server):
     """When history no longer reaches back to the cursor, the client gets what remains and `complete: false`."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     client = await nats.connect(nats_server.url)
     await client.jetstream().purge_stream("NOTIFIER_ACCOUNT")
     await client.close()
-    await gateway.publish({"type": "order.filled", "payload": {"n": 2}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 2}})
     resumed = await gateway.websocket(token="alice")
-    await resumed.subscribe("order.filled", since=cursor)
+    await resumed.subscribe("order.event", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(1)] == [2]
     assert await resumed.receive() == {"action": "recovered", "complete": False}
 
@@ -100,18 +100,18 @@ async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
     """Resuming from the latest cursor replays nothing and says `recovered` with `complete: true`."""
     cursor = await gateway.cursor_after_one_event()
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since=cursor)
+    await client.subscribe("order.event", since=cursor)
     assert await client.receive() == {"action": "recovered", "complete": True}
 
 
 async def test_events_published_during_replay_arrive_once_after_it(gateway):
     """Events published while a replay is running come after the replayed ones, each exactly once."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(1, 301)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(1, 301)))
     client = await gateway.websocket(token="alice")
-    await client.send({"action": "subscribe", "channels": ["order.filled"], "since": cursor})
+    await client.send({"action": "subscribe", "channels": ["order.event"], "since": cursor})
     await client.receive_action("ack")
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(301, 311)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(301, 311)))
     received = []
     while len(received) < 310:
         message = await client.receive()
@@ -123,14 +123,14 @@ async def test_events_published_during_replay_arrive_once_after_it(gateway):
 async def test_resume_spanning_two_streams_delivers_both(gateway):
     """A resume over account and market channels replays the missed events of both streams."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", "market.ticker")
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    await client.subscribe("order.event", "market.ticker")
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}})
     cursor = (await client.events(1))[0]["id"]
     await client.close()
     await gateway.publish({"type": "market.ticker", "key": "BTC/USDT", "payload": {"n": 1}},
-                          {"type": "order.filled", "payload": {"n": 2}})
+                          {"type": "order.event", "payload": {"n": 2}})
     resumed = await gateway.websocket(token="alice")
-    await resumed.subscribe("order.filled", "market.ticker", since=cursor)
+    await resumed.subscribe("order.event", "market.ticker", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(2)] == [1, 2]
     assert await resumed.receive() == {"action": "recovered", "complete": True}
 
@@ -167,10 +167,10 @@ async def test_resume_of_few_market_ticks_is_complete(gateway):
 async def test_replay_applies_the_priority_option(gateway):
     """A resume with `priority: p1` replays only p0 and p1 events, as live delivery would."""
     cursor = await gateway.cursor_after_one_event()
-    await gateway.publish(*({"type": "order.filled", "priority": priority, "payload": {"n": n}}
+    await gateway.publish(*({"type": "order.event", "priority": priority, "payload": {"n": n}}
                             for n, priority in enumerate(["p3", "p1", "p2", "p0"], start=1)))
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since=cursor, options={"priority": "p1"})
+    await client.subscribe("order.event", since=cursor, options={"priority": "p1"})
     assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [2, 4]
     assert (await client.receive())["action"] == "recovered"
 
@@ -179,10 +179,10 @@ async def test_two_subscribes_with_one_cursor_leave_a_cursor_that_resumes_withou
     """Resubscribing channel groups one by one with the same cursor ends on an id whose resume repeats nothing."""
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.*", "market.*")
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}})
     stored = (await client.events(1))[0]["id"]
     await client.close()
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in (1, 2, 3)),
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in (1, 2, 3)),
                           *({"type": "market.ticker", "key": "BTC", "payload": {"n": n}} for n in (4, 5)))
     again = await gateway.websocket(token="alice")
     await again.subscribe("order.*", since=stored)
@@ -204,9 +204,9 @@ async def test_cursor_from_a_lost_store_does_not_silence_live_events(gateway):
 
     ahead = Cursor({"a": 500, "m": 0}).encode()
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since=ahead)
+    await client.subscribe("order.event", since=ahead)
     assert await client.receive() == {"action": "recovered", "complete": False}
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
 
 
@@ -216,7 +216,7 @@ async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway,
 
     first = await make_gateway()
     cursor = await first.cursor_after_one_event()
-    await first.publish({"type": "order.filled", "payload": {"n": 1}})
+    await first.publish({"type": "order.event", "payload": {"n": 1}})
     port = nats_server.port
     await nats_server.stop()
     second = await make_gateway(wait_following=False)
@@ -224,8 +224,8 @@ async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway,
     nats_server.requested_port = port
     await nats_server.start()
     client = await resuming
-    await client.subscribe("order.filled", since=cursor)
-    await first.publish({"type": "order.filled", "payload": {"n": 2}})
+    await client.subscribe("order.event", since=cursor)
+    await first.publish({"type": "order.event", "payload": {"n": 2}})
     received, recovered = [], []
     while len(received) < 2 or not recovered:
         message = await client.receive(timeout=20)
@@ -242,8 +242,8 @@ async def test_resume_without_recent_tail_replays_events_stored_since_start(make
     gateway = await make_gateway(recent_events=0)
     async with await Publisher.connect(nats_server.url, source="executor") as publisher:
         for n in range(1, 3):
-            await publisher.publish(Envelope(type="order.filled", payload={"n": n}))
+            await publisher.publish(Envelope(type="order.event", payload={"n": n}))
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", since="a0.m0")
+    await client.subscribe("order.event", since="a0.m0")
     assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [1, 2]
     assert await client.receive() == {"action": "recovered", "complete": True}

@@ -11,7 +11,7 @@ async def test_shutdown_closes_websockets_with_going_away(make_gateway):
     """A gateway shutting down closes its WebSockets with 1001 so clients reconnect to another replica."""
     gateway = await make_gateway()
     client = await gateway.websocket()
-    await client.subscribe("order.filled")
+    await client.subscribe("order.event")
     stopping = asyncio.create_task(gateway.stop())
     code, reason = await client.closed()
     await stopping
@@ -21,10 +21,10 @@ async def test_shutdown_closes_websockets_with_going_away(make_gateway):
 async def test_shutdown_ends_sse_streams_on_an_event_boundary(make_gateway):
     """A gateway shutting down ends its SSE streams on a whole event, so browsers reconnect with a valid Last-Event-ID."""
     gateway = await make_gateway()
-    url = f"{gateway.base_url}/sse?channels=order.filled&token={gateway.token()}"
+    url = f"{gateway.base_url}/sse?channels=order.event&token={gateway.token()}"
     async with gateway.http.get(url) as response:
         assert (await response.content.readline()).startswith(b"retry:")
-        await gateway.publish({"type": "order.filled", "payload": {"n": 1}})
+        await gateway.publish({"type": "order.event", "payload": {"n": 1}})
         stopping = asyncio.create_task(gateway.stop())
         async with asyncio.timeout(10):
             rest = await response.content.read()  # returns only once the server has ended the stream

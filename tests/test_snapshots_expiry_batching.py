@@ -23,21 +23,21 @@ async def test_snapshot_last_sends_latest_event_of_each_key_first(gateway):
 
 async def test_snapshot_n_sends_last_n_events(gateway):
     """`snapshot: 2` sends the last two events of the channel, oldest first."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(5)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(5)))
     client = await gateway.websocket()
-    await client.subscribe("order.filled", options={"snapshot": 2})
+    await client.subscribe("order.event", options={"snapshot": 2})
     assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [3, 4]
 
 
 async def test_snapshot_respects_private_events(gateway):
     """A snapshot never includes another user's private events."""
-    await gateway.publish({"type": "position.updated", "key": "BTC", "userId": "alice", "payload": {"n": 1}},
-                          {"type": "position.updated", "key": "ETH", "userId": "bob", "payload": {"n": 2}})
+    await gateway.publish({"type": "position.changed", "key": "BTC", "userId": "alice", "payload": {"n": 1}},
+                          {"type": "position.changed", "key": "ETH", "userId": "bob", "payload": {"n": 2}})
     client = await gateway.websocket(token="bob")
-    await client.subscribe("position.updated", options={"snapshot": "last"})
+    await client.subscribe("position.changed", options={"snapshot": "last"})
     events = await client.events(1)
     assert events[0]["data"]["userId"] == "bob"
-    await gateway.publish({"type": "position.updated", "key": "ETH", "userId": "bob", "payload": {"n": 3}})
+    await gateway.publish({"type": "position.changed", "key": "ETH", "userId": "bob", "payload": {"n": 3}})
     assert (await client.events(1))[0]["data"]["payload"]["n"] == 3
 
 
@@ -82,9 +82,9 @@ async def test_expired_event_is_skipped_in_replay(gateway):
 
 async def test_batched_frames_parse_into_the_same_events_in_order(gateway):
     """With `?batch=1`, a burst arrives as JSON-array frames holding the same events in the same order."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(200)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(200)))
     client = await gateway.websocket("/ws?batch=1")
-    await client.send({"action": "subscribe", "channels": ["order.filled"], "options": {"snapshot": 200}})
+    await client.send({"action": "subscribe", "channels": ["order.event"], "options": {"snapshot": 200}})
     numbers, frames, arrays = [], 0, 0
     while len(numbers) < 200:
         message = await client.connection.receive(timeout=10)
@@ -102,9 +102,9 @@ async def test_batched_frames_parse_into_the_same_events_in_order(gateway):
 
 async def test_without_batch_every_message_is_its_own_frame(gateway):
     """Without `?batch=1`, every frame is a single JSON object."""
-    await gateway.publish(*({"type": "order.filled", "payload": {"n": n}} for n in range(50)))
+    await gateway.publish(*({"type": "order.event", "payload": {"n": n}} for n in range(50)))
     client = await gateway.websocket()
-    await client.send({"action": "subscribe", "channels": ["order.filled"], "options": {"snapshot": 50}})
+    await client.send({"action": "subscribe", "channels": ["order.event"], "options": {"snapshot": 50}})
     await client.receive_action("ack")
     for expected in range(50):
         message = json.loads((await client.connection.receive(timeout=10)).data)

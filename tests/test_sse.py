@@ -54,25 +54,25 @@ async def test_named_query_adds_event_type_line(gateway):
 
 async def test_stream_starts_with_retry_line(gateway):
     """The first bytes of the event stream are a `retry: <milliseconds>` block."""
-    stream = await open_sse(gateway, "channels=order.filled")
+    stream = await open_sse(gateway, "channels=order.event")
     assert re.fullmatch(rb"retry: \d+\n\n", stream.opening.raw), stream.opening.raw
 
 
 async def test_comment_heartbeat_arrives(make_gateway):
     """An idle stream gets a comment line every NOTIFIER_SSE_PING_INTERVAL seconds."""
     gateway = await make_gateway(sse_ping_interval=0.2)
-    stream = await open_sse(gateway, "channels=order.filled")
+    stream = await open_sse(gateway, "channels=order.event")
     block = await stream.heartbeat(timeout=5)
     assert block.raw.startswith(b":")
 
 
 async def test_wildcard_channels_deliver_every_match_unnamed(gateway):
-    """`?channels=order.*,risk.alert` delivers every matching type as unnamed events and skips the rest."""
-    stream = await open_sse(gateway, "channels=order.*,risk.alert")
-    await gateway.publish({"type": "order.fill.partial"}, {"type": "order.filled"}, {"type": "risk.alert"},
-                          {"type": "position.opened"}, {"type": "order.cancelled"})
+    """`?channels=order.*,risk.notice` delivers every matching type as unnamed events and skips the rest."""
+    stream = await open_sse(gateway, "channels=order.*,risk.notice")
+    await gateway.publish({"type": "order.fill.partial"}, {"type": "order.event"}, {"type": "risk.notice"},
+                          {"type": "position.started"}, {"type": "order.withdrawn"})
     events = await stream.events(3)
-    assert [block.json["type"] for block in events] == ["order.filled", "risk.alert", "order.cancelled"]
+    assert [block.json["type"] for block in events] == ["order.event", "risk.notice", "order.withdrawn"]
     assert [block.event for block in events] == [None, None, None]
 
 
@@ -85,18 +85,18 @@ async def test_channel_key_narrows_sse_stream(gateway):
 
 async def test_private_event_reaches_only_its_user(gateway):
     """An event with `userId: alice` reaches alice's stream and not bob's, even when bob subscribes to `>`."""
-    alice = await open_sse(gateway, "channels=order.filled", token="alice")
+    alice = await open_sse(gateway, "channels=order.event", token="alice")
     bob = await open_sse(gateway, "channels=>", token="bob")
-    await gateway.publish({"type": "order.filled", "userId": "alice", "payload": {"n": 1}},
-                          {"type": "order.filled", "payload": {"n": 2}})
+    await gateway.publish({"type": "order.event", "userId": "alice", "payload": {"n": 1}},
+                          {"type": "order.event", "payload": {"n": 2}})
     assert [block.json["payload"]["n"] for block in await alice.events(2)] == [1, 2]
     assert [block.json["payload"]["n"] for block in await bob.events(1)] == [2]
 
 
 async def test_admin_stream_gets_private_events(gateway):
     """A stream whose token has role `admin` receives every user's private events."""
-    admin = await open_sse(gateway, "channels=order.filled", token="ops", roles=("admin",))
-    await gateway.publish({"type": "order.filled", "userId": "alice", "payload": {"n": 1}})
+    admin = await open_sse(gateway, "channels=order.event", token="ops", roles=("admin",))
+    await gateway.publish({"type": "order.event", "userId": "alice", "payload": {"n": 1}})
     assert (await admin.events(1))[0].json["userId"] == "alice"
 
 
@@ -105,10 +105,10 @@ async def test_bad_token_gets_401_json(gateway, where):
     """A badly signed token, by header or `?token=`, gets 401 with a JSON body, not an event stream."""
     forged = gateway.token("alice")[:-4] + "AAAA"
     if where == "header":
-        request = gateway.http.get(f"{gateway.base_url}/sse?channels=order.filled",
+        request = gateway.http.get(f"{gateway.base_url}/sse?channels=order.event",
                                    headers={"Authorization": f"Bearer {forged}"})
     else:
-        request = gateway.http.get(f"{gateway.base_url}/sse?channels=order.filled&token={forged}")
+        request = gateway.http.get(f"{gateway.base_url}/sse?channels=order.event&token={forged}")
     async with request as response:
         assert response.status == 401
         assert response.content_type == "application/json"
@@ -117,7 +117,7 @@ async def test_bad_token_gets_401_json(gateway, where):
 
 async def test_missing_token_gets_401_json(gateway):
     """A request without any token gets 401 with a JSON body."""
-    async with gateway.http.get(f"{gateway.base_url}/sse?channels=order.filled") as response:
+    async with gateway.http.get(f"{gateway.base_url}/sse?channels=order.event") as response:
         assert response.status == 401
         assert response.content_type == "application/json"
         assert "token" in (await response.json())["error"]["message"]
@@ -144,7 +144,7 @@ async def test_invalid_channel_gets_400_naming_field(gateway):
 async def test_invalid_last_event_id_gets_400(gateway, where):
     """A `Last-Event-ID` (header or `?last_event_id=`) the gateway never issued gets 400 with a JSON error."""
     headers = {"Authorization": f"Bearer {gateway.token('alice')}"}
-    url = f"{gateway.base_url}/sse?channels=order.filled"
+    url = f"{gateway.base_url}/sse?channels=order.event"
     if where == "header":
         headers["Last-Event-ID"] = "not-a-cursor"
     else:
@@ -155,7 +155,7 @@ async def test_invalid_last_event_id_gets_400(gateway, where):
         assert (await response.json())["error"]["code"] == "invalid_cursor"
 
 
-async def publish_numbered(gateway, count: int, type_: str = "order.filled") -> list[dict]:
+async def publish_numbered(gateway, count: int, type_: str = "order.event") -> list[dict]:
     return await gateway.publish(*({"type": type_, "id": f"evt-{n}", "payload": {"n": n}} for n in range(count)))
 
 
@@ -165,43 +165,43 @@ async def test_resume_replays_missed_events_then_recovered_then_live(gateway, wh
     accepted = await publish_numbered(gateway, 5)
     cursor = accepted[1]["cursor"]
     if where == "header":
-        stream = await open_sse(gateway, "channels=order.filled", headers={"Last-Event-ID": cursor})
+        stream = await open_sse(gateway, "channels=order.event", headers={"Last-Event-ID": cursor})
     else:
-        stream = await open_sse(gateway, f"channels=order.filled&last_event_id={cursor}")
+        stream = await open_sse(gateway, f"channels=order.event&last_event_id={cursor}")
     replayed = await stream.events(3)
     assert [block.json["id"] for block in replayed] == ["evt-2", "evt-3", "evt-4"]
     recovered = await stream.message()
     assert recovered.raw == b'event: recovered\ndata: {"complete":true}\n\n'
-    live = await gateway.publish({"type": "order.filled", "id": "evt-5"})
+    live = await gateway.publish({"type": "order.event", "id": "evt-5"})
     block = (await stream.events(1))[0]
     assert (block.json["id"], block.id) == ("evt-5", live[0]["cursor"])
 
 
 async def test_replayed_event_ids_resume_from_there(gateway):
     """The `id:` of a replayed event is itself a cursor: resuming from it replays only what came after."""
-    before = await gateway.publish({"type": "risk.alert"})
+    before = await gateway.publish({"type": "risk.notice"})
     await publish_numbered(gateway, 4)
-    first = await open_sse(gateway, "channels=order.filled", headers={"Last-Event-ID": before[0]["cursor"]})
+    first = await open_sse(gateway, "channels=order.event", headers={"Last-Event-ID": before[0]["cursor"]})
     replayed = await first.events(4)
-    second = await open_sse(gateway, "channels=order.filled", headers={"Last-Event-ID": replayed[1].id})
+    second = await open_sse(gateway, "channels=order.event", headers={"Last-Event-ID": replayed[1].id})
     assert [block.json["id"] for block in await second.events(2)] == ["evt-2", "evt-3"]
     assert (await second.message()).event == "recovered"
 
 
 async def test_resume_only_replays_subscribed_channels(gateway):
     """A resume replays only the events on the stream's channels, not everything after the cursor."""
-    accepted = await gateway.publish({"type": "order.filled", "id": "first"})
-    await gateway.publish({"type": "risk.alert", "id": "other"}, {"type": "order.filled", "id": "wanted"})
-    stream = await open_sse(gateway, "channels=order.filled", headers={"Last-Event-ID": accepted[0]["cursor"]})
+    accepted = await gateway.publish({"type": "order.event", "id": "first"})
+    await gateway.publish({"type": "risk.notice", "id": "other"}, {"type": "order.event", "id": "wanted"})
+    stream = await open_sse(gateway, "channels=order.event", headers={"Last-Event-ID": accepted[0]["cursor"]})
     assert [block.json["id"] for block in await stream.events(1)] == ["wanted"]
     assert (await stream.message()).event == "recovered"
 
 
 async def test_resume_never_replays_another_users_private_events(gateway):
     """Bob's resume replays the public events he missed and none of alice's private ones."""
-    accepted = await gateway.publish({"type": "order.filled", "id": "start"})
-    await gateway.publish({"type": "order.filled", "userId": "alice", "id": "alice-only"},
-                          {"type": "order.filled", "id": "public"})
+    accepted = await gateway.publish({"type": "order.event", "id": "start"})
+    await gateway.publish({"type": "order.event", "userId": "alice", "id": "alice-only"},
+                          {"type": "order.event", "id": "public"})
     bob = await open_sse(gateway, "channels=>", token="bob", headers={"Last-Event-ID": accepted[0]["cursor"]})
     assert [block.json["id"] for block in await bob.events(1)] == ["public"]
     assert (await bob.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
@@ -214,13 +214,13 @@ async def _raw_stream_with_one_event(gateway, http_version: str, event_id: str) 
     # An event block ends with a blank line; on a chunked body, its chunk's CRLF follows.
     end = b"\n\n\r\n" if http_version == "1.1" else b"\n\n"
     try:
-        writer.write(f"GET /sse?channels=order.filled&token={token} HTTP/{http_version}\r\nHost: gateway\r\n\r\n"
+        writer.write(f"GET /sse?channels=order.event&token={token} HTTP/{http_version}\r\nHost: gateway\r\n\r\n"
                      .encode())
         received = b""
         async with asyncio.timeout(10):
             while b"retry:" not in received or not received.endswith(end):
                 received += await reader.read(65536)
-            await gateway.publish({"type": "order.filled", "id": event_id, "payload": {"n": 1}})
+            await gateway.publish({"type": "order.event", "id": event_id, "payload": {"n": 1}})
             while f'"{event_id}"'.encode() not in received or not received.endswith(end):
                 received += await reader.read(65536)
     finally:

@@ -43,7 +43,7 @@ def test_types_route_to_their_stream():
     """Market types go to the market stream; orders and unlisted types to the default account stream."""
     streams = load_streams(default_streams_dir())
     assert streams.for_type("market.ticker").cursor_id == "m"
-    assert streams.for_type("order.filled").cursor_id == "a"
+    assert streams.for_type("order.event").cursor_id == "a"
     assert streams.for_type("custom.thing").cursor_id == "a"
 
 

@@ -117,13 +117,13 @@ async def test_http_auth_failure_is_logged_with_its_reason(gateway, json_log):
 async def test_subscribe_and_unsubscribe_are_logged_at_debug(gateway, json_log):
     """Subscribe and unsubscribe messages are logged at DEBUG with the user and channels."""
     client = await gateway.websocket()
-    await client.subscribe("order.*", "risk.alert")
-    await client.send({"action": "unsubscribe", "channels": ["risk.alert"]})
+    await client.subscribe("order.*", "risk.notice")
+    await client.send({"action": "unsubscribe", "channels": ["risk.notice"]})
     await client.receive_action("ack")
     subscribed = await json_log.wait_for(message="subscribe", user="alice")
     unsubscribed = await json_log.wait_for(message="unsubscribe", user="alice")
-    assert (subscribed["level"], subscribed["channels"]) == ("DEBUG", ["order.*", "risk.alert"])
-    assert (unsubscribed["level"], unsubscribed["channels"]) == ("DEBUG", ["risk.alert"])
+    assert (subscribed["level"], subscribed["channels"]) == ("DEBUG", ["order.*", "risk.notice"])
+    assert (unsubscribed["level"], unsubscribed["channels"]) == ("DEBUG", ["risk.notice"])
 
 
 def _small_receive_buffer_socket(address_info) -> socket.socket:
@@ -162,7 +162,7 @@ async def test_publish_failure_is_logged_with_user_and_reason(make_gateway, nats
     gateway = await make_gateway()
     await nats_server.stop()
     token = gateway.token("producer", ("publisher",))
-    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.filled"},
+    async with gateway.http.post(f"{gateway.base_url}/api/publish", json={"type": "order.event"},
                                  headers={"Authorization": f"Bearer {token}"}) as response:
         assert response.status == 503
     line = await json_log.wait_for(message="publish failed")

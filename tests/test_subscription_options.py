@@ -12,10 +12,10 @@ def _numbers(events: list[dict]) -> list[int]:
 async def test_priority_option_delivers_that_priority_or_higher(gateway):
     """`priority: p1` delivers p0 and p1 events and filters out p2 and p3."""
     client = await gateway.websocket()
-    await client.subscribe("risk.alert", options={"priority": "p1"})
-    await gateway.publish(*({"type": "risk.alert", "priority": priority, "payload": {"n": n}}
+    await client.subscribe("risk.notice", options={"priority": "p1"})
+    await gateway.publish(*({"type": "risk.notice", "priority": priority, "payload": {"n": n}}
                             for n, priority in enumerate(["p3", "p2", "p1", "p0", "p2"])))
-    await gateway.publish({"type": "risk.alert", "priority": "p1", "payload": {"n": 9}})
+    await gateway.publish({"type": "risk.notice", "priority": "p1", "payload": {"n": 9}})
     assert _numbers(await client.events(3)) == [2, 3, 9]
 
 
@@ -28,6 +28,26 @@ async def test_limit_conflates_keyed_events_to_latest_per_key(gateway):
     events = await client.events(3)
     assert [(event["data"]["key"], event["data"]["payload"]["n"]) for event in events] == [
         ("BTC", 0), ("BTC", 5), ("ETH", 4)]
+
+
+async def test_keyed_events_of_a_type_not_conflatable_are_delivered_or_counted_lost(gateway):
+    """300 `order.updated` events keyed by one session over `limit`: each is delivered or counted in `lost`."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*", options={"limit": 5})
+    update = {"order_id": "o-1", "instrument_id": "BTC/USDT", "status": "SUBMITTED", "side": "BUY", "type": "LIMIT",
+              "quantity_total": 1.0, "quantity_filled": 0.0}
+    await gateway.publish(*({"type": "order.updated", "key": "session-1", "payload": {**update, "n": n}}
+                            for n in range(300)))
+    delivered, lost = [], 0
+    while len(delivered) + lost < 300:
+        message = await client.receive()
+        if message["action"] == "event":
+            delivered.append(message["data"]["payload"]["n"])
+        else:
+            assert (message["action"], message["channel"]) == ("lost", "order.updated:session-1")
+            lost += message["count"]
+    assert delivered == list(range(len(delivered)))  # the first ones, in order: none replaced by a later one
+    assert len(delivered) + lost == 300
 
 
 async def test_lost_counts_exactly_the_unkeyed_events_not_sent(gateway):
@@ -60,8 +80,8 @@ async def test_p0_passes_a_saturated_limit(gateway):
     """`p0` events are delivered at once even when the subscription's limit is used up."""
     client = await gateway.websocket()
     await client.subscribe("order.*", options={"limit": 1})
-    await gateway.publish({"type": "order.filled", "payload": {"n": 0}},
-                          *({"type": "order.filled", "priority": "p0", "payload": {"n": n}} for n in range(1, 5)))
+    await gateway.publish({"type": "order.event", "payload": {"n": 0}},
+                          *({"type": "order.event", "priority": "p0", "payload": {"n": n}} for n in range(1, 5)))
     assert _numbers(await client.events(5)) == [0, 1, 2, 3, 4]
 
 

@@ -55,8 +55,8 @@ async def test_wss_client_receives_event_published_over_https(tls_gateway, clien
     """A WSS client trusting the CA subscribes and receives an event published over HTTPS on the same port."""
     assert tls_gateway.ws_url.startswith("wss://")
     client = await tls_gateway.websocket(token="alice", ssl=client_context)
-    await client.subscribe("order.filled")
-    accepted = await publish_over_https(tls_gateway, client_context, {"type": "order.filled", "payload": {"n": 1}})
+    await client.subscribe("order.event")
+    accepted = await publish_over_https(tls_gateway, client_context, {"type": "order.event", "payload": {"n": 1}})
     event = (await client.events(1))[0]
     assert (event["id"], event["data"]["payload"]) == (accepted[0]["cursor"], {"n": 1})
 
@@ -64,13 +64,13 @@ async def test_wss_client_receives_event_published_over_https(tls_gateway, clien
 async def test_https_serves_sse(tls_gateway, client_context):
     """`GET /sse` over HTTPS streams events like plain HTTP does."""
     headers = {"Authorization": f"Bearer {tls_gateway.token('alice')}"}
-    response = await tls_gateway.http.get(f"{tls_gateway.base_url}/sse?channels=order.filled", headers=headers,
+    response = await tls_gateway.http.get(f"{tls_gateway.base_url}/sse?channels=order.event", headers=headers,
                                           ssl=client_context)
     stream = SseStream(response)
     try:
         assert response.status == 200
         assert (await stream.message()).field("retry") is not None
-        accepted = await publish_over_https(tls_gateway, client_context, {"type": "order.filled"})
+        accepted = await publish_over_https(tls_gateway, client_context, {"type": "order.event"})
         assert (await stream.events(1))[0].id == accepted[0]["cursor"]
     finally:
         stream.close()

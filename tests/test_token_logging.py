@@ -14,7 +14,7 @@ async def test_token_offered_as_an_unknown_subprotocol_is_not_logged(gateway, ca
     caplog.set_level(logging.DEBUG)
     client = await gateway.websocket(token=None, protocols=("access_token", token))
     await client.send({"action": "auth", "token": token})
-    assert (await client.subscribe("order.filled"))["action"] == "ack"
+    assert (await client.subscribe("order.event"))["action"] == "ack"
     assert token not in caplog.text
     assert token.split(".")[2] not in caplog.text
 
@@ -23,7 +23,7 @@ async def test_token_as_second_subprotocol_beside_notifier_authenticates(gateway
     """`new WebSocket(url, ["notifier", token])` authenticates with that token and the server answers `notifier`."""
     client = await gateway.websocket(token=None, protocols=("notifier", gateway.token("alice")))
     assert client.connection.protocol == "notifier"
-    assert (await client.subscribe("order.filled"))["action"] == "ack"
+    assert (await client.subscribe("order.event"))["action"] == "ack"
 
 
 async def test_bad_subprotocol_token_closes_1008(gateway):

@@ -25,7 +25,7 @@ def counts(gateway) -> UserConnections:
 
 async def open_subscribed(gateway, user: str = "alice", **kwargs):
     client = await gateway.websocket(token=user, **kwargs)
-    assert (await client.subscribe("order.filled"))["action"] == "ack"
+    assert (await client.subscribe("order.event"))["action"] == "ack"
     return client
 
 
@@ -55,7 +55,7 @@ async def test_sixth_sse_stream_of_a_user_is_429(gateway):
     for _ in range(5):
         await open_subscribed(gateway)
     async with gateway.http.get(f"{gateway.base_url}/sse",
-                                params={"channels": "order.filled", "token": gateway.token("alice")}) as response:
+                                params={"channels": "order.event", "token": gateway.token("alice")}) as response:
         assert response.status == 429
         assert (await response.json())["error"]["code"] == "too_many_connections"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 async def test_published_event_reaches_subscribed_websocket(gateway):
     """An event published over HTTP arrives on a subscribed WebSocket with its channel, cursor and envelope."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled")
-    accepted = await gateway.publish({"type": "order.filled", "payload": {"qty": 3}, "source": "executor"})
+    await client.subscribe("order.event")
+    accepted = await gateway.publish({"type": "order.event", "payload": {"qty": 3}, "source": "executor"})
     event = (await client.events(1))[0]
-    assert event["channel"] == "order.filled"
+    assert event["channel"] == "order.event"
     assert event["data"]["id"] == accepted[0]["id"]
     assert event["data"]["payload"] == {"qty": 3}
     assert event["data"]["source"] == "executor"
@@ -19,26 +19,26 @@ async def test_published_event_reaches_subscribed_websocket(gateway):
 async def test_ack_lists_subscribed_channels(gateway):
     """A subscribe is answered with an ack naming the channels."""
     client = await gateway.websocket()
-    ack = await client.subscribe("order.*", "risk.alert")
-    assert ack == {"action": "ack", "subscribed": ["order.*", "risk.alert"], "unsubscribed": []}
+    ack = await client.subscribe("order.*", "risk.notice")
+    assert ack == {"action": "ack", "subscribed": ["order.*", "risk.notice"], "unsubscribed": []}
 
 
 async def test_star_matches_exactly_one_segment(gateway):
-    """`order.*` gets `order.filled` but not `order.fill.partial`."""
+    """`order.*` gets `order.event` but not `order.fill.partial`."""
     client = await gateway.websocket()
     await client.subscribe("order.*")
-    await gateway.publish({"type": "order.fill.partial"}, {"type": "order.filled"})
+    await gateway.publish({"type": "order.fill.partial"}, {"type": "order.event"})
     event = (await client.events(1))[0]
-    assert event["channel"] == "order.filled"
+    assert event["channel"] == "order.event"
 
 
 async def test_greater_than_matches_one_or_more_segments(gateway):
-    """`order.>` gets both `order.filled` and `order.fill.partial`, but not `order` itself."""
+    """`order.>` gets both `order.event` and `order.fill.partial`, but not `order` itself."""
     client = await gateway.websocket()
     await client.subscribe("order.>")
-    await gateway.publish({"type": "order"}, {"type": "order.fill.partial"}, {"type": "order.filled"})
+    await gateway.publish({"type": "order"}, {"type": "order.fill.partial"}, {"type": "order.event"})
     events = await client.events(2)
-    assert [event["channel"] for event in events] == ["order.fill.partial", "order.filled"]
+    assert [event["channel"] for event in events] == ["order.fill.partial", "order.event"]
 
 
 async def test_channel_without_key_gets_every_key(gateway):
@@ -74,30 +74,30 @@ async def test_wildcard_with_key(gateway):
 
 async def test_channels_query_subscribes_at_connect(gateway):
     """`?channels=a,b` subscribes as if the first message were a subscribe."""
-    client = await gateway.websocket("/ws?channels=risk.alert,order.filled")
+    client = await gateway.websocket("/ws?channels=risk.notice,order.event")
     ack = await client.receive_action("ack")
-    assert ack["subscribed"] == ["risk.alert", "order.filled"]
-    await gateway.publish({"type": "risk.alert", "payload": {"level": "high"}})
+    assert ack["subscribed"] == ["risk.notice", "order.event"]
+    await gateway.publish({"type": "risk.notice", "payload": {"level": "high"}})
     assert (await client.events(1))[0]["data"]["payload"] == {"level": "high"}
 
 
 async def test_unsubscribe_stops_delivery(gateway):
     """After unsubscribe, events on that channel stop while other channels continue."""
     client = await gateway.websocket()
-    await client.subscribe("order.filled", "risk.alert")
-    await client.send({"action": "unsubscribe", "channels": ["order.filled"]})
+    await client.subscribe("order.event", "risk.notice")
+    await client.send({"action": "unsubscribe", "channels": ["order.event"]})
     ack = await client.receive_action("ack")
-    assert ack["unsubscribed"] == ["order.filled"]
-    await gateway.publish({"type": "order.filled"}, {"type": "risk.alert"})
-    assert (await client.events(1))[0]["channel"] == "risk.alert"
+    assert ack["unsubscribed"] == ["order.event"]
+    await gateway.publish({"type": "order.event"}, {"type": "risk.notice"})
+    assert (await client.events(1))[0]["channel"] == "risk.notice"
 
 
 async def test_overlapping_channels_deliver_once(gateway):
     """An event matching two of a client's channels is delivered once."""
     client = await gateway.websocket()
-    await client.subscribe("order.*", "order.filled", "order.>")
-    await gateway.publish({"type": "order.filled", "payload": {"n": 1}}, {"type": "risk.alert"},
-                          {"type": "order.filled", "payload": {"n": 2}})
+    await client.subscribe("order.*", "order.event", "order.>")
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}}, {"type": "risk.notice"},
+                          {"type": "order.event", "payload": {"n": 2}})
     events = await client.events(2)
     assert [event["data"]["payload"]["n"] for event in events] == [1, 2]
 

@@ -1,7 +1,7 @@
 """Scenario 2: every user on their own connection, subscribed to their own orders and a shared ticker.
 
 The gateway routes private events by the token's user; the baselines by exact channel name
-(`order.filled@user-N`), which is the cheapest routing there is, so the gap to them is the
+(`order.event@user-N`), which is the cheapest routing there is, so the gap to them is the
 price of the gateway's pattern matching and visibility rules.
 """
 
@@ -11,7 +11,7 @@ from bench.harness import Bench
 from bench.modes import SERVERS, Mode
 from bench.scenarios.common import TICKER_CHANNEL, ticker_lane, user_name
 
-ORDER_TYPE = "order.filled"
+ORDER_TYPE = "order.event"
 
 
 def run(bench: Bench, mode: Mode) -> None:

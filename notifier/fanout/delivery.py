@@ -111,10 +111,11 @@ class LiveDelivery:
                 self.too_slow()
             return
         envelope = outgoing.event.envelope
-        subscription = self._subscription_for(outgoing) if self._has_options else None
-        if subscription is None and self._has_options:
+        limited = self._has_options and not outgoing.broadcast  # broadcast events pass every option, as p0
+        subscription = self._subscription_for(outgoing) if limited else None
+        if subscription is None and limited:
             return  # matched only channels whose priority or session option filters it out
-        if envelope.priority != "p0":
+        if envelope.priority != "p0" and not outgoing.broadcast:
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
                 if not subscription.limiter.admit(outgoing, now, self.last_cursor):

@@ -17,12 +17,17 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse",
-                 "_sse_named", "_sse_chunk", "_sse_named_chunk")
+    __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "conflatable", "broadcast", "_message",
+                 "_websocket", "_sse", "_sse_named", "_sse_chunk", "_sse_named_chunk")
 
-    def __init__(self, event: StoredEvent, positions: Cursor):
+    def __init__(self, event: StoredEvent, positions: Cursor, conflatable: bool = False, broadcast: bool = False):
         self.event = event
         self.channel = event.envelope.channel  # built once here, not by every client's rate limiter
+        # Whether a rate limit may replace it by a newer event of its channel (the catalog's
+        # `conflatable` types, keyed); any other event over a limit is counted and reported `lost`.
+        self.conflatable = conflatable
+        # A catalog `broadcast` type: every session gets it at p0, whatever its subscriptions and their options.
+        self.broadcast = broadcast
         # One clock reading for every client's rate limits: they all get the event at this instant.
         self.dispatched_at = time.monotonic()
         # The hub's position in every stream once this event is dispatched, and its wire form.

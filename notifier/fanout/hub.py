@@ -3,6 +3,10 @@
 Public events are matched in one index; private events only in their user's index and the
 admins' index, so a private event costs the handful of sessions that may see it. The hub is
 synchronous: `dispatch` never awaits a client, it only offers frames to bounded outboxes.
+
+Types the catalog marks `broadcast` go to every session that ever subscribed (until it leaves),
+whatever its channels: a public one to all of them, a private one to its user's and the admins',
+as if every session were subscribed to them.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Protocol
 
+from notifier.catalog import Catalog
 from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
 from notifier.fanout.frames import OutgoingEvent
 from notifier.model.channels import ChannelPattern
@@ -36,10 +41,17 @@ class Recipient(Protocol):
 class Hub:
     """Channel -> sessions, plus the live position in every stream that live cursors are stamped with."""
 
-    def __init__(self) -> None:
+    def __init__(self, catalog: Catalog | None = None) -> None:
+        # Which types are conflatable and broadcast; without one, none is.
+        self.catalog = catalog or Catalog()
         self.public: ChannelIndex[Recipient] = ChannelIndex()
         self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
+        # Who broadcast events go to: every session that subscribed, and the admins among them. One
+        # flat dict, not a set per user (200 bytes per idle connection): a private broadcast, rare,
+        # scans it for its user instead.
+        self.listeners: dict[Recipient, None] = {}
+        self.admin_listeners: set[Recipient] = set()
         self.positions = Cursor()
         # The transports' flush queue (set by Services): told when a live event's frames wait to be written.
         self.flushes: Any = None
@@ -62,6 +74,9 @@ class Hub:
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
         identity = recipient.identity
+        self.listeners[recipient] = None
+        if identity.is_admin:
+            self.admin_listeners.add(recipient)
         user_index = self.private.get(identity.user_id)
         if user_index is None:
             user_index = self.private[identity.user_id] = SmallChannelIndex()
@@ -83,6 +98,11 @@ class Hub:
         if user_index is not None and user_index.count == 0:
             del self.private[identity.user_id]
 
+    def leave(self, recipient: Recipient) -> None:
+        """The session is gone: no more broadcast events (its channels are unsubscribed apart)."""
+        self.listeners.pop(recipient, None)
+        self.admin_listeners.discard(recipient)
+
     def dispatch(self, event: StoredEvent) -> int:
         """Offer one live event to every session that subscribed to it and may see it; returns how many."""
         self.positions[event.stream] = event.sequence
@@ -98,9 +118,18 @@ class Hub:
             if user_index is not None:
                 user_index.match(tokens, envelope.key, recipients)
             self.admins.match(tokens, envelope.key, recipients)
+        broadcast = self.catalog.is_broadcast(envelope.type)
+        if broadcast:
+            if envelope.user_id is None:
+                recipients.update(self.listeners)
+            else:
+                user_id = envelope.user_id
+                recipients.update(listener for listener in self.listeners if listener.identity.user_id == user_id)
+                recipients.update(self.admin_listeners)
         if not recipients:
             return 0
-        outgoing = OutgoingEvent(event, Cursor(self.positions))
+        conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
+        outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
         for recipient in recipients:
             recipient.deliver(outgoing)
         metrics.EVENTS_DELIVERED.increment(len(recipients))

@@ -1,12 +1,13 @@
 """Per-subscription and per-connection rate limits with Lightstreamer-style conflation.
 
-Over the limit, an event with a key waits in a conflation slot where a newer event of the same
-channel and key replaces it (MERGE); an event without a key is not sent and is counted, so the
-client is told `lost` with the count. `p0` events never reach a limiter.
+Over the limit, a conflatable event (a type the catalog marks `conflatable`, with a key: market
+data) waits in a conflation slot where a newer event of the same channel and key replaces it
+(MERGE); any other event is not sent and is counted, so the client is told `lost` with the count.
+`p0` events never reach a limiter.
 
-Unkeyed events (orders, fills, alerts) go first: they are judged against the limit by their own
-rate alone, and keyed events (ticks) only get the tokens they leave. So a tick burst can never
-make an order `lost`; only more unkeyed events than the limit can.
+Exact (non-conflatable) events (orders, fills, alerts) go first: they are judged against the
+limit by their own rate alone, and conflatable events (ticks) only get the tokens they leave. So
+a tick burst can never make an order `lost`; only more exact events than the limit can.
 """
 
 from __future__ import annotations
@@ -78,11 +79,12 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """One limit: conflation slots for keyed events, counts of unkeyed events not sent, and two buckets.
+    """One limit: conflation slots for conflatable events, counts of exact events not sent, and two buckets.
 
-    `bucket` holds the limit for everything; `unkeyed` holds it for unkeyed events alone. An
-    unkeyed event needs an `unkeyed` token and is charged to `bucket` even when that runs dry,
-    so the keyed events that need a `bucket` token wait until the unkeyed ones have had theirs.
+    `bucket` holds the limit for everything; `unkeyed` holds it for exact events alone (named for
+    when only keyless events were exact). An exact event needs an `unkeyed` token and is charged to
+    `bucket` even when that runs dry, so the conflatable events that need a `bucket` token wait
+    until the exact ones have had theirs.
     """
 
     __slots__ = ("bucket", "unkeyed", "conflated", "lost", "lost_from")
@@ -98,7 +100,7 @@ class RateLimiter:
 
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
-        if outgoing.event.envelope.key is None:
+        if not outgoing.conflatable:
             if self.unkeyed.take(now):
                 self.bucket.charge(now)
                 return True
@@ -130,7 +132,7 @@ class RateLimiter:
         return released
 
     def take_lost(self) -> list[tuple[str, int, str | None]]:
-        """(channel, count, from-cursor) of unkeyed events not sent since the last report."""
+        """(channel, count, from-cursor) of exact events not sent since the last report."""
         reports = [(channel, count, self.lost_from.get(channel)) for channel, count in self.lost.items()]
         self.lost.clear()
         self.lost_from.clear()

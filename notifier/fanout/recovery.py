@@ -150,6 +150,7 @@ async def replay_into(
     stamps: HistoryStamps | None = None
     outbox = session.outbox
     build = session.framing.replayed
+    broadcast = session.hub.catalog.is_broadcast
     stopped = False
     async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
         async for chunk in chunks:
@@ -162,7 +163,8 @@ async def replay_into(
             size = 0
             for event in chunk:
                 position[event.stream] = event.sequence
-                if priority is not None and not _admitted(event, priority):
+                # Broadcast types pass every option live (even one a raw NATS producer sent below p0).
+                if priority is not None and not _admitted(event, priority) and not broadcast(event.envelope.type):
                     continue
                 cursor = stamps.advance(event.stream, event.sequence)
                 frame = build(event, cursor)

@@ -36,7 +36,7 @@ _STREAM_SETS: dict[frozenset[str], frozenset[str]] = {}
 class Session(LiveDelivery):
     """A connected, authenticated client: its subscriptions and their catch-up from history."""
 
-    __slots__ = ("history", "tasks", "_recovery_lock")
+    __slots__ = ("history", "tasks", "_recovery_lock", "_joined")
 
     def __init__(
         self,
@@ -52,6 +52,8 @@ class Session(LiveDelivery):
         self.history = history
         self.tasks = TaskGroup("session")
         self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
+        # Set by the first subscribe, which makes the session a listener of broadcast events.
+        self._joined = False
 
     @property
     def patterns(self) -> dict[str, ChannelPattern]:
@@ -87,6 +89,7 @@ class Session(LiveDelivery):
                                                             if options.session is not None else None)
         self._has_options = self._any_options()
         catching_up = since is not None or options.snapshot is not None
+        first, self._joined = not self._joined, True
         if catching_up:
             # Registering before history is read is what makes the hand-over gap-free.
             self._recoveries += 1
@@ -96,7 +99,17 @@ class Session(LiveDelivery):
             self.send_control("ack", subscribed=[pattern.text for pattern in patterns], unsubscribed=[])
         if catching_up:
             base = Cursor(self.hub.positions)
-            self.tasks.spawn(self._catch_up(patterns, since, options, base), name="catch-up")
+            read = self._with_broadcast(patterns) if since is not None and first else patterns
+            self.tasks.spawn(self._catch_up(read, since, options, base), name="catch-up")
+
+    def _with_broadcast(self, patterns: list[ChannelPattern]) -> list[ChannelPattern]:
+        """The channels a resume reads: its own and the broadcast types, which were live on any channel.
+
+        Only the first subscribe of a connection adds them: a later one would replay broadcast
+        events this connection already had live (clients resume with one subscribe, `since` first).
+        """
+        texts = {pattern.text for pattern in patterns}
+        return patterns + [pattern for pattern in self.hub.catalog.broadcast_patterns if pattern.text not in texts]
 
     def _any_options(self) -> bool:
         """Whether any subscription filters by priority or session or limits its rate (else delivery takes the fast path)."""
@@ -130,7 +143,8 @@ class Session(LiveDelivery):
         self.hub.unsubscribe(self, removed)
         self._has_options = self._any_options()
         self._floors = [floor for floor in self._floors
-                        if all(pattern.text in self.subscriptions for pattern in floor.patterns)]
+                        if all(pattern.text in self.subscriptions or pattern in self.hub.catalog.broadcast_patterns
+                               for pattern in floor.patterns)]
         self.send_control("ack", subscribed=[], unsubscribed=texts)
 
     async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
@@ -171,7 +185,9 @@ class Session(LiveDelivery):
                     self.deliver(outgoing)
 
     def _still_subscribed(self, outgoing: OutgoingEvent) -> bool:
-        """Buffered events of channels unsubscribed meanwhile are not sent after their `ack`."""
+        """Buffered events of channels unsubscribed meanwhile are not sent after their `ack` (broadcast ones are)."""
+        if outgoing.broadcast:
+            return True
         envelope = outgoing.event.envelope
         return any(subscription.pattern.matches(envelope.type, envelope.key)
                    for subscription in self.subscriptions.values())
@@ -183,6 +199,7 @@ class Session(LiveDelivery):
         if self.state is SessionState.CLOSED:
             return
         self.hub.unsubscribe(self, [subscription.pattern for subscription in self.subscriptions.values()])
+        self.hub.leave(self)
         super().close()
 
     async def aclose(self) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from nats.aio.client import Client
 
+from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.connection import connect_nats
 from notifier.jetstream.streams import StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
@@ -17,16 +18,17 @@ MESSAGE_ID_HEADER = "Nats-Msg-Id"
 
 
 class Publisher:
-    """Validates envelopes and stores them in the stream their type routes to.
+    """Validates envelopes against the event catalog and stores them in the stream their type routes to.
 
     The envelope id travels as `Nats-Msg-Id`, so JetStream stores a retried publish once.
     """
 
     def __init__(self, client: Client, streams: StreamSet, source: str = "", owns_client: bool = False,
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, catalog: Catalog | None = None):
         self.client = client
         self.jetstream = client.jetstream(timeout=timeout)
         self.streams = streams
+        self.catalog = catalog or load_catalog()
         self.source = source
         self._owns_client = owns_client
 
@@ -35,17 +37,20 @@ class Publisher:
         """Connect to NATS (a URL, comma-separated URLs or a list) and return a publisher that owns the connection."""
         if isinstance(servers, str):
             servers = [server.strip() for server in servers.split(",") if server.strip()]
-        streams = load_streams(streams_dir or default_streams_dir())
+        directory = streams_dir or default_streams_dir()
+        streams = load_streams(directory)
+        catalog = load_catalog(directory)
         client = await connect_nats(servers, name=f"notifier-publisher:{source or 'python'}")
-        return cls(client, streams, source=source, owns_client=True)
+        return cls(client, streams, source=source, owns_client=True, catalog=catalog)
 
     async def publish(self, event: Envelope) -> PublishResult:
         """Store one event and return its position; fills in a missing id, timestamp and source.
 
+        Raises InvalidEvent, naming the field, when the event breaks the catalog (nothing is sent).
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
         """
-        event = event.completed(self.source)
+        event = self.catalog.checked(event).completed(self.source)
         definition = self.streams.for_type(event.type)
         assert event.id is not None
         try:

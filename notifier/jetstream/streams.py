@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from notifier.catalog import CATALOG_FILE
 from notifier.model.channels import tokens_match, tokens_overlap
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ _REQUIRED = ("name", "cursor_id", "subject_root", "types")
 
 
 def load_streams(directory: Path, replicas_override: int | None = None) -> StreamSet:
-    """Read every `*.toml` in the folder into a StreamSet, naming the file and field of any error."""
-    files = sorted(Path(directory).glob("*.toml"))
+    """Read every `*.toml` in the folder (but the catalog's rules) into a StreamSet, naming the file and field of any error."""
+    files = sorted(path for path in Path(directory).glob("*.toml") if path.name != CATALOG_FILE)
     if not files:
         raise StreamConfigError(f"no stream definitions (*.toml) in {directory}")
     definitions = []

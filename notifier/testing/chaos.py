@@ -43,13 +43,13 @@ FAULTS_CLUSTER = ("kill_gateway", "term_gateway", "kill_stream_leader", "drop_mi
 USERS = ("u0", "u1", "u2", "u3")
 # (channel label, type, key, private): what the publisher sends, chosen by weight.
 CHANNELS = (
-    ("order.filled", "order.filled", None, False, 4),
-    ("order.accepted", "order.accepted", None, True, 3),
-    ("signal.new", "signal.new", None, False, 1),
+    ("order.event", "order.event", None, False, 4),
+    ("order.acknowledged", "order.acknowledged", None, True, 3),
+    ("signal.seen", "signal.seen", None, False, 1),
     ("market.ticker:BTC", "market.ticker", "BTC", False, 2),
 )
 # What clients subscribe to, in turn (market channels see `complete: false` after 16 missed ticks).
-SUBSCRIPTIONS = ("order.*", "order.*,market.ticker:BTC", "signal.new,order.accepted", "order.filled,market.>")
+SUBSCRIPTIONS = ("order.*", "order.*,market.ticker:BTC", "signal.seen,order.acknowledged", "order.event,market.>")
 SETTLE_SECONDS = 45.0
 
 

@@ -30,7 +30,7 @@ class StoredRecord:
     type: str
     key: str | None
     user_id: str | None
-    label: str = ""  # the publisher's channel label and number, for messages ("order.filled#17")
+    label: str = ""  # the publisher's channel label and number, for messages ("order.event#17")
     conflating: bool = False  # its stream keeps only N messages per subject
 
 

@@ -48,6 +48,7 @@ async def publish(request: web.Request) -> web.Response:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge as error:
         return json_error(413, "too_large", error.text or "request body too large")
+    batch = body.lstrip().startswith(b"[")
     try:
         envelopes = decode_envelopes(body)
     except MalformedEvent as error:
@@ -58,6 +59,12 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
         return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
+    # Every envelope is checked before any is stored: a refused batch stores nothing.
+    try:
+        envelopes = [services.catalog.checked(envelope, f"$[{index}]" if batch else "$")
+                     for index, envelope in enumerate(envelopes)]
+    except InvalidEvent as error:
+        return json_error(400, "invalid_event", str(error), field=error.field)
     # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
     envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
     accepted: list[dict[str, object]] = []

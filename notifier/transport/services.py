@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from notifier.catalog import Catalog
 from notifier.fanout.connections import ConnectionCounter, ConnectionRegistry
 from notifier.fanout.hub import Hub
 from notifier.model.broker import EventHistory, EventPublisher, ReplicaAdmin
@@ -27,6 +28,8 @@ class Services:
     authenticator: Authenticator
     # Returns None when ready, else the reason the gateway cannot serve (for /readyz).
     not_ready: Callable[[], str | None]
+    # The event catalog publishes are checked against (streams_config/catalog.toml).
+    catalog: Catalog = field(default_factory=Catalog)
     # Set once the live feed follows the streams; sessions wait for it, since before it the hub
     # has no position and a resume could fall between history's end and the feed's start.
     following: asyncio.Event = field(default_factory=asyncio.Event)
