@@ -177,7 +177,7 @@ SETTING_HELP: dict[str, str] = {
     "max_client_message_bytes": "largest WebSocket message a client may send (1009 above)",
     "client_messages_per_second": "inbound WebSocket messages per second per connection",
     "client_messages_burst": "burst above that rate; this many dropped in a row closes 4029",
-    "http_idle_timeout": "seconds to complete a request or stay idle between requests",
+    "http_idle_timeout": "seconds to send a request's headers, then its body (408), or stay idle between requests",
     "connections_per_ip_per_minute": "new WebSocket/SSE connections per client address, 0 = off",
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",

@@ -20,6 +20,7 @@ from notifier.transport.http_requests import (
     identity_from,
     internal_errors_as_json,
     json_error,
+    request_body,
 )
 from notifier.model.identity import PUBLISHER_ROLE
 from notifier.ops.log_format import log_event
@@ -45,9 +46,9 @@ async def publish(request: web.Request) -> web.Response:
     if PUBLISHER_ROLE not in identity.roles:
         return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge as error:
-        return json_error(413, "too_large", error.text or "request body too large")
+        body = await request_body(request, services.settings.http_idle_timeout)
+    except Rejected as rejection:
+        return rejection.response
     try:
         envelopes = decode_envelopes(body)
     except MalformedEvent as error:

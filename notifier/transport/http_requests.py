@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Awaitable, Callable
@@ -120,3 +121,27 @@ def cursor_from(text: str | None, field: str) -> Cursor | None:
         return decode_cursor(text) if text else None
     except InvalidCursor as error:
         raise Rejected(json_error(400, "invalid_cursor", str(error), field=field)) from None
+
+
+async def request_body(request: web.Request, timeout: float) -> bytes:
+    """The whole request body, or Rejected: 408 when it takes longer than `timeout` seconds, 413 when too large.
+
+    aiohttp's keep-alive timer bounds the wait for a request's headers, but nothing bounds the
+    body after them: a client trickling it (slowloris) would hold the connection and the handler.
+    The 408 closes the connection, since the rest of the body may still be on its way.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        response = json_error(408, "request_timeout", f"request body not received within {timeout:g} seconds")
+        response.force_close()
+        # Sent and closed here: returned, aiohttp would go on reading the rest of the body for
+        # up to 10 s (its lingering close) before closing.
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        raise Rejected(response) from None
+    except web.HTTPRequestEntityTooLarge as error:
+        raise Rejected(json_error(413, "too_large", error.text or "request body too large")) from None
