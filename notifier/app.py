@@ -35,6 +35,7 @@ from notifier.transport.services import SERVICES, Services
 from notifier.settings import Settings
 from notifier.transport.sse import sse_handler
 from notifier.jetstream.streams import StreamSet, apply_streams, load_streams
+from notifier.model.permissions import load_permissions
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 from notifier.transport.websocket import websocket_handler
 
@@ -55,6 +56,8 @@ class Gateway:
         self.embedded: EmbeddedNatsServer | None = None
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
+        # A missing default file means the built-in rules; a named one must exist.
+        self.permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
         self.hub = Hub()
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
@@ -91,6 +94,7 @@ class Gateway:
             publisher=Publisher(self.client, self.streams),
             authenticator=self.authenticator,
             not_ready=self.not_ready,
+            permissions=self.permissions,
         )
         self.following = self.services.following
         self.services.gauges = [

@@ -28,6 +28,7 @@ from notifier.ops.log_format import LOG_FORMATS, configure_logging
 from notifier.jetstream.publisher import Publisher
 from notifier.settings import Settings, SettingsError, variables
 from notifier.jetstream.streams import StreamConfigError
+from notifier.model.permissions import PermissionsError
 from notifier.ops.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings))
         return 0
-    except (SettingsError, StreamConfigError) as error:
+    except (SettingsError, StreamConfigError, PermissionsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (OSError, ssl.SSLError) as error:

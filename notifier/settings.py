@@ -7,6 +7,8 @@ from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
 
+from notifier.model.permissions import FILE_NAME as PERMISSIONS_FILE_NAME
+
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
@@ -64,6 +66,10 @@ class Settings:
     connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
+    # Channel permissions (model/permissions.py); unset: `permissions.toml` in the streams folder.
+    permissions_file: Path | None = None
+    # Clients without a token may connect to /ws, /sse and read /api/history, as role `anonymous`.
+    anonymous_access: bool = False
 
     @property
     def nats_servers(self) -> list[str]:
@@ -71,6 +77,13 @@ class Settings:
         if not self.nats_url:
             return []
         return [server.strip() for server in self.nats_url.split(",") if server.strip()]
+
+    @property
+    def permissions_path(self) -> Path:
+        """The permissions file: NOTIFIER_PERMISSIONS_FILE, else `permissions.toml` in the streams folder."""
+        if self.permissions_file is not None:
+            return Path(self.permissions_file)
+        return Path(self.streams_dir) / PERMISSIONS_FILE_NAME
 
     def with_overrides(self, **changes: object) -> "Settings":
         """A copy with some fields replaced (tests and the CLI use this)."""
@@ -95,8 +108,18 @@ class Settings:
         return settings
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _convert(variable: str, raw: str, annotation: object) -> object:
     kind = str(annotation)
+    if kind.startswith("bool"):
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{variable}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
     try:
         if kind.startswith("int"):
             return int(raw)
@@ -182,6 +205,8 @@ SETTING_HELP: dict[str, str] = {
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
+    "permissions_file": "channel permissions (TOML); unset: permissions.toml in the streams folder",
+    "anonymous_access": "clients without a token may read, as role `anonymous` (true/false)",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

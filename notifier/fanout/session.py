@@ -85,6 +85,7 @@ class Session(LiveDelivery):
             streams = _STREAM_SETS.setdefault(streams, streams)
             self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams)
         self._has_options = self._any_options()
+        self._restricted = self._any_restricted()
         catching_up = since is not None or options.snapshot is not None
         if catching_up:
             # Registering before history is read is what makes the hand-over gap-free.
@@ -100,6 +101,11 @@ class Session(LiveDelivery):
     def _any_options(self) -> bool:
         """Whether any subscription filters by priority or limits its rate (else delivery takes the fast path)."""
         return any(subscription.options.priority or subscription.limiter for subscription in self.subscriptions.values())
+
+    def _any_restricted(self) -> bool:
+        """Whether any subscribed channel holds event types the identity's roles may not see."""
+        access = self.identity.access
+        return any(access.restricts(subscription.pattern) for subscription in self.subscriptions.values())
 
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
         """Streams that subscriptions other than `excluding` may receive events from."""
@@ -129,6 +135,7 @@ class Session(LiveDelivery):
         removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
         self.hub.unsubscribe(self, removed)
         self._has_options = self._any_options()
+        self._restricted = self._any_restricted()
         self._floors = [floor for floor in self._floors
                         if all(pattern.text in self.subscriptions for pattern in floor.patterns)]
         self.send_control("ack", subscribed=[], unsubscribed=texts)

@@ -12,6 +12,7 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import NotFoundError
 
 from notifier.model.channels import tokens_match, tokens_overlap
+from notifier.model.permissions import FILE_NAME as PERMISSIONS_FILE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +122,9 @@ _REQUIRED = ("name", "cursor_id", "subject_root", "types")
 
 
 def load_streams(directory: Path, replicas_override: int | None = None) -> StreamSet:
-    """Read every `*.toml` in the folder into a StreamSet, naming the file and field of any error."""
-    files = sorted(Path(directory).glob("*.toml"))
+    """Read every `*.toml` in the folder but `permissions.toml` into a StreamSet, naming the file and field of any error."""
+    # The channel permissions live beside the streams, in a file of their own shape.
+    files = [path for path in sorted(Path(directory).glob("*.toml")) if path.name != PERMISSIONS_FILE_NAME]
     if not files:
         raise StreamConfigError(f"no stream definitions (*.toml) in {directory}")
     definitions = []

@@ -33,3 +33,4 @@ class ErrorCode(StrEnum):
     HISTORY_UNAVAILABLE = "history_unavailable"
     TOO_MANY_RECOVERIES = "too_many_recoveries"
     RATE_LIMITED = "rate_limited"
+    FORBIDDEN_CHANNEL = "forbidden_channel"

@@ -22,7 +22,6 @@ from notifier.transport.http_requests import (
     json_error,
     request_body,
 )
-from notifier.model.identity import PUBLISHER_ROLE
 from notifier.ops.log_format import log_event
 from notifier.transport.services import SERVICES, Services
 
@@ -40,11 +39,13 @@ async def publish(request: web.Request) -> web.Response:
     """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, request.query, services.authenticator)
+        identity = identity_from(request, request.query, services)
     except Rejected as rejection:
         return rejection.response
-    if PUBLISHER_ROLE not in identity.roles:
-        return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
+    permissions = services.permissions
+    if not permissions.may_publish_some(identity.roles):
+        roles = " or ".join(repr(role) for role in permissions.publish_roles()) or "a role no rule lists"
+        return json_error(403, "forbidden", f"publishing needs the {roles} role")
     try:
         body = await request_body(request, services.settings.http_idle_timeout)
     except Rejected as rejection:
@@ -59,6 +60,12 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
         return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
+    # Every type is checked before anything is stored: a refused one refuses the whole request.
+    in_array = body.lstrip()[:1] == b"["
+    for index, envelope in enumerate(envelopes):
+        refusal = permissions.publish_refusal(identity.roles, envelope.type)
+        if refusal is not None:
+            return json_error(403, "forbidden_type", refusal, field=f"$[{index}].type" if in_array else "$.type")
     # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
     envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
     accepted = []
@@ -90,8 +97,8 @@ async def history(request: web.Request) -> web.Response:
     """`GET /api/history?channels=...&since=...&limit=N`: stored events the caller may see, oldest first."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, request.query, services.authenticator)
-        patterns = channels_from(request.query, services.settings.max_channels)
+        identity = identity_from(request, request.query, services, anonymous_allowed=True)
+        patterns = channels_from(request.query, identity, services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
     except Rejected as rejection:
         return rejection.response

@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
-from notifier.transport.auth import AuthenticationError, Authenticator, bearer_token
+from notifier.transport.auth import AuthenticationError, bearer_token
 from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel_list
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor
 from notifier.model.identity import Identity
 from notifier.ops.log_format import log_event
 from notifier.fanout.session import MAX_CHANNELS
+
+if TYPE_CHECKING:
+    from notifier.transport.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +92,16 @@ class Rejected(Exception):
         self.response = response
 
 
-def identity_from(request: web.Request, query: MultiMapping[str], authenticator: Authenticator) -> Identity:
-    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers)."""
+def identity_from(request: web.Request, query: MultiMapping[str], services: "Services",
+                  anonymous_allowed: bool = False) -> Identity:
+    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers).
+
+    Without a token, anonymous where the endpoint only reads (`anonymous_allowed`) and
+    NOTIFIER_ANONYMOUS_ACCESS is on.
+    """
     token = request_token(request, query)
     try:
-        return authenticator.verify(token)
+        return services.identify(token, anonymous_allowed)
     except AuthenticationError as error:
         log_event(log, logging.INFO, "auth failed", path=request.path, remote=request.remote, status=401,
                   reason=error.reason)
@@ -101,8 +109,9 @@ def identity_from(request: web.Request, query: MultiMapping[str], authenticator:
         raise Rejected(json_error(401, "unauthorized", error.reason)) from None
 
 
-def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
-    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`)."""
+def channels_from(query: MultiMapping[str], identity: Identity, max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
+    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`),
+    each one the identity's roles may see some event type on (403 `forbidden_channel` naming the rule)."""
     try:
         patterns = parse_channel_list(query.get("channels", ""))
     except InvalidChannel as error:
@@ -112,6 +121,9 @@ def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) ->
                                   field="channels"))
     if len(patterns) > max_channels:
         raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
+    refusal = identity.access.refusal(patterns)
+    if refusal is not None:
+        raise Rejected(json_error(403, "forbidden_channel", refusal, field="channels"))
     return patterns
 
 

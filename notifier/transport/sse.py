@@ -182,8 +182,8 @@ async def sse_handler(request: web.Request) -> web.StreamResponse:
     settings = services.settings
     query = url_query(request)  # not request.query: that parse would live as long as the stream
     try:
-        identity = identity_from(request, query, services.authenticator)
-        patterns = channels_from(query, settings.max_channels)
+        identity = identity_from(request, query, services, anonymous_allowed=True)
+        patterns = channels_from(query, identity, settings.max_channels)
         options = _options_from_query(query)
         since = cursor_from(last_event_id(request, query), "last_event_id")
     except Rejected as rejection:
