@@ -71,6 +71,16 @@ async def test_market_wildcard_resume_without_pro_never_replays_l2(gateway):
     assert await client.receive() == {"action": "recovered", "complete": True}
 
 
+async def test_market_wildcard_snapshot_without_pro_sends_no_l2(gateway):
+    """`snapshot: "last"` on `market.>` without `pro` sends the latest ticker and no l2 book."""
+    await gateway.publish(L2, TICKER)
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("market.>", options={"snapshot": "last"})
+    assert [event["channel"] for event in await client.events(1)] == ["market.ticker:BTC"]
+    await gateway.publish(L2, {**TICKER, "payload": {"price": 2}})
+    assert (await client.events(1))[0]["data"]["payload"] == {"price": 2}
+
+
 async def test_history_of_market_wildcard_without_pro_lists_no_l2(gateway):
     """`/api/history?channels=market.>` for a user without `pro` lists the ticker only."""
     await gateway.publish(L2, TICKER)
