@@ -66,7 +66,7 @@ class RuleSet:
         self.rules = sorted(rules, key=lambda rule: specificity(rule.pattern), reverse=True)
         self._deciders: dict[tuple[str, ...], tuple[Rule | None, ...]] = {}
 
-    def deciding(self, type_tokens: Sequence[str]) -> Rule | None:
+    def deciding(self, type_tokens: list[str]) -> Rule | None:
         """The rule that decides this literal event type: the most specific that matches, or None."""
         return next((rule for rule in self.rules if tokens_match(rule.pattern, type_tokens)), None)
 
@@ -80,12 +80,12 @@ class RuleSet:
         found = self._deciders.get(pattern)
         if found is not None:
             return found
-        longest = max([len(pattern), *(len(rule.pattern) for rule in self.rules)])
-        lengths = range(1, min(longest + 1, MAX_TOKENS) + 1)
+        # Past the longest pattern plus one, every rule matches alike: longer subjects add nothing.
+        longest = min(max([len(pattern), *(len(rule.pattern) for rule in self.rules)]) + 1, MAX_TOKENS)
         deciders: list[Rule | None] = []
         for candidate in [*self.rules, None]:
             other = pattern if candidate is None else candidate.pattern
-            for length in lengths:
+            for length in _common_lengths(pattern, other, longest):
                 subject = _witness(pattern, other, length)
                 if subject is not None and self.deciding(subject) is candidate:
                     deciders.append(candidate)
@@ -94,6 +94,13 @@ class RuleSet:
             self._deciders.clear()
         found = self._deciders[pattern] = tuple(deciders)
         return found
+
+
+def _common_lengths(first: tuple[str, ...], second: tuple[str, ...], longest: int) -> range:
+    """The subject lengths both patterns can match: their own length, or any from it on when ending in `>`."""
+    low = max(len(first), len(second))
+    high = min(longest if pattern[-1] == ">" else len(pattern) for pattern in (first, second))
+    return range(low, high + 1)
 
 
 def _witness(first: tuple[str, ...], second: tuple[str, ...], length: int) -> list[str] | None:
