@@ -28,7 +28,7 @@ from notifier.ops.log_format import LOG_FORMATS, configure_logging
 from notifier.jetstream.publisher import Publisher
 from notifier.settings import Settings, SettingsError, variables
 from notifier.jetstream.streams import StreamConfigError
-from notifier.model.permissions import PermissionsError
+from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, PermissionsError
 from notifier.ops.tasks import cancel_and_wait
 
 DEV_SECRET_FILE = "jwt-dev-secret"
@@ -119,6 +119,7 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
             port = site._server.sockets[0].getsockname()[1] if site._server else settings.port
             _print_urls(settings.host, port, context is not None, gateway.nats_servers)
             print(f"  data dir   {data_dir.resolve()}", flush=True)
+            print(f"  permissions {_permissions_line(settings, gateway.permissions)}", flush=True)
             if generated:
                 token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
                 print(f"  dev token  {token}", flush=True)
@@ -129,6 +130,13 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
         await runner.cleanup()
         if generated:
             secret_file.unlink(missing_ok=True)
+
+
+def _permissions_line(settings: Settings, permissions: Permissions) -> str:
+    """Where the channel permissions came from, and whether clients without a token are let in."""
+    source = (f"built-in (no {settings.permissions_path}): any token reads every channel"
+              if permissions is DEFAULT_PERMISSIONS else permissions.source)
+    return source + ("; anonymous access on" if settings.anonymous_access else "")
 
 
 def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> None:
