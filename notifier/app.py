@@ -26,6 +26,7 @@ from notifier.jetstream.recent_events import RecentEvents
 from notifier.jetstream.streams import StreamSet, apply_streams, load_streams
 from notifier.jetstream.user_connections import UserConnections
 from notifier.model.limits import MAX_REQUEST_BYTES
+from notifier.model.permissions import load_permissions
 from notifier.ops import metrics
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
@@ -56,6 +57,8 @@ class Gateway:
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
         self.catalog = load_catalog(settings.streams_dir)
         self.hub = Hub(self.catalog)
+        # A missing default file means the built-in rules; a named one must exist.
+        self.permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)
         self.feed: LiveFeed | None = None
         self.services: Services | None = None
@@ -96,6 +99,7 @@ class Gateway:
             catalog=self.catalog,
             authenticator=self.authenticator,
             not_ready=self.not_ready,
+            permissions=self.permissions,
         )
         self.following = self.services.following
         self.services.gauges = [

@@ -28,6 +28,7 @@ from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
+from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, PermissionsError
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError, variables
@@ -124,6 +125,7 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
             port = runner.addresses[0][1] if runner.addresses else settings.port  # the bound port when 0 was asked
             _print_urls(settings.host, port, context is not None, gateway.nats_servers)
             print(f"  data dir   {data_dir.resolve()}", flush=True)
+            print(f"  permissions {_permissions_line(settings, gateway.permissions)}", flush=True)
             if generated:
                 token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
                 print(f"  dev token  {token}", flush=True)
@@ -155,6 +157,13 @@ async def _announce_shutdown(gateway: Gateway, delay: float, loop: asyncio.Abstr
             await again.wait()
     except TimeoutError:
         pass
+
+
+def _permissions_line(settings: Settings, permissions: Permissions) -> str:
+    """Where the channel permissions came from, and whether clients without a token are let in."""
+    source = (f"built-in (no {settings.permissions_path}): any token reads every channel"
+              if permissions is DEFAULT_PERMISSIONS else permissions.source)
+    return source + ("; anonymous access on" if settings.anonymous_access else "")
 
 
 def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> None:
@@ -343,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=event_loop_factory(settings.event_loop)) as runner:
             runner.run(serve(settings))
         return 0
-    except (SettingsError, StreamConfigError, CatalogConfigError) as error:
+    except (SettingsError, StreamConfigError, CatalogConfigError, PermissionsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except (OSError, ssl.SSLError) as error:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from notifier.model.origins import parse_allowed_origins
+from notifier.model.permissions import FILE_NAME as PERMISSIONS_FILE_NAME
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -77,6 +78,10 @@ class Settings:
     # On SIGTERM, /readyz answers 503 this long before connections are closed, so a load balancer
     # stops sending new clients here first (docs/operations.md section 9).
     shutdown_delay: float = 0.0
+    # Channel permissions (model/permissions.py); unset: `permissions.toml` in the streams folder.
+    permissions_file: Path | None = None
+    # Clients without a token may connect to /ws, /sse and read /api/history, as role `anonymous`.
+    anonymous_access: bool = False
 
     @property
     def nats_servers(self) -> list[str]:
@@ -84,6 +89,13 @@ class Settings:
         if not self.nats_url:
             return []
         return [server.strip() for server in self.nats_url.split(",") if server.strip()]
+
+    @property
+    def permissions_path(self) -> Path:
+        """The permissions file: NOTIFIER_PERMISSIONS_FILE, else `permissions.toml` in the streams folder."""
+        if self.permissions_file is not None:
+            return Path(self.permissions_file)
+        return Path(self.streams_dir) / PERMISSIONS_FILE_NAME
 
     def with_overrides(self, **changes: Any) -> "Settings":
         """A copy with some fields replaced (tests and the CLI use this)."""
@@ -108,8 +120,18 @@ class Settings:
         return settings
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
 def _convert(variable: str, raw: str, annotation: object) -> object:
     kind = str(annotation)
+    if kind.startswith("bool"):
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise SettingsError(f"{variable}={raw!r}: expected one of {', '.join(_TRUE + _FALSE)}")
     try:
         if kind.startswith("int"):
             return int(raw)
@@ -193,12 +215,14 @@ SETTING_HELP: dict[str, str] = {
     "max_client_message_bytes": "largest WebSocket message a client may send (1009 above)",
     "client_messages_per_second": "inbound WebSocket messages per second per connection",
     "client_messages_burst": "burst above that rate; this many dropped in a row closes 4029",
-    "http_idle_timeout": "seconds to complete a request or stay idle between requests",
+    "http_idle_timeout": "seconds to send a request's headers, then its body (408), or stay idle between requests",
     "connections_per_ip_per_minute": "new WebSocket/SSE connections per client address, 0 = off",
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
     "shutdown_delay": "seconds /readyz answers 503 after SIGTERM before connections are closed",
+    "permissions_file": "channel permissions (TOML); unset: permissions.toml in the streams folder",
+    "anonymous_access": "clients without a token may read, as role `anonymous` (true/false)",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from notifier.settings import Settings
+from notifier.settings import Settings, default_streams_dir
 
 COMMAND_TIMEOUT = 60.0
 
@@ -225,3 +225,10 @@ async def test_unreachable_nats_is_retried_with_growing_waits_naming_the_url(mak
     assert all(line.startswith(f"nats: cannot connect to {url} (") for line in lines.matched)
     waits = [re.search(r"retrying in (\S+) s$", line).group(1) for line in lines.matched[:3]]
     assert waits == ["0.5", "1.0", "2.0"]
+
+
+async def test_start_up_output_names_the_permissions_file(served):
+    """Right after `data dir`, the gateway prints the channel permissions file it loaded (the shipped one)."""
+    async with asyncio.timeout(COMMAND_TIMEOUT):
+        line = (await served.process.stdout.readline()).decode()
+    assert line.split() == ["permissions", str(default_streams_dir() / "permissions.toml")]

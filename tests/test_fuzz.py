@@ -12,6 +12,7 @@ from multidict import MultiDict
 from notifier.model.channels import InvalidChannel, parse_channel_list
 from notifier.transport.client_messages import ACTIONS, ProtocolError, decode_client_message
 from notifier.model.events import InvalidEvent, decode_envelopes
+from notifier.model.identity import Identity
 from notifier.transport.http_requests import Rejected, channels_from, cursor_from
 from notifier.transport.sse import _options_from_query
 
@@ -102,7 +103,7 @@ def test_publish_body_decoder_only_raises_invalid_event(body):
 def test_query_parsers_only_reject_with_a_400(query):
     """`channels`, `since` and SSE options parse or are rejected with a JSON 400; nothing else escapes."""
     multidict = MultiDict(query)
-    for parse in (lambda: channels_from(multidict), lambda: cursor_from(multidict.get("since"), "since"),
+    for parse in (lambda: channels_from(multidict, Identity("fuzz")), lambda: cursor_from(multidict.get("since"), "since"),
                   lambda: _options_from_query(multidict)):
         try:
             parse()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-
+import json
 
 from conftest import RECEIVE_TIMEOUT
 
@@ -88,6 +88,23 @@ async def test_partial_http_request_is_dropped_after_the_idle_timeout(make_gatew
         assert await asyncio.wait_for(reader.read(), RECEIVE_TIMEOUT) == b""
     finally:
         writer.close()
+
+
+async def test_publish_body_trickled_slower_than_the_timeout_is_answered_408(make_gateway):
+    """A publish whose headers arrived but whose body stops coming is answered 408 `request_timeout` and closed."""
+    gateway = await make_gateway(http_idle_timeout=0.3)
+    token = gateway.token("producer", ("publisher",))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(f"POST /api/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"type\":".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), RECEIVE_TIMEOUT)  # read() ends when the gateway closes
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), answer
+    assert json.loads(body)["error"]["code"] == "request_timeout"
 
 
 async def test_connection_admission_per_ip_refuses_with_429(make_gateway):

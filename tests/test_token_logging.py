@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+
+import pytest
 
 from conftest import RECEIVE_TIMEOUT
 
@@ -32,17 +35,44 @@ async def test_bad_subprotocol_token_closes_1008(gateway):
     assert await client.closed() == (1008, "malformed token")
 
 
+async def _exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes to the gateway and read its whole answer (it closes after a 400)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), RECEIVE_TIMEOUT)
+    finally:
+        writer.close()
+
+
 async def test_malformed_request_line_with_token_is_not_logged(gateway, caplog):
     """A request line aiohttp cannot parse is answered 400, and its `?token=` value is not written to the log."""
     secret = gateway.token("alice")
     caplog.set_level(logging.DEBUG)
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
-    try:
-        writer.write(f"GET /ws?token={secret} HTTP/1.1 extra\r\nHost: x\r\n\r\n".encode())
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), RECEIVE_TIMEOUT)
-    finally:
-        writer.close()
+    answer = await _exchange(gateway.port, f"GET /ws?token={secret} HTTP/1.1 extra\r\nHost: x\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
     assert "Error handling request" in caplog.text
     assert secret.split(".")[2] not in caplog.text
+
+
+# Opaque tokens (not JWT-shaped) in the three places a parse error quotes: the request line after
+# it, a bad character in the query, and a header line with a bad character.
+UNPARSABLE = {
+    "text after the version": b"GET /ws?token=opaque-SECRET-1 HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    "bad character in the query": b"GET /sse?channels=a&token=opaque-SECRET-1\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad character in a header": b"GET /sse HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer opaque-SECRET-1\x01\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("request_bytes", UNPARSABLE.values(), ids=UNPARSABLE.keys())
+async def test_unparsable_request_answer_and_log_never_hold_the_token(gateway, caplog, request_bytes):
+    """aiohttp's 400 for a request it cannot parse is JSON `bad_request` without the token, and the log lacks it too."""
+    caplog.set_level(logging.DEBUG)
+    answer = await _exchange(gateway.port, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "[redacted]" in error["message"], error
+    assert b"SECRET" not in answer
+    assert "Error handling request" in caplog.text and "SECRET" not in caplog.text

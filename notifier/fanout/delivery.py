@@ -63,7 +63,7 @@ class LiveDelivery:
 
     __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
                  "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
-                 "_has_options", "_ceiling")
+                 "_has_options", "_ceiling", "_restricted")
 
     def __init__(
         self,
@@ -95,10 +95,15 @@ class LiveDelivery:
         self.replayed = NOTHING_REPLAYED
         self._flush_timer: asyncio.TimerHandle | None = None
         self._has_options = False
+        # Some subscribed channel holds types the identity's roles may not see (`market.>` without
+        # role `pro`): each event is checked against the permissions before anything else.
+        self._restricted = False
 
     def deliver(self, outgoing: OutgoingEvent) -> None:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
         if self.state is _CLOSED:
+            return
+        if self._restricted and not self.identity.access.allows(outgoing.event.envelope.type):
             return
         if self._floors and self._below_floor(outgoing):
             return

@@ -88,6 +88,7 @@ class Session(LiveDelivery):
                                                             self.identity.narrowed_to(options.session)
                                                             if options.session is not None else None)
         self._has_options = self._any_options()
+        self._restricted = self._any_restricted()
         catching_up = since is not None or options.snapshot is not None
         first, self._joined = not self._joined, True
         if catching_up:
@@ -116,6 +117,11 @@ class Session(LiveDelivery):
         return any(subscription.options.priority or subscription.viewer or subscription.limiter
                    for subscription in self.subscriptions.values())
 
+    def _any_restricted(self) -> bool:
+        """Whether any subscribed channel holds event types the identity's roles may not see."""
+        access = self.identity.access
+        return any(access.restricts(subscription.pattern) for subscription in self.subscriptions.values())
+
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
         """Streams that subscriptions other than `excluding` may receive events from."""
         excluded = {pattern.text for pattern in excluding}
@@ -142,6 +148,7 @@ class Session(LiveDelivery):
         removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
         self.hub.unsubscribe(self, removed)
         self._has_options = self._any_options()
+        self._restricted = self._any_restricted()
         self._floors = [floor for floor in self._floors
                         if all(pattern.text in self.subscriptions or pattern in self.hub.catalog.broadcast_patterns
                                for pattern in floor.patterns)]

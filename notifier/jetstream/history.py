@@ -267,8 +267,9 @@ class _Visibility:
         channel = (envelope.type, envelope.key)
         matched = self._matches.get(channel)
         if matched is None:
-            matched = self._matches[channel] = any(pattern.matches(envelope.type, envelope.key)
-                                                    for pattern in self.patterns)
+            # Public events too: the channel permissions of the viewer's roles decide per type.
+            matched = self._matches[channel] = self.viewer.access.allows(envelope.type) and any(
+                pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
         return matched
 
     def expired(self, event: StoredEvent) -> bool:

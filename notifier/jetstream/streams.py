@@ -13,6 +13,7 @@ from nats.js.errors import NotFoundError
 
 from notifier.catalog import CATALOG_FILE
 from notifier.model.channels import tokens_match, tokens_overlap
+from notifier.model.permissions import FILE_NAME as PERMISSIONS_FILE_NAME
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,9 @@ _REQUIRED = ("name", "cursor_id", "subject_root", "types")
 
 
 def load_streams(directory: Path, replicas_override: int | None = None) -> StreamSet:
-    """Read every `*.toml` in the folder (but the catalog's rules) into a StreamSet, naming the file and field of any error."""
-    files = sorted(path for path in Path(directory).glob("*.toml") if path.name != CATALOG_FILE)
+    """Read every `*.toml` in the folder but the catalog's rules and `permissions.toml` into a StreamSet, naming the file and field of any error."""
+    # The catalog's rules and the channel permissions live beside the streams, in files of their own shape.
+    files = sorted(path for path in Path(directory).glob("*.toml") if path.name not in (CATALOG_FILE, PERMISSIONS_FILE_NAME))
     if not files:
         raise StreamConfigError(f"no stream definitions (*.toml) in {directory}")
     definitions = []

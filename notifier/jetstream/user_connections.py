@@ -53,8 +53,8 @@ class UserConnections:
         self._written: set[str] = set()  # this replica's entries in the bucket
 
     def exempt(self, identity: Identity) -> bool:
-        """Admins are never counted or refused."""
-        return not self.limit or bool(identity.roles & EXEMPT_ROLES)
+        """Admins are never counted or refused; nor are clients without a token (they share no user)."""
+        return not self.limit or bool(identity.roles & EXEMPT_ROLES) or identity.anonymous
 
     def count(self, user_id: str, now: float | None = None) -> int:
         """The user's connections on every replica, as far as this replica knows."""

@@ -21,7 +21,7 @@ DISCONNECT_REASON = "disconnected by an administrator"
 
 def _admin(request: web.Request, services: Services) -> tuple[Identity, ReplicaAdmin]:
     """The caller's identity when it has the admin role and the admin side is up; else a JSON 401/403/503."""
-    identity = identity_from(request, request.query, services.authenticator)
+    identity = identity_from(request, request.query, services)
     if ADMIN_ROLE not in identity.roles:
         log_event(log, logging.INFO, "admin request refused", path=request.path, user=identity.user_id,
                   remote=request.remote, status=403)

@@ -12,7 +12,6 @@ from notifier.model.broker import PublishUnconfirmed
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
-from notifier.model.identity import PUBLISHER_ROLE
 from notifier.model.limits import DEFAULT_HISTORY_LIMIT, MAX_EVENTS_PER_PUBLISH, MAX_HISTORY_LIMIT, MAX_JSON_DEPTH
 from notifier.ops import metrics
 from notifier.ops.log_format import log_event
@@ -24,6 +23,7 @@ from notifier.transport.http_requests import (
     identity_from,
     internal_errors_as_json,
     json_error,
+    request_body,
     session_from,
 )
 from notifier.transport.services import SERVICES, Services
@@ -39,15 +39,17 @@ async def publish(request: web.Request) -> web.Response:
     """`POST /api/publish`: store one envelope or an array of them; 202 with each id and cursor."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, request.query, services.authenticator)
+        identity = identity_from(request, request.query, services)
     except Rejected as rejection:
         return rejection.response
-    if PUBLISHER_ROLE not in identity.roles:
-        return json_error(403, "forbidden", f"publishing needs the {PUBLISHER_ROLE!r} role")
+    permissions = services.permissions
+    if not permissions.may_publish_some(identity.roles):
+        roles = " or ".join(repr(role) for role in permissions.publish_roles()) or "a role no rule lists"
+        return json_error(403, "forbidden", f"publishing needs the {roles} role")
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge as error:
-        return json_error(413, "too_large", error.text or "request body too large")
+        body = await request_body(request, services.settings.http_idle_timeout)
+    except Rejected as rejection:
+        return rejection.response
     batch = body.lstrip().startswith(b"[")
     try:
         envelopes = decode_envelopes(body)
@@ -59,12 +61,16 @@ async def publish(request: web.Request) -> web.Response:
         return json_error(400, "invalid_event", "body must hold at least one envelope", field="$")
     if len(envelopes) > MAX_EVENTS_PER_PUBLISH:
         return json_error(400, "invalid_event", f"at most {MAX_EVENTS_PER_PUBLISH} envelopes per request", field="$")
-    # Every envelope is checked before any is stored: a refused batch stores nothing.
+    # Every envelope is checked before any is stored: a refused one refuses the whole request.
+    for index, envelope in enumerate(envelopes):
+        refusal = permissions.publish_refusal(identity.roles, envelope.type)
+        if refusal is not None:
+            return json_error(403, "forbidden_type", refusal, field=f"$[{index}].type" if batch else "$.type")
     try:
         envelopes = [services.catalog.checked(envelope, f"$[{index}]" if batch else "$")
                      for index, envelope in enumerate(envelopes)]
     except InvalidEvent as error:
-        return json_error(400, "invalid_event", str(error), field=error.field)
+        return error_response(error)
     # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
     envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
     accepted: list[dict[str, object]] = []
@@ -102,8 +108,9 @@ async def history_page(request: web.Request, channels: list[ChannelPattern] | No
     """A page of history; `channels` and `session` preset by a fixed-purpose URL replace the query's."""
     services: Services = request.app[SERVICES]
     try:
-        identity = identity_from(request, request.query, services.authenticator)
-        patterns = channels if channels is not None else channels_from(request.query, services.settings.max_channels)
+        identity = identity_from(request, request.query, services, anonymous_allowed=True)
+        patterns = channels if channels is not None else channels_from(request.query, identity,
+                                                                        services.settings.max_channels)
         since = cursor_from(request.query.get("since"), "since")
         viewer = identity.narrowed_to(session if session is not None else session_from(request.query))
     except Rejected as rejection:

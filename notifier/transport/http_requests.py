@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -18,7 +19,10 @@ from notifier.model.events import SessionFilter
 from notifier.model.identity import Identity
 from notifier.model.limits import MAX_CHANNELS
 from notifier.ops.log_format import log_event
-from notifier.transport.auth import AuthenticationError, Authenticator, bearer_token
+from notifier.transport.auth import AuthenticationError, bearer_token
+
+if TYPE_CHECKING:
+    from notifier.transport.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +102,16 @@ class Rejected(Exception):
         self.response = response
 
 
-def identity_from(request: web.Request, query: MultiMapping[str], authenticator: Authenticator) -> Identity:
-    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers)."""
+def identity_from(request: web.Request, query: MultiMapping[str], services: "Services",
+                  anonymous_allowed: bool = False) -> Identity:
+    """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers).
+
+    Without a token, anonymous where the endpoint only reads (`anonymous_allowed`) and
+    NOTIFIER_ANONYMOUS_ACCESS is on.
+    """
     token = request_token(request, query)
     try:
-        return authenticator.verify(token)
+        return services.identify(token, anonymous_allowed)
     except AuthenticationError as error:
         log_event(log, logging.INFO, "auth failed", path=request.path, remote=request.remote, status=401,
                   reason=error.reason)
@@ -110,8 +119,9 @@ def identity_from(request: web.Request, query: MultiMapping[str], authenticator:
         raise Rejected(error_response(error)) from None
 
 
-def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
-    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`)."""
+def channels_from(query: MultiMapping[str], identity: Identity, max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
+    """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`),
+    each one the identity's roles may see some event type on (403 `forbidden_channel` naming the rule)."""
     try:
         patterns = parse_channel_list(query.get("channels", ""))
     except InvalidChannel as error:
@@ -121,6 +131,9 @@ def channels_from(query: MultiMapping[str], max_channels: int = MAX_CHANNELS) ->
                                   field="channels"))
     if len(patterns) > max_channels:
         raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
+    refusal = identity.access.refusal(patterns)
+    if refusal is not None:
+        raise Rejected(json_error(403, "forbidden_channel", refusal, field="channels"))
     return patterns
 
 
@@ -141,3 +154,27 @@ def cursor_from(text: str | None, field: str) -> Cursor | None:
         return decode_cursor(text) if text else None
     except InvalidCursor as error:
         raise Rejected(error_response(error, field=field)) from None
+
+
+async def request_body(request: web.Request, timeout: float) -> bytes:
+    """The whole request body, or Rejected: 408 when it takes longer than `timeout` seconds, 413 when too large.
+
+    aiohttp's keep-alive timer bounds the wait for a request's headers, but nothing bounds the
+    body after them: a client trickling it (slowloris) would hold the connection and the handler.
+    The 408 closes the connection, since the rest of the body may still be on its way.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        response = json_error(408, "request_timeout", f"request body not received within {timeout:g} seconds")
+        response.force_close()
+        # Sent and closed here: returned, aiohttp would go on reading the rest of the body for
+        # up to 10 s (its lingering close) before closing.
+        await response.prepare(request)
+        await response.write_eof()
+        if request.transport is not None:
+            request.transport.close()
+        raise Rejected(response) from None
+    except web.HTTPRequestEntityTooLarge as error:
+        raise Rejected(json_error(413, "too_large", error.text or "request body too large")) from None

@@ -1,26 +1,35 @@
-"""Keeping tokens out of aiohttp's own log lines (the access log redacts its own, in access_log.py).
+"""Keeping tokens out of aiohttp's own log lines and error answers (the access log redacts its own, in access_log.py).
 
 aiohttp logs a request line it cannot parse, `?token=` and all, with its traceback at ERROR
 (`aiohttp.server`), and logs the client's whole `Sec-WebSocket-Protocol` list at WARNING when
 none of it is a protocol the server speaks (`aiohttp.websocket`): clients that carry their token
-there would have it written to the log.
+there would have it written to the log. Its 400 answer to such a request also echoes the line
+back in a plain-text body (to whoever sits between the client and the gateway, and into the
+logs of proxies that record error bodies).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
 REDACTED = "[redacted]"
-# `token=<value>` in a URL or a repr of one, and anything shaped like a JWT (header.payload.signature).
+# `token=<value>` in a URL or a repr of one, a `Bearer <value>` header, and anything shaped like
+# a JWT (header.payload.signature).
 _TOKEN_PARAMETER = re.compile(r"(token=)[^&\s'\"\\]+", re.IGNORECASE)
+_BEARER = re.compile(r"(bearer\s+)[^\s'\"\\]+", re.IGNORECASE)
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _PROTOCOLS_MESSAGE = "Client protocols"
 
 
 def redact_tokens(text: str) -> str:
-    """`text` with every `token=` value and every JWT-shaped string replaced by `[redacted]`."""
-    return _JWT.sub(REDACTED, _TOKEN_PARAMETER.sub(rf"\g<1>{REDACTED}", text))
+    """`text` with every `token=` and `Bearer` value and every JWT-shaped string replaced by `[redacted]`."""
+    text = _TOKEN_PARAMETER.sub(rf"\g<1>{REDACTED}", text)
+    return _JWT.sub(REDACTED, _BEARER.sub(rf"\g<1>{REDACTED}", text))
 
 
 class TokenRedactingFilter(logging.Filter):
@@ -44,9 +53,34 @@ _FILTER = TokenRedactingFilter()
 AIOHTTP_LOGGERS = ("aiohttp.server", "aiohttp.websocket", "aiohttp.web")
 
 
+def _answering_in_json_redacted(handle_error):
+    """aiohttp's `RequestHandler.handle_error`, answering a request it could not parse in JSON, tokens redacted.
+
+    aiohttp calls it with `message` set only for a request its parser refused (status 400 and
+    the like), and that message quotes the offending line. The original still runs first: it
+    logs (through the filter above) and refuses when a response has already started.
+    """
+    @functools.wraps(handle_error)
+    def handle_error_redacted(self, request, status=500, exc=None, message=None):
+        response = handle_error(self, request, status, exc, message)
+        if message is None or status >= 500:
+            return response
+        answer = web.json_response({"error": {"code": "bad_request", "message": redact_tokens(message)}},
+                                   status=status)
+        answer.force_close()
+        return answer
+
+    handle_error_redacted.redacts_tokens = True  # type: ignore[attr-defined]
+    return handle_error_redacted
+
+
 def install() -> None:
-    """Redact tokens in what aiohttp's server-side loggers write (idempotent)."""
+    """Redact tokens in what aiohttp's server-side loggers write and in its parse-error answers (idempotent)."""
     for name in AIOHTTP_LOGGERS:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+    # A method of aiohttp's connection handler, not a documented hook: tests/test_aiohttp_contract.py
+    # fails if its signature or its use for parse errors changes, and setup.cfg caps aiohttp's version.
+    if not getattr(RequestHandler.handle_error, "redacts_tokens", False):
+        RequestHandler.handle_error = _answering_in_json_redacted(RequestHandler.handle_error)  # type: ignore[method-assign]

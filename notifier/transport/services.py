@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from aiohttp import web
@@ -12,6 +12,8 @@ from notifier.catalog import Catalog
 from notifier.fanout.connections import ConnectionCounter, ConnectionRegistry
 from notifier.fanout.hub import Hub
 from notifier.model.broker import EventHistory, EventPublisher, ReplicaAdmin
+from notifier.model.identity import Identity, anonymous_identity
+from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions
 from notifier.settings import Settings
 from notifier.transport.auth import Authenticator
 from notifier.transport.writer import FlushQueue
@@ -40,10 +42,23 @@ class Services:
     gauges: list[Any] = field(default_factory=list)
     # The admin API's NATS side, set once NATS is connected (None before: the API answers 503).
     admin: ReplicaAdmin | None = None
+    # Who may subscribe to and publish what (NOTIFIER_PERMISSIONS_FILE).
+    permissions: Permissions = DEFAULT_PERMISSIONS
 
     def __post_init__(self) -> None:
         # The hub tells the flush queue when a live event's frames wait for it (delivery latency).
         self.hub.flushes = self.flushes
+
+    def identify(self, token: str | None, anonymous_allowed: bool = False) -> Identity:
+        """The identity a token proves, with what its roles may see; AuthenticationError saying why not.
+
+        Without a token, an anonymous identity where the caller reads (`anonymous_allowed`) and
+        NOTIFIER_ANONYMOUS_ACCESS is on.
+        """
+        if token is None and anonymous_allowed and self.settings.anonymous_access:
+            return anonymous_identity(self.permissions.access(frozenset(), anonymous=True))
+        identity = self.authenticator.verify(token)
+        return replace(identity, access=self.permissions.access(identity.roles))
 
     async def wait_following(self, timeout: float = 10.0) -> bool:
         """Wait until the live feed follows the streams; False after `timeout` seconds."""

@@ -28,6 +28,7 @@ from notifier.transport.admission import MessageRate, admitted
 from notifier.transport.auth import AuthenticationError
 from notifier.transport.client_messages import (
     Auth,
+    ClientMessage,
     Ping,
     Pong,
     ProtocolError,
@@ -152,7 +153,8 @@ class WebSocketConnection:
         query = url_query(self.request)
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
         self.batch = query_flag(query, "batch")
-        identity = await self._authenticate(request_token(self.request, query) or protocol_token(self.request))
+        token = request_token(self.request, query) or protocol_token(self.request)
+        identity, first = await self._authenticate(token, url_channels=bool(query.get("channels")))
         if identity is None:
             return False
         if not await self.services.wait_following():
@@ -171,22 +173,29 @@ class WebSocketConnection:
         log_event(log, logging.INFO, "connection opened", transport=self.transport, user=identity.user_id,
                   remote=self.request.remote, resumed_from=last_event_id(self.request, query), batch=self.batch)
         await self._subscribe_from_url(query)
+        if first is not None:
+            await self._act_on(first)  # an anonymous client's first message, a subscribe most likely
         return True
 
     # -- authentication --
 
-    async def _authenticate(self, token: str | None) -> Identity | None:
+    async def _authenticate(self, token: str | None, url_channels: bool) -> tuple[Identity | None, ClientMessage | None]:
+        """The connection's identity, and the first message when it came before any token (anonymous)."""
+        first: ClientMessage | None = None
         try:
-            if token is None:
-                token = await self._first_message_token()
-            return self.services.authenticator.verify(token)
+            # With anonymous access on, a URL naming channels but no token is anonymous at once;
+            # without channels, the first message says: `auth`, or anything else to read anonymously.
+            if token is None and not (url_channels and self.settings.anonymous_access):
+                token, first = await self._first_message()
+            return self.services.identify(token, anonymous_allowed=True), first
         except AuthenticationError as error:
             log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.request.remote,
                       code=int(CloseCode.POLICY_VIOLATION), reason=error.reason)
             await self.websocket.close(code=CloseCode.POLICY_VIOLATION, message=error.reason.encode())
-            return None
+            return None, None
 
-    async def _first_message_token(self) -> str:
+    async def _first_message(self) -> tuple[str | None, ClientMessage | None]:
+        """The token of an `auth` first message; with anonymous access on, any other first message instead."""
         try:
             async with asyncio.timeout(self.settings.auth_timeout):
                 message = await self.websocket.receive()
@@ -198,9 +207,11 @@ class WebSocketConnection:
             decoded = decode_client_message(message.data)
         except ProtocolError:
             raise AuthenticationError("first message must be auth") from None
-        if not isinstance(decoded, Auth):
-            raise AuthenticationError("first message must be auth")
-        return decoded.token
+        if isinstance(decoded, Auth):
+            return decoded.token, None
+        if self.settings.anonymous_access:
+            return None, decoded
+        raise AuthenticationError("first message must be auth")
 
     def _open(self, identity: Identity) -> None:
         self.session = Session(
@@ -233,6 +244,9 @@ class WebSocketConnection:
         except ProtocolError as error:
             self._send_error(error)
             return
+        await self._act_on(message)
+
+    async def _act_on(self, message: ClientMessage) -> None:
         assert self.session is not None
         if isinstance(message, Subscribe):
             try:
@@ -260,6 +274,10 @@ class WebSocketConnection:
         if since_text is None and self._connect_cursor is not None:
             since_text = self._connect_cursor
         self._connect_cursor = None
+        refusal = self.session.identity.access.refusal(patterns)
+        if refusal is not None:
+            self._send_error(NotifierError(refusal, code=ErrorCode.FORBIDDEN_CHANNEL))
+            return
         max_channels = self.settings.max_channels
         new = {pattern.text for pattern in patterns}.difference(self.session.subscriptions)
         if len(self.session.subscriptions) + len(new) > max_channels:
@@ -280,7 +298,7 @@ class WebSocketConnection:
     def _refresh(self, token: str) -> None:
         assert self.session is not None
         try:
-            identity = self.services.authenticator.verify(token)
+            identity = self.services.identify(token)
         except AuthenticationError as error:
             self._send_error(NotifierError(error.reason, code=ErrorCode.INVALID_TOKEN))
             return
