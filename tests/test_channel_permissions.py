@@ -27,10 +27,10 @@ async def test_subscribing_a_channel_of_another_role_is_forbidden_naming_the_rul
 async def test_a_refused_subscribe_subscribes_none_of_its_channels(gateway):
     """A subscribe naming an allowed and a forbidden channel is refused whole: the allowed one delivers nothing."""
     client = await gateway.websocket(token="alice")
-    await client.send({"action": "subscribe", "channels": ["order.filled", "admin.audit"]})
+    await client.send({"action": "subscribe", "channels": ["order.event", "admin.audit"]})
     assert (await client.receive_action("error"))["code"] == "forbidden_channel"
     await client.subscribe("signal.breakout")
-    await gateway.publish({"type": "order.filled"}, {"type": "signal.breakout"})
+    await gateway.publish({"type": "order.event"}, {"type": "signal.breakout"})
     assert (await client.events(1))[0]["channel"] == "signal.breakout"
 
 
@@ -92,7 +92,7 @@ async def test_history_of_market_wildcard_without_pro_lists_no_l2(gateway):
 
 async def test_sse_on_a_forbidden_channel_is_403_forbidden_channel(gateway):
     """`/sse?channels=market.l2.book` without `pro` is a 403 `forbidden_channel` naming the `channels` field."""
-    async with gateway.http.get(f"{gateway.base_url}/sse", params={"channels": "order.filled,market.l2.book"},
+    async with gateway.http.get(f"{gateway.base_url}/sse", params={"channels": "order.event,market.l2.book"},
                                 headers={"Authorization": f"Bearer {gateway.token('alice')}"}) as response:
         assert response.status == 403
         error = (await response.json())["error"]
@@ -107,18 +107,18 @@ def _permissions_file(tmp_path: Path) -> Path:
 
 
 async def test_publishing_a_type_of_another_role_is_403_and_stores_nothing(make_gateway, tmp_path):
-    """A publisher sending `order.filled` and `admin.audit` gets 403 `forbidden_type` for `$[1].type`; nothing is stored."""
+    """A publisher sending `order.event` and `admin.audit` gets 403 `forbidden_type` for `$[1].type`; nothing is stored."""
     gateway = await make_gateway(permissions_file=_permissions_file(tmp_path))
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", "signal.x")
+    await client.subscribe("order.event", "signal.x")
     async with gateway.http.post(f"{gateway.base_url}/api/publish",
-                                 json=[{"type": "order.filled"}, {"type": "admin.audit"}],
+                                 json=[{"type": "order.event"}, {"type": "admin.audit"}],
                                  headers={"Authorization": f"Bearer {gateway.token('svc', ('publisher',))}"}) as response:
         assert response.status == 403
         error = (await response.json())["error"]
     assert error["code"] == "forbidden_type" and error["field"] == "$[1].type"
     assert "rule 'admin.>' (roles admin)" in error["message"]
-    await gateway.publish({"type": "order.filled", "payload": {"after": True}})
+    await gateway.publish({"type": "order.event", "payload": {"after": True}})
     assert (await client.events(1))[0]["data"]["payload"] == {"after": True}
 
 
@@ -148,9 +148,9 @@ async def test_anonymous_sse_streams_market_events(make_gateway):
 
 
 async def test_anonymous_sse_on_account_channels_is_forbidden(make_gateway):
-    """With anonymous access on, `/sse?channels=order.filled` without a token is 403 `forbidden_channel`."""
+    """With anonymous access on, `/sse?channels=order.event` without a token is 403 `forbidden_channel`."""
     gateway = await make_gateway(anonymous_access=True)
-    async with gateway.http.get(f"{gateway.base_url}/sse", params={"channels": "order.filled"}) as response:
+    async with gateway.http.get(f"{gateway.base_url}/sse", params={"channels": "order.event"}) as response:
         assert response.status == 403
         assert "roles anonymous" in (await response.json())["error"]["message"]
 

@@ -46,7 +46,7 @@ async def test_keyed_events_of_a_type_not_conflatable_are_delivered_or_counted_l
         else:
             assert (message["action"], message["channel"]) == ("lost", "order.updated:session-1")
             lost += message["count"]
-    assert delivered == list(range(len(delivered)))  # the first ones, in order: none replaced by a later one
+    assert delivered == sorted(set(delivered))  # in order, each once (the bucket may refill while publishing)
     assert len(delivered) + lost == 300
 
 
