@@ -104,7 +104,7 @@ async def test_disconnect_leaves_other_users_connected(make_gateway):
     await bob.subscribe("order.*")
     await admin_call(first, "POST", "/api/admin/users/alice/disconnect")
     assert (await alice.closed())[0] == 4003
-    await first.publish({"type": "order.filled", "payload": {"n": 1}})
+    await first.publish({"type": "order.event", "payload": {"n": 1}})
     [event] = await bob.events(1)
     assert event["data"]["payload"] == {"n": 1}
 
@@ -117,7 +117,7 @@ async def test_disconnect_of_a_user_without_connections_closes_none(gateway):
 
 async def test_streams_reports_each_streams_state(gateway):
     """After two publishes the account stream reports 2 messages, sequences 1-2, the cursor's epoch, its consumer."""
-    accepted = await gateway.publish({"type": "order.filled", "payload": {}}, {"type": "order.placed", "payload": {}})
+    accepted = await gateway.publish({"type": "order.event", "payload": {}}, {"type": "order.placed", "payload": {}})
     status, body = await admin_call(gateway, "GET", "/api/admin/streams")
     assert status == 200
     states = {state["name"]: state for state in body["streams"]}

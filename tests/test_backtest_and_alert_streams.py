@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import nats
+from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
 from sse_client import SseBlock, open_sse
 
@@ -115,38 +118,52 @@ async def alerts_stream(gateway, user: str = "alice", **kwargs):
     return await open_sse(gateway, "", token=user, path="/api/stream/alerts", **kwargs)
 
 
+def system_alert(level: str) -> dict:
+    """A public `alert.system` of `level`, its payload valid for the catalog."""
+    return {"type": "alert.system", "payload": {**EXAMPLES["alert.system"], "level": level}}
+
+
+def risk_alert(user: str, level: str) -> dict:
+    """A `risk.alert` private to `user`, of `level`, its payload valid for the catalog."""
+    return {"type": "risk.alert", "userId": user, "payload": {**EXAMPLES["risk.alert"], "level": level}}
+
+
 async def test_alerts_are_named_by_their_level(gateway):
     """A system alert and a risk alert arrive named `critical` and `warning`, data the whole envelope."""
     stream = await alerts_stream(gateway)
-    await gateway.publish({"type": "alert.system", "payload": {"alert_id": "a1", "level": "CRITICAL", "message": "m"}},
-                          {"type": "risk.alert", "userId": "alice",
-                           "payload": {"level": "WARNING", "type": "drawdown", "message": "m", "details": {}}})
+    await gateway.publish(system_alert("CRITICAL"), risk_alert("alice", "WARNING"))
     first, second = await stream.message(), await stream.message()
     assert [(first.event, first.json["type"]), (second.event, second.json["type"])] == [
         ("critical", "alert.system"), ("warning", "risk.alert")]
 
 
-async def test_alert_without_a_usable_level_is_unnamed(gateway):
-    """An alert whose level is missing or not a name arrives unnamed, for `onmessage`."""
+async def test_alert_without_a_usable_level_is_unnamed(gateway, nats_server):
+    """An alert written straight to NATS (not checked by the catalog) whose level is no name arrives unnamed."""
+    # The gateway refuses such an `alert.system` (400 at `$.payload.level`), so only a direct producer can send one.
     stream = await alerts_stream(gateway)
-    await gateway.publish({"type": "alert.system", "payload": {"level": "bad level\n", "message": "m"}})
+    body = {"type": "alert.system", "id": "raw-1", "payload": {"level": "bad level\n", "message": "m"}}
+    connection = await nats.connect(nats_server.url)
+    try:
+        await connection.jetstream().publish("notifier.account.pub._.alert.system", json.dumps(body).encode(),
+                                             headers={"Nats-Msg-Id": "raw-1"})
+    finally:
+        await connection.close()
     block = await stream.message()
-    assert (block.event, block.json["payload"]["message"]) == (None, "m")
+    assert (block.event, block.json["id"], block.json["payload"]["message"]) == (None, "raw-1", "m")
 
 
 async def test_alerts_of_another_user_never_arrive(gateway):
     """Bob's alert stream skips alice's private risk alert published before his own."""
     stream = await alerts_stream(gateway, user="bob")
-    await gateway.publish({"type": "risk.alert", "userId": "alice", "payload": {"level": "CRITICAL"}},
-                          {"type": "risk.alert", "userId": "bob", "payload": {"level": "INFO"}})
+    await gateway.publish(risk_alert("alice", "CRITICAL"), risk_alert("bob", "INFO"))
     block = await stream.message()
     assert (block.event, block.json["userId"]) == ("info", "bob")
 
 
 async def test_alerts_stream_resumes_from_last_event_id(gateway):
     """Reconnecting with `Last-Event-ID` replays the alerts missed, named by level, then `recovered`."""
-    first = await gateway.publish({"type": "alert.system", "payload": {"level": "INFO"}})
-    await gateway.publish({"type": "order.filled", "payload": {}}, {"type": "alert.system", "payload": {"level": "ERROR"}})
+    first = await gateway.publish(system_alert("INFO"))
+    await gateway.publish({"type": "order.filled", "payload": EXAMPLES["order.filled"]}, system_alert("ERROR"))
     stream = await alerts_stream(gateway, headers={"Last-Event-ID": first[0]["cursor"]})
     assert (await stream.message()).event == "error"
     assert (await stream.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'

@@ -200,13 +200,13 @@ async def test_a_session_subscription_yields_only_its_sessions_events_across_a_r
         alerts = client.subscribe("risk.*")
         await take_ready(client, s1_orders)
         await take_ready(client, alerts)
-        await gateway.publish({"type": "order.filled", "sessionId": "s2", "payload": {"n": -1}},
-                              {"type": "order.filled", "sessionId": "s1", "payload": {"n": 0}})
+        await gateway.publish({"type": "order.event", "sessionId": "s2", "payload": {"n": -1}},
+                              {"type": "order.event", "sessionId": "s1", "payload": {"n": 0}})
         first = await take(s1_orders, 1)
         await gateway.stop()
         await gateway.start()
-        await gateway.publish({"type": "order.filled", "sessionId": "s2", "payload": {"n": -2}},
-                              {"type": "order.filled", "sessionId": "s1", "payload": {"n": 1}})
+        await gateway.publish({"type": "order.event", "sessionId": "s2", "payload": {"n": -2}},
+                              {"type": "order.event", "sessionId": "s1", "payload": {"n": 1}})
         rest = await take(s1_orders, 1)
     assert numbers(first + rest) == [0, 1]
 

@@ -63,10 +63,10 @@ async def test_sigterm_answers_readyz_503_before_closing_with_a_resume_hint(nats
     seen: list[str] = []
     try:
         async with aiohttp.ClientSession() as http:
-            socket = await http.ws_connect(f"ws://127.0.0.1:{gateway.port}/ws?channels=order.filled"
+            socket = await http.ws_connect(f"ws://127.0.0.1:{gateway.port}/ws?channels=order.event"
                                            f"&token={authenticator.issue('alice')}")
             assert (await socket.receive_json(timeout=10))["action"] == "ack"
-            async with http.post(f"{gateway.base_url}/api/publish", json={"type": "order.filled", "payload": {}},
+            async with http.post(f"{gateway.base_url}/api/publish", json={"type": "order.event", "payload": {}},
                                  headers={"Authorization": f"Bearer {authenticator.issue('p', ['publisher'])}"}):
                 pass
             event = await socket.receive_json(timeout=10)
@@ -125,7 +125,7 @@ class RollingRestart:
         while self.publishing:
             number += 1
             user = USERS[number % 5] if number % 5 < len(USERS) else None
-            envelope = Envelope(type="order.filled", user_id=user, id=f"rolling-{number}", payload={"n": number})
+            envelope = Envelope(type="order.event", user_id=user, id=f"rolling-{number}", payload={"n": number})
             result = await publisher.publish(envelope)  # R3 with a leader throughout: every publish is confirmed
             self.published[envelope.id] = envelope
             self.acknowledged[envelope.id] = (result.stream, result.sequence)

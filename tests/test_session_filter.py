@@ -6,8 +6,8 @@ from sse_client import open_sse
 
 
 def order(session: str | None, n: int, user: str | None = None) -> dict:
-    """A private-or-public `order.filled` of one trading session, numbered by `n`."""
-    return {"type": "order.filled", "userId": user, "sessionId": session, "payload": {"n": n}}
+    """A private-or-public `order.event` of one trading session, numbered by `n`."""
+    return {"type": "order.event", "userId": user, "sessionId": session, "payload": {"n": n}}
 
 
 async def history(gateway, query: dict, user: str = "alice") -> tuple[int, dict]:
@@ -28,9 +28,9 @@ async def test_websocket_session_option_delivers_only_that_sessions_live_events(
 async def test_websocket_subscription_without_session_still_gets_everything(gateway):
     """A session filter on one subscription does not narrow another subscription of the connection."""
     client = await gateway.websocket(token="alice")
-    await client.subscribe("order.filled", options={"session": "s1"})
+    await client.subscribe("order.event", options={"session": "s1"})
     await client.subscribe("risk.*")
-    await gateway.publish(order("s2", 1), {"type": "risk.alert", "sessionId": "s2", "payload": {"n": 2}},
+    await gateway.publish(order("s2", 1), {"type": "risk.notice", "sessionId": "s2", "payload": {"n": 2}},
                           order("s1", 3))
     events = await client.events(2)
     assert [event["data"]["payload"]["n"] for event in events] == [2, 3]

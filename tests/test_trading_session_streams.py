@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from catalog_examples import EXAMPLES
 from sse_client import open_sse
+
+
+def payload(kind: str, n: int) -> dict:
+    """A catalog-valid payload of `kind`, as its producer sends it, with an extra field `n` naming the event."""
+    return {**EXAMPLES[kind], "n": n}
 
 
 def execution(kind: str, n: int, user: str | None = "alice", session: str = "s1") -> dict:
     """An execution event of `kind` (e.g. `order.filled`) of a user's trading session, numbered by `n`."""
-    return {"type": kind, "userId": user, "sessionId": session, "payload": {"n": n}}
+    return {"type": kind, "userId": user, "sessionId": session, "payload": payload(kind, n)}
 
 
 async def events_stream(gateway, session: str = "s1", user: str = "alice", query: str = "", **kwargs):
@@ -35,7 +41,7 @@ async def test_owner_may_pass_the_token_in_the_query(gateway):
     """`?token=` authenticates the session stream as it does `/sse` (a browser's EventSource sends no header)."""
     stream = await events_stream(gateway, token_in="query")
     await gateway.publish(execution("order.accepted", 1))
-    assert (await stream.events(1))[0].json["payload"] == {"n": 1}
+    assert (await stream.events(1))[0].json["payload"] == payload("order.accepted", 1)
 
 
 async def test_another_user_never_gets_the_owners_session_events(gateway):
@@ -43,7 +49,7 @@ async def test_another_user_never_gets_the_owners_session_events(gateway):
     stream = await events_stream(gateway, user="bob")
     await gateway.publish(execution("order.filled", 1, user="alice"), execution("order.filled", 2, user="bob"))
     event = (await stream.events(1))[0]
-    assert (event.json["userId"], event.json["payload"]) == ("bob", {"n": 2})
+    assert (event.json["userId"], event.json["payload"]) == ("bob", payload("order.filled", 2))
 
 
 async def test_admin_gets_the_owners_session_events(gateway):
@@ -66,7 +72,7 @@ async def test_sse_resume_gets_exactly_the_missed_session_events(gateway):
     assert [event.json["payload"]["n"] for event in await resumed.events(2)] == [1, 4]
     assert (await resumed.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
     await gateway.publish(execution("order.filled", 6, session="s2"), execution("portfolio.updated", 7))
-    assert (await resumed.events(1))[0].json["payload"] == {"n": 7}
+    assert (await resumed.events(1))[0].json["payload"] == payload("portfolio.updated", 7)
 
 
 async def test_websocket_subscribes_the_execution_channels_of_the_session(gateway):
@@ -75,7 +81,7 @@ async def test_websocket_subscribes_the_execution_channels_of_the_session(gatewa
     ack = await client.receive_action("ack")
     assert ack["subscribed"] == ["order.*", "position.*", "risk.*", "portfolio.*"]
     await gateway.publish(execution("order.filled", 1, session="s2"), execution("position.updated", 2))
-    assert (await client.events(1))[0]["data"]["payload"] == {"n": 2}
+    assert (await client.events(1))[0]["data"]["payload"] == payload("position.updated", 2)
 
 
 async def test_websocket_subscribe_messages_stay_within_the_session(gateway):
@@ -84,7 +90,7 @@ async def test_websocket_subscribe_messages_stay_within_the_session(gateway):
     await client.receive_action("ack")
     await client.subscribe("signal.*")
     await gateway.publish(execution("signal.new", 1, session="s2"), execution("signal.new", 2))
-    assert (await client.events(1))[0]["data"]["payload"] == {"n": 2}
+    assert (await client.events(1))[0]["data"]["payload"] == payload("signal.new", 2)
 
 
 async def test_websocket_resume_gets_exactly_the_missed_session_events(gateway):
