@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from notifier.model.cursor import Cursor
-from notifier.fanout.recovery import HistoryStamps
+from notifier.fanout.handover import HistoryStamps
 
 
 def test_replayed_event_carries_its_own_sequence():

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Callable, Self
 
 from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.handover import ReplayFloor
 from notifier.fanout.hub import Hub
 from notifier.fanout.outbox import Outbox
 from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
-from notifier.fanout.recovery import ReplayFloor
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import Envelope, priority_admitted

@@ -4,102 +4,38 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from notifier.fanout.frames import OutgoingEvent
-from notifier.model.broker import ReplayStatus
+from notifier.fanout.frames import Framing
+from notifier.fanout.handover import HistoryStamps
+from notifier.fanout.hub import Hub
+from notifier.fanout.outbox import Outbox
+from notifier.model.broker import EventHistory, ReplayStatus
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import StoredEvent, priority_admitted
 from notifier.model.identity import Identity
 from notifier.ops import metrics
 
-if TYPE_CHECKING:
-    from notifier.fanout.session import Session
+
+class CatchingUp(Protocol):
+    """What reading history into a client needs of it (a `Session`; no import of it, so no cycle)."""
+
+    history: EventHistory
+    hub: Hub
+    framing: Framing
+    outbox: Outbox
+    replayed: Cursor
+
+    def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]: ...
+
+    def too_slow(self) -> None: ...
 
 # How long history waits for a stalled client to make room before calling it slow.
 STALL_SECONDS = 30.0
 
 
-class ReplayFloor:
-    """Sequences history already sent for some channels; live copies at or below them are dropped."""
-
-    __slots__ = ("patterns", "sequences")
-
-    def __init__(self, patterns: list[ChannelPattern], sequences: Cursor):
-        self.patterns = patterns
-        self.sequences = sequences
-
-    def passed_by(self, positions: Cursor) -> bool:
-        """Whether the hub is past this floor in every stream, so no live copy can come any more."""
-        return all(positions.position(stream) >= sequence for stream, sequence in self.sequences.items())
-
-    def covers(self, outgoing: OutgoingEvent) -> bool:
-        """Whether this live event was already sent (or superseded) by history."""
-        event = outgoing.event
-        if event.sequence > self.sequences.position(event.stream):
-            return False
-        envelope = event.envelope
-        return any(pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
-
-
-class HistoryStamps:
-    """The cursors of one replay's events, equal to `Session.history_stamp`'s, one part changed per event.
-
-    During a replay only the position in the stream of the event just read moves: the base, the
-    session's `replayed` raise and which streams are live stay fixed (live delivery is paused and
-    replays run one at a time), so the other parts are encoded once.
-
-    A stream with a hole (`holes`: history no longer reaches back to `since`, the stream was
-    recreated, or it keeps only N messages per subject, so older ones may be gone) stays at its
-    `since` part until `recovered` is sent. A client that drops mid-replay holds no cursor past
-    a hole it was never told of: resuming, it is told `complete: false` again (and may see the
-    replayed events of that stream again), never a silent `complete: true`.
-    """
-
-    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held")
-
-    def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
-                 since: Cursor, holes: set[str] | frozenset[str] = frozenset()):
-        # The streams read take the epochs the replay found; the others keep the hub's.
-        epochs = {**base.epochs, **start.epochs}
-        for stream in holes:
-            held = since.epoch(stream)
-            if held is not None:
-                epochs[stream] = held
-            else:
-                epochs.pop(stream, None)
-        stamp = Cursor(base, epochs).raised_to(replayed)
-        # A stream live channels also read is capped where live delivery paused (the lower wins).
-        self._caps: dict[str, int | None] = {}
-        for stream in recovering:
-            cap = stamp.position(stream) if stream in live else None
-            self._caps[stream] = cap
-            here = start.position(stream)
-            stamp[stream] = here if cap is None else min(cap, here)
-        self._held = {stream: since.position(stream) for stream in holes}
-        stamp.update(self._held)
-        order = sorted(stamp)
-        self._stamp = stamp
-        self._parts = [stamp.part(stream, stamp[stream]) for stream in order]
-        self._index = {stream: index for index, stream in enumerate(order)}
-
-    def advance(self, stream: str, sequence: int) -> str:
-        """The cursor once the event at `sequence` in `stream` is read."""
-        if stream in self._held:
-            return ".".join(self._parts)  # nothing moves: the event's stream is held at the cursor
-        cap = self._caps[stream]
-        if cap is not None and cap < sequence:
-            sequence = cap
-        part = self._stamp.part(stream, sequence)
-        parts = self._parts
-        if len(parts) == 1:
-            return part
-        parts[self._index[stream]] = part
-        return ".".join(parts)
-
-
-async def _send(session: "Session", frame: bytes, cursor: str) -> bool:
+async def _send(session: CatchingUp, frame: bytes, cursor: str) -> bool:
     """Queue one history frame at the client's pace; False once the session is closed or too slow."""
     if not session.outbox.offer_if_room(frame, cursor):
         try:
@@ -111,7 +47,7 @@ async def _send(session: "Session", frame: bytes, cursor: str) -> bool:
     return not session.outbox.closed
 
 
-async def _queue(session: "Session", batch: list[tuple[bytes, str]], size: int) -> bool:
+async def _queue(session: CatchingUp, batch: list[tuple[bytes, str]], size: int) -> bool:
     """Queue a slice of history in one go when it fits, else frame by frame at the client's pace."""
     outbox = session.outbox
     sent = len(batch)
@@ -133,7 +69,7 @@ def _admitted(event: StoredEvent, priority: str | None) -> bool:
 
 
 async def replay_into(
-    session: "Session", viewer: Identity, patterns: list[ChannelPattern], since: Cursor, priority: str | None,
+    session: CatchingUp, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, priority: str | None,
     base: Cursor,
 ) -> tuple[bool, Cursor]:
     """Send every event after `since` on these channels `viewer` may see; returns whether history was exact, and where it ended.
@@ -188,7 +124,7 @@ async def replay_into(
 
 
 async def snapshot_into(
-    session: "Session", viewer: Identity, patterns: list[ChannelPattern], mode: str | int | None,
+    session: CatchingUp, viewer: Identity, patterns: list[ChannelPattern], mode: str | int | None,
     priority: str | None, base: Cursor,
 ) -> Cursor:
     """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
@@ -206,7 +142,8 @@ async def snapshot_into(
     for event in events:
         floor[event.stream] = max(floor.position(event.stream), event.sequence)
     recovering = set(floor)
-    cursor = session.history_stamp(floor, recovering, session.live_stream_ids(excluding=patterns), base)
+    cursor = HistoryStamps(floor, recovering, session.live_stream_ids(excluding=patterns), base, session.replayed,
+                           Cursor()).current()
     for event in events:
         if _admitted(event, priority):
             if not await _send(session, session.framing.replayed(event, cursor), cursor):

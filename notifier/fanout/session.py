@@ -14,9 +14,10 @@ from typing import Callable
 
 from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
 from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.handover import ReplayFloor
 from notifier.fanout.hub import Hub
 from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
-from notifier.fanout.recovery import ReplayFloor, replay_into, snapshot_into
+from notifier.fanout.recovery import replay_into, snapshot_into
 from notifier.model.broker import EventHistory
 from notifier.model.channels import ChannelPattern
 from notifier.model.close_codes import ErrorCode
@@ -127,19 +128,6 @@ class Session(LiveDelivery):
         excluded = {pattern.text for pattern in excluding}
         return {stream for text, subscription in self.subscriptions.items() if text not in excluded
                 for stream in subscription.streams}
-
-    def history_stamp(self, position: Cursor, recovering: set[str], live: set[str], base: Cursor) -> str:
-        """The cursor of a history event: true for the channels being caught up and for the live ones.
-
-        Streams only the catch-up reads are at its position; streams only live channels read stay
-        where live delivery paused (`base`, the hub's position at registration). A stream both read
-        takes the lower, so a resume may repeat live events there but never skips one.
-        """
-        stamp = base.raised_to(self.replayed)
-        for stream in recovering:
-            here = position.position(stream)
-            stamp[stream] = min(stamp.position(stream), here) if stream in live else here
-        return stamp.encode()
 
     def unsubscribe(self, texts: list[str]) -> None:
         """Stop delivering these channels."""

@@ -1,0 +1,102 @@
+"""The resume hand-over's pure rules: which live copies history already sent, and the cursor of each event.
+
+Like centrifuge's internal/recovery: no I/O and no session here, so every rule is unit-tested
+without NATS (tests/test_history_stamps.py, tests/test_handover_property.py). The session
+(`session.py`) registers with the hub before reading history and buffers live events meanwhile;
+`recovery.py` reads history and stamps each event with `HistoryStamps`; afterwards a
+`ReplayFloor` drops the buffered live copies history covered. docs/architecture.md states the
+invariants.
+"""
+
+from __future__ import annotations
+
+from notifier.fanout.frames import OutgoingEvent
+from notifier.model.channels import ChannelPattern
+from notifier.model.cursor import Cursor
+
+
+class ReplayFloor:
+    """Sequences history already sent for some channels; live copies at or below them are dropped."""
+
+    __slots__ = ("patterns", "sequences")
+
+    def __init__(self, patterns: list[ChannelPattern], sequences: Cursor):
+        self.patterns = patterns
+        self.sequences = sequences
+
+    def passed_by(self, positions: Cursor) -> bool:
+        """Whether the hub is past this floor in every stream, so no live copy can come any more."""
+        return all(positions.position(stream) >= sequence for stream, sequence in self.sequences.items())
+
+    def covers(self, outgoing: OutgoingEvent) -> bool:
+        """Whether this live event was already sent (or superseded) by history."""
+        event = outgoing.event
+        if event.sequence > self.sequences.position(event.stream):
+            return False
+        envelope = event.envelope
+        return any(pattern.matches(envelope.type, envelope.key) for pattern in self.patterns)
+
+
+class HistoryStamps:
+    """The cursors of one catch-up's events: true for the channels caught up and for the live ones.
+
+    Streams only the catch-up reads are at the position of the event just read; streams only live
+    channels read stay where live delivery paused (`base`, the hub's position at registration); a
+    stream both read takes the lower, so a resume may repeat live events there but never skips one.
+    All are raised to where history took the client before (`replayed`): never backwards.
+
+    During a replay only the position in the stream of the event just read moves: the base, the
+    session's `replayed` raise and which streams are live stay fixed (live delivery is paused and
+    replays run one at a time), so the other parts are encoded once.
+
+    A stream with a hole (`holes`: history no longer reaches back to `since`, the stream was
+    recreated, or it keeps only N messages per subject, so older ones may be gone) stays at its
+    `since` part until `recovered` is sent. A client that drops mid-replay holds no cursor past
+    a hole it was never told of: resuming, it is told `complete: false` again (and may see the
+    replayed events of that stream again), never a silent `complete: true`.
+    """
+
+    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held")
+
+    def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
+                 since: Cursor, holes: set[str] | frozenset[str] = frozenset()):
+        # The streams read take the epochs the replay found; the others keep the hub's.
+        epochs = {**base.epochs, **start.epochs}
+        for stream in holes:
+            held = since.epoch(stream)
+            if held is not None:
+                epochs[stream] = held
+            else:
+                epochs.pop(stream, None)
+        stamp = Cursor(base, epochs).raised_to(replayed)
+        # A stream live channels also read is capped where live delivery paused (the lower wins).
+        self._caps: dict[str, int | None] = {}
+        for stream in recovering:
+            cap = stamp.position(stream) if stream in live else None
+            self._caps[stream] = cap
+            here = start.position(stream)
+            stamp[stream] = here if cap is None else min(cap, here)
+        self._held = {stream: since.position(stream) for stream in holes}
+        stamp.update(self._held)
+        order = sorted(stamp)
+        self._stamp = stamp
+        self._parts = [stamp.part(stream, stamp[stream]) for stream in order]
+        self._index = {stream: index for index, stream in enumerate(order)}
+
+    def current(self) -> str:
+        """The cursor before any event is read: a snapshot's events all carry it."""
+        return ".".join(self._parts)
+
+    def advance(self, stream: str, sequence: int) -> str:
+        """The cursor once the event at `sequence` in `stream` is read."""
+        if stream in self._held:
+            return ".".join(self._parts)  # nothing moves: the event's stream is held at the cursor
+        cap = self._caps[stream]
+        if cap is not None and cap < sequence:
+            sequence = cap
+        part = self._stamp.part(stream, sequence)
+        parts = self._parts
+        if len(parts) == 1:
+            return part
+        parts[self._index[stream]] = part
+        return ".".join(parts)
