@@ -21,6 +21,7 @@ def default_streams_dir() -> Path:
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+MAX_WORKERS = 64
 MIN_SECRET_BYTES = 32
 
 
@@ -66,6 +67,18 @@ class Settings:
     connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
+    # Gateway processes serving the one port (docs/operations.md section 11): a number, or `auto`.
+    workers: str = "1"
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes `workers` asks for (`auto`: the CPUs this process may run on)."""
+        if self.workers == "auto":
+            try:
+                return min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not Linux
+                return min(MAX_WORKERS, os.cpu_count() or 1)
+        return int(self.workers)
 
     @property
     def nats_servers(self) -> list[str]:
@@ -146,6 +159,9 @@ def _check(settings: Settings) -> None:
         # can be brute-forced offline from any token a client holds.
         raise SettingsError(f"NOTIFIER_JWT_SECRET is {len(settings.jwt_secret.encode())} bytes: HS256 needs at "
                             f"least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
+    if settings.workers != "auto" and not (settings.workers.isdigit() and 1 <= int(settings.workers) <= MAX_WORKERS):
+        raise SettingsError(f"NOTIFIER_WORKERS={settings.workers!r}: expected auto (one per CPU) or a whole number "
+                            f"from 1 to {MAX_WORKERS}")
     try:
         parse_allowed_origins(settings.allowed_origins)
     except ValueError as error:
@@ -185,6 +201,7 @@ SETTING_HELP: dict[str, str] = {
     "max_connections_per_user": "connections per user across all replicas (NATS KV), admin exempt, 0 = none",
     "connection_count_ttl": "seconds a dead replica's connection counts outlive it",
     "allowed_origins": "browser origins besides the gateway's own (comma-separated, `*`)",
+    "workers": f"gateway processes on the one port: 1 to {MAX_WORKERS}, or auto (one per CPU)",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.
