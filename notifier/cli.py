@@ -298,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if log_format not in LOG_FORMATS:
         print(f"error: NOTIFIER_LOG_FORMAT={log_format!r}: expected one of {', '.join(LOG_FORMATS)}", file=sys.stderr)
         return 2
-    configure_logging(level, log_format)
+    worker = WorkerContext.from_environment()
+    configure_logging(level, log_format, worker.index if worker is not None else None)
     try:
         settings = Settings.from_environment()
         if arguments.command == "publish":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from notifier.ops.log_format import JsonFormatter, TextFormatter
 from notifier.settings import Settings, SettingsError
 
 START_TIMEOUT = 60.0
@@ -234,3 +236,19 @@ def test_workers_auto_is_one_per_cpu_this_process_may_use():
     """NOTIFIER_WORKERS=auto counts the CPUs in this process's affinity mask."""
     assert Settings.from_environment({"NOTIFIER_WORKERS": "auto"}).worker_count == len(os.sched_getaffinity(0))
     assert Settings.from_environment({"NOTIFIER_WORKERS": "3"}).worker_count == 3
+
+
+def _record(message: str) -> logging.LogRecord:
+    return logging.LogRecord("notifier.app", logging.WARNING, __file__, 1, message, None, None)
+
+
+def test_a_workers_text_log_lines_name_it():
+    """With NOTIFIER_WORKERS above 1 each worker's text lines say `worker N` before the logger name."""
+    line = TextFormatter(worker=2).format(_record("nats disconnected"))
+    assert line.endswith(" WARNING worker 2 notifier.app: nats disconnected")
+
+
+def test_a_workers_json_log_lines_carry_its_index():
+    """With NOTIFIER_LOG_FORMAT=json each worker's lines have a `worker` key."""
+    line = json.loads(JsonFormatter(worker=2).format(_record("nats disconnected")))
+    assert (line["worker"], line["logger"], line["message"]) == (2, "notifier.app", "nats disconnected")
