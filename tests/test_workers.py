@@ -211,6 +211,20 @@ async def test_killed_worker_is_restarted_and_the_port_keeps_serving(workers):
     assert f"worker 2 (pid {before[2]}) exited unexpectedly with code -9" in workers.log_path.read_text()
 
 
+async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
+    """After kill -9 of the parent every worker notices its lifeline closing and exits."""
+    orphans = [*workers.workers().values()]
+    nats_server = workers.nats_server()
+    try:
+        os.kill(workers.process.pid, signal.SIGKILL)
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            # Not our children: their end signals nothing here, so it is polled.
+            while any(_alive(pid) for pid in orphans):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    finally:
+        os.kill(nats_server, signal.SIGTERM)  # left running by a killed parent, as by a killed single gateway
+
+
 async def test_bad_workers_value_exits_2_before_starting_anything(tmp_path):
     """`NOTIFIER_WORKERS=0 python -m notifier` exits 2 with one line naming the variable and the rule."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
