@@ -21,6 +21,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -196,7 +197,7 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
 
 
 async def _until_stopped(stopping: asyncio.Event, running: list[asyncio.Task[None]], workers: list[Worker],
-                         announce) -> None:
+                         announce: Callable[[], None]) -> None:
     """Print the banner once every worker is ready; return on a signal; raise what a failed slot raised."""
     signalled = asyncio.create_task(stopping.wait(), name="signalled")
     all_ready = asyncio.create_task(_all_ready(workers), name="all-workers-ready")

@@ -16,6 +16,7 @@ import pytest
 
 from notifier.ops.log_format import JsonFormatter, TextFormatter
 from notifier.settings import Settings, SettingsError
+from notifier.workers import Worker, WorkerFailed
 
 START_TIMEOUT = 60.0
 WAIT_TIMEOUT = 30.0
@@ -223,6 +224,21 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
                 await asyncio.sleep(0.05)
     finally:
         os.kill(nats_server, signal.SIGTERM)  # left running by a killed parent, as by a killed single gateway
+
+
+async def test_a_worker_refusing_its_configuration_is_not_restarted(tmp_path):
+    """A worker process that exits 2 before it ever served ends its slot with WorkerFailed instead of a restart."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+    environment.update(NOTIFIER_PORT="eighty", NOTIFIER_DATA_DIR=str(tmp_path / "var"))
+    lifeline_read, lifeline_write = os.pipe()
+    try:
+        slot = Worker(1, 2, tmp_path, lifeline_read, environment)
+        with pytest.raises(WorkerFailed, match=r"^worker 1 exited with code 2 at start-up"):
+            async with asyncio.timeout(START_TIMEOUT):
+                await slot.run(asyncio.Event())
+    finally:
+        os.close(lifeline_read)
+        os.close(lifeline_write)
 
 
 async def test_bad_workers_value_exits_2_before_starting_anything(tmp_path):
