@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -46,13 +47,19 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _worker_index(pid: int) -> int | None:
-    """The index a worker process was given by its parent, None for another child (nats-server)."""
+def _worker_context(pid: int) -> dict | None:
+    """The context a worker process was given by its parent, None for another child (nats-server)."""
     with open(f"/proc/{pid}/environ", "rb") as environ:
         for variable in environ.read().split(b"\0"):
             if variable.startswith(b"NOTIFIER_WORKER_CONTEXT="):
-                return json.loads(variable.partition(b"=")[2])["index"]
+                return json.loads(variable.partition(b"=")[2])
     return None
+
+
+def _worker_index(pid: int) -> int | None:
+    """The index a worker process was given by its parent, None for another child (nats-server)."""
+    context = _worker_context(pid)
+    return None if context is None else context["index"]
 
 
 class Workers:
@@ -216,6 +223,7 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
     """After kill -9 of the parent every worker notices its lifeline closing and exits."""
     orphans = [*workers.workers().values()]
     nats_server = workers.nats_server()
+    runtime_dir = _worker_context(orphans[0])["runtime_dir"]
     try:
         os.kill(workers.process.pid, signal.SIGKILL)
         async with asyncio.timeout(WAIT_TIMEOUT):
@@ -223,7 +231,9 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
             while any(_alive(pid) for pid in orphans):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
     finally:
-        os.kill(nats_server, signal.SIGTERM)  # left running by a killed parent, as by a killed single gateway
+        # Left behind by a killed parent, as by a killed single gateway.
+        os.kill(nats_server, signal.SIGTERM)
+        shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 async def test_a_worker_refusing_its_configuration_is_not_restarted(tmp_path):
