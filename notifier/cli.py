@@ -28,12 +28,14 @@ from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import InvalidEvent, decode_envelope
-from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, PermissionsError
+from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, PermissionsError, load_permissions
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError, variables
 from notifier.transport.access_log import RedactingAccessLogger
 from notifier.transport.auth import Authenticator
+from notifier.worker import WorkerContext
+from notifier.workers import supervise
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,19 @@ async def serve(settings: Settings) -> None:
             "a generated development secret only serves on loopback"
         )
     data_dir = Path(settings.data_dir)
+    worker = WorkerContext.from_environment()
+    if worker is not None:  # the parent holds the lock, runs nats-server and passed the secret
+        await _serve_locked(settings, authenticator, False, data_dir, worker)
+        return
     data_dir.mkdir(parents=True, exist_ok=True)
     # Before anything is started or written: a second gateway on this directory would start a second
     # nats-server on the same store, and on exit delete the first one's nats-url and jwt-dev-secret.
     lock = _lock_data_dir(data_dir)
     try:
-        await _serve_locked(settings, authenticator, generated, data_dir)
+        if settings.worker_count > 1:
+            await supervise(settings, authenticator, generated, data_dir)
+        else:
+            await _serve_locked(settings, authenticator, generated, data_dir)
     finally:
         os.close(lock)  # releases the flock; the file stays, so no one can lock a deleted inode
 
@@ -94,25 +103,32 @@ def _lock_data_dir(data_dir: Path) -> int:
     return descriptor
 
 
-async def _serve_locked(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path) -> None:
+async def _serve_locked(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path,
+                        worker: WorkerContext | None = None) -> None:
     secret_file = data_dir / DEV_SECRET_FILE
     if generated:
-        secret_file.touch(mode=0o600)
-        secret_file.write_text(authenticator.secret or "")
+        write_dev_secret(secret_file, authenticator)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signal_number, stop.set)
     app = create_app(settings, authenticator)
+    if worker is not None:
+        worker.install(app)
     runner = web.AppRunner(app, handle_signals=False, access_log_class=RedactingAccessLogger)
     try:
         await runner.setup()
         context = ssl_context(settings)
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=LISTEN_BACKLOG)
-        await site.start()
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=LISTEN_BACKLOG,
+                           reuse_port=worker is not None)
+        if worker is None or not worker.restarted:
+            await site.start()
         gateway = app[GATEWAY_KEY]
-        print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)
+        if worker is not None:
+            await worker.start(runner, stop)  # the parent prints what follows, once for all workers
+        else:
+            print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)
         stopping = asyncio.create_task(stop.wait())
         following = asyncio.create_task(gateway.following.wait())
         await asyncio.wait([stopping, following], return_when=asyncio.FIRST_COMPLETED)
@@ -121,16 +137,12 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
         # of the collector's view halves what a full collection walks, and a full collection
         # stops delivery to every client while it runs (at 1,000 connections 75 ms before, 36 after).
         gc.freeze()
-        if not stop.is_set():
+        if not stop.is_set() and worker is not None and worker.restarted:
+            await site.start()
+        if not stop.is_set() and worker is None:
             port = runner.addresses[0][1] if runner.addresses else settings.port  # the bound port when 0 was asked
-            _print_urls(settings.host, port, context is not None, gateway.nats_servers)
-            print(f"  data dir   {data_dir.resolve()}", flush=True)
-            print(f"  permissions {_permissions_line(settings, gateway.permissions)}", flush=True)
-            if generated:
-                token = authenticator.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
-                print(f"  dev token  {token}", flush=True)
-                print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; "
-                      "secret generated for this run)", flush=True)
+            print_banner(settings, port, context is not None, gateway.nats_servers, data_dir,
+                         authenticator if generated else None)
         await stopping
         await _announce_shutdown(gateway, settings.shutdown_delay, loop)
     finally:
@@ -164,6 +176,26 @@ def _permissions_line(settings: Settings, permissions: Permissions) -> str:
     source = (f"built-in (no {settings.permissions_path}): any token reads every channel"
               if permissions is DEFAULT_PERMISSIONS else permissions.source)
     return source + ("; anonymous access on" if settings.anonymous_access else "")
+
+
+def write_dev_secret(secret_file: Path, authenticator: Authenticator) -> None:
+    """Keep the generated secret where `notifier token` finds it, readable by this user only."""
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(authenticator.secret or "")
+
+
+def print_banner(settings: Settings, port: int, tls: bool, nats_servers: list[str], data_dir: Path,
+                 generated: Authenticator | None) -> None:
+    """What `serve` prints once it follows the streams: the URLs, the data dir, a dev token with a generated secret."""
+    _print_urls(settings.host, port, tls, nats_servers)
+    print(f"  data dir   {data_dir.resolve()}", flush=True)
+    permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
+    print(f"  permissions {_permissions_line(settings, permissions)}", flush=True)
+    if generated is not None:
+        token = generated.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
+        print(f"  dev token  {token}", flush=True)
+        print(f"             (sub=dev, roles=admin,publisher, valid {DEV_TOKEN_HOURS} h; "
+              "secret generated for this run)", flush=True)
 
 
 def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> None:
@@ -338,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     if log_format not in LOG_FORMATS:
         print(f"error: NOTIFIER_LOG_FORMAT={log_format!r}: expected one of {', '.join(LOG_FORMATS)}", file=sys.stderr)
         return 2
-    configure_logging(level, log_format)
+    worker = WorkerContext.from_environment()
+    configure_logging(level, log_format, worker.index if worker is not None else None)
     try:
         settings = Settings.from_environment()
         if arguments.command == "publish":

@@ -30,6 +30,7 @@ def default_streams_dir() -> Path:
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+MAX_WORKERS = 64
 MIN_SECRET_BYTES = 32
 
 
@@ -82,6 +83,18 @@ class Settings:
     permissions_file: Path | None = None
     # Clients without a token may connect to /ws, /sse and read /api/history, as role `anonymous`.
     anonymous_access: bool = False
+    # Gateway processes serving the one port (docs/operations.md section 13): a number, or `auto`.
+    workers: str = "1"
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes `workers` asks for (`auto`: the CPUs this process may run on)."""
+        if self.workers == "auto":
+            try:
+                return min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+            except AttributeError:  # not Linux
+                return min(MAX_WORKERS, os.cpu_count() or 1)
+        return int(self.workers)
 
     @property
     def nats_servers(self) -> list[str]:
@@ -181,6 +194,9 @@ def _check(settings: Settings) -> None:
         # can be brute-forced offline from any token a client holds.
         raise SettingsError(f"NOTIFIER_JWT_SECRET is {len(settings.jwt_secret.encode())} bytes: HS256 needs at "
                             f"least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)")
+    if settings.workers != "auto" and not (settings.workers.isdigit() and 1 <= int(settings.workers) <= MAX_WORKERS):
+        raise SettingsError(f"NOTIFIER_WORKERS={settings.workers!r}: expected auto (one per CPU) or a whole number "
+                            f"from 1 to {MAX_WORKERS}")
     try:
         parse_allowed_origins(settings.allowed_origins)
     except ValueError as error:
@@ -223,6 +239,7 @@ SETTING_HELP: dict[str, str] = {
     "shutdown_delay": "seconds /readyz answers 503 after SIGTERM before connections are closed",
     "permissions_file": "channel permissions (TOML); unset: permissions.toml in the streams folder",
     "anonymous_access": "clients without a token may read, as role `anonymous` (true/false)",
+    "workers": f"gateway processes on the one port: 1 to {MAX_WORKERS}, or auto (one per CPU)",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

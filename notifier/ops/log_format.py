@@ -24,10 +24,11 @@ def log_event(logger: logging.Logger, level: int, message: str, **fields: Any) -
 
 
 class TextFormatter(logging.Formatter):
-    """The classic line, with any structured fields appended as `key=value`."""
+    """The classic line, with any structured fields appended as `key=value`; a worker's lines name it."""
 
-    def __init__(self) -> None:
-        super().__init__(TEXT_FORMAT)
+    def __init__(self, worker: int | None = None) -> None:
+        named = TEXT_FORMAT if worker is None else TEXT_FORMAT.replace("%(name)s", f"worker {worker} %(name)s")
+        super().__init__(named)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -43,10 +44,14 @@ def _text(value: Any) -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time (UTC), level, logger, message, the structured fields, and any traceback."""
+    """One JSON object per line: time (UTC), level, logger, worker (of several), message, the fields, any traceback."""
 
     # mypy binds `self` to a function stored on a class; a builtin like gmtime is never bound at runtime.
     converter = time.gmtime  # type: ignore[assignment]
+
+    def __init__(self, worker: int | None = None) -> None:
+        super().__init__()
+        self.worker = worker
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -55,6 +60,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            line["worker"] = self.worker
         fields = getattr(record, "fields", None)
         if fields:
             for key, value in fields.items():
@@ -64,10 +71,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Send every log record to stderr in the chosen format (replacing any handler set before)."""
+def configure_logging(level: str, log_format: str, worker: int | None = None) -> None:
+    """Send every log record to stderr in the chosen format (replacing any handler set before).
+
+    `worker`: this process's index among NOTIFIER_WORKERS, named in every line (workers share stderr).
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(worker) if log_format == "json" else TextFormatter(worker))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

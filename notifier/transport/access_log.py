@@ -24,7 +24,9 @@ class RedactingAccessLogger(AbstractAccessLogger):
     """One line per request: peer, method, target (tokens hidden), status, bytes, seconds; probes at DEBUG."""
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        level = logging.DEBUG if request.path in PROBE_PATHS and response.status < 500 else logging.INFO
+        # A worker's parent polls `/readyz` on the worker's private unix socket until it is ready.
+        private = request.transport is not None and isinstance(request.transport.get_extra_info("sockname"), str)
+        level = logging.DEBUG if request.path in PROBE_PATHS and (response.status < 500 or private) else logging.INFO
         if not self.logger.isEnabledFor(level):
             return
         target = redact(request.path_qs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
@@ -29,6 +30,10 @@ from notifier.transport.http_requests import (
 from notifier.transport.services import SERVICES, Services
 
 log = logging.getLogger(__name__)
+
+# Set on a worker of several (notifier/worker.py): adds the sibling workers' figures to a scrape.
+SiblingMetrics = Callable[[web.Request, str], Awaitable[str]]
+SIBLING_METRICS: web.AppKey[SiblingMetrics] = web.AppKey("sibling_metrics")
 
 _encoder = msgspec.json.Encoder()
 _LIMIT = re.compile(r"[0-9]{1,4}")
@@ -153,6 +158,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 @internal_errors_as_json
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """`GET /metrics`: Prometheus text format."""
-    return web.Response(text=metrics.render_all(request.app[SERVICES].gauges), content_type="text/plain", charset="utf-8",
+    """`GET /metrics`: Prometheus text format (on a worker of several, every worker's figures added up)."""
+    text = metrics.render_all(request.app[SERVICES].gauges)
+    with_siblings = request.app.get(SIBLING_METRICS)
+    if with_siblings is not None:
+        text = await with_siblings(request, text)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
