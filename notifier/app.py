@@ -8,8 +8,8 @@ import os
 import socket
 import ssl
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from aiohttp import web
 from nats.aio.client import Client

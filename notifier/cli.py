@@ -14,8 +14,8 @@ import os
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
@@ -69,7 +69,7 @@ async def serve(settings: Settings) -> None:
     if worker is not None:  # the parent holds the lock, runs nats-server and passed the secret
         await _serve_locked(settings, authenticator, False, data_dir, worker)
         return
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before the loop serves anything
     # Before anything is started or written: a second gateway on this directory would start a second
     # nats-server on the same store, and on exit delete the first one's nats-url and jwt-dev-secret.
     lock = _lock_data_dir(data_dir)

@@ -26,8 +26,9 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Union
+from typing import Any
 
 import aiohttp
 
@@ -35,7 +36,7 @@ from notifier.model.channels import parse_channel
 
 log = logging.getLogger(__name__)
 
-TokenSource = Union[str, Callable[[], Union[str, Awaitable[str]]]]
+TokenSource = str | Callable[[], str | Awaitable[str]]
 Listener = Callable[[Any], None]
 EVENT_NAMES = ("state", "recovered", "lost", "error")
 QUEUE_SIZE = 1000
@@ -91,7 +92,7 @@ def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
 class Subscription:
     """An async iterator of the events on one channel pattern; `await unsubscribe()` ends it."""
 
-    def __init__(self, client: "Client", pattern: str, options: dict[str, Any] | None):
+    def __init__(self, client: Client, pattern: str, options: dict[str, Any] | None):
         self.client = client
         self.pattern = pattern
         self.options = options
@@ -115,7 +116,7 @@ class Subscription:
             return False
         return self._parsed.matches(data.get("type", ""), data.get("key"))
 
-    def __aiter__(self) -> "Subscription":
+    def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Event:
@@ -169,7 +170,7 @@ class Client:
 
     # -- the public interface --
 
-    async def __aenter__(self) -> "Client":
+    async def __aenter__(self) -> Client:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._runner = asyncio.create_task(self._run(), name="notifier-client")
@@ -278,7 +279,7 @@ class Client:
                     return
                 if closed.code not in (None, 1000, 1001, 1006):
                     self._emit("error", NotifierError(closed.code, closed.reason))
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as error:
+            except (TimeoutError, aiohttp.ClientError, OSError) as error:
                 self._emit("error", error)
             except Exception as error:  # a malformed frame, a failing token function: reconnect after a delay
                 log.warning("notifier client: %r; reconnecting", error)
@@ -384,7 +385,7 @@ class Client:
                     try:
                         # A timer can fire a little early (uvloop: 1 ms): each deadline is checked on its own.
                         message = await ws.receive(timeout=max(0.001, deadline - now))
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         now = time.monotonic() + TIMER_SLACK
                         if ping_sent_at is not None and now >= ping_sent_at + self.pong_timeout:
                             raise _Closed(4001, "pong timeout", established) from None

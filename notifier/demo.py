@@ -13,9 +13,9 @@ import itertools
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from notifier.jetstream.publisher import Publisher
 from notifier.model.broker import PublishUnconfirmed
@@ -116,8 +116,9 @@ def backtest_engine(market: Market) -> Iterator[Envelope]:
     for number in itertools.count(1):
         task = f"demo-backtest-{number}"
 
-        def event(event_type: str, payload: dict) -> Envelope:
-            return Envelope(type=event_type, key=task, source=SOURCE, priority="p2", payload={"task_id": task, **payload})
+        def event(event_type: str, payload: dict, task: str = task) -> Envelope:
+            return Envelope(type=event_type, key=task, source=SOURCE, priority="p2",
+                            payload={"task_id": task, **payload})
 
         yield event("backtest.started", {"message": "momentum strategy, 2024"})
         for month in range(1, 11):

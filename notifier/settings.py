@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from notifier.model.origins import parse_allowed_origins
 from notifier.model.permissions import FILE_NAME as PERMISSIONS_FILE_NAME
@@ -14,7 +15,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 def checkout_folder(name: str) -> Path:
-    """A folder of the repository (`streams_config`, `clients`): beside the package (editable installs), else in the working directory.
+    """A repository folder (`streams_config`, `clients`): beside the package (editable installs), else in the working directory.
 
     A non-editable install (the Docker image) runs from a folder holding copies of them.
     """
@@ -110,12 +111,12 @@ class Settings:
             return Path(self.permissions_file)
         return Path(self.streams_dir) / PERMISSIONS_FILE_NAME
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields replaced (tests and the CLI use this)."""
         return replace(self, **changes)
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `NOTIFIER_*` variables; a bad value raises SettingsError naming the variable."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}  # each field's own type, converted by _convert

@@ -6,19 +6,20 @@ import asyncio
 import json
 import os
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from notifier.app import GATEWAY, create_app
-from notifier.transport.auth import Authenticator
 from notifier.cli import event_loop_factory
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.settings import EVENT_LOOPS, Settings
+from notifier.transport.auth import Authenticator
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 RECEIVE_TIMEOUT = 10.0
@@ -107,7 +108,7 @@ class RunningGateway:
         await client.close()
         return cursor
 
-    async def websocket(self, path: str = "/ws", token: str | None = "alice", **kwargs: Any) -> "WebSocketClient":
+    async def websocket(self, path: str = "/ws", token: str | None = "alice", **kwargs: Any) -> WebSocketClient:
         """Open a WebSocket; `token` is a subject to mint a token for, or None for no token."""
         url = self.ws_url.replace("/ws", path) if path != "/ws" else self.ws_url
         if token is not None and "token=" not in url:

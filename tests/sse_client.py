@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-
 from conftest import RECEIVE_TIMEOUT
 
 
@@ -21,7 +20,7 @@ class SseBlock:
     comments: tuple[str, ...]
 
     @classmethod
-    def parse(cls, raw: bytes) -> "SseBlock":
+    def parse(cls, raw: bytes) -> SseBlock:
         fields: list[tuple[str, str]] = []
         comments: list[str] = []
         for line in raw.decode("utf-8").splitlines():

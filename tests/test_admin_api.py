@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from conftest import RECEIVE_TIMEOUT
 from sse_client import open_sse
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import jwt
 import pytest
+from conftest import SECRET
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-from conftest import SECRET
 
 from notifier.transport.auth import AuthenticationError, Authenticator
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import nats
-
-from sse_client import open_sse
 from catalog_examples import EXAMPLES
+from sse_client import open_sse
 
 
 def system_alert(alert_id: str, **envelope) -> dict:

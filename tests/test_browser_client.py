@@ -7,9 +7,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-
-from browser_support import (WAIT_MS, GatewayProcess, PageServer, browser_page, chromium,  # noqa: F401 (fixture)
-                             free_port)
+from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium, free_port  # noqa: F401 (fixture)
 from conftest import SECRET
 
 TRANSPORTS = ["websocket", "sse"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from browser_support import WAIT_MS, PageServer, chromium  # noqa: F401 (fixture)
 
 # Run in the page: an EventSource on the backtest URL, recording each named event and its state.

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from catalog_examples import EXAMPLES, SIGNAL
 
 from notifier.catalog import Catalog, CatalogConfigError, load_catalog
 from notifier.catalog.payloads import PAYLOADS
 from notifier.jetstream.streams import load_streams
 from notifier.model.events import Envelope, InvalidEvent
 from notifier.settings import default_streams_dir
-from catalog_examples import EXAMPLES, SIGNAL
 
 CATALOG = load_catalog(default_streams_dir())
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from catalog_examples import EXAMPLES, SIGNAL
+
 from notifier.catalog.payloads import PAYLOADS
 
 ROOT = Path(__file__).resolve().parent.parent

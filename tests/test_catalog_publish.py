@@ -8,10 +8,10 @@ import os
 import sys
 
 import pytest
+from catalog_examples import EXAMPLES, SIGNAL
 
 from notifier.jetstream.publisher import Publisher
 from notifier.model.events import Envelope, InvalidEvent
-from catalog_examples import EXAMPLES, SIGNAL
 
 
 async def post(gateway, body) -> tuple[int, dict]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-
-from sse_client import open_sse
-
 from conftest import RECEIVE_TIMEOUT
+from sse_client import open_sse
 
 # The shipped streams_config/permissions.toml: `market.l2.>` for roles pro and admin, `admin.>` for admin.
 L2 = {"type": "market.l2.book", "key": "BTC", "payload": {"depth": "secret"}}

@@ -7,10 +7,10 @@ import json
 import aiohttp
 import pytest
 
-from notifier.transport.auth import Authenticator
-from notifier.model.events import Envelope
 from notifier.jetstream.publisher import Publisher
+from notifier.model.events import Envelope
 from notifier.testing.processes import GatewayProcess, NatsCluster
+from notifier.transport.auth import Authenticator
 
 SECRET = "leader-loss-secret-long-enough-for-hs256"
 

@@ -15,9 +15,9 @@ import jwt
 import nats
 import pytest
 
-from notifier.transport.auth import Authenticator
-from notifier.settings import Settings, default_streams_dir
 from notifier.jetstream.streams import apply_streams, load_streams
+from notifier.settings import Settings, default_streams_dir
+from notifier.transport.auth import Authenticator
 
 START_TIMEOUT = 60.0
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from notifier import settings as settings_module
 from notifier.app import create_app
 from notifier.cli import _parser
 from notifier.jetstream.embedded_server import find_nats_server
-from notifier import settings as settings_module
 from notifier.settings import Settings, variables
 from notifier.transport.auth import Authenticator
 

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.jetstream.direct_get import DirectReader, _FilterScan
-from notifier.model.events import Envelope, StoredEvent
 from notifier.jetstream.publisher import Publisher
-from notifier.settings import default_streams_dir
 from notifier.jetstream.streams import apply_streams, load_streams
 from notifier.jetstream.subjects import filters_for
 from notifier.model.channels import parse_channel
+from notifier.model.events import Envelope, StoredEvent
+from notifier.settings import default_streams_dir
 
 
 async def test_reader_with_two_filters_stops_at_its_end(nats_server):

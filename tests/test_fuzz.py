@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from multidict import MultiDict
 
 from notifier.model.channels import InvalidChannel, parse_channel_list
-from notifier.transport.client_messages import ACTIONS, ProtocolError, decode_client_message
 from notifier.model.events import InvalidEvent, decode_envelopes
 from notifier.model.identity import Identity
+from notifier.transport.client_messages import ACTIONS, ProtocolError, decode_client_message
 from notifier.transport.http_requests import Rejected, channels_from, cursor_from
 from notifier.transport.sse import _options_from_query
 

@@ -14,14 +14,14 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from notifier.fanout.frames import WEBSOCKET_FRAMING
+from notifier.fanout.hub import Hub
+from notifier.fanout.session import Session
 from notifier.model.broker import ReplayStatus
 from notifier.model.channels import parse_channel
 from notifier.model.cursor import Cursor
 from notifier.model.events import Envelope, StoredEvent, encode_envelope
-from notifier.fanout.frames import WEBSOCKET_FRAMING
-from notifier.fanout.hub import Hub
 from notifier.model.identity import Identity
-from notifier.fanout.session import Session
 
 TYPES = {"a": "order.event", "m": "market.ticker"}
 
@@ -79,7 +79,8 @@ async def _resume(before: list[str], cursor_at: dict[str, int], at_start: list[s
     for stream in before:
         store.publish(stream)
     since = Cursor({stream: min(cursor_at[stream], len(store.streams[stream])) for stream in ("a", "m")})
-    session = Session(Identity("u0"), hub, InMemoryHistory(store, chunk, list(at_start), list(during)), WEBSOCKET_FRAMING, 1 << 24,
+    history = InMemoryHistory(store, chunk, list(at_start), list(during))
+    session = Session(Identity("u0"), hub, history, WEBSOCKET_FRAMING, 1 << 24,
                       on_slow=lambda session: None)
     await session.subscribe([parse_channel("order.*"), parse_channel("market.*")], since, acknowledge=False)
     # Wait for the catch-up task to finish (a condition, not a delay).

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from notifier.model.cursor import Cursor
 from notifier.fanout.handover import HistoryStamps
+from notifier.model.cursor import Cursor
 
 
 def test_replayed_event_carries_its_own_sequence():

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
-from notifier.model.events import Envelope, encode_envelope
 from notifier.jetstream.live_feed import LiveFeed
-from notifier.settings import default_streams_dir
 from notifier.jetstream.streams import load_streams
 from notifier.jetstream.subjects import subject_for
+from notifier.model.events import Envelope, encode_envelope
+from notifier.settings import default_streams_dir
 
 STREAMS = load_streams(default_streams_dir())
 ACCOUNT = STREAMS.by_cursor_id["a"]
@@ -22,7 +22,7 @@ class _Client:
 
 def _message(sequence: int) -> SimpleNamespace:
     envelope = Envelope(type="order.event", id=f"e{sequence}", timestamp=0)
-    metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence), timestamp=datetime.now(timezone.utc))
+    metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence), timestamp=datetime.now(UTC))
     return SimpleNamespace(metadata=metadata, subject=subject_for(envelope, ACCOUNT), data=encode_envelope(envelope))
 
 
@@ -68,7 +68,7 @@ def test_skip_in_a_stream_keeping_n_per_subject_is_conflation():
     feed = _feed(handed, skipped)
     market = STREAMS.by_cursor_id["m"]
     envelope = Envelope(type="market.ticker", key="BTC", id="t9", timestamp=0)
-    metadata = SimpleNamespace(sequence=SimpleNamespace(stream=9), timestamp=datetime.now(timezone.utc))
+    metadata = SimpleNamespace(sequence=SimpleNamespace(stream=9), timestamp=datetime.now(UTC))
     feed._handle(market, SimpleNamespace(metadata=metadata, subject=subject_for(envelope, market),
                                          data=encode_envelope(envelope)))
     assert handed == [9] and skipped == [] and feed.following is True

@@ -6,9 +6,9 @@ import asyncio
 
 import nats
 
-from notifier.model.events import Envelope
 from notifier.jetstream.publisher import Publisher
 from notifier.model.broker import PublishUnconfirmed
+from notifier.model.events import Envelope
 
 
 async def _wait_ready(gateway, status: int) -> None:
@@ -51,7 +51,7 @@ async def test_publish_while_nats_is_away_names_pending_ids_and_retry_stores_eac
     nats_server.requested_port = port
     await nats_server.start()
     await _wait_ready(gateway, 200)
-    retried = await gateway.publish(*({**event, "id": event_id} for event, event_id in zip(body, pending)))
+    retried = await gateway.publish(*({**event, "id": event_id} for event, event_id in zip(body, pending, strict=False)))
     assert [event["id"] for event in retried] == pending
     assert await _stored_ids(nats_server.url) == pending
 

@@ -7,11 +7,11 @@ import json
 import msgspec
 import nats
 
-from notifier.model.events import Envelope
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import load_streams
-from notifier.settings import default_streams_dir
 from notifier.jetstream.subjects import subject_for
+from notifier.model.events import Envelope
+from notifier.settings import default_streams_dir
 
 
 async def test_publisher_returns_stored_position(nats_server, gateway):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from notifier.model.events import Envelope
 from notifier.jetstream.publisher import Publisher
+from notifier.model.events import Envelope
 
 
 async def _ready_status(gateway) -> int:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from notifier.model.events import Envelope, StoredEvent, encode_envelope
 from notifier.jetstream.recent_events import RecentEvents
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
 
 
 def _event(sequence: int) -> StoredEvent:

@@ -11,8 +11,8 @@ import pytest
 
 from notifier.jetstream.publisher import Publisher
 from notifier.model.channels import parse_channel_list
-from notifier.settings import Settings, SettingsError
 from notifier.model.events import Envelope
+from notifier.settings import Settings, SettingsError
 from notifier.testing.clients import CountingClient, SseCountingClient, WebSocketCountingClient
 from notifier.testing.ledger import ClientRecord, StoredRecord, judge
 from notifier.testing.processes import GatewayProcess, NatsCluster
@@ -170,8 +170,8 @@ async def test_rolling_restart_of_two_replicas_loses_nothing(tmp_path):
             for gateway in run.gateways:
                 await run.restart(http, gateway)
                 counts = [len(client.record.received) for client in run.clients]
-                await until(lambda: all(len(client.record.received) >= count + 5
-                                        for client, count in zip(run.clients, counts)), 30,
+                await until(lambda counts=counts: all(len(client.record.received) >= count + 5
+                                                      for client, count in zip(run.clients, counts, strict=True)), 30,
                             "every client to receive events again")
             count_after_restarts = len(run.acknowledged)
             await until(lambda: len(run.acknowledged) >= count_after_restarts + 100, 30, "100 more events")

@@ -8,7 +8,6 @@ import logging
 import re
 
 import pytest
-
 from sse_client import open_sse
 
 FULL_ENVELOPE = {

@@ -8,8 +8,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from notifier.settings import default_streams_dir
 from notifier.jetstream.streams import StreamConfigError, apply_streams, load_streams
+from notifier.settings import default_streams_dir
 
 
 async def test_applying_twice_changes_nothing(nats_server):

@@ -14,8 +14,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-
 from conftest import RECEIVE_TIMEOUT
+
 from notifier.ops.log_format import JsonFormatter
 
 START_TIMEOUT = 60.0
@@ -72,7 +72,7 @@ def json_log():
 
 
 async def test_websocket_open_and_close_are_logged_with_user_remote_code_duration_and_count(gateway, json_log):
-    """A WebSocket's `connection opened` and `connection closed` lines carry user, transport, remote, code, reason, duration, messages sent."""
+    """A WebSocket's `connection opened` / `connection closed` lines carry user, transport, remote, code, reason, duration."""
     cursor = await gateway.cursor_after_one_event()
     closed = await json_log.wait_for(message="connection closed", transport="websocket")
     assert closed["level"] == "INFO" and closed["logger"] == "notifier.transport.websocket"
@@ -144,7 +144,7 @@ async def test_slow_client_close_is_logged_as_a_warning(make_gateway, json_log):
             assert json.loads((await stalled.receive(timeout=RECEIVE_TIMEOUT)).data)["action"] == "ack"
             waiting = asyncio.create_task(json_log.wait_for(message="slow client closed"))
             try:
-                for batch in range(400):
+                for _batch in range(400):
                     await gateway.publish(*({"type": "position.update", "payload": {"blob": "x" * 2000, "n": n}}
                                             for n in range(100)))
                     if waiting.done():

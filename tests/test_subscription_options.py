@@ -144,5 +144,5 @@ async def test_conflated_events_never_move_cursors_backwards(gateway):
     events = await client.events(3)
     assert _numbers(events) == [0, 2, 1]
     positions = [decode_cursor(event["id"]) for event in events]
-    for earlier, later in zip(positions, positions[1:]):
+    for earlier, later in zip(positions, positions[1:], strict=False):
         assert all(later.position(stream) >= sequence for stream, sequence in earlier.items())

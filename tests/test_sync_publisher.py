@@ -7,8 +7,8 @@ import socket
 import threading
 
 import nats
-
 from catalog_examples import EXAMPLES, SIGNAL
+
 from notifier.jetstream.streams import apply_streams, load_streams
 from notifier.jetstream.sync_publisher import SyncPublisher
 from notifier.model.events import Envelope

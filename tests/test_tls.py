@@ -8,10 +8,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 import trustme
+from sse_client import SseStream
 
 from notifier.app import ssl_context
 from notifier.settings import Settings
-from sse_client import SseStream
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import logging
 
 import pytest
-
 from conftest import RECEIVE_TIMEOUT
 
 

@@ -7,8 +7,8 @@ import time
 
 from conftest import RECEIVE_TIMEOUT
 
-from notifier.model.identity import Identity
 from notifier.jetstream.user_connections import UserConnections, user_key
+from notifier.model.identity import Identity
 from notifier.transport.services import USER_CONNECTIONS
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 from notifier.model.channels import ChannelPattern
 
@@ -19,7 +20,7 @@ class _Node(Generic[Subscriber]):
         # (pattern ends with `>`, key or None for any key) -> subscribers whose pattern ends here.
         self.buckets: dict[tuple[bool, str | None], set[Subscriber]] | None = None
 
-    def child(self, token: str) -> "_Node[Subscriber]":
+    def child(self, token: str) -> _Node[Subscriber]:
         if self.children is None:
             self.children = {}
         return self.children.setdefault(token, _Node())

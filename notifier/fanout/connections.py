@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from notifier.model.identity import Identity
@@ -148,7 +148,7 @@ def summary(session: Any, transport: str, remote: str | None, opened_at: float, 
         "transport": transport,
         "remote": remote,
         "channels": sorted(session.subscriptions),
-        "since": datetime.fromtimestamp(opened, timezone.utc).isoformat(timespec="milliseconds"),
+        "since": datetime.fromtimestamp(opened, UTC).isoformat(timespec="milliseconds"),
         "outbox_bytes": session.outbox.size,
         "messages_sent": messages_sent,
     }

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Self
+from typing import Self
 
 from notifier.fanout.frames import Framing, OutgoingEvent
 from notifier.fanout.handover import ReplayFloor

@@ -12,7 +12,8 @@ as if every session were subscribed to them.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from notifier.catalog import Catalog
 from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex

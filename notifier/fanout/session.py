@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
 from notifier.fanout.frames import Framing, OutgoingEvent
@@ -46,7 +46,7 @@ class Session(LiveDelivery):
         history: EventHistory,
         framing: Framing,
         outbox_bytes: int,
-        on_slow: Callable[["Session"], None],
+        on_slow: Callable[[Session], None],
         max_events_per_second: float | None = None,
     ):
         super().__init__(identity, hub, framing, outbox_bytes, on_slow, max_events_per_second)

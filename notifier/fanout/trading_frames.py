@@ -7,7 +7,7 @@ through `OutgoingEvent` or the replay cache, which key on the generic framings o
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import msgspec
 

@@ -44,7 +44,7 @@ class ConsumerReader:
         self.buffer: deque[StoredEvent] = deque()
         self._subscription: JetStreamContext.PullSubscription | None = None
 
-    async def open(self) -> "ConsumerReader":
+    async def open(self) -> ConsumerReader:
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT if self.last_per_subject else DeliverPolicy.BY_START_SEQUENCE,
             opt_start_seq=None if self.last_per_subject else self.start,
@@ -81,7 +81,7 @@ class ConsumerReader:
                     break
                 attempts += 1
                 if attempts >= FETCH_ATTEMPTS:
-                    raise HistoryUnavailable(f"{self.definition.name}: no answer to fetch after {attempts} tries")
+                    raise HistoryUnavailable(f"{self.definition.name}: no answer to fetch after {attempts} tries") from None
                 continue
             self.remaining -= len(messages)
             for message in messages:

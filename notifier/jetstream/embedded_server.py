@@ -110,7 +110,7 @@ class EmbeddedNatsServer:
         await cancel_and_wait(self._log_drain)
         self._log_drain = None
 
-    async def __aenter__(self) -> "EmbeddedNatsServer":
+    async def __aenter__(self) -> EmbeddedNatsServer:
         await self.start()
         return self
 

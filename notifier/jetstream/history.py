@@ -10,12 +10,13 @@ streams at the last sequence read so far.
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import time
 from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import AsyncGenerator, AsyncIterator
 
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
@@ -76,7 +77,7 @@ class StreamHistory:
             position = since.position(stream)
             # Asked after the session registered, so it sees purges and age-outs up to now: the
             # tail may still hold events JetStream dropped, and those must not be replayed.
-            info = await retry_within(lambda: self.states.info(definition.name), LEADER_WAIT_SECONDS,
+            info = await retry_within(functools.partial(self.states.info, definition.name), LEADER_WAIT_SECONDS,
                                       gives_up=lambda error: isinstance(error, NotFoundError))
             state = info.state
             epoch = epoch_of(info.created)

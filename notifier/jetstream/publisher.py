@@ -33,7 +33,7 @@ class Publisher:
         self._owns_client = owns_client
 
     @classmethod
-    async def connect(cls, servers: str | list[str], source: str = "", streams_dir: Path | None = None) -> "Publisher":
+    async def connect(cls, servers: str | list[str], source: str = "", streams_dir: Path | None = None) -> Publisher:
         """Connect to NATS (a URL, comma-separated URLs or a list) and return a publisher that owns the connection."""
         if isinstance(servers, str):
             servers = [server.strip() for server in servers.split(",") if server.strip()]
@@ -69,7 +69,7 @@ class Publisher:
         if self._owns_client:
             await self.client.drain()
 
-    async def __aenter__(self) -> "Publisher":
+    async def __aenter__(self) -> Publisher:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

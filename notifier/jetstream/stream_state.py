@@ -1,4 +1,4 @@
-"""A stream's first and last sequence and creation time, as JetStream reports them after the caller asked, shared by concurrent replays.
+"""A stream's first and last sequence and creation time, as JetStream reports them after the asking, shared by replays.
 
 A thousand clients resuming at once would each ask for the same stream's state, and under that
 load the requests time out. Instead one request per stream is in flight at a time; every

@@ -123,7 +123,7 @@ _REQUIRED = ("name", "cursor_id", "subject_root", "types")
 
 
 def load_streams(directory: Path, replicas_override: int | None = None) -> StreamSet:
-    """Read every `*.toml` in the folder but the catalog's rules and `permissions.toml` into a StreamSet, naming the file and field of any error."""
+    """Read every stream `*.toml` in the folder into a StreamSet, naming the file and field of any error."""
     # The catalog's rules and the channel permissions live beside the streams, in files of their own shape.
     files = sorted(path for path in Path(directory).glob("*.toml") if path.name not in (CATALOG_FILE, PERMISSIONS_FILE_NAME))
     if not files:

@@ -125,7 +125,7 @@ class SyncPublisher:
             self._condition.notify_all()
         return flushed
 
-    def __enter__(self) -> "SyncPublisher":
+    def __enter__(self) -> SyncPublisher:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -6,8 +6,9 @@ side only ever sees these protocols, so it never imports NATS.
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from typing import Any, AsyncGenerator, Protocol
+from typing import Any, Protocol
 
 import msgspec
 

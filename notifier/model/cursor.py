@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Iterable, Mapping
 
 from notifier.model.close_codes import ErrorCode
 from notifier.model.errors import NotifierError
@@ -75,13 +75,13 @@ class Cursor(dict[str, int]):
         """The wire form, streams in sorted order so equal cursors are equal strings."""
         return ".".join(self.part(stream, self[stream]) for stream in sorted(self))
 
-    def advanced(self, stream: str, sequence: int) -> "Cursor":
+    def advanced(self, stream: str, sequence: int) -> Cursor:
         """A copy positioned at `sequence` in `stream`."""
         moved = Cursor(self)
         moved[stream] = sequence
         return moved
 
-    def raised_to(self, floor: Mapping[str, int]) -> "Cursor":
+    def raised_to(self, floor: Mapping[str, int]) -> Cursor:
         """A copy at least at `floor` in every stream: the one home of "a cursor never moves backwards".
 
         `floor` is where history took a client beyond the hub's live position (a lagging feed, a

@@ -62,7 +62,7 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
         """The channel this event is delivered on: its type, plus `:key` when it has one."""
         return self.type if self.key is None else f"{self.type}:{self.key}"
 
-    def completed(self, default_source: str = "") -> "Envelope":
+    def completed(self, default_source: str = "") -> Envelope:
         """A copy with `id`, `timestamp` and `source` filled in where the producer left them out."""
         return msgspec.structs.replace(
             self,

@@ -47,7 +47,7 @@ class Identity:
                 and self.access.allows(envelope.type)
                 and (self.session_id is None or envelope.session_id == self.session_id))
 
-    def narrowed_to(self, session_id: str | None) -> "Identity":
+    def narrowed_to(self, session_id: str | None) -> Identity:
         """This viewer, seeing only events of one trading session (itself when `session_id` is None)."""
         return self if session_id is None else replace(self, session_id=session_id)
 

@@ -14,9 +14,9 @@ user without role `pro` never delivers `market.l2.*`).
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from notifier.model.channels import MAX_TOKENS, ChannelPattern, InvalidChannel, parse_channel, tokens_match
 

@@ -7,7 +7,7 @@ import os
 import platform
 import resource
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 
 def _exposition(name: str, help_text: str, kind: str, value: float) -> str:
@@ -141,7 +141,7 @@ class Histogram:
         lines = [_header(self.name, self.help_text, "histogram")]
         for value, series in self.children.items():
             cumulative = 0
-            for bound, count in zip((*series.bounds, float("inf")), series.counts):
+            for bound, count in zip((*series.bounds, float("inf")), series.counts, strict=False):
                 cumulative += count
                 le = "+Inf" if bound == float("inf") else repr(bound)
                 lines.append(f'{self.name}_bucket{{{self.label}="{value}",le="{le}"}} {cumulative}\n')
@@ -261,9 +261,11 @@ PROCESS = ProcessMetrics()
 BUILD_INFO = BuildInfo()
 
 Metric = Counter | Maximum | LabelledCounter | Histogram | ProcessMetrics | BuildInfo  # what ALL holds
-ALL: list[Metric] = [EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS,
-       UNDECODABLE_MESSAGES, SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
-       GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, LIVE_FEED_GAPS, DELIVERY_LATENCY, PROCESS, BUILD_INFO]
+ALL: list[Metric] = [
+    EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS, UNDECODABLE_MESSAGES,
+    SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
+    GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, LIVE_FEED_GAPS, DELIVERY_LATENCY, PROCESS, BUILD_INFO,
+]
 
 
 def render_all(gateway_metrics: Iterable[Gauge | LabelledGauge] = ()) -> str:

@@ -47,7 +47,7 @@ class ChildProcess:
     async def spawn(self, command: list[str], environment: dict[str, str] | None = None) -> None:
         """Start the command, appending its output to the log file."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
+        with open(self.log_path, "ab") as log_file:  # noqa: ASYNC230 - opening a local log file, once per process
             self.process = await asyncio.create_subprocess_exec(
                 *command, stdout=log_file, stderr=asyncio.subprocess.STDOUT, env=environment,
                 start_new_session=True)

@@ -66,7 +66,7 @@ class Authenticator:
         self.audience = audience
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Authenticator":
+    def from_settings(cls, settings: Settings) -> Authenticator:
         """The authenticator `notifier serve` uses: public key, else shared secret, else a generated secret."""
         if settings.jwt_public_key is not None:
             return cls(public_key_path=settings.jwt_public_key, audience=settings.jwt_audience)

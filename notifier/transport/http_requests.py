@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -102,7 +103,7 @@ class Rejected(Exception):
         self.response = response
 
 
-def identity_from(request: web.Request, query: MultiMapping[str], services: "Services",
+def identity_from(request: web.Request, query: MultiMapping[str], services: Services,
                   anonymous_allowed: bool = False) -> Identity:
     """The caller's identity from `Authorization: Bearer` or `?token=` (EventSource cannot set headers).
 

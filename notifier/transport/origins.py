@@ -12,7 +12,7 @@ requests are answered here, and responses to an allowed origin carry
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -41,7 +41,7 @@ class FlushQueue:
         # Publish timestamp (ms) of the first live event whose frames wait for this round, if any.
         self.published_ms: int | None = None
 
-    def add(self, writer: "TransportWriter") -> None:
+    def add(self, writer: TransportWriter) -> None:
         """Flush this writer after the current iteration's callbacks."""
         self._waiting.append(writer)
         if self._handle is None:
