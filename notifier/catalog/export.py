@@ -1,7 +1,7 @@
 """The catalog for other languages: a JSON Schema keyed by event type, and TypeScript declarations.
 
 `notifier schema` prints these; docs/schema/events.schema.json and clients/js/events.d.ts are
-their checked-in output, and tests/test_catalog_export.py fails when either is stale.
+their checked-in output, and tests/e2e/test_catalog_export.py fails when either is stale.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The resume hand-over's pure rules: which live copies history already sent, and the cursor of each event.
 
 Like centrifuge's internal/recovery: no I/O and no session here, so every rule is unit-tested
-without NATS (tests/test_history_stamps.py, tests/test_handover_property.py). The session
+without NATS (tests/unit/test_history_stamps.py, tests/unit/test_handover_property.py). The session
 (`session.py`) registers with the hub before reading history and buffers live events meanwhile;
 `recovery.py` reads history and stamps each event with `HistoryStamps`; afterwards a
 `ReplayFloor` drops the buffered live copies history covered. docs/architecture.md states the

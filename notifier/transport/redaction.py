@@ -80,7 +80,7 @@ def install() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
-    # A method of aiohttp's connection handler, not a documented hook: tests/test_aiohttp_contract.py
+    # A method of aiohttp's connection handler, not a documented hook: tests/unit/test_aiohttp_contract.py
     # fails if its signature or its use for parse errors changes, and setup.cfg caps aiohttp's version.
     if not getattr(RequestHandler.handle_error, "redacts_tokens", False):
         RequestHandler.handle_error = _answering_in_json_redacted(RequestHandler.handle_error)  # type: ignore[method-assign]

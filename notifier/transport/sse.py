@@ -257,7 +257,7 @@ async def serve_sse(request: web.Request, preset: SsePreset | None = None) -> we
     # The payload writer knows whether the body is really chunked: aiohttp-sse asks for chunking,
     # but an HTTP/1.0 request gets a plain body.
     # `chunked` is on aiohttp's StreamWriter, not on the AbstractStreamWriter `request.writer` is typed as
-    # (tests/test_dependency_contracts.py checks it is still there).
+    # (tests/e2e/test_dependency_contracts.py checks it is still there).
     chunked = request.writer.chunked  # type: ignore[attr-defined]
     framing = SseFraming(named, chunked) if preset is None or preset.framing is None else preset.framing(chunked)
     session = Session(identity, services.hub, services.history, framing, settings.outbox_bytes, on_slow,

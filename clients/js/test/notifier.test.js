@@ -1,6 +1,6 @@
 // Unit tests of clients/js/notifier.js with fake WebSocket and EventSource constructors:
 //   node --test clients/js/test/
-// The real gateway and browsers are exercised by tests/test_browser_client.py.
+// The real gateway and browsers are exercised by tests/e2e/test_browser_client.py.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";

@@ -13,7 +13,7 @@ from notifier.model.close_codes import ErrorCode
 from notifier.model.errors import NotifierError
 from notifier.transport.http_requests import error_response
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
 
 

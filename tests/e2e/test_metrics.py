@@ -148,7 +148,7 @@ async def test_promtool_accepts_the_metrics(gateway):
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
 
 
-DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
 
 
 def _dashboard_queries() -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-CLIENT_TESTS = Path(__file__).resolve().parent.parent / "clients" / "js" / "test"
+CLIENT_TESTS = Path(__file__).resolve().parents[2] / "clients" / "js" / "test"
 
 
 async def test_node_unit_tests_of_the_browser_client_pass():

@@ -14,7 +14,7 @@ from catalog_examples import EXAMPLES, SIGNAL
 
 from notifier.catalog.payloads import PAYLOADS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXPORTS = {"json-schema": ROOT / "docs" / "schema" / "events.schema.json",
            "typescript": ROOT / "clients" / "js" / "events.d.ts"}
 

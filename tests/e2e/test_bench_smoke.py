@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 TARGET_ROWS = (
     "fan-out deliveries/s ≥ 3× naive",
     "fan-out deliveries/s ≥ 80% of the ceiling",

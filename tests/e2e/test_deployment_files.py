@@ -24,7 +24,7 @@ from notifier.transport.auth import Authenticator
 yaml = pytest.importorskip("yaml", reason="pyyaml is not installed: docker-compose.yml is NOT checked "
                                           "(pip install -e '.[dev]' installs it)")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
 SECRET = "a-secret-standing-in-for-the-one-compose-asks-for"
