@@ -145,7 +145,7 @@ class Worker:
 
 async def supervise(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path) -> None:
     """Run `settings.worker_count` workers until SIGINT or SIGTERM (the data directory is locked by the caller)."""
-    from notifier.cli import DEV_SECRET_FILE, print_banner, write_dev_secret  # cli imports this module
+    from notifier.serve import DEV_SECRET_FILE, print_banner, write_dev_secret  # serve imports this module
 
     # Checked here so a bad file stops the start with exit 2 once, not in every worker again and again.
     load_streams(settings.streams_dir, settings.stream_replicas)
