@@ -14,7 +14,7 @@ from pathlib import Path
 import msgspec
 
 from notifier.catalog.payloads import PAYLOADS, Payload
-from notifier.model.channels import ChannelPattern, InvalidChannel, parse_channel, tokens_match
+from notifier.model.channels import ChannelPattern, InvalidChannel, parse_type_pattern, tokens_match
 from notifier.model.events import Envelope, InvalidEvent
 from notifier.settings import default_streams_dir
 
@@ -100,12 +100,9 @@ def _parsed(rule: str, texts: Iterable[str]) -> list[tuple[str, ...]]:
     patterns = []
     for text in texts:
         try:
-            pattern = parse_channel(text)
+            patterns.append(parse_type_pattern(text))
         except InvalidChannel as error:
             raise CatalogConfigError(f"{rule}: {error}") from None
-        if pattern.key is not None:
-            raise CatalogConfigError(f"{rule}: {text!r}: catalog patterns name types, not keys")
-        patterns.append(pattern.tokens)
     return patterns
 
 

@@ -111,3 +111,11 @@ def parse_channel_list(text: str) -> list[ChannelPattern]:
         if item and item not in seen:
             seen[item] = parse_channel(item)
     return list(seen.values())
+
+
+def parse_type_pattern(text: str) -> tuple[str, ...]:
+    """A pattern of event types without a key (`market.l2.>`), as the rules files write them; InvalidChannel if not."""
+    pattern = parse_channel(text)
+    if pattern.key is not None:
+        raise InvalidChannel(f"{text!r}: a rule names event types, without ':key'")
+    return pattern.tokens

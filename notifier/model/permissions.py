@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from notifier.model.channels import MAX_TOKENS, ChannelPattern, InvalidChannel, parse_channel, tokens_match
+from notifier.model.channels import MAX_TOKENS, ChannelPattern, InvalidChannel, parse_type_pattern, tokens_match
 
 FILE_NAME = "permissions.toml"
 ANY_TOKEN = "*"
@@ -215,14 +215,12 @@ def parse_permissions(data: dict, source: str) -> Permissions:
         rules = []
         for text, roles in entries.items():
             try:
-                pattern = parse_channel(text)
+                tokens = parse_type_pattern(text)
             except InvalidChannel as error:
                 raise PermissionsError(f"{source}: [{table}] {text!r}: {error}") from None
-            if pattern.key is not None:
-                raise PermissionsError(f"{source}: [{table}] {text!r}: rules name event types, without ':key'")
             if not isinstance(roles, list) or not all(isinstance(role, str) and role for role in roles):
                 raise PermissionsError(f"{source}: [{table}] {text!r}: must be a list of role names")
-            rules.append(Rule(pattern.tokens, frozenset(roles)))
+            rules.append(Rule(tokens, frozenset(roles)))
         sets.append(RuleSet(rules))
     return Permissions(sets[0], sets[1], source)
 

@@ -98,7 +98,7 @@ def test_a_catalog_file_with_an_unknown_rule_is_refused(tmp_path: Path):
 
 def test_a_catalog_pattern_with_a_key_is_refused():
     """Rules name types: `market.ticker:BTC` is refused."""
-    with pytest.raises(CatalogConfigError, match="not keys"):
+    with pytest.raises(CatalogConfigError, match="without ':key'"):
         Catalog(conflatable=["market.ticker:BTC"])
 
 
