@@ -107,11 +107,10 @@ class LiveDelivery:
             if self._pending_bytes > self.outbox.max_bytes:
                 self.too_slow()
             return
-        envelope = outgoing.event.envelope
         subscription = self._subscription_for(outgoing) if self._has_options else None
         if subscription is None and self._has_options:
             return  # matched only channels whose priority option filters it out
-        if envelope.priority != "p0":
+        if outgoing.limited:
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
                 if not subscription.limiter.admit(outgoing, now, self.last_cursor):

@@ -16,12 +16,16 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "_message", "_websocket", "_sse",
-                 "_sse_named", "_sse_chunk", "_sse_named_chunk")
+    __slots__ = ("event", "channel", "limited", "keyed", "positions", "cursor", "dispatched_at", "_message",
+                 "_websocket", "_sse", "_sse_named", "_sse_chunk", "_sse_named_chunk")
 
     def __init__(self, event: StoredEvent, positions: Cursor):
         self.event = event
-        self.channel = event.envelope.channel  # built once here, not by every client's rate limiter
+        envelope = event.envelope
+        self.channel = envelope.channel  # built once here, not by every client's rate limiter
+        # Read by every client's limiter too: once here saves two attribute reads per delivery.
+        self.limited = envelope.priority != "p0"  # p0 events never reach a limiter
+        self.keyed = envelope.key is not None  # conflated when over the limit; unkeyed ones counted lost
         # One clock reading for every client's rate limits: they all get the event at this instant.
         self.dispatched_at = time.monotonic()
         # The hub's position in every stream once this event is dispatched, and its wire form.
