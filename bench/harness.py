@@ -183,7 +183,8 @@ class Bench:
             extra={"closed_clients": sum(answer["closed"] for answer in answers),
                    "after_cutoff": sum(answer["after_cutoff"] for answer in answers),
                    "framing": _framing([answer["framing"] for answer in answers]),
-                   **(_gateway_figures(metrics_before, metrics_after, sampler.largest) if gateway else {})},
+                   **(_gateway_figures(metrics_before, metrics_after, sampler.largest, sum(published["sent"]))
+                      if gateway else {})},
         )
         self.results.append(result)
         return result
@@ -205,7 +206,7 @@ class Bench:
                           self.publisher.cpu_seconds())
 
 
-def _gateway_figures(before: dict, after: dict, pending_largest: float) -> dict:
+def _gateway_figures(before: dict, after: dict, pending_largest: float, published: int) -> dict:
     """The gateway's full garbage collections and time paused in any collection over the step, and its path figures.
 
     A full collection walks every object of every connection and stops all delivery meanwhile,
@@ -216,7 +217,7 @@ def _gateway_figures(before: dict, after: dict, pending_largest: float) -> dict:
 
     return {"full_collections": delta("notifier_gc_full_collections_total"),
             "gc_pause_seconds": delta("notifier_gc_pause_seconds_total"),
-            "pipeline": pipeline_figures(before, after, pending_largest)}
+            "pipeline": pipeline_figures(before, after, pending_largest, published)}
 
 
 def _framing(figures: list[dict]) -> dict:
