@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
+from bench.peers.commands import PeerUnavailable
 from bench.pipeline import PendingSampler, pipeline_figures
 from bench.publisher_worker import main as publisher_main
 from bench.servers import ALTERNATIVE, JWT_SECRET, Server
@@ -72,6 +73,11 @@ class Bench:
             else:
                 self.publisher.call("open", 30, publish_url=f"ws://{server.host}:{server.port}/publish")
             yield server
+        except BenchError as error:
+            # Name the server: a failed warm-up or connect does not say whose clients it was.
+            if not isinstance(error, PeerUnavailable):
+                raise BenchError(f"{kind}: {error}") from error
+            raise
         finally:
             try:
                 self.disconnect()
