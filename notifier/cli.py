@@ -61,7 +61,12 @@ async def serve(settings: Settings) -> None:
     # nats-server on the same store, and on exit delete the first one's nats-url and jwt-dev-secret.
     lock = _lock_data_dir(data_dir)
     try:
-        await _serve_locked(settings, authenticator, generated, data_dir)
+        if settings.worker_count > 1:
+            from notifier.workers import supervise
+
+            await supervise(settings, authenticator, generated, data_dir)
+        else:
+            await _serve_locked(settings, authenticator, generated, data_dir)
     finally:
         os.close(lock)  # releases the flock; the file stays, so no one can lock a deleted inode
 
@@ -102,7 +107,8 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
     try:
         await runner.setup()
         context = ssl_context(settings)
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=LISTEN_BACKLOG)
+        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=context, backlog=LISTEN_BACKLOG,
+                           reuse_port=bool(settings.reuse_port) or None)
         await site.start()
         gateway = app[GATEWAY_KEY]
         print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)

@@ -64,6 +64,17 @@ class Settings:
     connection_count_ttl: float = 30.0
     # Browser origins besides the gateway's own that may open a WebSocket and use CORS (comma-separated, `*`).
     allowed_origins: str | None = None
+    # Gateway processes sharing the port (SO_REUSEPORT) and one NATS: a whole number, or `auto` (one per CPU).
+    workers: str = "1"
+    # Set by `workers` for each of its processes: listen with SO_REUSEPORT on the port the parent reserved.
+    reuse_port: int = 0
+
+    @property
+    def worker_count(self) -> int:
+        """How many gateway processes `serve` runs (`auto`: one per CPU the process may use)."""
+        if self.workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return int(self.workers)
 
     @property
     def nats_servers(self) -> list[str]:
@@ -126,6 +137,10 @@ def _check(settings: Settings) -> None:
     if settings.connections_per_ip_per_minute < 0:
         raise SettingsError(f"NOTIFIER_CONNECTIONS_PER_IP_PER_MINUTE={settings.connections_per_ip_per_minute!r}: "
                             "must be 0 (no limit) or more")
+    if settings.workers != "auto" and not (settings.workers.isdigit() and int(settings.workers) >= 1):
+        raise SettingsError(f"NOTIFIER_WORKERS={settings.workers!r}: expected a whole number of at least 1, or auto")
+    if settings.reuse_port not in (0, 1):
+        raise SettingsError(f"NOTIFIER_REUSE_PORT={settings.reuse_port!r}: expected 0 or 1")
     if settings.max_events_per_second < 0:
         raise SettingsError(f"NOTIFIER_MAX_EVENTS_PER_SECOND={settings.max_events_per_second!r}: "
                             "must be 0 (no ceiling) or more")
@@ -168,6 +183,8 @@ SETTING_HELP: dict[str, str] = {
     "auth_timeout": "seconds a WebSocket has to send its auth message",
     "outbox_bytes": "per-connection outbox bound; overflow = slow client",
     "max_events_per_second": "per-connection ceiling for non-p0 live events, 0 = none",
+    "workers": "gateway processes on one port (SO_REUSEPORT) following one NATS; auto = one per CPU",
+    "reuse_port": "1: listen with SO_REUSEPORT (set by NOTIFIER_WORKERS for its processes)",
     "streams_dir": "folder of stream definitions (*.toml)",
     "stream_replicas": "overrides every stream's replicas (1-5)",
     "recent_events": "newest events kept in memory per stream for resumes, 0 = none",
