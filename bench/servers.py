@@ -53,6 +53,7 @@ class Server:
         self.process: subprocess.Popen | None = None
         self.psutil: psutil.Process | None = None
         self.helpers: list[psutil.Process] = []  # nats-server, started by the gateway
+        self.workers: list[psutil.Process] = []  # the gateway's worker processes (NOTIFIER_WORKERS > 1)
         self.host = "127.0.0.1"
         self.port = 0
         self.nats_url: str | None = None
@@ -97,7 +98,11 @@ class Server:
             self.stop()
             raise
         self.psutil = psutil.Process(self.process.pid)
-        self.helpers = self.psutil.children(recursive=True)
+        children = self.psutil.children(recursive=True)
+        # With NOTIFIER_WORKERS the gateway is a parent and its worker processes: all of them are the server;
+        # the helpers are what else it started (its nats-server).
+        self.workers = [child for child in children if "notifier" in " ".join(_command_line(child))]
+        self.helpers = [child for child in children if child not in self.workers]
         return self
 
     def _wait_until_ready(self) -> None:
@@ -146,8 +151,15 @@ class Server:
     def cpu_and_system_seconds(self) -> tuple[float, float]:
         """CPU time of the server process (user + system) and its system share, read at one instant."""
         assert self.psutil is not None
-        times = self.psutil.cpu_times()
-        return times.user + times.system, times.system
+        total = system = 0.0
+        for process in (self.psutil, *self.workers):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+            system += times.system
+        return total, system
 
     def helper_cpu_seconds(self) -> float:
         """CPU time of the processes the server started (the gateway's nats-server)."""
@@ -191,7 +203,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_SECONDS)
-        for helper in self.helpers:
+        for helper in (*self.workers, *self.helpers):
             try:
                 if helper.is_running():
                     helper.kill()
@@ -210,3 +222,10 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _command_line(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []
