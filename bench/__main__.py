@@ -20,7 +20,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    size.add_argument("--quick", action="store_true", help="small sizes, two to three minutes")
     size.add_argument("--smoke", action="store_true", help="the smallest run: one fan-out step, to check the harness starts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where REPORT.md and the plots go")
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")

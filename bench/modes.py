@@ -1,4 +1,4 @@
-"""How big each scenario is in each mode: `--smoke` (seconds), `--quick` (under two minutes; the CI test), full."""
+"""How big each scenario is in each mode: `--smoke` (seconds), `--quick` (two to three minutes; the CI test), full."""
 
 from __future__ import annotations
 

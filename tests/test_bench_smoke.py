@@ -26,7 +26,7 @@ TARGET_ROWS = (
 )
 
 
-# The run takes about 70 s on 2 idle cores: above the suite's 120 s default on a loaded machine.
+# The run takes 90-180 s on 2 shared cores (with the peers): above the suite's 120 s default.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Path) -> None:
