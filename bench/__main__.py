@@ -20,10 +20,14 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
+    size.add_argument("--quick", action="store_true", help="small sizes, two to three minutes")
     size.add_argument("--smoke", action="store_true", help="the smallest run: one fan-out step, to check the harness starts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where REPORT.md and the plots go")
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
+    parser.add_argument("--servers", help="comma-separated servers the fan-out runs (default: all), to look at a few")
+    parser.add_argument("--rates", help="comma-separated multiples of the base rate for the fan-out steps")
+    parser.add_argument("--alternative", help="NAME=VALUE[,NAME=VALUE]: the fan-out also runs the gateway with these "
+                                              "NOTIFIER_* settings, as `notifier_alt` (a before/after in one run)")
     parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
     parser.add_argument("--profile", action="store_true",
                         help="run the gateway under cProfile; the report lists its hottest functions")
@@ -54,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: unknown scenarios {unknown}; choose from {ALL_SCENARIOS}", file=sys.stderr)
             return 2
         mode = replace(mode, scenarios=chosen)
+    if arguments.servers:
+        mode = replace(mode, servers=tuple(name.strip() for name in arguments.servers.split(",")))
+    if arguments.rates:
+        mode = replace(mode, rate_steps=tuple(float(rate) for rate in arguments.rates.split(",")))
+    if arguments.alternative:
+        mode = replace(mode, alternative=tuple(item.strip() for item in arguments.alternative.split(",")))
     if arguments.workers:
         mode = replace(mode, workers=arguments.workers)
     raise_open_file_limit()  # inherited by every server and worker process started from here
@@ -71,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.profile:
         profile_dir = output / "profiles"
         profile_dir.mkdir(parents=True, exist_ok=True)
-    bench = Bench(mode.workers, log_dir, profile_dir)
+    alternative = dict(item.split("=", 1) for item in mode.alternative)
+    bench = Bench(mode.workers, log_dir, profile_dir, alternative)
     failure = None
     try:
         for name in mode.scenarios:

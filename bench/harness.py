@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
+from bench.peers.commands import PeerUnavailable
+from bench.pipeline import PendingSampler, pipeline_figures
 from bench.publisher_worker import main as publisher_main
-from bench.servers import JWT_SECRET, Server
+from bench.servers import ALTERNATIVE, JWT_SECRET, Server
 from bench.stats import StepResult, latency_percentiles
 from bench.workers import BenchError, LoadPool, WorkerHandle
 from notifier.transport.auth import Authenticator
 
 WARM_SECONDS = 20.0
+# The client protocol a peer's load clients speak over WebSocket (the others speak the gateway's subset).
+PEER_CLIENTS = {"nats_ws": "nats_ws", "socketio": "socketio"}
 TOKEN_SECONDS = 3600
 
 
@@ -32,8 +36,10 @@ class CpuReading(NamedTuple):
 class Bench:
     """Owns the load workers and the publisher for the whole run; scenarios borrow them."""
 
-    def __init__(self, workers: int, log_dir: Path, profile_dir: Path | None = None):
+    def __init__(self, workers: int, log_dir: Path, profile_dir: Path | None = None,
+                 alternative: dict[str, str] | None = None):
         self.log_dir = log_dir
+        self.alternative = alternative or {}  # settings of the `notifier_alt` gateway
         self.profile_dir = profile_dir
         self.results: list[StepResult] = []
         self.summaries: dict[str, dict] = {}  # per scenario: ratios and derived figures for the report
@@ -57,13 +63,21 @@ class Bench:
     @contextlib.contextmanager
     def serving(self, kind: str) -> Iterator[Server]:
         """A fresh server with the publisher connected to it; everything is torn down on exit."""
-        server = Server(kind, self.log_dir, self.profile_dir).start()
+        server = Server(kind, self.log_dir, self.profile_dir,
+                        self.alternative if kind == ALTERNATIVE else None).start()
         try:
-            if kind == "notifier":
+            if server.gateway:
                 self.publisher.call("open", 30, nats_url=server.nats_url)
+            elif kind == "nats_ws":
+                self.publisher.call("open", 30, nats_url=server.nats_url, core=True)
             else:
                 self.publisher.call("open", 30, publish_url=f"ws://{server.host}:{server.port}/publish")
             yield server
+        except BenchError as error:
+            # Name the server: a failed warm-up or connect does not say whose clients it was.
+            if not isinstance(error, PeerUnavailable):
+                raise BenchError(f"{kind}: {error}") from error
+            raise
         finally:
             try:
                 self.disconnect()
@@ -80,12 +94,16 @@ class Bench:
 
         `batch` opts a gateway WebSocket client in to `?batch=1` (waiting messages as one array frame).
         """
-        chosen = channels if server.kind == "notifier" else baseline_channels
+        chosen = channels if server.gateway else baseline_channels
         query = "channels=" + quote(",".join(chosen), safe=":/,")
-        if server.kind == "notifier":
+        if server.gateway:
             query += "&token=" + self._authenticator.issue(user, [], TOKEN_SECONDS)
             if batch:
                 query += "&batch=1"
+        elif server.kind == "socketio":
+            return f"/socket.io/?EIO=4&transport=websocket&{query}"
+        elif server.kind == "nats_ws":
+            return f"/?{query}"  # nats-server ignores the path; the client reads its subjects from it
         return f"/{transport}?{query}"
 
     def connect(self, server: Server, transport: str, paths: list[str], stalled: int = 0,
@@ -96,6 +114,10 @@ class Bench:
         if stalled > len(self.client_slices[0]):
             raise BenchError("stalled clients must all live on the first worker")
         self.stalled = stalled
+        if server.kind in PEER_CLIENTS:
+            if transport != "ws":
+                raise BenchError(f"{server.kind} takes WebSocket clients only")
+            transport = PEER_CLIENTS[server.kind]
         self.pool.send_each("connect", [
             {"host": server.host, "port": server.port, "transport": transport,
              "paths": [paths[index] for index in indices], "stalled": stalled if worker == 0 else 0,
@@ -132,24 +154,22 @@ class Bench:
 
         `expected_for(sent_per_lane, client_index)` says how many events a client should get.
         """
-        self.pool.call_all("reset", 10)
-        collections_before = _collections(server)
+        gateway = server.gateway
+        metrics_before = server.metrics() if gateway else {}
         before = self._cpu(server)
         started = time.monotonic()
-        published = self.publisher.call("publish", duration * 4 + 60, lanes=lanes, duration=duration)
-        if published["errors"]:
-            self.notes.append(f"{scenario}/{server.kind}/{label}: publish errors {published['errors']}")
-        sent = published["sent"]
-        expected_each = []
-        for indices in self.client_slices:
-            expected_each.append(sum(expected_for(sent, index) for index in indices if index >= self.stalled))
-        self.pool.send_each("collect", [{"expected": expected, "timeout": grace} for expected in expected_each])
-        answers = self.pool.receive_all("collect", grace + 60)
+        # Every client stops counting at the same fixed time after the step starts.
+        self.pool.call_all("reset", 10, cutoff_ns=time.time_ns() + int((duration + grace) * 1e9))
+        sampler = PendingSampler(server) if gateway else contextlib.nullcontext()
+        with sampler:
+            published, answers = self._publish_and_collect(lanes, duration, grace, expected_for)
         wall = time.monotonic() - started
         after = self._cpu(server)
-        collections = _collections(server)
+        metrics_after = server.metrics() if gateway else {}
+        if published["errors"]:
+            self.notes.append(f"{scenario}/{server.kind}/{label}: publish errors {published['errors']}")
         delivered = sum(answer["received"] for answer in answers)
-        expected = sum(expected_each)
+        expected = sum(answer["expected"] for answer in answers)
         last_ns = max((answer["last_ns"] for answer in answers), default=0)
         span = (last_ns - published["first_ns"]) / 1e9 if last_ns else 0.0
         publish_span = (published["last_ns"] - published["first_ns"]) / 1e9
@@ -167,12 +187,24 @@ class Bench:
             loadgen_cpu_seconds=after.load - before.load, publisher_cpu_seconds=after.publisher - before.publisher,
             wall_seconds=wall, publisher_behind=publish_span > duration * 1.25 + 0.25,
             extra={"closed_clients": sum(answer["closed"] for answer in answers),
+                   "after_cutoff": sum(answer["after_cutoff"] for answer in answers),
                    "framing": _framing([answer["framing"] for answer in answers]),
-                   **({"full_collections": collections[0] - collections_before[0],
-                       "gc_pause_seconds": collections[1] - collections_before[1]} if collections else {})},
+                   **(_gateway_figures(metrics_before, metrics_after, sampler.largest, sum(published["sent"]))
+                      if gateway else {})},
         )
         self.results.append(result)
         return result
+
+    def _publish_and_collect(self, lanes: list[dict], duration: float, grace: float,
+                             expected_for: Callable[[list[int], int], int]) -> tuple[dict, list[dict]]:
+        """Publish the step, then each worker's figures as of the cutoff (or once it has everything)."""
+        published = self.publisher.call("publish", duration * 4 + 60, lanes=lanes, duration=duration)
+        sent = published["sent"]
+        expected_each = []
+        for indices in self.client_slices:
+            expected_each.append(sum(expected_for(sent, index) for index in indices if index >= self.stalled))
+        self.pool.send_each("collect", [{"expected": expected} for expected in expected_each])
+        return published, self.pool.receive_all("collect", duration + grace + 60)
 
     def _cpu(self, server: Server) -> CpuReading:
         total, system = server.cpu_and_system_seconds()
@@ -180,15 +212,18 @@ class Bench:
                           self.publisher.cpu_seconds())
 
 
-def _collections(server: Server) -> tuple[float, float] | None:
-    """The gateway's full garbage collections and seconds paused in all collections so far (None for baselines).
+def _gateway_figures(before: dict, after: dict, pending_largest: float, published: int) -> dict:
+    """The gateway's full garbage collections and time paused in any collection over the step, and its path figures.
 
     A full collection walks every object of every connection and stops all delivery meanwhile,
     so a step's p99 is read beside the collections that ran during it.
     """
-    if server.kind != "notifier":
-        return None
-    return server.metric("notifier_gc_full_collections_total"), server.metric("notifier_gc_pause_seconds_total")
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    return {"full_collections": delta("notifier_gc_full_collections_total"),
+            "gc_pause_seconds": delta("notifier_gc_pause_seconds_total"),
+            "pipeline": pipeline_figures(before, after, pending_largest, published)}
 
 
 def _framing(figures: list[dict]) -> dict:

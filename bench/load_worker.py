@@ -14,9 +14,11 @@ from multiprocessing.connection import Connection
 
 from bench.commands import CommandWorker
 from bench.machine import die_with_parent, raise_open_file_limit
-from bench.protocols import SseClient, Stats, StreamClient, WebSocketClient
+from bench.peer_protocols import NatsWebSocketClient, SocketIoClient
+from bench.protocols import NO_CUTOFF, SseClient, Stats, StreamClient, WebSocketClient
 
 STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
+CLIENTS = {"ws": WebSocketClient, "sse": SseClient, "nats_ws": NatsWebSocketClient, "socketio": SocketIoClient}
 
 
 class LoadWorker(CommandWorker):
@@ -36,7 +38,7 @@ class LoadWorker(CommandWorker):
     async def _open(self, host: str, port: int, transport: str, path: str, cursor: str | None,
                     stalled: bool) -> StreamClient:
         loop = asyncio.get_running_loop()
-        kind = SseClient if transport == "sse" else WebSocketClient
+        kind = CLIENTS[transport]
         if stalled:
             raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
@@ -88,27 +90,33 @@ class LoadWorker(CommandWorker):
             return {"settled": False}
         return {"settled": True}
 
-    async def do_reset(self) -> dict:
-        """Forget the figures so far (warm-up or a previous step)."""
+    async def do_reset(self, cutoff_ns: int = NO_CUTOFF) -> dict:
+        """Forget the figures so far (warm-up or a previous step); count only what arrives by `cutoff_ns`."""
         self.stats.reset()
+        self.stats.after_cutoff.reset()
+        self.stats.cutoff_ns = cutoff_ns
         self.stats.target = -1
         self.stats.reached.clear()
         return {}
 
-    async def do_collect(self, expected: int, timeout: float) -> dict:
-        """Wait until `expected` events arrived in total (or the timeout), then hand over the figures."""
+    async def do_collect(self, expected: int) -> dict:
+        """Wait until `expected` events arrived in total or the step's cutoff passed, then hand over the figures.
+
+        Counting stops at the cutoff, not when this command arrives, so every step is cut at the same time.
+        """
         stats = self.stats
         if stats.received < expected:
             stats.target = expected
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(max(0.0, (stats.cutoff_ns - time.time_ns()) / 1e9)):
                     await stats.reached.wait()
             except TimeoutError:
-                pass  # fell behind: report what arrived
+                pass  # fell behind: report what arrived by the cutoff
         closed = sum(1 for client in self.clients if client.closed.done())
         result = {"received": stats.received, "expected": expected, "first_ns": stats.first_ns,
                   "last_ns": stats.last_ns, "latencies": stats.latencies.tobytes(), "closed": closed,
-                  "framing": stats.figures()}
+                  "framing": stats.figures(), "after_cutoff": stats.after_cutoff.received}
+        stats.cutoff_ns = NO_CUTOFF  # later scenarios (resume) count outside steps
         return result
 
     async def do_disconnect(self, timeout: float = 30.0) -> dict:

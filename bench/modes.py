@@ -1,4 +1,4 @@
-"""How big each scenario is in each mode: `--smoke` (seconds), `--quick` (under two minutes; the CI test), full."""
+"""How big each scenario is in each mode: `--smoke` (seconds), `--quick` (two to three minutes; the CI test), full."""
 
 from __future__ import annotations
 
@@ -6,7 +6,12 @@ import os
 from dataclasses import dataclass, field
 
 ALL_SCENARIOS = ("fanout", "fanout-batch", "private", "idle", "sse", "resume", "stall")
-SERVERS = ("notifier", "naive", "ceiling")
+SERVERS = ("notifier", "naive", "ceiling")  # in every scenario; "ceiling" is the coalescing one
+PEERS = ("nats_ws", "node_ws", "socketio")  # what users would pick instead: fan-out and idle only
+# Fan-out also runs the per-event-write server, as a reference row (it is not a limit).
+# "notifier_alt" (the gateway with `--alternative` settings) runs only when asked, right after the gateway.
+FANOUT_SERVERS = ("notifier", "notifier_alt", *SERVERS[1:], "per_event", *PEERS)
+IDLE_SERVERS = (*SERVERS, *PEERS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class Mode:
     # Two steps on a shared machine differ in p99 by tens of percent with nothing changed, so the
     # gateway and the ceiling run without/with this many times; the report takes medians.
     stall_rounds: int = 5
+    alternative: tuple[str, ...] = ()  # `--alternative`: NAME=VALUE settings of a second gateway in the fan-out
+    servers: tuple[str, ...] = ()  # `--servers`: the fan-out runs only these (all when empty)
     reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report
 
 

@@ -11,10 +11,12 @@ matplotlib.use("Agg")  # before pyplot is imported: no display on servers and CI
 from matplotlib import pyplot
 from matplotlib.ticker import FuncFormatter
 
-from bench.modes import SERVERS
+from bench.modes import FANOUT_SERVERS as SERVERS
 from bench.stats import PERCENTILES, StepResult
 
-COLORS = {"notifier": "tab:blue", "naive": "tab:red", "ceiling": "tab:green"}
+COLORS = {"notifier": "tab:blue", "naive": "tab:red", "ceiling": "tab:green", "per_event": "tab:olive",
+          "nats_ws": "tab:purple", "node_ws": "tab:orange", "socketio": "tab:brown",
+          "notifier_alt": "tab:cyan"}
 PLAIN = FuncFormatter(lambda value, _: f"{value:g}")
 THOUSANDS = FuncFormatter(lambda value, _: f"{value / 1000:g}k")
 
@@ -42,13 +44,12 @@ def latency_plot(results: list[StepResult], path: Path) -> Path | None:
     if not panels:
         return None
     figure, axes = pyplot.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    width = 0.8 / len(SERVERS)
     for axis, (title, found) in zip(axes[0], panels):
-        for offset, server in enumerate(SERVERS):
-            if server not in found:
-                continue
+        present = [server for server in SERVERS if server in found]
+        width = 0.8 / len(present)
+        for offset, server in enumerate(present):
             values = [found[server].latency_ms[name] for name, _ in PERCENTILES]
-            positions = [index + (offset - 1) * width for index in range(len(PERCENTILES))]
+            positions = [index + (offset - (len(present) - 1) / 2) * width for index in range(len(PERCENTILES))]
             finite = [value if math.isfinite(value) else math.nan for value in values]
             axis.bar(positions, finite, width, label=server, color=COLORS[server])
             for position, value in zip(positions, values):

@@ -26,6 +26,7 @@ class PublisherWorker(CommandWorker):
     def __init__(self, connection: Connection):
         super().__init__(connection)
         self.publisher = None  # notifier.jetstream.publisher.Publisher when publishing to the gateway
+        self.core = None  # a plain nats-py client when publishing to the nats-server peer (core NATS, no store)
         self.http: aiohttp.ClientSession | None = None
         self.websocket: aiohttp.ClientWebSocketResponse | None = None
         self.errors: list[str] = []
@@ -33,10 +34,14 @@ class PublisherWorker(CommandWorker):
     async def on_quit(self) -> None:
         await self.do_close()
 
-    async def do_open(self, nats_url: str | None = None, publish_url: str | None = None) -> dict:
-        """Connect to the gateway's NATS, or to a baseline's publish WebSocket."""
+    async def do_open(self, nats_url: str | None = None, publish_url: str | None = None, core: bool = False) -> dict:
+        """Connect to the gateway's NATS (JetStream), the nats-server peer (`core`), or a baseline's publish WebSocket."""
         await self.do_close()
-        if nats_url is not None:
+        if core:
+            import nats
+
+            self.core = await nats.connect(nats_url)
+        elif nats_url is not None:
             from notifier.jetstream.publisher import Publisher
 
             self.publisher = await Publisher.connect(nats_url, source="bench")
@@ -53,6 +58,12 @@ class PublisherWorker(CommandWorker):
                 await asyncio.wait_for(publisher.close(), 10)
             except Exception:  # noqa: BLE001 - best effort: a dead server cannot be drained
                 await publisher.client.close()
+        if self.core is not None:
+            core, self.core = self.core, None
+            try:
+                await asyncio.wait_for(core.drain(), 10)
+            except Exception:  # noqa: BLE001 - best effort, as above
+                await core.close()
         if self.websocket is not None:
             await self.websocket.close()
             self.websocket = None
@@ -73,6 +84,10 @@ class PublisherWorker(CommandWorker):
             task = asyncio.create_task(self.publisher.publish(envelope))
             pending.add(task)
             task.add_done_callback(lambda done: (pending.discard(done), in_flight.release(), self._note(done)))
+        elif self.core is not None:
+            # The subject is the baseline's channel name: NATS allows ':' and '/' in a subject token.
+            channel = lane["baseline_channel"].format(user=user)
+            await self.core.publish(channel, encode_envelope(envelope.completed("bench")))
         else:
             channel = lane["baseline_channel"].format(user=user)
             body = encode_envelope(envelope.completed("bench")).decode()
@@ -109,6 +124,8 @@ class PublisherWorker(CommandWorker):
                                    for lane, count in zip(lanes, counts)))
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+            if self.core is not None:
+                await self.core.flush()  # core NATS buffers publishes; all are on the wire before `last_ns`
         return {"sent": counts, "first_ns": first_ns, "last_ns": time.time_ns(), "errors": self.errors}
 
 

@@ -14,7 +14,9 @@ from bench.scenarios.fanout import ratio
 from bench.scenarios.stall import WITH as STALL_WITH, WITHOUT as STALL_WITHOUT
 from bench.stats import PERCENTILES, StepResult
 from bench.tables import number, percent, table, times
-from bench.targets import fanout_figures, limits_paragraph, live_time, p99_change, targets_table
+from bench.pipeline import pipeline_table
+from bench.peer_report import peers_table, steps_side_by_side, targets_17
+from bench.targets import fanout_figures, live_time, p99_change, targets_table
 
 SCENARIO_TITLES = {
     "fanout": "1. Fan-out: WebSocket clients on one public channel, rate stepped up",
@@ -24,16 +26,7 @@ SCENARIO_TITLES = {
 }
 
 
-_CONTENTION = (
-    "At the top steps of scenarios 1 and 4 the server, the load generator and the publisher together need more "
-    "than this machine's {} cores, so there the figures measure contention as much as the server (see the load "
-    "generator table); the ceiling writes one frame per event per client, so a server that batches writes (fewer "
-    "reads for the clients) can pass it there."
-)
-_LOAD_GENERATOR = (
-    "Load comes from separate processes on uvloop speaking the real protocols; this is what they cost, so a "
-    "reader can tell whether they were the limit (the machine has {} cores shared by everything)."
-)
+_LOAD_GENERATOR = "The load generator's own CPU (the machine has {} cores shared by everything)."
 
 
 def _steps_table(results: list[StepResult]) -> list[str]:
@@ -189,19 +182,22 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
     plots = [latency_plot(bench.results, output / "latency_percentiles.png"),
              throughput_plot(bench.summaries, bench.results, output / "throughput_vs_connections.png")]
     introduction = (
-        f"Mode **{mode.name}**, run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, took {elapsed:.0f} s. "
-        "Every server ran in the same run on the same machine: the gateway (`python -m notifier`, with its "
-        "embedded nats-server, publishing through JetStream), the **naive** baseline (per-client `json.dumps`, "
-        "unbounded queues, sends awaited in turn) and the **ceiling** baseline (encode once, write a pre-built "
-        "frame to every transport). Every server and load generator runs on uvloop (the gateway's default loop). "
-        "Latency is end to end: the publisher stamps `sentAt` (wall clock) in the payload, clients subtract it "
-        "from their receive time. Server CPU is the server process alone (psutil), over each step."
+        f"Mode **{mode.name}**, run {time.strftime('%Y-%m-%d %H:%M:%S %Z')}, took {elapsed:.0f} s; every server in "
+        "this one run on this machine. What each server is, how the figures are taken and what they mean: "
+        "bench/README.md and docs/benchmarks/README.md."
     )
     lines = ["# notifier benchmark report", "", introduction, ""]
     if mode.reduced:
         lines += ["Reduced from the issue's sizes in this mode:", ""] + [f"- {item}" for item in mode.reduced] + [""]
-    lines += ["## Targets", "", *targets_table(bench, mode), "", *limits_paragraph(bench),
-              "## Ratios to the baselines (same run)", "", *_ratios(bench), "", _CONTENTION.format(info.get("nproc")), ""]
+    lines += ["## Targets", "", *targets_17(bench), "", *targets_table(bench, mode), ""]
+    peers = peers_table(bench)
+    if peers:
+        lines += ["## Peers and baselines, fan-out at the headline count (same run)", "", *peers, "",
+                  "### Every fan-out step: deliveries/s · p99", "", *steps_side_by_side(bench), ""]
+    lines += ["## Ratios to the baselines (same run)", "", *_ratios(bench), ""]
+    pipeline = pipeline_table(bench.results)
+    if len(pipeline) > 2:
+        lines += ["## Where the gateway's latency goes, per step", "", *pipeline, ""]
     for scenario, title in SCENARIO_TITLES.items():
         steps = [result for result in bench.results if result.scenario == scenario]
         if steps:

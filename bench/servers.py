@@ -17,17 +17,20 @@ from pathlib import Path
 
 import psutil
 
-from bench.machine import PARENT_VARIABLE
+from bench.machine import PARENT_VARIABLE, die_with_parent
+from bench.peers.commands import PEERS, nats_ws_command, node_ws_command, socketio_command
 from bench.profiling import profiled_command
 from bench.workers import BenchError
 
-SERVER_KINDS = ("notifier", "naive", "ceiling")
+BASELINES = ("naive", "ceiling", "per_event")
+ALTERNATIVE = "notifier_alt"  # the gateway again with other settings (`--alternative`), for a before/after
+SERVER_KINDS = ("notifier", ALTERNATIVE, *BASELINES, *PEERS)
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
 READY_SECONDS = 60.0
 UNLIMITED_EVENTS_PER_SECOND = 1_000_000
 STOP_SECONDS = 15.0
-_URL_LINE = re.compile(r"serving on http://([\d.]+):(\d+)")
-_NATS_LINE = re.compile(r"^\s*NATS\s+(nats://\S+)")
+_URL_LINE = re.compile(r"(?:serving on http|Listening for websocket clients on ws)://([\d.]+):(\d+)")
+_NATS_LINE = re.compile(r"^\s*NATS\s+(nats://\S+)|Listening for client connections on ([\d.]+:\d+)")
 REPOSITORY = Path(__file__).resolve().parent.parent
 
 
@@ -36,17 +39,21 @@ class Server:
 
     started = 0  # numbers the log files of one run
 
-    def __init__(self, kind: str, log_dir: Path, profile_dir: Path | None = None):
+    def __init__(self, kind: str, log_dir: Path, profile_dir: Path | None = None,
+                 settings: dict[str, str] | None = None):
         if kind not in SERVER_KINDS:
             raise ValueError(f"unknown server {kind!r}")
         self.kind = kind
+        self.gateway = kind in ("notifier", ALTERNATIVE)
+        self.settings = settings or {}  # NOTIFIER_* variables over the bench's own (the alternative gateway)
         Server.started += 1
         self.log_path = log_dir / f"{time.strftime('%H%M%S')}-{Server.started:02d}-{kind}.log"
-        self.profile_path = profile_dir / f"{self.log_path.stem}.pstats" if profile_dir and kind == "notifier" else None
+        self.profile_path = profile_dir / f"{self.log_path.stem}.pstats" if profile_dir and self.gateway else None
         self.data_dir: str | None = None
         self.process: subprocess.Popen | None = None
         self.psutil: psutil.Process | None = None
         self.helpers: list[psutil.Process] = []  # nats-server, started by the gateway
+        self.workers: list[psutil.Process] = []  # the gateway's worker processes (NOTIFIER_WORKERS > 1)
         self.host = "127.0.0.1"
         self.port = 0
         self.nats_url: str | None = None
@@ -55,7 +62,7 @@ class Server:
     def start(self) -> Server:
         environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
         environment[PARENT_VARIABLE] = str(os.getpid())
-        if self.kind == "notifier":
+        if self.gateway:
             self.data_dir = tempfile.mkdtemp(prefix="notifier-bench-")
             environment.update(
                 NOTIFIER_HOST="127.0.0.1", NOTIFIER_PORT="0", NOTIFIER_DATA_DIR=self.data_dir,
@@ -66,13 +73,24 @@ class Server:
                 # cap every fan-out step; lifted out of the way, the limiter still runs and costs what it costs.
                 NOTIFIER_MAX_EVENTS_PER_SECOND=str(UNLIMITED_EVENTS_PER_SECOND),
             )
+            environment.update(self.settings)
             profiler = profiled_command(self.profile_path) if self.profile_path else []
             command = [sys.executable, *profiler, "-m", "bench.gateway"]
-        else:
+        elif self.kind in BASELINES:
             command = [sys.executable, "-m", f"bench.baselines.{self.kind}", "--port", "0"]
+        elif self.kind == "nats_ws":
+            self.data_dir = tempfile.mkdtemp(prefix="notifier-bench-nats-")
+            command = nats_ws_command(Path(self.data_dir))
+        elif self.kind == "node_ws":
+            command = node_ws_command()
+        else:
+            command = socketio_command()
         log = self.log_path.open("wb")
+        parent = os.getpid()
+        # nats-server logs its listening lines to stderr; the ready lines are read from stdout.
         self.process = subprocess.Popen(command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE,
-                                        stderr=log, stdin=subprocess.DEVNULL)
+                                        stderr=subprocess.STDOUT if self.kind == "nats_ws" else log,
+                                        stdin=subprocess.DEVNULL, preexec_fn=lambda: die_with_parent(parent))
         log.close()
         try:
             self._wait_until_ready()
@@ -80,7 +98,11 @@ class Server:
             self.stop()
             raise
         self.psutil = psutil.Process(self.process.pid)
-        self.helpers = self.psutil.children(recursive=True)
+        children = self.psutil.children(recursive=True)
+        # With NOTIFIER_WORKERS the gateway is a parent and its worker processes: all of them are the server;
+        # the helpers are what else it started (its nats-server).
+        self.workers = [child for child in children if "notifier" in " ".join(_command_line(child))]
+        self.helpers = [child for child in children if child not in self.workers]
         return self
 
     def _wait_until_ready(self) -> None:
@@ -90,7 +112,7 @@ class Server:
         selector.register(self.process.stdout, selectors.EVENT_READ)
         deadline = time.monotonic() + READY_SECONDS
         seen = b""
-        want_nats = self.kind == "notifier"
+        want_nats = self.gateway or self.kind == "nats_ws"
         try:
             while not (self.port and (self.nats_url or not want_nats)):
                 remaining = deadline - time.monotonic()
@@ -103,8 +125,8 @@ class Server:
                 for line in seen.decode(errors="replace").splitlines():
                     if found := _URL_LINE.search(line):
                         self.host, self.port = found.group(1), int(found.group(2))
-                    if found := _NATS_LINE.match(line):
-                        self.nats_url = found.group(1)
+                    if found := _NATS_LINE.search(line):
+                        self.nats_url = found.group(1) or f"nats://{found.group(2)}"
         finally:
             selector.close()
         with self.log_path.open("ab") as log:
@@ -129,8 +151,15 @@ class Server:
     def cpu_and_system_seconds(self) -> tuple[float, float]:
         """CPU time of the server process (user + system) and its system share, read at one instant."""
         assert self.psutil is not None
-        times = self.psutil.cpu_times()
-        return times.user + times.system, times.system
+        total = system = 0.0
+        for process in (self.psutil, *self.workers):
+            try:
+                times = process.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+            system += times.system
+        return total, system
 
     def helper_cpu_seconds(self) -> float:
         """CPU time of the processes the server started (the gateway's nats-server)."""
@@ -149,11 +178,21 @@ class Server:
 
     def metric(self, name: str) -> float:
         """One value from the gateway's `/metrics` (Prometheus text)."""
+        found = self.metrics().get(name)
+        if found is None:
+            raise BenchError(f"/metrics has no {name}")
+        return found
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of the gateway's `/metrics`, by name with its labels as written (`name{label="x"}`)."""
         with urllib.request.urlopen(self.url("/metrics"), timeout=10) as response:
-            for line in response.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-        raise BenchError(f"/metrics has no {name}")
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
 
     def stop(self) -> None:
         """SIGTERM (the gateway then stops its nats-server), then kill whatever is left of ours."""
@@ -164,7 +203,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(STOP_SECONDS)
-        for helper in self.helpers:
+        for helper in (*self.workers, *self.helpers):
             try:
                 if helper.is_running():
                     helper.kill()
@@ -183,3 +222,10 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _command_line(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return []

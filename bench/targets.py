@@ -1,4 +1,4 @@
-"""The targets of issue 4 beside today's figures, and the measured limit where the CPU target is out of reach."""
+"""The targets of issue 4 beside today's figures."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def targets_table(bench, mode: Mode) -> list[str]:
     fanout = fanout_figures(bench, "fanout")
     ours = fanout.get("notifier")
     if ours:
-        for baseline, wanted, label in (("naive", 3.0, "≥ 3× naive"), ("ceiling", 0.8, "≥ 80% of the ceiling")):
+        for baseline, wanted, label in (("naive", 3.0, "≥ 3× naive"), ("ceiling", 0.8, "≥ 80% of the coalescing ceiling")):
             if baseline in fanout:
                 value = ratio(ours["peak"], fanout[baseline]["peak"])
                 rows.append([f"fan-out deliveries/s {label}", *_bounded(value, wanted, ours["saturated"],
@@ -119,43 +119,6 @@ def targets_table(bench, mode: Mode) -> list[str]:
                      f"{number(change)} %",
                      verdict(abs(change) < 10)])
     return table(["target (issue 4)", "today", "verdict"], rows)
-
-
-def limits_paragraph(bench) -> list[str]:
-    """Where the CPU target is out of reach at the base rate, what this run measured the stack itself to need."""
-    fanout = fanout_figures(bench, "fanout")
-    ours, ceiling = fanout.get("notifier"), fanout.get("ceiling")
-    if not ours or not ceiling or not ours["base"].server_us_per_delivery > 3.0:
-        return []
-    base, ceiling_base = ours["base"], ceiling["base"]
-    if math.isnan(ceiling_base.server_us_per_delivery):
-        return []
-    if ceiling_base.server_us_per_delivery <= 3.0:
-        # Then the machine can do it and the gap is the gateway's own: no limit of the stack to name.
-        return [f"At {base.label} the ceiling baseline spent {number(ceiling_base.server_us_per_delivery)} µs per "
-                f"delivery and the gateway {number(base.server_us_per_delivery)} µs: the machine can meet the CPU "
-                "target there, the gateway does not yet.", ""]
-    coalesced = (f" At its busiest kept-up step ({ours['cpu_at']}), where several events wait for one write, the "
-                 f"gateway spent {number(ours['cpu'])} µs per delivery." if ours["cpu_at"] else "")
-    kernel = ceiling_base.server_kernel_us_per_delivery
-    # psutil splits user and system time by clock ticks, so a short step's split is rough: the
-    # kernel is named as the limit only where its share alone is above the target.
-    why = (f"The ceiling's system time alone, {number(kernel)} µs per delivery (in `perf record` mostly its one "
-           "`send()` into loopback TCP, which also runs the receiving end's TCP and wakes its reader), is above 3 µs"
-           if kernel > 3.0 else "That one `transport.write` per delivery is all the ceiling does")
-    own = base.server_us_per_delivery - ceiling_base.server_us_per_delivery
-    return [
-        f"Measured limit for the CPU target: at {base.label} the gateway spent {number(base.server_us_per_delivery)} "
-        f"µs per delivery ({number(base.server_kernel_us_per_delivery)} of them system time) and the ceiling "
-        "baseline, which does nothing but write one pre-built frame per client per event (no routing, no auth, no "
-        f"bounds), {number(ceiling_base.server_us_per_delivery)} µs ({number(kernel)} system time). {why}, so "
-        "≤ 3 µs cannot be reached on this machine while each event gets its own write; the gateway writes all of a "
-        "connection's waiting frames at once, which only helps when events arrive faster than the loop turns."
-        f"{coalesced} The gateway's own cost above the ceiling at {base.label}, {number(own)} µs per delivery "
-        "(routing, the per-connection limit, the outbox and its writer), is what is left to optimize; it alone is "
-        f"{'above' if own > 3.0 else 'within'} 3 µs.",
-        "",
-    ]
 
 
 def live_time(ours: dict) -> str:

@@ -106,6 +106,9 @@ class Gateway:
             *self.services.connections.gauges(),
             metrics.Gauge("notifier_nats_connected", "1 while connected to NATS.",
                           lambda: int(self.client is not None and self.client.is_connected)),
+            metrics.Gauge("notifier_live_feed_pending_messages",
+                          "Messages the NATS client has read for the live feed and not yet handed to the hub.",
+                          lambda: self.feed.pending_messages() if self.feed is not None else 0),
         ]
         self._connecting = asyncio.create_task(self._connect_and_follow(), name="connect-and-follow")
         tick = max(0.05, min(self.settings.ping_interval, self.settings.pong_timeout) / 4)

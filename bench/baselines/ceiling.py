@@ -1,15 +1,19 @@
-"""The ceiling baseline: each event encoded once, its frame written straight to every transport.
+"""The coalescing ceiling, the limit targets are judged against: each frame built once, one write per client per turn.
 
-No auth, no per-client queue, no backpressure, routing by exact channel name only (a dict
-lookup, so a one-channel fan-out is a plain broadcast). What this machine can push at all
-through Python and aiohttp's sockets.
+Each published event's WebSocket frame and SSE chunk are built once and queued; once per event
+loop iteration (a `call_soon` scheduled by the first event of the iteration) every subscriber
+gets everything queued for it in a single `transport.write`. When every queued event is on one
+channel (a fan-out) the joined bytes are built once and shared by all its subscribers.
+
+No auth, no per-client queue or bound, no backpressure, no history, routing by exact channel
+name only. What this machine can push through Python and aiohttp's sockets when writes are
+coalesced as the gateway coalesces them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import struct
 
 import uvloop
 from aiohttp import web
@@ -21,32 +25,24 @@ from bench.baselines.common import (
     receive_published,
     serve,
     sse_headers,
+    websocket_frame,
 )
 
 registry = Registry()
 sequence = 0
-
-
-def websocket_frame(payload: bytes) -> bytes:
-    """An unmasked server-to-client text frame (RFC 6455 section 5.2)."""
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 65536:
-        return bytes((0x81, 126)) + struct.pack("!H", length) + payload
-    return bytes((0x81, 127)) + struct.pack("!Q", length) + payload
+# Events of this loop iteration, in arrival order: (channel, WebSocket frame, SSE chunk).
+waiting: list[tuple[str, bytes, bytes]] = []
 
 
 async def publish_handler(request: web.Request) -> web.WebSocketResponse:
-    """Build each event's WebSocket frame and SSE chunk once; write them to every subscriber's transport."""
-    return await receive_published(request, broadcast)
+    return await receive_published(request, enqueue)
 
 
-def broadcast(channel: str, body: str) -> None:
+def enqueue(channel: str, body: str) -> None:
+    """Build the event's frames once and queue them for this iteration's flush."""
     global sequence
-    subscribers = registry.by_channel.get(channel)
     sequence += 1
-    if not subscribers:
+    if channel not in registry.by_channel:
         return
     number = str(sequence).encode()
     envelope = body.encode()
@@ -54,9 +50,32 @@ def broadcast(channel: str, body: str) -> None:
                             + b',"id":"' + number + b'","data":' + envelope + b"}")
     block = b"id: " + number + b"\ndata: " + envelope + b"\n\n"
     chunk = b"%x\r\n" % len(block) + block + b"\r\n"  # the stream is chunked, so the chunk is pre-built too
-    for is_sse, transport in subscribers:
+    if not waiting:
+        asyncio.get_running_loop().call_soon(flush)
+    waiting.append((channel, frame, chunk))
+
+
+def flush() -> None:
+    """Write everything queued this iteration: one `transport.write` per subscriber."""
+    events = waiting[:]
+    waiting.clear()
+    channels = {channel for channel, _, _ in events}
+    if len(channels) == 1:
+        # A fan-out: the joined bytes are the same for every subscriber, so they are built once.
+        frames = b"".join(frame for _, frame, _ in events)
+        chunks = b"".join(chunk for _, _, chunk in events)
+        for is_sse, transport in registry.by_channel.get(channels.pop(), ()):
+            if not transport.is_closing():
+                transport.write(chunks if is_sse else frames)
+        return
+    # Several channels: each subscriber's own share, in arrival order, still one write each.
+    parts: dict[tuple[bool, object], list[bytes]] = {}
+    for channel, frame, chunk in events:
+        for subscriber in registry.by_channel.get(channel, ()):
+            parts.setdefault(subscriber, []).append(chunk if subscriber[0] else frame)
+    for (_, transport), pieces in parts.items():
         if not transport.is_closing():
-            transport.write(chunk if is_sse else frame)
+            transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import struct
 from collections.abc import Awaitable, Callable
 
 from aiohttp import WSMsgType, web
@@ -85,3 +86,13 @@ async def receive_published(request: web.Request, on_event: Callable[[str, str],
 def sse_headers() -> dict[str, str]:
     """The headers an EventSource stream needs."""
     return {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """An unmasked server-to-client text frame (RFC 6455 section 5.2)."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return bytes((0x81, 126)) + struct.pack("!H", length) + payload
+    return bytes((0x81, 127)) + struct.pack("!Q", length) + payload

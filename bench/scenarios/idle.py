@@ -9,7 +9,9 @@ from __future__ import annotations
 import statistics
 
 from bench.harness import Bench
-from bench.modes import SERVERS, Mode
+from bench.modes import IDLE_SERVERS, Mode
+from bench.peers.commands import PeerUnavailable
+from bench.scenarios.fanout import skip
 from bench.scenarios.common import user_name
 
 IDLE_CHANNEL = "alert.idle"
@@ -21,16 +23,22 @@ def run(bench: Bench, mode: Mode) -> None:
     summary: dict = {"connections": total, "bytes_per_connection": {}, "measurements": {}, "rss_after": {}}
     # Rounds go through every server in turn, so a quiet or busy spell of the machine is shared.
     for _ in range(mode.idle_rounds):
-        for kind in SERVERS:
-            with bench.serving(kind) as server:
-                paths = [bench.path(server, "ws", [IDLE_CHANNEL], [IDLE_CHANNEL], user_name(index))
-                         for index in range(first + total)]
-                bench.connect(server, "ws", paths[:first])
-                before = server.rss_bytes()
-                bench.connect(server, "ws", paths[first:], concurrency=128)
-                after = server.rss_bytes()
-                summary["measurements"].setdefault(kind, []).append((after - before) / total)
-                summary["rss_after"][kind] = after
+        for kind in IDLE_SERVERS:
+            if kind in summary.get("skipped", {}):
+                continue
+            try:
+                with bench.serving(kind) as server:
+                    paths = [bench.path(server, "ws", [IDLE_CHANNEL], [IDLE_CHANNEL], user_name(index))
+                             for index in range(first + total)]
+                    bench.connect(server, "ws", paths[:first])
+                    before = server.rss_bytes()
+                    bench.connect(server, "ws", paths[first:], concurrency=128)
+                    after = server.rss_bytes()
+            except PeerUnavailable as error:
+                skip(bench, summary, kind, error)
+                continue
+            summary["measurements"].setdefault(kind, []).append((after - before) / total)
+            summary["rss_after"][kind] = after
     for kind, measured in summary["measurements"].items():
         summary["bytes_per_connection"][kind] = statistics.median(measured)
     bench.summaries["idle"] = summary

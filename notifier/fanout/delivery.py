@@ -116,12 +116,11 @@ class LiveDelivery:
             if self._pending_bytes > self.outbox.max_bytes:
                 self.too_slow()
             return
-        envelope = outgoing.event.envelope
-        limited = self._has_options and not outgoing.broadcast  # broadcast events pass every option, as p0
-        subscription = self._subscription_for(outgoing) if limited else None
-        if subscription is None and limited:
+        filtered = self._has_options and not outgoing.broadcast  # broadcast events pass every option, as p0
+        subscription = self._subscription_for(outgoing) if filtered else None
+        if subscription is None and filtered:
             return  # matched only channels whose priority or session option filters it out
-        if envelope.priority != "p0" and not outgoing.broadcast:
+        if outgoing.limited:
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
                 if not subscription.limiter.admit(outgoing, now, self.last_cursor):

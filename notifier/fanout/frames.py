@@ -17,17 +17,23 @@ _encoder = msgspec.json.Encoder()
 class OutgoingEvent:
     """One event on its way to many clients; each transport's frame is built on first use, then reused."""
 
-    __slots__ = ("event", "channel", "positions", "cursor", "dispatched_at", "conflatable", "broadcast", "_message",
+    __slots__ = ("event", "channel", "limited", "positions", "cursor", "dispatched_at", "conflatable", "broadcast",
+                 "_message",
                  "_websocket", "_sse", "_sse_named", "_sse_chunk", "_sse_named_chunk")
 
     def __init__(self, event: StoredEvent, positions: Cursor, conflatable: bool = False, broadcast: bool = False):
         self.event = event
-        self.channel = event.envelope.channel  # built once here, not by every client's rate limiter
+        envelope = event.envelope
+        self.channel = envelope.channel  # built once here, not by every client's rate limiter
         # Whether a rate limit may replace it by a newer event of its channel (the catalog's
         # `conflatable` types, keyed); any other event over a limit is counted and reported `lost`.
         self.conflatable = conflatable
         # A catalog `broadcast` type: every session gets it at p0, whatever its subscriptions and their options.
         self.broadcast = broadcast
+        # Read by every client's limiter too: once here saves attribute reads per delivery (bench:
+        # dispatch 0.44 -> 0.38 us per delivery with the GCRA limiter). p0 and broadcast events
+        # never reach a limiter.
+        self.limited = envelope.priority != "p0" and not broadcast
         # One clock reading for every client's rate limits: they all get the event at this instant.
         self.dispatched_at = time.monotonic()
         # The hub's position in every stream once this event is dispatched, and its wire form.

@@ -32,50 +32,67 @@ class SubscriptionOptions(msgspec.Struct, forbid_unknown_fields=True):
     session: SessionFilter | None = None
 
 
-class TokenBucket:
-    """`rate` tokens per second, holding at most one second's worth, so a burst of `rate` passes at once."""
+# Rounding slack for `take`: the moment a bucket is full again grows by 1/rate per token, which
+# binary floating point cannot hold exactly, and the last token of a burst must not be refused.
+_SLACK_SECONDS = 1e-9
 
-    __slots__ = ("rate", "capacity", "tokens", "updated")
+
+class TokenBucket:
+    """`rate` tokens per second, holding at most one second's worth, so a burst of `rate` passes at once.
+
+    Kept as the moment the bucket will be full again, not as a count (the generic cell rate
+    algorithm): at `now` it holds `capacity - (full_at - now) * rate` tokens, at most `capacity`.
+    Spending one is then a comparison and an addition, where a count needed a refill (three
+    float operations) first: this runs once per limited delivery, for every client of every event.
+    """
+
+    __slots__ = ("rate", "capacity", "interval", "tolerance", "most_owed", "full_at", "updated")
 
     def __init__(self, rate: float):
-        self.rate = float(rate)  # an int rate would be converted on every refill
+        self.rate = float(rate)  # an int rate would be converted on every call
         self.capacity = max(1.0, self.rate)
-        self.tokens = self.capacity
-        self.updated = time.monotonic()
-
-    def _refill(self, now: float) -> None:
-        # Also written out in `take` and `charge`, which run per limited delivery: a call less each.
-        # `now` can be older than the last update (an event held during a replay is judged at the
-        # time it was dispatched): time never runs backwards in a bucket, or it would owe tokens
-        # it never spent.
-        if now > self.updated:
-            tokens = self.tokens + (now - self.updated) * self.rate
-            self.tokens = tokens if tokens < self.capacity else self.capacity
-            self.updated = now
+        self.interval = 1.0 / self.rate  # the time one token takes to come back
+        # A token is left while the bucket is full again within (capacity - 1) tokens' time.
+        self.tolerance = (self.capacity - 1.0) / self.rate + _SLACK_SECONDS
+        # `charge` owes at most one bucket's worth: full again within 2 x capacity tokens' time.
+        self.most_owed = 2.0 * self.capacity / self.rate
+        self.updated = time.monotonic()  # the latest moment the bucket was asked about
+        self.full_at = self.updated
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
-        if now > self.updated:  # `_refill`, written out: this runs once per limited delivery
-            tokens = self.tokens + (now - self.updated) * self.rate
-            self.tokens = tokens if tokens < self.capacity else self.capacity
+        # `now` can be older than the latest moment asked about (an event held during a replay is
+        # judged at the time it was dispatched): time never runs backwards in a bucket, or it
+        # would owe tokens it never spent.
+        if now > self.updated:
             self.updated = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+        else:
+            now = self.updated
+        full_at = self.full_at
+        if full_at < now:
+            full_at = now
+        elif full_at - now > self.tolerance:
+            return False
+        self.full_at = full_at + self.interval
+        return True
 
     def charge(self, now: float) -> None:
         """Spend a token even if none is left, owing at most one bucket's worth."""
-        if now > self.updated:  # `_refill`, written out: this runs once per unkeyed limited delivery
-            tokens = self.tokens + (now - self.updated) * self.rate
-            self.tokens = tokens if tokens < self.capacity else self.capacity
+        if now > self.updated:  # as in `take`
             self.updated = now
-        self.tokens = self.tokens - 1 if self.tokens - 1 > -self.capacity else -self.capacity
+        else:
+            now = self.updated
+        full_at = self.full_at
+        full_at = (full_at if full_at > now else now) + self.interval
+        most = now + self.most_owed
+        self.full_at = full_at if full_at < most else most
 
     def seconds_until_token(self, now: float) -> float:
         """How long until `take` would succeed."""
-        self._refill(now)
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+        if now < self.updated:
+            now = self.updated
+        wait = self.full_at - now - self.tolerance
+        return wait if wait > 0.0 else 0.0
 
 
 class RateLimiter:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from nats.aio.client import Client
@@ -32,6 +33,8 @@ from notifier.ops import metrics
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 
 log = logging.getLogger(__name__)
+STORED_LATENCY = metrics.STAGE_LATENCY.series("stored")
+LIVE_FEED_LATENCY = metrics.STAGE_LATENCY.series("live_feed")
 
 IDLE_HEARTBEAT_SECONDS = 2.0
 # How often the feed asks JetStream whether it still follows every stream (recreated, stalled).
@@ -86,6 +89,10 @@ class LiveFeed:
         await self._subscribe_all()
         self._supervisor = asyncio.create_task(self._supervise(), name="live-feed-supervisor")
         return dict(self.positions)
+
+    def pending_messages(self) -> int:
+        """Messages the NATS client has read for the feed's consumers and not yet handed to it."""
+        return sum(getattr(subscription, "pending_msgs", 0) for subscription in self._subscriptions.values())
 
     def request_resubscribe(self) -> None:
         """Ask for fresh consumers (after a reconnect the server may have lost the old ones)."""
@@ -230,6 +237,11 @@ class LiveFeed:
         if event is None:
             return
         metrics.EVENTS_RECEIVED.increment()
+        published_ms = event.envelope.timestamp
+        if published_ms is not None:
+            # Where the NATS hop's time goes: until JetStream stored it, and until the feed read it.
+            STORED_LATENCY.observe(max(0.0, stored_at_ns / 1e9 - published_ms / 1000))
+            LIVE_FEED_LATENCY.observe(max(0.0, time.time() - published_ms / 1000))
         if self.recent is not None:
             self.recent.append(event)
         try:

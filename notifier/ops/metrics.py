@@ -257,6 +257,22 @@ DELIVERY_LATENCY = Histogram(
     "From an event's publish timestamp to the write of its frames to client sockets, live events only; "
     "observed once per transport per write round, for the oldest event of the round.",
     "transport", TRANSPORTS, LATENCY_BOUNDS)
+# Where an event's time goes on its way out (bench/README.md, "where the latency goes", reads these per step).
+STAGES = ("stored", "live_feed")
+STAGE_LATENCY = Histogram(
+    "notifier_stage_latency_seconds",
+    "From an event's publish timestamp to a stage on its way, once per live event: stored = JetStream's timestamp "
+    "of storing it; live_feed = the live feed handing it to the hub (the NATS hop alone, with the wait for the "
+    "gateway's event loop to read it).",
+    "stage", STAGES, LATENCY_BOUNDS)
+FLUSH_ROUNDS = Counter("notifier_flush_rounds_total",
+                       "Write rounds: loop iterations in which live or control frames waiting in outboxes were written.")
+FLUSH_WRITES = Counter("notifier_flush_writes_total", "Socket writes made by write rounds (one per connection per round).")
+FLUSH_FRAMES = Counter("notifier_flush_frames_total",
+                       "Frames those writes carried (frames per write: how deep outboxes were when written).")
+FLUSH_BUFFERED = Counter("notifier_flush_buffered_writes_total",
+                         "Writes after which bytes stayed in the process's transport buffer: the socket's kernel "
+                         "buffer was full.")
 PROCESS = ProcessMetrics()
 BUILD_INFO = BuildInfo()
 
@@ -264,7 +280,8 @@ Metric = Counter | Maximum | LabelledCounter | Histogram | ProcessMetrics | Buil
 ALL: list[Metric] = [
     EVENTS_PUBLISHED, EVENTS_RECEIVED, EVENTS_DELIVERED, EVENTS_REPLAYED, INVALID_STORED_EVENTS, UNDECODABLE_MESSAGES,
     SLOW_CLIENTS_CLOSED, AUTH_FAILURES, REPLAYS, JETSTREAM_REQUESTS, GC_PAUSE_SECONDS, GC_FULL_COLLECTIONS,
-    GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, LIVE_FEED_GAPS, DELIVERY_LATENCY, PROCESS, BUILD_INFO,
+    GC_LONGEST_FULL_PAUSE, RESUMES, NATS_RECONNECTS, LIVE_FEED_GAPS, DELIVERY_LATENCY, STAGE_LATENCY,
+    FLUSH_ROUNDS, FLUSH_WRITES, FLUSH_FRAMES, FLUSH_BUFFERED, PROCESS, BUILD_INFO,
 ]
 
 

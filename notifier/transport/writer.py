@@ -63,13 +63,21 @@ class FlushQueue:
         # Delivery latency: one observation per transport per round (the round's oldest live event),
         # not one per delivery: the per-delivery path stays as it was, allocation-free.
         written: set[metrics.HistogramSeries] | None = set() if published_ms is not None else None
+        writes = frames = 0
         for writer in waiting:
             try:
-                if writer.flush() and written is not None:
-                    written.add(writer.latency)
+                count = writer.flush()
+                if count:
+                    writes += 1
+                    frames += count
+                    if written is not None:
+                        written.add(writer.latency)
             except Exception:
                 # One connection's failure must not keep the others' frames from going out.
                 log.exception("writing to a client failed")
+        metrics.FLUSH_ROUNDS.increment()
+        metrics.FLUSH_WRITES.increment(writes)
+        metrics.FLUSH_FRAMES.increment(frames)
         if written:
             latency = max(0.0, time.time() - published_ms / 1000)  # type: ignore[operator]
             for series in written:
@@ -112,25 +120,28 @@ class TransportWriter:
         """The bytes to write now for these waiting frames, oldest first."""
         raise NotImplementedError
 
-    def flush(self) -> bool:
-        """Write everything waiting in the outbox in one write, unless the socket is still draining; True if written."""
+    def flush(self) -> int:
+        """Write everything waiting in the outbox in one write, unless the socket is still draining; frames written."""
         if self._draining is not None:
-            return False
+            return 0
         outbox = self.outbox
         frames = outbox.take_now()
         if not frames:
-            return False
+            return 0
         transport = self.transport
         if transport is None or transport.is_closing():
-            return False  # the client went away; the handler sees the close
+            return 0  # the client went away; the handler sees the close
         transport.write(self.encode(frames))
-        self.sent += len(frames)
+        count = len(frames)
+        self.sent += count
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
+        if transport.get_write_buffer_size():
+            metrics.FLUSH_BUFFERED.increment()
         if self.protocol.writing_paused:
             self.outbox.on_ready = None
             self._draining = asyncio.create_task(self._drain(), name="transport-drain")
-        return True
+        return count
 
     async def _drain(self) -> None:
         try:

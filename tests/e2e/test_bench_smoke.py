@@ -11,8 +11,13 @@ import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TARGET_ROWS = (
+    "fan-out deliveries/s ≥ every peer's at every step",
+    "fan-out peak deliveries/s ≥ 90% of the coalescing ceiling's",
+    "fan-out p99 ≤ 2× the coalescing ceiling's",
+    "server CPU per delivery ≤ 1.2× the coalescing ceiling's",
+    "idle memory ≤ 12 KB per connection",
     "fan-out deliveries/s ≥ 3× naive",
-    "fan-out deliveries/s ≥ 80% of the ceiling",
+    "fan-out deliveries/s ≥ 80% of the coalescing ceiling",
     "server CPU ≤ 3 µs per delivery",
     "p99 ≤ 25 ms",
     "idle memory ≤ 16 KB per connection",
@@ -21,7 +26,7 @@ TARGET_ROWS = (
 )
 
 
-# The run takes about 70 s on 2 idle cores: above the suite's 120 s default on a loaded machine.
+# The run takes 90-180 s on 2 shared cores (with the peers): above the suite's 120 s default.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Path) -> None:
@@ -40,5 +45,8 @@ def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Pa
         assert re.search(r"\d", today) and verdict, (target, row)
     ratio_rows = [line for line in lines if line.startswith("| fan-out: peak deliveries/s")]
     assert ratio_rows and re.search(r"\d+\.\d+×", ratio_rows[0]), report
+    for peer in ("nats_ws", "node_ws", "socketio", "per_event"):  # a figure and a ratio, or a stated skip
+        row = next((line for line in lines if line.startswith(f"| {peer} |")), "")
+        assert re.search(r"\d+\.\d+×", row) or "**skipped**" in row, (peer, report)
     assert sorted(path.name for path in tmp_path.glob("*.png")) == [
         "latency_percentiles.png", "throughput_vs_connections.png"]

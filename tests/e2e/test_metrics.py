@@ -179,3 +179,19 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     rules.write_text("\n".join(lines) + "\n")
     result = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_live_event_is_timed_along_its_path(gateway):
+    """A live event written to a WebSocket is timed at JetStream's store and at the live feed, and counted in a write round."""
+    names = ('notifier_stage_latency_seconds_count{stage="stored"}',
+             'notifier_stage_latency_seconds_count{stage="live_feed"}',
+             "notifier_flush_rounds_total", "notifier_flush_writes_total", "notifier_flush_frames_total")
+    text = await _metrics(gateway)
+    before = {name: _value(text, name) for name in names}
+    client = await gateway.websocket()
+    await client.subscribe("order.event")
+    await gateway.publish({"type": "order.event"})
+    await client.events(1)
+    text = await _metrics(gateway)
+    assert {name: _value(text, name) > before[name] for name in names} == dict.fromkeys(names, True)
+    assert _value(text, "notifier_live_feed_pending_messages") >= 0
