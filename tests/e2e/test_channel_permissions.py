@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
 from sse_client import open_sse
 
 # The shipped streams_config/permissions.toml: `market.l2.>` for roles pro and admin, `admin.>` for admin.
 L2 = {"type": "market.l2.book", "key": "BTC", "payload": {"depth": "secret"}}
 TICKER = {"type": "market.ticker", "key": "BTC", "payload": {"price": 1}}
+SYSTEM_ALERT = {"type": "alert.system", "payload": EXAMPLES["alert.system"]}
 
 
 async def test_subscribing_a_channel_of_another_role_is_forbidden_naming_the_rule(gateway):
@@ -161,6 +163,25 @@ async def test_anonymous_websocket_with_url_channels_receives_public_market_even
     await gateway.publish({**TICKER, "userId": "alice"}, L2, TICKER)
     event = (await client.events(1))[0]
     assert event["channel"] == "market.ticker:BTC" and event["data"]["userId"] is None
+
+
+async def test_anonymous_sse_never_receives_a_broadcast_its_role_may_not_see(make_gateway):
+    """An anonymous `/sse?channels=market.ticker` gets the ticker published after an `alert.system`, not the alert."""
+    gateway = await make_gateway(anonymous_access=True)
+    stream = await open_sse(gateway, "channels=market.ticker", token=None)
+    await gateway.publish(SYSTEM_ALERT, TICKER)
+    assert [event.json["type"] for event in await stream.events(1)] == ["market.ticker"]
+
+
+async def test_anonymous_resume_never_replays_a_broadcast_its_role_may_not_see(make_gateway):
+    """An anonymous resume of `market.ticker` replays the tickers stored after its cursor, not the `alert.system`."""
+    gateway = await make_gateway(anonymous_access=True)
+    cursor = await gateway.cursor_after_one_event()
+    await gateway.publish(SYSTEM_ALERT, TICKER)
+    client = await gateway.websocket(token=None)
+    await client.subscribe("market.ticker", since=cursor)
+    assert [event["channel"] for event in await client.events(1)] == ["market.ticker:BTC"]
+    assert await client.receive() == {"action": "recovered", "complete": True}
 
 
 async def test_anonymous_websocket_starts_with_a_subscribe(make_gateway):
