@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import pytest
 from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
 from sse_client import open_sse
@@ -153,6 +154,26 @@ async def test_anonymous_sse_on_account_channels_is_forbidden(make_gateway):
     async with gateway.http.get(f"{gateway.base_url}/sse", params={"channels": "order.event"}) as response:
         assert response.status == 403
         assert "roles anonymous" in (await response.json())["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/stream/alerts", "/api/stream/backtest/t1", "/api/streams/s1/events",
+                                  "/api/streams/s1/events-history"])
+async def test_anonymous_trading_stream_urls_are_forbidden_as_sse_is(make_gateway, path):
+    """With anonymous access on, a trading stream URL on channels anonymous may not see is 403 `forbidden_channel`."""
+    gateway = await make_gateway(anonymous_access=True)
+    async with gateway.http.get(f"{gateway.base_url}{path}",
+                                timeout=aiohttp.ClientTimeout(total=RECEIVE_TIMEOUT)) as response:
+        assert response.status == 403
+        error = (await response.json())["error"]
+        assert error["code"] == "forbidden_channel" and "roles anonymous" in error["message"]
+
+
+async def test_anonymous_session_websocket_is_refused_its_channels(make_gateway):
+    """With anonymous access on, `/api/streams/s1/ws` without a token gets a `forbidden_channel` error, no ack."""
+    gateway = await make_gateway(anonymous_access=True)
+    client = await gateway.websocket(path="/api/streams/s1/ws", token=None)
+    await client.send({"action": "ping"})
+    assert (await client.receive())["code"] == "forbidden_channel"
 
 
 async def test_anonymous_websocket_with_url_channels_receives_public_market_events_only(make_gateway):
