@@ -137,10 +137,14 @@ def _load_public_key(path: Path) -> object:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    """The token of an `Authorization: Bearer <token>` header: None without one, "" when it is empty.
+
+    An empty token is a failed authentication (`missing token`), never "no token": a client that
+    sends the field means to authenticate, and must not be served as anonymous instead.
+    """
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() != "bearer":
         return None
     return token.strip()

@@ -78,8 +78,12 @@ def url_query(request: web.BaseRequest) -> MultiDict[str]:
 
 
 def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
-    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers)."""
-    return bearer_token(request.headers.get("Authorization")) or query.get("token")
+    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers).
+
+    None only when neither is sent: an empty one is returned as "" and refused (`bearer_token`).
+    """
+    token = bearer_token(request.headers.get("Authorization"))
+    return token if token is not None else query.get("token")
 
 
 def last_event_id(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:

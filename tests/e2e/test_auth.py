@@ -295,6 +295,31 @@ async def test_websocket_token_whose_sub_holds_a_space_closes_1008(gateway):
     assert reason == "token claim 'sub' must be 1 to 256 printable ASCII characters without spaces"
 
 
+# -- an empty token is a failed authentication, never "no token" --
+
+
+@pytest.mark.parametrize("path", ["/sse?channels=market.ticker", "/api/history?channels=market.ticker"])
+@pytest.mark.parametrize("empty", [{"query": "&token="}, {"headers": {"Authorization": "Bearer "}}],
+                         ids=["query", "header"])
+async def test_empty_token_is_401_even_with_anonymous_access(make_gateway, path, empty):
+    """With anonymous access on, `?token=` or `Authorization: Bearer ` empty is 401 `missing token`, not anonymous."""
+    gateway = await make_gateway(anonymous_access=True)
+    async with gateway.http.get(f"{gateway.base_url}{path}{empty.get('query', '')}",
+                                headers=empty.get("headers", {})) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["message"] == "missing token"
+
+
+@pytest.mark.parametrize("empty", [{"query": "&token="}, {"headers": {"Authorization": "Bearer "}}],
+                         ids=["query", "header"])
+async def test_websocket_empty_token_closes_1008_even_with_anonymous_access(make_gateway, empty):
+    """With anonymous access on, `/ws?channels=...` with an empty token is closed 1008 `missing token`."""
+    gateway = await make_gateway(anonymous_access=True)
+    reason = await closed_with_policy_violation(gateway, f"/ws?channels=market.ticker{empty.get('query', '')}",
+                                                headers=empty.get("headers", {}))
+    assert reason == "missing token"
+
+
 # -- RS256 and ES256 gateways (NOTIFIER_JWT_PUBLIC_KEY) --
 
 
