@@ -19,6 +19,7 @@ from notifier.app import GATEWAY, create_app
 from notifier.cli import event_loop_factory
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.settings import EVENT_LOOPS, Settings
+from notifier.transport.access_log import RedactingAccessLogger
 from notifier.transport.auth import Authenticator
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -75,7 +76,9 @@ class RunningGateway:
         return self.authenticator.issue(subject, list(roles), ttl)
 
     async def start(self, wait_following: bool = True) -> None:
-        self.runner = web.AppRunner(create_app(self.settings, self.authenticator), handle_signals=False)
+        # The access logger `notifier serve` runs with, so what tests find in the log is what it writes.
+        self.runner = web.AppRunner(create_app(self.settings, self.authenticator), handle_signals=False,
+                                    access_log_class=RedactingAccessLogger)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()

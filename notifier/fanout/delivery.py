@@ -104,7 +104,9 @@ class LiveDelivery:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
         if self.state is _CLOSED:
             return
-        if self._restricted and not self.identity.access.allows(outgoing.event.envelope.type):
+        # The roles' permissions, the rule history reads with too (`Identity.can_see`): checked on
+        # restricted channels and on broadcasts, which reach a session whatever its channels.
+        if (self._restricted or outgoing.broadcast) and not self.identity.access.allows(outgoing.event.envelope.type):
             return
         if self._floors and self._below_floor(outgoing):
             return

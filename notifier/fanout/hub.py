@@ -6,7 +6,8 @@ synchronous: `dispatch` never awaits a client, it only offers frames to bounded 
 
 Types the catalog marks `broadcast` go to every session that ever subscribed (until it leaves),
 whatever its channels: a public one to all of them, a private one to its user's and the admins',
-as if every session were subscribed to them.
+as if every session were subscribed to them, and so, as on any channel, only to sessions whose
+roles may see the type (each delivery checks it: `LiveDelivery.deliver`).
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ from notifier.model.permissions import ANONYMOUS, EVERY_CHANNEL, ChannelAccess
 ADMIN_ROLE = "admin"
 # Shared by every identity without roles (an empty frozenset is a new object each time).
 NO_ROLES: frozenset[str] = frozenset()
-# The user id of clients without a token: it holds a space, which no envelope's `userId` may, so
-# no private event is ever theirs.
+# The user id of clients without a token: it holds a space, which no envelope's `userId` nor a
+# token's `sub` may (USER_PATTERN), so no private event is ever theirs. Whether a client is
+# anonymous is the `anonymous` flag, never read from this id.
 ANONYMOUS_USER_ID = "(no token)"
 
 
@@ -27,6 +28,8 @@ class Identity:
     roles: frozenset[str] = NO_ROLES
     expires_at: float | None = None
     session_id: str | None = None
+    # A client without a token (NOTIFIER_ANONYMOUS_ACCESS): set by `anonymous_identity` alone.
+    anonymous: bool = False
     # The channel permissions of these roles (model/permissions.py); every channel unless applied.
     access: ChannelAccess = field(default=EVERY_CHANNEL, compare=False, repr=False)
 
@@ -34,11 +37,6 @@ class Identity:
     def is_admin(self) -> bool:
         """Admins see every user's private events."""
         return ADMIN_ROLE in self.roles
-
-    @property
-    def anonymous(self) -> bool:
-        """A client without a token (NOTIFIER_ANONYMOUS_ACCESS)."""
-        return self.user_id == ANONYMOUS_USER_ID
 
     def can_see(self, envelope: Envelope) -> bool:
         """Public events reach everyone, private ones only their user and admins; only types the roles may see;
@@ -54,4 +52,4 @@ class Identity:
 
 def anonymous_identity(access: ChannelAccess) -> Identity:
     """The identity of a client without a token: no user of its own, role `anonymous` only."""
-    return Identity(ANONYMOUS_USER_ID, frozenset((ANONYMOUS,)), None, access=access)
+    return Identity(ANONYMOUS_USER_ID, frozenset((ANONYMOUS,)), None, anonymous=True, access=access)

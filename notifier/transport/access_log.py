@@ -1,20 +1,14 @@
-"""An access log that never writes tokens: `?token=` in URLs is replaced by `?token=[redacted]`."""
+"""An access log that never writes tokens: the request target goes through the one redaction rule
+(`redaction.redact_tokens`: `?token=` however its name is encoded, and any JWT-shaped value)."""
 
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
-_TOKEN = re.compile(r"(?i)([?&]token=)[^&]*")
-
-
-def redact(path_and_query: str) -> str:
-    """The request target with any token query parameter hidden."""
-    return _TOKEN.sub(r"\1[redacted]", path_and_query)
-
+from notifier.transport.redaction import redact_tokens
 
 # Load balancers and Prometheus call these every few seconds: at INFO they would drown the log.
 PROBE_PATHS = frozenset(("/healthz", "/readyz", "/metrics"))
@@ -29,7 +23,7 @@ class RedactingAccessLogger(AbstractAccessLogger):
         level = logging.DEBUG if request.path in PROBE_PATHS and (response.status < 500 or private) else logging.INFO
         if not self.logger.isEnabledFor(level):
             return
-        target = redact(request.path_qs)
+        target = redact_tokens(request.path_qs)
         # The text format has them in the message already; the JSON format adds them as keys.
         fields = {"remote": request.remote, "method": request.method, "path": target, "status": response.status,
                   "bytes": response.body_length, "seconds": round(time, 3)}

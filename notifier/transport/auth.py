@@ -7,12 +7,14 @@ import time
 from pathlib import Path
 
 import jwt
+import msgspec
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from notifier.model.close_codes import ErrorCode
 from notifier.model.errors import NotifierError
+from notifier.model.events import UserId
 from notifier.model.identity import NO_ROLES, Identity
 from notifier.ops import metrics
 from notifier.settings import Settings, SettingsError
@@ -104,9 +106,13 @@ class Authenticator:
             reason = next((text for kind, text in _REASONS if isinstance(error, kind)), "malformed token")
             raise AuthenticationError(reason) from None
         roles = claims.get("roles", [])
-        subject = claims["sub"]
-        if not isinstance(subject, str) or not subject:
-            raise AuthenticationError("token claim 'sub' must be a non-empty string")
+        try:
+            # The envelope's `userId` rule: a user id private events can name, and never the
+            # anonymous marker (it holds a space).
+            subject = msgspec.convert(claims["sub"], UserId)
+        except msgspec.ValidationError:
+            raise AuthenticationError(
+                "token claim 'sub' must be 1 to 256 printable ASCII characters without spaces") from None
         if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
             raise AuthenticationError("token claim 'roles' must be a list of strings")
         return Identity(subject, frozenset(roles) if roles else NO_ROLES, float(claims["exp"]))
@@ -131,10 +137,14 @@ def _load_public_key(path: Path) -> object:
 
 
 def bearer_token(authorization: str | None) -> str | None:
-    """The token of an `Authorization: Bearer <token>` header, if there is one."""
+    """The token of an `Authorization: Bearer <token>` header: None without one, "" when it is empty.
+
+    An empty token is a failed authentication (`missing token`), never "no token": a client that
+    sends the field means to authenticate, and must not be served as anonymous instead.
+    """
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() != "bearer":
         return None
     return token.strip()

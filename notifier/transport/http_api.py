@@ -114,8 +114,7 @@ async def history_page(request: web.Request, channels: list[ChannelPattern] | No
     services: Services = request.app[SERVICES]
     try:
         identity = identity_from(request, request.query, services, anonymous_allowed=True)
-        patterns = channels if channels is not None else channels_from(request.query, identity,
-                                                                        services.settings.max_channels)
+        patterns = channels_from(request.query, identity, services.settings.max_channels, channels)
         since = cursor_from(request.query.get("since"), "since")
         viewer = identity.narrowed_to(session if session is not None else session_from(request.query))
     except Rejected as rejection:

@@ -78,8 +78,12 @@ def url_query(request: web.BaseRequest) -> MultiDict[str]:
 
 
 def request_token(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
-    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers)."""
-    return bearer_token(request.headers.get("Authorization")) or query.get("token")
+    """The `Authorization: Bearer` token, else `?token=` (a browser's EventSource and WebSocket send no headers).
+
+    None only when neither is sent: an empty one is returned as "" and refused (`bearer_token`).
+    """
+    token = bearer_token(request.headers.get("Authorization"))
+    return token if token is not None else query.get("token")
 
 
 def last_event_id(request: web.BaseRequest, query: MultiMapping[str]) -> str | None:
@@ -120,9 +124,13 @@ def identity_from(request: web.Request, query: MultiMapping[str], services: Serv
         raise Rejected(error_response(error)) from None
 
 
-def channels_from(query: MultiMapping[str], identity: Identity, max_channels: int = MAX_CHANNELS) -> list[ChannelPattern]:
+def channels_from(query: MultiMapping[str], identity: Identity, max_channels: int = MAX_CHANNELS,
+                  preset: list[ChannelPattern] | None = None) -> list[ChannelPattern]:
     """The required `?channels=a,b` list, of at most `max_channels` patterns (`NOTIFIER_MAX_CHANNELS`),
-    each one the identity's roles may see some event type on (403 `forbidden_channel` naming the rule)."""
+    or the `preset` channels of a fixed-purpose URL; either way each one the identity's roles may see
+    some event type on (403 `forbidden_channel` naming the rule)."""
+    if preset is not None:
+        return _permitted(preset, identity, field=None)  # not named in the query: no field to point at
     try:
         patterns = parse_channel_list(query.get("channels", ""))
     except InvalidChannel as error:
@@ -132,9 +140,13 @@ def channels_from(query: MultiMapping[str], identity: Identity, max_channels: in
                                   field="channels"))
     if len(patterns) > max_channels:
         raise Rejected(json_error(400, "too_many_channels", f"at most {max_channels} channels", field="channels"))
+    return _permitted(patterns, identity, field="channels")
+
+
+def _permitted(patterns: list[ChannelPattern], identity: Identity, field: str | None) -> list[ChannelPattern]:
     refusal = identity.access.refusal(patterns)
     if refusal is not None:
-        raise Rejected(json_error(403, "forbidden_channel", refusal, field="channels"))
+        raise Rejected(json_error(403, "forbidden_channel", refusal, field=field))
     return patterns
 
 

@@ -1,4 +1,4 @@
-"""Keeping tokens out of aiohttp's own log lines and error answers (the access log redacts its own, in access_log.py).
+"""Keeping tokens out of log lines and error answers: the one rule (`redact_tokens`), for aiohttp's own and the access log.
 
 aiohttp logs a request line it cannot parse, `?token=` and all, with its traceback at ERROR
 (`aiohttp.server`), and logs the client's whole `Sec-WebSocket-Protocol` list at WARNING when
@@ -18,11 +18,25 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 REDACTED = "[redacted]"
-# `token=<value>` in a URL or a repr of one, a `Bearer <value>` header, and anything shaped like
-# a JWT (header.payload.signature).
-_TOKEN_PARAMETER = re.compile(r"(token=)[^&\s'\"\\]+", re.IGNORECASE)
+
+
+def _maybe_encoded(text: str) -> str:
+    """A pattern for `text` with any of its characters percent-encoded (`%74oken`, `tok%65n`), as a URL
+    decoder reads it: the gateway takes `?%74oken=` for `?token=`, so the log must hide its value too."""
+    return "".join(f"(?:{re.escape(character)}|%{ord(character):02X})" for character in text)
+
+
+# Characters of a base64url segment, plain or percent-encoded.
+_SEGMENT = r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})"
+_DOT = _maybe_encoded(".")
+# `token=<value>` in a URL or a repr of one (the name maybe percent-encoded), a `Bearer <value>`
+# header, and anything shaped like a JWT (header.payload.signature, the header starting `eyJ`, the
+# base64url of `{"`), whatever parameter carries it and however it is encoded. Case-insensitive:
+# percent-encoding's hex digits are, and so is `token` (aiohttp's query is not, but `Token=` may
+# be another service's).
+_TOKEN_PARAMETER = re.compile(rf"({_maybe_encoded('token')}=)[^&\s'\"\\]+", re.IGNORECASE)
 _BEARER = re.compile(r"(bearer\s+)[^\s'\"\\]+", re.IGNORECASE)
-_JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_JWT = re.compile(rf"{_maybe_encoded('eyJ')}{_SEGMENT}*{_DOT}{_SEGMENT}+{_DOT}{_SEGMENT}*", re.IGNORECASE)
 _PROTOCOLS_MESSAGE = "Client protocols"
 
 

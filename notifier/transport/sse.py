@@ -222,7 +222,7 @@ async def serve_sse(request: web.Request, preset: SsePreset | None = None) -> we
     query = url_query(request)  # not request.query: that parse would live as long as the stream
     try:
         identity = identity_from(request, query, services, anonymous_allowed=True)
-        patterns = channels_from(query, identity, settings.max_channels) if preset is None else preset.channels
+        patterns = channels_from(query, identity, settings.max_channels, preset.channels if preset else None)
         options = _options_from_query(query)
         if preset is not None and preset.options:
             options = msgspec.structs.replace(options, **preset.options)

@@ -109,7 +109,9 @@ class WebSocketConnection:
         query = url_query(self.request)
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
         self.batch = query_flag(query, "batch")
-        token = request_token(self.request, query) or protocol_token(self.request)
+        token = request_token(self.request, query)
+        if token is None:
+            token = protocol_token(self.request)
         identity, first = await self._authenticate(token, url_channels=bool(query.get("channels")))
         if identity is None:
             return False

@@ -279,6 +279,47 @@ async def test_history_with_expired_token_is_401(gateway):
         assert response.status == 401
 
 
+@pytest.mark.parametrize("subject", ["(no token)", "alice smith", "zoë", "x" * 257])
+async def test_token_whose_sub_breaks_the_user_id_rule_is_401(gateway, subject):
+    """A token whose `sub` is not 1..256 printable ASCII characters without spaces is 401 naming the claim."""
+    headers = {"Authorization": f"Bearer {gateway.token(subject)}"}
+    async with gateway.http.get(f"{gateway.base_url}/api/history?channels=order.event", headers=headers) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["message"] == \
+            "token claim 'sub' must be 1 to 256 printable ASCII characters without spaces"
+
+
+async def test_websocket_token_whose_sub_holds_a_space_closes_1008(gateway):
+    """A WebSocket token with `sub` `(no token)` is closed 1008 naming the claim, not served as anonymous."""
+    reason = await closed_with_policy_violation(gateway, f"/ws?token={gateway.token('(no token)')}")
+    assert reason == "token claim 'sub' must be 1 to 256 printable ASCII characters without spaces"
+
+
+# -- an empty token is a failed authentication, never "no token" --
+
+
+@pytest.mark.parametrize("path", ["/sse?channels=market.ticker", "/api/history?channels=market.ticker"])
+@pytest.mark.parametrize("empty", [{"query": "&token="}, {"headers": {"Authorization": "Bearer "}}],
+                         ids=["query", "header"])
+async def test_empty_token_is_401_even_with_anonymous_access(make_gateway, path, empty):
+    """With anonymous access on, `?token=` or `Authorization: Bearer ` empty is 401 `missing token`, not anonymous."""
+    gateway = await make_gateway(anonymous_access=True)
+    async with gateway.http.get(f"{gateway.base_url}{path}{empty.get('query', '')}",
+                                headers=empty.get("headers", {})) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["message"] == "missing token"
+
+
+@pytest.mark.parametrize("empty", [{"query": "&token="}, {"headers": {"Authorization": "Bearer "}}],
+                         ids=["query", "header"])
+async def test_websocket_empty_token_closes_1008_even_with_anonymous_access(make_gateway, empty):
+    """With anonymous access on, `/ws?channels=...` with an empty token is closed 1008 `missing token`."""
+    gateway = await make_gateway(anonymous_access=True)
+    reason = await closed_with_policy_violation(gateway, f"/ws?channels=market.ticker{empty.get('query', '')}",
+                                                headers=empty.get("headers", {}))
+    assert reason == "missing token"
+
+
 # -- RS256 and ES256 gateways (NOTIFIER_JWT_PUBLIC_KEY) --
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
+import pytest
+from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
 from sse_client import open_sse
 
 # The shipped streams_config/permissions.toml: `market.l2.>` for roles pro and admin, `admin.>` for admin.
 L2 = {"type": "market.l2.book", "key": "BTC", "payload": {"depth": "secret"}}
 TICKER = {"type": "market.ticker", "key": "BTC", "payload": {"price": 1}}
+SYSTEM_ALERT = {"type": "alert.system", "payload": EXAMPLES["alert.system"]}
 
 
 async def test_subscribing_a_channel_of_another_role_is_forbidden_naming_the_rule(gateway):
@@ -153,6 +156,26 @@ async def test_anonymous_sse_on_account_channels_is_forbidden(make_gateway):
         assert "roles anonymous" in (await response.json())["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/api/stream/alerts", "/api/stream/backtest/t1", "/api/streams/s1/events",
+                                  "/api/streams/s1/events-history"])
+async def test_anonymous_trading_stream_urls_are_forbidden_as_sse_is(make_gateway, path):
+    """With anonymous access on, a trading stream URL on channels anonymous may not see is 403 `forbidden_channel`."""
+    gateway = await make_gateway(anonymous_access=True)
+    async with gateway.http.get(f"{gateway.base_url}{path}",
+                                timeout=aiohttp.ClientTimeout(total=RECEIVE_TIMEOUT)) as response:
+        assert response.status == 403
+        error = (await response.json())["error"]
+        assert error["code"] == "forbidden_channel" and "roles anonymous" in error["message"]
+
+
+async def test_anonymous_session_websocket_is_refused_its_channels(make_gateway):
+    """With anonymous access on, `/api/streams/s1/ws` without a token gets a `forbidden_channel` error, no ack."""
+    gateway = await make_gateway(anonymous_access=True)
+    client = await gateway.websocket(path="/api/streams/s1/ws", token=None)
+    await client.send({"action": "ping"})
+    assert (await client.receive())["code"] == "forbidden_channel"
+
+
 async def test_anonymous_websocket_with_url_channels_receives_public_market_events_only(make_gateway):
     """An anonymous WebSocket on `?channels=market.>` gets the public ticker, not a user's private one nor l2."""
     gateway = await make_gateway(anonymous_access=True)
@@ -161,6 +184,25 @@ async def test_anonymous_websocket_with_url_channels_receives_public_market_even
     await gateway.publish({**TICKER, "userId": "alice"}, L2, TICKER)
     event = (await client.events(1))[0]
     assert event["channel"] == "market.ticker:BTC" and event["data"]["userId"] is None
+
+
+async def test_anonymous_sse_never_receives_a_broadcast_its_role_may_not_see(make_gateway):
+    """An anonymous `/sse?channels=market.ticker` gets the ticker published after an `alert.system`, not the alert."""
+    gateway = await make_gateway(anonymous_access=True)
+    stream = await open_sse(gateway, "channels=market.ticker", token=None)
+    await gateway.publish(SYSTEM_ALERT, TICKER)
+    assert [event.json["type"] for event in await stream.events(1)] == ["market.ticker"]
+
+
+async def test_anonymous_resume_never_replays_a_broadcast_its_role_may_not_see(make_gateway):
+    """An anonymous resume of `market.ticker` replays the tickers stored after its cursor, not the `alert.system`."""
+    gateway = await make_gateway(anonymous_access=True)
+    cursor = await gateway.cursor_after_one_event()
+    await gateway.publish(SYSTEM_ALERT, TICKER)
+    client = await gateway.websocket(token=None)
+    await client.subscribe("market.ticker", since=cursor)
+    assert [event["channel"] for event in await client.events(1)] == ["market.ticker:BTC"]
+    assert await client.receive() == {"action": "recovered", "complete": True}
 
 
 async def test_anonymous_websocket_starts_with_a_subscribe(make_gateway):

@@ -8,6 +8,7 @@ import logging
 
 import pytest
 from conftest import RECEIVE_TIMEOUT
+from yarl import URL
 
 
 async def test_token_offered_as_an_unknown_subprotocol_is_not_logged(gateway, caplog):
@@ -32,6 +33,29 @@ async def test_bad_subprotocol_token_closes_1008(gateway):
     """A bad token beside `notifier` closes with 1008 and the reason, as a bad `?token=` does."""
     client = await gateway.websocket(token=None, protocols=("notifier", "not-a-jwt"))
     assert await client.closed() == (1008, "malformed token")
+
+
+@pytest.mark.parametrize("name", ["%74oken", "tok%65n"])
+async def test_token_under_a_percent_encoded_name_is_honoured_but_not_logged(gateway, caplog, name):
+    """`GET /api/admin/connections?%74oken=<JWT>` is served (the name decodes to `token`) and the access log hides it."""
+    token = gateway.token("ops", ("admin",))
+    caplog.set_level(logging.INFO)
+    # `encoded=True`: sent as written (yarl would otherwise decode `%74` back to `t`).
+    async with gateway.http.get(URL(f"{gateway.base_url}/api/admin/connections?{name}={token}", encoded=True)) as response:
+        assert response.status == 200
+    line = await access_log_line(caplog, "/api/admin/connections")
+    assert f"{name}=[redacted]" in line and token.split(".")[2] not in caplog.text
+
+
+async def access_log_line(caplog, path: str) -> str:
+    """The access log's line for `path`, waited for: aiohttp writes it after the answer has gone out."""
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        while True:
+            lines = [record.getMessage() for record in caplog.records
+                     if record.name == "aiohttp.access" and path in record.getMessage()]
+            if lines:
+                return lines[0]
+            await asyncio.sleep(0.01)
 
 
 async def _exchange(port: int, request: bytes) -> bytes:
