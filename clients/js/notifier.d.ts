@@ -86,6 +86,10 @@ export interface NotifierClient {
   ): Subscription;
   /** Returns a function that removes the listener. */
   on<Name extends keyof ClientEvents>(name: Name, fn: (value: ClientEvents[Name]) => void): () => void;
+  /** Every event that matches no subscription's pattern: the gateway sends broadcast types
+   *  (`alert.system`, catalog `broadcast = true`) to every connection whatever it subscribed to.
+   *  The cursor (`lastEventId`) moves past them like past any event. */
+  on(name: "broadcast", fn: (data: Envelope, meta: EventMeta) => void): () => void;
   close(): Promise<void>;
 }
 
