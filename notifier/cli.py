@@ -110,7 +110,7 @@ def demo(settings: Settings, arguments: argparse.Namespace) -> int:
         print("error: --rate must be greater than 0", file=sys.stderr)
         return 2
     return asyncio.run(demo_command(servers, settings.streams_dir, arguments.rate, arguments.duration,
-                                    arguments.count, arguments.user))
+                                    arguments.count, arguments.user, arguments.seed))
 
 
 def schema(settings: Settings, arguments: argparse.Namespace) -> int:
@@ -152,6 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     demo_parser.add_argument("--count", type=int, help="stop after this many events")
     demo_parser.add_argument("--user", default="dev", help="user id of the private (execution, risk) events")
+    demo_parser.add_argument("--seed", type=int, help="random seed: the same seed and rate give the same events")
     schema_parser = commands.add_parser("schema", help="print the event catalog for other languages")
     schema_parser.add_argument("--format", choices=["json-schema", "typescript"], default="json-schema",
                                help="a JSON Schema keyed by event type, or TypeScript declarations")

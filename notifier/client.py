@@ -5,6 +5,8 @@
     async with connect("http://127.0.0.1:8080", token=get_token) as client:
         async for event in client.subscribe("order.*"):
             print(event.id, event.channel, event.data["payload"])
+        # elsewhere: `async for alert in client.broadcasts()`, the broadcast types (alert.system)
+        # that the gateway sends to every connection whatever it subscribed to
 
 The same semantics as the browser client (`clients/js/notifier.js`): one WebSocket carries every
 subscription; after any disconnect it subscribes again with `since` = the `id` of the last event
@@ -89,38 +91,18 @@ def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
     return random.uniform(0, min(maximum, minimum * 2 ** min(attempt, 30)))
 
 
-class Subscription:
-    """An async iterator of the events on one channel pattern; `await unsubscribe()` ends it."""
+class _EventQueue:
+    """An async iterator over queued events, ended by `_end` (with _END or an exception to raise)."""
 
-    def __init__(self, client: Client, pattern: str, options: dict[str, Any] | None):
-        self.client = client
-        self.pattern = pattern
-        self.options = options
-        self._parsed = parse_channel(pattern)
+    def __init__(self) -> None:
         # Bounded: a consumer that stops reading stops the socket reader, and the gateway then
         # closes the connection as slow (4008); the resume after it loses nothing.
         self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
-        self._announced_on: aiohttp.ClientWebSocketResponse | None = None
 
-    def matches(self, data: dict[str, Any]) -> bool:
-        """The event's channel matches the pattern, and the `priority` and `session` options admit it.
-
-        Checked here too: a resume replays every pattern at once without options.
-        """
-        options = self.options or {}
-        if "session" in options and data.get("sessionId") != options["session"]:
-            return False
-        wanted = options.get("priority")
-        priority = data.get("priority")
-        if wanted in PRIORITIES and priority in PRIORITIES and PRIORITIES.index(priority) > PRIORITIES.index(wanted):
-            return False
-        return self._parsed.matches(data.get("type", ""), data.get("key"))
-
-    def __aiter__(self) -> Subscription:
+    def __aiter__(self) -> _EventQueue:
         return self
 
     async def __anext__(self) -> Event:
-        await self.client._announce(self)
         item = await self._queue.get()
         if item is _END:
             self._queue.put_nowait(_END)  # later calls end too
@@ -129,17 +111,74 @@ class Subscription:
             raise item
         return item
 
-    async def unsubscribe(self) -> None:
-        """Stop receiving this pattern; the iteration ends after the events already queued."""
-        await self.client._remove(self)
-        self._end(_END)
-
     def _end(self, item: Any) -> None:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
             self._queue.get_nowait()
             self._queue.put_nowait(item)
+
+
+class Broadcasts(_EventQueue):
+    """An async iterator of the events that match no subscription's pattern: the broadcast types.
+
+    The gateway sends broadcast types (`alert.system`, catalog `broadcast = true`) to every
+    connection whatever it subscribed to; `Client.broadcasts()` yields them. `close()` ends it.
+    """
+
+    def __init__(self, client: Client):
+        super().__init__()
+        self.client = client
+
+    def __aiter__(self) -> Broadcasts:
+        return self
+
+    def close(self) -> None:
+        """Stop receiving broadcasts here; the iteration ends after the events already queued."""
+        if self in self.client._broadcasts:
+            self.client._broadcasts.remove(self)
+        self._end(_END)
+
+
+class Subscription(_EventQueue):
+    """An async iterator of the events on one channel pattern; `await unsubscribe()` ends it."""
+
+    def __init__(self, client: Client, pattern: str, options: dict[str, Any] | None):
+        super().__init__()
+        self.client = client
+        self.pattern = pattern
+        self.options = options
+        self._parsed = parse_channel(pattern)
+        self._announced_on: aiohttp.ClientWebSocketResponse | None = None
+
+    def matches_pattern(self, data: dict[str, Any]) -> bool:
+        """The event's channel matches the pattern."""
+        return self._parsed.matches(data.get("type", ""), data.get("key"))
+
+    def admits(self, data: dict[str, Any]) -> bool:
+        """The `priority` and `session` options admit the event.
+
+        Checked here too: a resume replays every pattern at once without options.
+        """
+        options = self.options or {}
+        if "session" in options and data.get("sessionId") != options["session"]:
+            return False
+        wanted = options.get("priority")
+        priority = data.get("priority")
+        return not (wanted in PRIORITIES and priority in PRIORITIES
+                    and PRIORITIES.index(priority) > PRIORITIES.index(wanted))
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        await self.client._announce(self)
+        return await super().__anext__()
+
+    async def unsubscribe(self) -> None:
+        """Stop receiving this pattern; the iteration ends after the events already queued."""
+        await self.client._remove(self)
+        self._end(_END)
 
 
 class Client:
@@ -163,6 +202,7 @@ class Client:
         self._session = session
         self._own_session = session is None
         self._subscriptions: list[Subscription] = []
+        self._broadcasts: list[Broadcasts] = []
         self._listeners: dict[str, list[Listener]] = {name: [] for name in EVENT_NAMES}
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._runner: asyncio.Task[None] | None = None
@@ -192,6 +232,17 @@ class Client:
         self._subscriptions.append(subscription)
         return subscription
 
+    def broadcasts(self) -> Broadcasts:
+        """The events that match no subscription's pattern (the broadcast types, `alert.system`), as an async iterator.
+
+        The gateway sends them to every connection whatever it subscribed to. Each `broadcasts()`
+        iterator gets every such event arriving after it was made; the cursor moves past them as
+        past any event, so a resume neither repeats nor skips them.
+        """
+        broadcasts = Broadcasts(self)
+        self._broadcasts.append(broadcasts)
+        return broadcasts
+
     def on(self, name: str, fn: Listener) -> Callable[[], None]:
         """Call `fn` on "state", "recovered" ({complete}), "lost" ({channel, count, since}) or "error"."""
         if name not in self._listeners:
@@ -213,8 +264,8 @@ class Client:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
-        for subscription in self._subscriptions:
-            subscription._end(_END)
+        for stream in [*self._subscriptions, *self._broadcasts]:
+            stream._end(_END)
         self._set_state("closed")
 
     # -- internals --
@@ -295,8 +346,8 @@ class Client:
     def _fail(self, error: Exception) -> None:
         self._emit("error", error)
         self._set_state("closed")
-        for subscription in self._subscriptions:
-            subscription._end(error)
+        for stream in [*self._subscriptions, *self._broadcasts]:
+            stream._end(error)
 
     def _groups(self) -> list[tuple[dict[str, Any] | None, list[str]]]:
         groups: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
@@ -460,9 +511,16 @@ class Client:
     async def _deliver(self, item: dict[str, Any]) -> None:
         data = item.get("data") or {}
         event = Event(item.get("id", ""), item.get("channel", ""), data)
-        for subscription in list(self._subscriptions):
-            if subscription.matches(data):
+        matched = [subscription for subscription in self._subscriptions if subscription.matches_pattern(data)]
+        for subscription in matched:
+            if subscription.admits(data):
                 await subscription._queue.put(event)
+        if not matched:
+            # No pattern asked for it, yet the gateway sent it: a broadcast.
+            if not self._broadcasts:
+                log.debug("notifier client: broadcast %s %s with no broadcasts() iterator", event.channel, event.id)
+            for broadcasts in list(self._broadcasts):
+                await broadcasts._queue.put(event)
         if event.id:
             self.last_event_id = event.id
 

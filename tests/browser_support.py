@@ -58,6 +58,8 @@ try {
   client.on("state", (state) => window.states.push(state));
   client.on("recovered", (value) => window.recovered.push(value));
   client.on("error", (error) => window.errors.push(String(error.message || error)));
+  window.broadcasts = [];
+  client.on("broadcast", (data, meta) => window.broadcasts.push({ type: data.type, channel: meta.channel }));
   client.subscribe(params.get("channel") || "order.*", (data, meta) => {
     window.received.push(data.payload.n);
     window.meta.push(meta);

@@ -1,20 +1,11 @@
 // TypeScript declarations for clients/js/notifier.js (served by the gateway at GET /client.js).
 
-/** The event envelope as delivered (docs/protocol.md section 3). */
-export interface Envelope<Payload = Record<string, unknown>> {
-  type: string;
-  id: string;
-  source: string;
-  timestamp: number | null;
-  version: string;
-  userId: string | null;
-  sessionId: string | null;
-  key: string | null;
-  payload: Payload;
-  priority: "p0" | "p1" | "p2" | "p3";
-  ttl: number | null;
-  correlationId: string | null;
-}
+import type {
+  BacktestCompleted, BacktestFailed, BacktestProgress, BacktestStarted, Envelope, RiskAlert, SystemAlert,
+} from "./events";
+
+/** The event envelope as delivered (docs/protocol.md section 3): generated in events.d.ts. */
+export type { Envelope } from "./events";
 
 /** `id`: the event's resume cursor; `channel`: its own channel, `type` or `type:key`. */
 export interface EventMeta {
@@ -81,11 +72,15 @@ export interface NotifierClient {
   readonly reconnects: number;
   subscribe<Payload = Record<string, unknown>>(
     channel: string,
-    handler: (data: Envelope<Payload>, meta: EventMeta) => void,
+    handler: (data: Envelope<string, Payload>, meta: EventMeta) => void,
     options?: SubscribeOptions,
   ): Subscription;
   /** Returns a function that removes the listener. */
   on<Name extends keyof ClientEvents>(name: Name, fn: (value: ClientEvents[Name]) => void): () => void;
+  /** Every event that matches no subscription's pattern: the gateway sends broadcast types
+   *  (`alert.system`, catalog `broadcast = true`) to every connection whatever it subscribed to.
+   *  The cursor (`lastEventId`) moves past them like past any event. */
+  on(name: "broadcast", fn: (data: Envelope, meta: EventMeta) => void): () => void;
   close(): Promise<void>;
 }
 
@@ -100,3 +95,23 @@ export function tokenExpiry(token: string): number | null;
 
 /** Exponential backoff with full jitter: a random delay in [0, min(max, min * 2^attempt)). */
 export function backoffDelay(attempt: number, min: number, max: number, random?: () => number): number;
+
+// -- the trading streams' SSE `event:` names (docs/protocol.md section 15), for EventSource listeners --
+
+/** GET /api/stream/backtest/{task_id}: `event:` name -> `data:` (the payload alone). */
+export interface BacktestStreamEvents {
+  started: BacktestStarted;
+  progress: BacktestProgress;
+  complete: BacktestCompleted;
+  failed: BacktestFailed;
+}
+
+/** The `event:` names of the backtest stream; the stream ends after `complete` or `failed`. */
+export type BacktestStreamEvent = keyof BacktestStreamEvents;
+
+/** GET /api/stream/alerts: each alert is named by its payload's `level` in lower case. */
+export type AlertStreamEvent = Lowercase<SystemAlert["level"] | RiskAlert["level"]>;
+
+/** `data:` of the alerts stream: the whole envelope, of `alert.system` or `risk.alert`
+ *  (an `alert.*` type the catalog does not know comes as a plain `Envelope`). */
+export type AlertStreamData = Envelope<"alert.system", SystemAlert> | Envelope<"risk.alert", RiskAlert>;

@@ -4,6 +4,7 @@
 //   const client = connect("https://notify.example.com", { token: () => fetchToken() });
 //   client.subscribe("order.*", (data, meta) => render(data, meta.id));
 //   client.on("state", (state) => showState(state));
+//   client.on("broadcast", (data, meta) => toast(data.payload.message)); // alert.system, sent to everyone
 //
 // What it does for you (docs/protocol.md describes the wire protocol underneath):
 // - one connection for every subscription: a WebSocket (first-message `auth`, `?batch=1`), or
@@ -18,7 +19,7 @@
 //   pings the server itself, reconnecting when nothing comes back (pong watchdog).
 
 const STATES = ["connecting", "live", "recovering", "reconnecting", "closed"];
-const EVENT_NAMES = ["state", "recovered", "lost", "error"];
+const EVENT_NAMES = ["state", "recovered", "lost", "error", "broadcast"];
 const WEBSOCKET_FAILURES_BEFORE_SSE = 3;
 const DEFAULTS = {
   transport: "auto",
@@ -121,7 +122,9 @@ class NotifierClient {
     };
   }
 
-  /** Listen to "state", "recovered", "lost" or "error"; returns a function that stops listening. */
+  /** Listen to "state", "recovered", "lost", "error" or "broadcast"; returns a function that stops listening.
+   *  "broadcast" listeners get `(data, meta)` of every event that matches no subscription's pattern:
+   *  the gateway sends broadcast types (alert.system) to every connection whatever it subscribed to. */
   on(name, fn) {
     const listeners = this._listeners.get(name);
     if (!listeners) throw new TypeError(`unknown event ${name}; one of ${EVENT_NAMES.join(", ")}`);
@@ -142,10 +145,10 @@ class NotifierClient {
 
   // -- what the connections call --
 
-  _emit(name, value) {
+  _emit(name, ...values) {
     for (const fn of [...this._listeners.get(name)]) {
       try {
-        fn(value);
+        fn(...values);
       } catch (error) {
         reportLater(error);
       }
@@ -164,8 +167,10 @@ class NotifierClient {
       this._saveCursor(id);
     }
     const meta = { id, channel };
+    let matched = false;
     for (const subscription of [...this._subscriptions]) {
       if (!channelMatches(subscription.pattern, channel)) continue;
+      matched = true;
       if (!optionsAdmit(subscription.options, data)) continue;
       try {
         subscription.handler(data, meta);
@@ -173,6 +178,8 @@ class NotifierClient {
         reportLater(error);
       }
     }
+    // No pattern asked for it, yet the gateway sent it: a broadcast (the cursor above moved past it too).
+    if (!matched) this._emit("broadcast", data, meta);
   }
 
   _wentLive() {

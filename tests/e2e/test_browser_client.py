@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium, free_port  # noqa: F401 (fixture)
+from catalog_examples import EXAMPLES
 from conftest import SECRET
 
 TRANSPORTS = ["websocket", "sse"]
@@ -173,3 +174,16 @@ async def test_a_token_function_keeps_the_connection_past_exp(transport, chromiu
     assert await received_after_sentinel(page, gateway, 2) == [0, 1, 2]
     if transport == "websocket":
         assert await page.evaluate("window.client.reconnects") == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_broadcast_reaches_the_broadcast_listener(transport, chromium, page_server, make_gateway):
+    """A page subscribed only to `position.*` gets a public `alert.system` in its `broadcast` listener."""
+    gateway = await make_gateway(allowed_origins=page_server.origin)
+    page = await browser_page(chromium, page_url(page_server, gateway.base_url, gateway.token("alice"), transport,
+                                                 channel="position.*"))
+    await wait_live(page)
+    await gateway.publish({"type": "alert.system", "payload": EXAMPLES["alert.system"]})
+    await page.wait_for_function("window.broadcasts.length >= 1", timeout=WAIT_MS)
+    assert await page.evaluate("[window.broadcasts, window.received]") == [
+        [{"type": "alert.system", "channel": "alert.system"}], []]

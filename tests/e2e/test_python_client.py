@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from browser_support import GatewayProcess
+from catalog_examples import EXAMPLES
 from conftest import SECRET
 
 from notifier.client import QUEUE_SIZE, Event, NotifierError, connect
@@ -56,6 +57,41 @@ async def test_events_arrive_with_id_channel_and_envelope(gateway):
     assert events[0].channel == "order.event:BTC/USDT"
     assert events[0].data["type"] == "order.event"
     assert events[1].id == client.last_event_id
+
+
+def system_alert(alert_id: str) -> dict:
+    return {"type": "alert.system", "payload": {**EXAMPLES["alert.system"], "alert_id": alert_id}}
+
+
+async def test_a_broadcast_on_no_subscribed_channel_comes_from_broadcasts(gateway):
+    """A client subscribed only to `position.*` gets a public `alert.system` from `client.broadcasts()`."""
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        positions = client.subscribe("position.*")
+        broadcasts = client.broadcasts()
+        await take_ready(client, positions)
+        await gateway.publish(system_alert("maint-1"))
+        [alert] = await take(broadcasts, 1)
+    assert (alert.channel, alert.data["payload"]["alert_id"], alert.id) == ("alert.system", "maint-1",
+                                                                           client.last_event_id)
+
+
+async def test_broadcasts_resume_exactly_across_a_gateway_restart(make_gateway):
+    """An alert seen live is not repeated after a restart; one published while the gateway was down arrives once."""
+    gateway = await make_gateway()
+    other = await make_gateway()
+    async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+        positions = client.subscribe("position.*")
+        broadcasts = client.broadcasts()
+        await take_ready(client, positions)
+        await other.publish(system_alert("seen"))
+        seen = await take(broadcasts, 1)
+        await gateway.stop()
+        await wait_for(lambda: client.state == "reconnecting", "reconnecting")
+        await other.publish(system_alert("missed"))
+        await gateway.start()
+        await other.publish(system_alert("live"))
+        rest = await take(broadcasts, 2)
+    assert [event.data["payload"]["alert_id"] for event in seen + rest] == ["seen", "missed", "live"]
 
 
 async def take_ready(client, subscription) -> None:

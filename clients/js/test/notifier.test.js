@@ -178,6 +178,52 @@ test("handlers get the envelope and {id, channel}; batch arrays are unpacked", a
   await client.close();
 });
 
+test("an event matching no subscription (a broadcast) reaches the broadcast listeners, not the handlers", async () => {
+  reset();
+  const client = wsClient();
+  const handled = [];
+  const broadcasts = [];
+  client.subscribe("position.*", (data) => handled.push(data.type));
+  client.on("broadcast", (data, meta) => broadcasts.push([data.payload.n, meta.id, meta.channel]));
+  const socket = await openSocket();
+  socket.serverSends({ action: "ack", subscribed: ["position.*"], unsubscribed: [] });
+  socket.serverSends(
+    { action: "event", channel: "alert.system", id: "a1.m0", data: envelope("alert.system", null, 1) },
+    { action: "event", channel: "position.opened", id: "a2.m0", data: envelope("position.opened", null, 2) },
+  );
+  assert.deepEqual([handled, broadcasts], [["position.opened"], [[1, "a1.m0", "alert.system"]]]);
+  await client.close();
+});
+
+test("a broadcast moves the resume cursor: the reconnect resumes after it", async () => {
+  reset();
+  const client = wsClient();
+  client.subscribe("position.*", () => {});
+  client.on("broadcast", () => {});
+  const first = await openSocket(0);
+  first.serverSends({ action: "ack", subscribed: ["position.*"], unsubscribed: [] });
+  first.serverSends({ action: "event", channel: "alert.system", id: "a9.m0", data: envelope("alert.system") });
+  first.serverCloses(1006);
+  const second = await openSocket(1);
+  assert.deepEqual(second.sent[1], { action: "subscribe", channels: ["position.*"], since: "a9.m0" });
+  await client.close();
+});
+
+test("over SSE a broadcast reaches the broadcast listeners", async () => {
+  reset();
+  const client = connect("http://gateway.test:8080", { EventSource: FakeEventSource, transport: "sse", token: "t0",
+    resume: "none", ...FAST });
+  const broadcasts = [];
+  client.subscribe("position.*", () => {});
+  client.on("broadcast", (data, meta) => broadcasts.push(meta));
+  await until(() => FakeEventSource.instances.length === 1, "an EventSource");
+  const source = FakeEventSource.instances[0];
+  source.serverOpens();
+  source.serverEvent("m5", envelope("alert.system"));
+  assert.deepEqual(broadcasts, [{ id: "m5", channel: "alert.system" }]);
+  await client.close();
+});
+
 test("state goes connecting, live; close() resolves with state closed", async () => {
   reset();
   const client = wsClient();
