@@ -81,6 +81,13 @@ class EventPublisher(Protocol):
         """Store one event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
         ...
 
+    def max_body_bytes(self, event: Envelope) -> int:
+        """The most bytes `encode_envelope(event)` (its id set) may take for the store to take it in one message.
+
+        NATS's `max_payload` (the server's, 1 MiB by default) less the headers sent with the event.
+        """
+        ...
+
 
 class EventHistory(Protocol):
     """Reads stored events for one viewer."""

@@ -140,6 +140,26 @@ def encode_envelope(envelope: Envelope) -> bytes:
     return _encoder.encode(envelope)
 
 
+class EventTooLarge(InvalidEvent):
+    """An envelope larger, as it would be stored, than the event store takes in one message."""
+
+    code = ErrorCode.TOO_LARGE
+    http_status = 413
+
+
+def encoded_within(envelope: Envelope, limit: int, path: str = "$") -> bytes:
+    """The envelope's canonical JSON, or EventTooLarge naming `path` when it is over `limit` bytes.
+
+    Checked before anything is sent: over NATS's `max_payload` a publish can never succeed (a
+    retry fails alike), and nats-server closes the connection of a client that sends one.
+    """
+    body = encode_envelope(envelope)
+    if len(body) > limit:
+        raise EventTooLarge(f"event is {len(body)} bytes as stored; the event store takes at most {limit} bytes "
+                            f"(NATS max_payload, less the headers sent with it) - at `{path}`")
+    return body
+
+
 class StoredEvent(msgspec.Struct, frozen=True):
     """An envelope as JetStream stored it: which stream, at which sequence, and its canonical body."""
 

@@ -24,7 +24,8 @@ MAX_SEQUENCE = 2**64 - 1
 MAX_SAFE_INTEGER = 2**53 - 1
 # Replays or snapshots running at once on one connection.
 MAX_RECOVERIES = 8
-# POST /api/publish: envelopes per request, and the request body (also the embedded server's max_payload).
+# POST /api/publish: envelopes per request, and the request body. Each envelope must also fit in one
+# NATS message: the server's max_payload (1 MiB by default, the embedded server's too) less its headers.
 MAX_EVENTS_PER_PUBLISH = 1000
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # GET /api/history `limit`.
