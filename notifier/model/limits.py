@@ -31,5 +31,9 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # GET /api/history `limit`.
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1000
+# Stored events one history read (GET /api/history, events-history, a `snapshot: N`) reads at most,
+# before its session, permission and ttl filters: a session is no part of a NATS subject, so
+# finding few of its events could otherwise read a whole stream. The page then says `partial`.
+MAX_HISTORY_SCAN = 10_000
 # RFC 6455 5.5: a close frame's payload is at most 125 bytes, 2 of them the code.
 MAX_CLOSE_REASON = 123

@@ -143,6 +143,7 @@ async def history_page(request: web.Request, channels: list[ChannelPattern] | No
         ],
         "next": page.next.encode(),
         "complete": page.complete,
+        "partial": page.partial,
     }
     return web.Response(body=_encoder.encode(body), content_type="application/json")
 
