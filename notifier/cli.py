@@ -73,6 +73,9 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
                 result = await publisher.publish(envelope)
             finally:
                 await publisher.close()
+    except InvalidEvent as error:  # too large for NATS's max_payload: checked once connected, nothing sent
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except PublishUnconfirmed as error:
         print(f"error: NATS at {servers} did not confirm event {error.event_id} ({error.reason}); it may still be "
               f"stored: retry with --id {error.event_id}", file=sys.stderr)

@@ -3,7 +3,8 @@
 Payload fields are snake_case, as the platform's services already send them (the envelope
 around them is camelCase). A field with a default is optional; the others are required.
 Unknown fields are accepted and passed through, so a producer may add a field before the
-catalog names it. Market payloads are all optional: the instrument is the event's `key`, and
+catalog names it. An integer field is a `SafeInteger` or `SafeCount` (within JavaScript's exact
+integers, as the envelope's own). Market payloads are all optional: the instrument is the event's `key`, and
 feeds differ in which figures they carry.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from notifier.model.events import SafeCount
 
 Text = Annotated[str, msgspec.Meta(max_length=1024)]
 Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -70,7 +73,7 @@ class PortfolioValue(Payload):
     cash: float
     total_value: float
     pnl: float
-    positions_count: Annotated[int, msgspec.Meta(ge=0)]
+    positions_count: SafeCount
 
 
 # -- signals, orders, alerts --

@@ -40,10 +40,12 @@ def find_nats_server() -> str:
 class EmbeddedNatsServer:
     """A nats-server child process on a loopback port, JetStream stored under `store_dir`."""
 
-    def __init__(self, store_dir: Path, host: str = "127.0.0.1", port: int = -1):
+    def __init__(self, store_dir: Path, host: str = "127.0.0.1", port: int = -1, max_payload: int | None = None):
+        """`max_payload`: the largest message in bytes (headers included); nats-server's default is 1 MiB."""
         self.store_dir = Path(store_dir)
         self.host = host
         self.requested_port = port
+        self.max_payload = max_payload
         self.port: int | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._log_drain: asyncio.Task[None] | None = None
@@ -62,6 +64,10 @@ class EmbeddedNatsServer:
             find_nats_server(), "--jetstream", "--store_dir", str(self.store_dir),
             "--addr", self.host, "--port", str(self.requested_port),
         ]
+        if self.max_payload is not None:  # a setting of the configuration file only, no flag
+            config = self.store_dir / "nats-server.conf"
+            config.write_text(f"max_payload: {self.max_payload}\n")
+            command += ["--config", str(config)]
         self._process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )

@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 
 from notifier.jetstream.consumer_reader import ConsumerReader
 from notifier.jetstream.direct_get import LEADER_WAIT_SECONDS, MAX_IN_FLIGHT, DirectReader
+from notifier.jetstream.latest_start import latest_start
 from notifier.jetstream.recent_events import RecentEvents, TailReader
 from notifier.jetstream.stream_state import StreamStates
 from notifier.jetstream.streams import StreamDefinition, StreamSet
@@ -32,12 +33,11 @@ from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor, epoch_of
 from notifier.model.events import StoredEvent
 from notifier.model.identity import Identity
+from notifier.model.limits import MAX_HISTORY_SCAN
 from notifier.ops import metrics
 from notifier.ops.tasks import retry_within
 
 log = logging.getLogger(__name__)
-# A window larger than any stream: `_latest_start` then starts before the first retained event.
-_WHOLE_STREAM = 2**63
 
 
 class StreamHistory:
@@ -146,10 +146,17 @@ class StreamHistory:
         readers = await self._open_readers(viewer, patterns, since, status)
         visible = _Visibility(viewer, patterns)
         per_subject: Counter[tuple[str, str | None, str]] = Counter()
+        scan_limit = status.scan_limit
         try:
             async for chunk in _merge(readers):
                 kept = []
                 for event in chunk:
+                    if scan_limit is not None:
+                        if status.scanned >= scan_limit:
+                            status.stopped = True
+                            break
+                        status.scanned += 1
+                        status.read[event.stream] = event.sequence
                     # Only the viewer's own subjects on these channels count: JetStream's filters
                     # read nothing else, and the tail holds every user's events.
                     if not visible.in_scope(event):
@@ -164,6 +171,8 @@ class StreamHistory:
                         kept.append(event)
                 if kept:
                     yield kept
+                if status.stopped:
+                    return
         finally:
             for reader in readers:
                 await reader.close()
@@ -171,14 +180,23 @@ class StreamHistory:
     async def page(
         self, viewer: Identity, patterns: list[ChannelPattern], since: Cursor | None, limit: int
     ) -> HistoryPage:
-        """The first `limit` events after `since`, or the latest `limit` when there is no cursor."""
+        """The first `limit` events after `since`, or the latest `limit` when there is no cursor.
+
+        Either reads at most MAX_HISTORY_SCAN stored events, and says `partial` when that bound
+        kept it from `limit` events: after a cursor it stops there (`next` continues from the
+        last event read); the latest page looks among the newest MAX_HISTORY_SCAN only.
+        """
         latest = since is None
+        covered = True
         if since is None:
-            # A session filter is no part of a subject, so JetStream cannot count the session's
-            # events: the latest `limit` of them are found by reading all the viewer's on the channels.
-            window = limit if viewer.session_id is None else _WHOLE_STREAM
-            since = await self._latest_start(viewer, patterns, window)
-        status = ReplayStatus()
+            window = limit
+            if viewer.session_id is not None:
+                # A session filter is no part of a subject, so JetStream cannot count the session's
+                # events: its latest `limit` are looked for among the newest events the viewer may see.
+                window = max(limit, MAX_HISTORY_SCAN // max(1, len(self._streams_for(patterns))))
+            since, covered = await latest_start(self.client, self.streams, self._streams_for(patterns), viewer,
+                                                patterns, window)
+        status = ReplayStatus(scan_limit=None if latest else MAX_HISTORY_SCAN)
         page = HistoryPage(next=Cursor(since))
         async with aclosing(self.replay(viewer, patterns, since, status)) as events:
             async for event in events:
@@ -191,8 +209,14 @@ class StreamHistory:
                     break
         if not page.events:
             page.next = status.start_position(since)
+        if status.stopped and len(page.events) < limit:
+            # Past every event read, kept or not: the next page goes on from there.
+            page.partial = True
+            for stream, sequence in status.read.items():
+                page.next[stream] = max(page.next.position(stream), sequence)
         if latest:
             page.events = page.events[-limit:]
+            page.partial = not covered and len(page.events) < limit
         page.complete = status.complete
         return page
 
@@ -211,41 +235,6 @@ class StreamHistory:
         now_ms = int(time.time() * 1000)
         visible = [event for event in events if _visible(event, viewer, patterns, now_ms)]
         return sorted(visible, key=lambda event: (event.stored_at_ns, event.stream, event.sequence))
-
-    async def _latest_start(self, viewer: Identity, patterns: list[ChannelPattern], limit: int) -> Cursor:
-        """A cursor just before the latest `limit` matching events of each stream.
-
-        The window grows geometrically, counting matches with a consumer's `num_pending`,
-        so a user with few events in a large stream costs a handful of requests, not a scan.
-        """
-        start = Cursor()
-        for definition in self._streams_for(patterns):
-            metrics.JETSTREAM_REQUESTS.increment()
-            state = (await self.jetstream.stream_info(definition.name)).state
-            filters = filters_for(patterns, definition, viewer.user_id, viewer.is_admin)
-            window = limit
-            while True:
-                begin = max(state.first_seq, state.last_seq - window + 1, 1)
-                reader = await ConsumerReader(self.client, self.streams, definition, filters, begin).open()
-                matching = reader.remaining
-                await reader.close()
-                if matching >= limit or begin <= max(state.first_seq, 1):
-                    break
-                window *= 8
-            # Skip the oldest matches beyond `limit`: read their sequences, then start after them.
-            skip = max(0, matching - limit)
-            position = begin - 1
-            if skip:
-                reader = await ConsumerReader(self.client, self.streams, definition, filters, begin).open()
-                try:
-                    while skip > 0 and await reader.fill():
-                        while reader.buffer and skip > 0:
-                            position = reader.buffer.popleft().sequence
-                            skip -= 1
-                finally:
-                    await reader.close()
-            start[definition.cursor_id] = position
-        return start
 
 
 class _Visibility:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.js.api import Header
 
 from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.connection import connect_nats
-from notifier.jetstream.streams import StreamSet, load_streams
+from notifier.jetstream.streams import StreamDefinition, StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
 from notifier.model.broker import PublishResult, PublishUnconfirmed
-from notifier.model.events import Envelope, encode_envelope
+from notifier.model.events import Envelope, encoded_within
 from notifier.settings import default_streams_dir
 
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
@@ -43,22 +44,31 @@ class Publisher:
         client = await connect_nats(servers, name=f"notifier-publisher:{source or 'python'}")
         return cls(client, streams, source=source, owns_client=True, catalog=catalog)
 
+    def max_body_bytes(self, event: Envelope) -> int:
+        """The most bytes the event's encoded envelope may take: the server's `max_payload` less the headers.
+
+        nats-server counts the header block in `max_payload` (measured: one byte over and it
+        closes the connection, failing every publish and read sharing it until it reconnects).
+        """
+        return self.client.max_payload - _header_bytes(_headers(event, self.streams.for_type(event.type)))
+
     async def publish(self, event: Envelope) -> PublishResult:
         """Store one event and return its position; fills in a missing id, timestamp and source.
 
-        Raises InvalidEvent, naming the field, when the event breaks the catalog (nothing is sent).
+        Raises InvalidEvent, naming the field, when the event breaks the catalog, and its subclass
+        EventTooLarge when it is larger than NATS takes in one message (nothing is sent either way).
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
         """
         event = self.catalog.checked(event).completed(self.source)
         definition = self.streams.for_type(event.type)
+        body = encoded_within(event, self.max_body_bytes(event))
         assert event.id is not None
         try:
             acknowledgement = await self.jetstream.publish(
                 subject_for(event, definition),
-                encode_envelope(event),
-                stream=definition.name,
-                headers={MESSAGE_ID_HEADER: event.id},
+                body,
+                headers=_headers(event, definition),
             )
         except Exception as error:
             raise PublishUnconfirmed(event.id, str(error) or type(error).__name__) from error
@@ -74,3 +84,14 @@ class Publisher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _headers(event: Envelope, definition: StreamDefinition) -> dict[str, str]:
+    """The headers sent with an event: its id (JetStream de-duplicates by it) and the stream it must land in."""
+    assert event.id is not None
+    return {MESSAGE_ID_HEADER: event.id, Header.EXPECTED_STREAM: definition.name}
+
+
+def _header_bytes(headers: dict[str, str]) -> int:
+    """The size of the header block nats-py sends: `NATS/1.0`, a `Name: value` line each, a blank line."""
+    return len(b"NATS/1.0\r\n\r\n") + sum(len(f"{name}: {value}\r\n".encode()) for name, value in headers.items())

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Literal
 
 from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.publisher import Publisher
@@ -32,7 +33,8 @@ RETRY_WAIT_CAP = 5.0
 class SyncPublisher:
     """Thread-safe, bounded, never raising: `publish` from any thread, `flush(timeout)`, `close(timeout)`.
 
-    Counters (read them any time): `sent`, `invalid` (refused by the catalog), `dropped` (the
+    Counters (read them any time): `sent`, `invalid` (refused by the catalog, or larger than NATS
+    takes in one message: known only once sent, so `publish` returned its id), `dropped` (the
     buffer was full, the publisher was closed, or still unsent when `close` gave up).
     """
 
@@ -163,29 +165,34 @@ class SyncPublisher:
                             break
                         event = self._buffer.popleft()
                         self._in_flight = 1
-                    stored = await self._send(publisher, event)
+                    outcome = await self._send(publisher, event)
                     with self._condition:
                         self._in_flight = 0
-                        if stored:
+                        if outcome == "sent":
                             self.sent += 1
+                        elif outcome == "invalid":
+                            self.invalid += 1
                         else:
                             self.dropped += 1
                         self._condition.notify_all()
         finally:
             await publisher.close()
 
-    async def _send(self, publisher: Publisher, event: Envelope) -> bool:
-        """Store one event, retrying with its id until JetStream confirms it (or `close` cancels); False if it cannot be."""
+    async def _send(self, publisher: Publisher, event: Envelope) -> Literal["sent", "invalid", "dropped"]:
+        """Store one event, retrying with its id until JetStream confirms it (or `close` cancels)."""
         wait = RETRY_WAIT
         while True:
             try:
                 await publisher.publish(event)
-                return True
+                return "sent"
             except PublishUnconfirmed as error:
                 log.warning("event %s not confirmed (%s); retrying in %.1f s with the same id",
                             event.id, error.reason, wait)
+            except InvalidEvent as error:  # too large for NATS: a retry would fail alike
+                log.warning("event %s refused, not sent: %s", event.id, error)
+                return "invalid"
             except Exception:
                 log.exception("event %s cannot be sent; dropped", event.id)
-                return False
+                return "dropped"
             await asyncio.sleep(wait)  # a back-off between retries, not synchronisation
             wait = min(wait * 2, RETRY_WAIT_CAP)

@@ -29,11 +29,16 @@ class PublishResult(msgspec.Struct, frozen=True):
 
 @dataclass
 class HistoryPage:
-    """Up to `limit` events (with their cursors), the cursor to continue from, and whether history reached back."""
+    """Up to `limit` events (with their cursors), the cursor to continue from, and whether history reached back.
+
+    `partial`: the read stopped at MAX_HISTORY_SCAN stored events before finding `limit`: more may
+    follow `next` (after a cursor), or precede the page (the latest page).
+    """
 
     events: list[tuple[str, StoredEvent]] = field(default_factory=list)
     next: Cursor = field(default_factory=Cursor)
     complete: bool = True
+    partial: bool = False
 
 
 @dataclass
@@ -47,6 +52,12 @@ class ReplayStatus:
     # Streams whose history may miss events after the cursor (found before the first event is
     # read): their part of replayed cursors stays at the cursor's until `recovered` is sent.
     holes: set[str] = field(default_factory=set)
+    # At most this many events are read (kept or filtered out) when set; `stopped` once that ended
+    # the replay early, `read` then holding the last sequence read of each stream.
+    scan_limit: int | None = None
+    scanned: int = 0
+    read: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
 
     def start_position(self, since: Cursor) -> Cursor:
         """The position just before the first event read: `since`, moved where a stream was read from later.
@@ -79,6 +90,13 @@ class EventPublisher(Protocol):
 
     async def publish(self, event: Envelope) -> PublishResult:
         """Store one event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
+        ...
+
+    def max_body_bytes(self, event: Envelope) -> int:
+        """The most bytes `encode_envelope(event)` (its id set) may take for the store to take it in one message.
+
+        NATS's `max_payload` (the server's, 1 MiB by default) less the headers sent with the event.
+        """
         ...
 
 

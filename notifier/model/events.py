@@ -31,6 +31,10 @@ EventId = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=128)]
 # A trading session's id, as producers set `sessionId` and clients filter by it (`session`).
 SessionId = Annotated[str, msgspec.Meta(max_length=256)]
 SessionFilter = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# Every integer the gateway stores and hands to browsers, envelope and catalog payloads alike:
+# beyond MAX_SAFE_INTEGER JavaScript's Number rounds it (msgspec alone takes any size).
+SafeInteger = Annotated[int, msgspec.Meta(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+SafeCount = Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)]
 Priority = Literal["p0", "p1", "p2", "p3"]
 
 PRIORITY_RANK = {"p0": 0, "p1": 1, "p2": 2, "p3": 3}
@@ -47,7 +51,7 @@ class Envelope(msgspec.Struct, rename="camel", kw_only=True):
     type: EventType
     id: EventId | None = None
     source: Annotated[str, msgspec.Meta(max_length=128)] = ""
-    timestamp: Annotated[int, msgspec.Meta(ge=0, le=MAX_SAFE_INTEGER)] | None = None
+    timestamp: SafeCount | None = None
     version: Literal["1.0"] = "1.0"
     user_id: UserId | None = None
     session_id: SessionId | None = None
@@ -134,6 +138,26 @@ def decode_envelopes(data: bytes | str) -> list[Envelope]:
 def encode_envelope(envelope: Envelope) -> bytes:
     """The canonical one-line JSON of an envelope."""
     return _encoder.encode(envelope)
+
+
+class EventTooLarge(InvalidEvent):
+    """An envelope larger, as it would be stored, than the event store takes in one message."""
+
+    code = ErrorCode.TOO_LARGE
+    http_status = 413
+
+
+def encoded_within(envelope: Envelope, limit: int, path: str = "$") -> bytes:
+    """The envelope's canonical JSON, or EventTooLarge naming `path` when it is over `limit` bytes.
+
+    Checked before anything is sent: over NATS's `max_payload` a publish can never succeed (a
+    retry fails alike), and nats-server closes the connection of a client that sends one.
+    """
+    body = encode_envelope(envelope)
+    if len(body) > limit:
+        raise EventTooLarge(f"event is {len(body)} bytes as stored; the event store takes at most {limit} bytes "
+                            f"(NATS max_payload, less the headers sent with it) - at `{path}`")
+    return body
 
 
 class StoredEvent(msgspec.Struct, frozen=True):

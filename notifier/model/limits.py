@@ -24,11 +24,16 @@ MAX_SEQUENCE = 2**64 - 1
 MAX_SAFE_INTEGER = 2**53 - 1
 # Replays or snapshots running at once on one connection.
 MAX_RECOVERIES = 8
-# POST /api/publish: envelopes per request, and the request body (also the embedded server's max_payload).
+# POST /api/publish: envelopes per request, and the request body. Each envelope must also fit in one
+# NATS message: the server's max_payload (1 MiB by default, the embedded server's too) less its headers.
 MAX_EVENTS_PER_PUBLISH = 1000
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # GET /api/history `limit`.
 DEFAULT_HISTORY_LIMIT = 100
 MAX_HISTORY_LIMIT = 1000
+# Stored events one history read (GET /api/history, events-history, a `snapshot: N`) reads at most,
+# before its session, permission and ttl filters: a session is no part of a NATS subject, so
+# finding few of its events could otherwise read a whole stream. The page then says `partial`.
+MAX_HISTORY_SCAN = 10_000
 # RFC 6455 5.5: a close frame's payload is at most 125 bytes, 2 of them the code.
 MAX_CLOSE_REASON = 123

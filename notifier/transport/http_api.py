@@ -12,7 +12,7 @@ from aiohttp import web
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
+from notifier.model.events import EventTooLarge, InvalidEvent, MalformedEvent, decode_envelopes, encoded_within
 from notifier.model.limits import DEFAULT_HISTORY_LIMIT, MAX_EVENTS_PER_PUBLISH, MAX_HISTORY_LIMIT, MAX_JSON_DEPTH
 from notifier.ops import metrics
 from notifier.ops.log_format import log_event
@@ -78,6 +78,12 @@ async def publish(request: web.Request) -> web.Response:
         return error_response(error)
     # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
     envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
+    # As they will be stored: one over NATS's message limit could never be stored, even on retry.
+    try:
+        for index, envelope in enumerate(envelopes):
+            encoded_within(envelope, services.publisher.max_body_bytes(envelope), f"$[{index}]" if batch else "$")
+    except EventTooLarge as error:
+        return error_response(error)
     accepted: list[dict[str, object]] = []
     for index, envelope in enumerate(envelopes):
         try:
@@ -136,6 +142,7 @@ async def history_page(request: web.Request, channels: list[ChannelPattern] | No
         ],
         "next": page.next.encode(),
         "complete": page.complete,
+        "partial": page.partial,
     }
     return web.Response(body=_encoder.encode(body), content_type="application/json")
 

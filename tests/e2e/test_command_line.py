@@ -15,6 +15,7 @@ import jwt
 import nats
 import pytest
 
+from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.jetstream.streams import apply_streams, load_streams
 from notifier.settings import Settings, default_streams_dir
 from notifier.transport.auth import Authenticator
@@ -202,3 +203,18 @@ async def test_publish_that_nats_does_not_confirm_names_the_id_to_retry_with(tmp
     code, output = await _run_command("publish", "order.event", "--id", "retry-8", data_dir=tmp_path,
                                       environment={"NOTIFIER_NATS_URL": "nats://127.0.0.1:9"})
     assert code == 1 and "retry with --id retry-8" in output
+
+
+async def test_publish_over_max_payload_exits_2_naming_the_limit_and_stores_nothing(tmp_path):
+    """Against a nats-server taking 4 KiB messages, an 8 KB event exits 2 with `too large`-style advice, not 1 "retry"."""
+    async with EmbeddedNatsServer(tmp_path / "nats", max_payload=4096) as server:
+        client = await nats.connect(server.url)
+        await apply_streams(client.jetstream(), load_streams(default_streams_dir()))
+        payload = json.dumps({"level": "INFO", "type": "size", "message": "m", "details": {"blob": "z" * 8192}})
+        code, output = await _run_command("publish", "risk.alert", "--payload", payload, data_dir=tmp_path,
+                                          environment={"NOTIFIER_NATS_URL": server.url})
+        stored = (await client.jetstream().stream_info("NOTIFIER_ACCOUNT")).state.messages
+        await client.close()
+    assert code == 2, output
+    assert "the event store takes at most" in output and "retry" not in output
+    assert stored == 0

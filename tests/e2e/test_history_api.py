@@ -54,6 +54,15 @@ async def test_latest_n_finds_a_users_few_events_in_a_large_stream(gateway):
     assert [event["data"]["payload"]["n"] for event in body["events"]] == [1, 2]
 
 
+async def test_latest_n_skips_a_users_older_events_far_behind_others(gateway):
+    """Latest-3 of a user with 7 events, 300 of others between, lists exactly the newest 3 (found by counting)."""
+    await gateway.publish(*({"type": "order.event", "userId": "alice", "payload": {"n": n}} for n in range(1, 7)))
+    await gateway.publish(*({"type": "order.event", "userId": "bob"} for _ in range(300)))
+    await gateway.publish({"type": "order.event", "userId": "alice", "payload": {"n": 7}})
+    status, body = await _history(gateway, "alice", channels="order.event", limit="3")
+    assert [event["data"]["payload"]["n"] for event in body["events"]] == [5, 6, 7]
+
+
 async def test_limit_out_of_range_is_rejected_naming_the_field(gateway):
     """`limit=5000` is a 400 naming `limit`."""
     status, body = await _history(gateway, channels="order.event", limit="5000")

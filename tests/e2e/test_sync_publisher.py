@@ -62,6 +62,16 @@ async def test_an_invalid_event_is_counted_not_raised(gateway):
         assert publisher.invalid == 1
 
 
+async def test_an_event_over_max_payload_is_counted_invalid_and_not_stored(gateway):
+    """An event over NATS's 1 MiB message limit is refused once sent: counted `invalid`, not `dropped`, not stored."""
+    alert = Envelope(type="risk.alert", payload={**EXAMPLES["risk.alert"], "details": {"blob": "z" * 2_000_000}})
+    with SyncPublisher(gateway.settings.nats_url) as publisher:
+        assert publisher.publish(alert) is not None
+        assert await asyncio.to_thread(publisher.flush, 20)
+        assert (publisher.sent, publisher.invalid, publisher.dropped) == (0, 1, 0)
+    assert await stored_count(gateway.settings.nats_url) == 0
+
+
 async def test_a_full_buffer_drops_and_counts_without_raising():
     """With no NATS to send to and room for 3, the 4th and 5th events are dropped and counted; close counts the rest."""
     publisher = SyncPublisher(f"nats://127.0.0.1:{unused_port()}", max_buffer=3)

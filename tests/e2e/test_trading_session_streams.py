@@ -146,3 +146,12 @@ async def test_overlong_session_id_is_refused(gateway):
     status, body = await session_history(gateway, "x" * 257)
     assert status == 400
     assert (body["error"]["code"], body["error"]["field"]) == ("invalid_session", "session_id")
+
+
+async def test_history_says_partial_when_the_session_is_older_than_the_scan(gateway, monkeypatch):
+    """`events-history` stops after MAX_HISTORY_SCAN events like `/api/history`: empty, `partial` true."""
+    monkeypatch.setattr("notifier.jetstream.history.MAX_HISTORY_SCAN", 5)
+    await gateway.publish(execution("order.filled", 1), *(execution("order.filled", n, session="s2")
+                                                           for n in range(2, 10)))
+    status, body = await session_history(gateway, "s1", limit="1")
+    assert (status, body["events"], body["partial"]) == (200, [], True)

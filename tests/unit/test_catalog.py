@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from catalog_examples import EXAMPLES, SIGNAL
 
@@ -11,6 +12,7 @@ from notifier.catalog import Catalog, CatalogConfigError, load_catalog
 from notifier.catalog.payloads import PAYLOADS
 from notifier.jetstream.streams import load_streams
 from notifier.model.events import Envelope, InvalidEvent
+from notifier.model.limits import MAX_SAFE_INTEGER
 from notifier.settings import default_streams_dir
 
 CATALOG = load_catalog(default_streams_dir())
@@ -106,3 +108,30 @@ def test_the_stream_loader_skips_the_catalog_file():
     """catalog.toml beside the stream definitions is not read as a stream."""
     assert sorted(definition.name for definition in load_streams(default_streams_dir())) == \
         ["NOTIFIER_ACCOUNT", "NOTIFIER_MARKET"]
+
+
+def test_an_integer_beyond_javascript_precision_is_refused():
+    """`positions_count` of 30 digits is refused naming `$.payload.positions_count` and the bound."""
+    payload = {"cash": 1.0, "total_value": 1.0, "pnl": 0.0, "positions_count": 123456789012345678901234567890}
+    error = refusal("portfolio.updated", payload)
+    assert error.field == "$.payload.positions_count"
+    assert f"<= {MAX_SAFE_INTEGER}" in str(error)
+
+
+def _integer_bounds(info: msgspec.inspect.Type) -> list[tuple[int | None, int | None]]:
+    """The (ge, le) bounds of every integer inside a type, descending into unions, lists and structs."""
+    if isinstance(info, msgspec.inspect.IntType):
+        return [(info.ge if info.ge is not None else info.gt, info.le if info.le is not None else info.lt)]
+    if isinstance(info, msgspec.inspect.StructType):
+        return [bound for field in info.fields for bound in _integer_bounds(field.type)]
+    children = [getattr(info, name) for name in ("item_type", "key_type", "value_type") if hasattr(info, name)]
+    children += list(getattr(info, "types", None) or getattr(info, "item_types", None) or ())
+    return [bound for child in children for bound in _integer_bounds(child)]
+
+
+@pytest.mark.parametrize("event_type", sorted(PAYLOADS))
+def test_every_integer_field_is_bounded_by_the_safe_integer(event_type):
+    """Each int field of a catalog payload lies within ±MAX_SAFE_INTEGER (JavaScript's exact integers)."""
+    for low, high in _integer_bounds(msgspec.inspect.type_info(PAYLOADS[event_type])):
+        assert low is not None and low >= -MAX_SAFE_INTEGER, (event_type, low, high)
+        assert high is not None and high <= MAX_SAFE_INTEGER, (event_type, low, high)
