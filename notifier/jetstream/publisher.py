@@ -11,7 +11,7 @@ from notifier.jetstream.connection import connect_nats
 from notifier.jetstream.streams import StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
 from notifier.model.broker import PublishResult, PublishUnconfirmed
-from notifier.model.events import Envelope, encode_envelope
+from notifier.model.events import Envelope, encode_envelope, validated
 from notifier.settings import default_streams_dir
 
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
@@ -46,11 +46,13 @@ class Publisher:
     async def publish(self, event: Envelope) -> PublishResult:
         """Store one event and return its position; fills in a missing id, timestamp and source.
 
-        Raises InvalidEvent, naming the field, when the event breaks the catalog (nothing is sent).
+        Raises InvalidEvent, naming the field, when the event breaks a rule of the envelope (the
+        ones `POST /api/publish` applies: a msgspec Struct does not check them when constructed)
+        or of the catalog; nothing is sent then.
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
         """
-        event = self.catalog.checked(event).completed(self.source)
+        event = self.catalog.checked(validated(event)).completed(self.source)
         definition = self.streams.for_type(event.type)
         assert event.id is not None
         try:

@@ -131,6 +131,30 @@ def decode_envelopes(data: bytes | str) -> list[Envelope]:
     return decoded if isinstance(decoded, list) else [decoded]
 
 
+def validated(envelope: Envelope) -> Envelope:
+    """The envelope a Python producer built, checked by the very rules `POST /api/publish` applies.
+
+    A msgspec Struct does not validate when it is constructed (`Envelope(priority="p9")` is
+    accepted), so the envelope goes through the JSON the gateway would receive and the same
+    decoder: InvalidEvent names the field (`$.priority`), and the decoded copy is returned.
+    """
+    try:
+        data = _encoder.encode(envelope)
+    except (TypeError, ValueError, RecursionError, msgspec.EncodeError) as error:
+        raise InvalidEvent(f"not encodable as JSON: {error} - at `$.{_unencodable_field(envelope)}`") from None
+    return decode_envelope(data)
+
+
+def _unencodable_field(envelope: Envelope) -> str:
+    """The camelCase name of the first field msgspec cannot encode (found only once encoding failed)."""
+    for field in msgspec.structs.fields(envelope):
+        try:
+            _encoder.encode(getattr(envelope, field.name))
+        except (TypeError, ValueError, RecursionError, msgspec.EncodeError):
+            return field.encode_name
+    return "payload"
+
+
 def encode_envelope(envelope: Envelope) -> bytes:
     """The canonical one-line JSON of an envelope."""
     return _encoder.encode(envelope)

@@ -74,6 +74,24 @@ async def test_publisher_raises_invalid_event_naming_the_field(gateway):
     assert raised.value.field == "$.payload.direction"
 
 
+@pytest.mark.parametrize(("envelope", "field"), [
+    (Envelope(type="order.note", priority="p9"), "$.priority"),  # type: ignore[arg-type]
+    (Envelope(type="order.note", user_id="a b"), "$.userId"),
+    (Envelope(type="order note"), "$.type"),
+], ids=["priority", "user_id", "type"])
+async def test_publisher_refuses_an_envelope_http_would_refuse(gateway, envelope, field):
+    """An envelope breaking a rule of `POST /api/publish` raises InvalidEvent naming the field, and is not stored."""
+    publisher = await Publisher.connect(gateway.settings.nats_url)
+    try:
+        with pytest.raises(InvalidEvent) as raised:
+            await publisher.publish(envelope)
+        stored = await publisher.publish(Envelope(type="order.note"))
+    finally:
+        await publisher.close()
+    assert raised.value.field == field
+    assert stored.sequence == 1
+
+
 async def test_cli_publish_refuses_a_bad_payload_naming_the_field(nats_server, tmp_path):
     """`notifier publish order.updated` with a status the catalog does not know exits 2 naming `$.payload.status`."""
     payload = {**EXAMPLES["order.updated"], "status": "DONE"}
