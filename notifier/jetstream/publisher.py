@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.errors import BadHeaderError, BadSubjectError, MaxPayloadError
+from nats.js.errors import APIError
 
 from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.connection import connect_nats
 from notifier.jetstream.streams import StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
-from notifier.model.broker import PublishResult, PublishUnconfirmed
+from notifier.model.broker import PublishRefused, PublishResult, PublishUnconfirmed
 from notifier.model.events import Envelope, encode_envelope, validated
 from notifier.settings import default_streams_dir
 
@@ -51,6 +53,8 @@ class Publisher:
         or of the catalog; nothing is sent then.
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
+        Raises PublishRefused (an InvalidEvent) when NATS refuses it outright (too large): a
+        retry cannot succeed, so none should be made.
         """
         event = self.catalog.checked(validated(event)).completed(self.source)
         definition = self.streams.for_type(event.type)
@@ -63,7 +67,10 @@ class Publisher:
                 headers={MESSAGE_ID_HEADER: event.id},
             )
         except Exception as error:
-            raise PublishUnconfirmed(event.id, str(error) or type(error).__name__) from error
+            reason = str(error) or type(error).__name__
+            if _cannot_succeed(error):
+                raise PublishRefused(event.id, reason) from error
+            raise PublishUnconfirmed(event.id, reason) from error
         return PublishResult(event.id, definition.cursor_id, acknowledgement.seq, bool(acknowledgement.duplicate))
 
     async def close(self) -> None:
@@ -76,3 +83,14 @@ class Publisher:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def _cannot_succeed(error: Exception) -> bool:
+    """Whether NATS refused the publish itself, so a retry fails the same way (a timeout or a 503 may pass later).
+
+    The client refuses a subject or header it cannot send and a body above the server's
+    max_payload before sending anything; JetStream answers 400 to a request it will never store.
+    """
+    if isinstance(error, BadSubjectError | BadHeaderError | MaxPayloadError):
+        return True
+    return isinstance(error, APIError) and error.code == 400

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from notifier.model.broker import PublishUnconfirmed
+from notifier.model.broker import PublishRefused, PublishUnconfirmed
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
@@ -96,6 +96,12 @@ async def publish(request: web.Request) -> web.Response:
                  "accepted": accepted, "pending": pending},
                 status=503,
             )
+        except PublishRefused as error:
+            # Too large for NATS (its max_payload is below the request limit): a retry fails alike.
+            log_event(log, logging.WARNING, "publish refused", user=identity.user_id, remote=request.remote,
+                      reason=error.reason, accepted=len(accepted), refused_id=envelope.id)
+            return web.json_response({"error": error.as_fields() | {"field": f"$[{index}]" if batch else "$"},
+                                      "accepted": accepted}, status=400)
         metrics.EVENTS_PUBLISHED.increment()
         cursor = Cursor(services.hub.positions).advanced(result.stream, result.sequence).encode()
         accepted.append({"id": result.id, "cursor": cursor, "duplicate": result.duplicate})

@@ -116,3 +116,14 @@ async def test_publish_of_a_thousand_envelopes_over_one_mebibyte_is_accepted(gat
                   "payload": {"task_id": "bt-1", "progress": n / 10, "message": "x" * 1024}} for n in range(1000)]
     accepted = await gateway.publish(*envelopes)
     assert len(accepted) == 1000
+
+
+async def test_http_publish_of_an_envelope_over_nats_max_payload_is_refused_after_the_stored_ones(gateway):
+    """An envelope above NATS's 1 MB max_payload is a 400 naming `$[1]`, listing the one stored before it."""
+    token = gateway.token("producer", ("publisher",))
+    body = [{"type": "order.event", "id": "small"}, {"type": "order.event", "payload": {"blob": "x" * 1_100_000}}]
+    async with gateway.http.post(f"{gateway.base_url}/api/publish", json=body,
+                                 headers={"Authorization": f"Bearer {token}"}) as response:
+        status, answer = response.status, await response.json()
+    assert (status, answer["error"]["code"], answer["error"]["field"]) == (400, "invalid_event", "$[1]")
+    assert [item["id"] for item in answer["accepted"]] == ["small"]
