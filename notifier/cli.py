@@ -58,7 +58,7 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
         envelope = Envelope(type=arguments.type, source=arguments.source, priority=arguments.priority,
                             payload=payload, user_id=arguments.user or None, key=arguments.key or None,
                             id=arguments.id or None)
-        envelope = catalog.checked(validated(envelope)).completed(arguments.source)
+        envelope = catalog.checked(validated(envelope.completed(arguments.source)))
     except InvalidEvent as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -56,7 +56,7 @@ class Publisher:
         Raises PublishRefused (an InvalidEvent) when NATS refuses it outright (too large): a
         retry cannot succeed, so none should be made.
         """
-        event = self.catalog.checked(validated(event)).completed(self.source)
+        event = self.catalog.checked(validated(event.completed(self.source)))
         definition = self.streams.for_type(event.type)
         assert event.id is not None
         try:

@@ -68,7 +68,7 @@ class SyncPublisher:
     def publish(self, event: Envelope) -> str | None:
         """Queue one event and return its id; None (counted, logged) when refused or dropped. Never raises."""
         try:
-            event = self.catalog.checked(validated(event)).completed(self.source)
+            event = self.catalog.checked(validated(event.completed(self.source)))
         except InvalidEvent as error:
             with self._condition:
                 self.invalid += 1

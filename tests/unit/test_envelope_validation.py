@@ -26,3 +26,10 @@ def test_a_valid_envelope_comes_back_as_the_gateway_would_decode_it():
     """A valid envelope is returned equal to what decoding its JSON gives."""
     envelope = Envelope(type="order.x", user_id="alice", key="BTC/USDT", payload={"n": 1}, priority="p1")
     assert validated(envelope) == decode_envelope(encode_envelope(envelope)) == envelope
+
+
+def test_an_envelope_in_a_batch_is_named_by_its_place():
+    """Checked as the third envelope of a batch, a too long source is named `$[2].source`."""
+    with pytest.raises(InvalidEvent) as raised:
+        validated(Envelope(type="order.x", source="s" * 200), "$[2]")
+    assert (raised.value.field, "$[2].source" in str(raised.value)) == ("$[2].source", True)
