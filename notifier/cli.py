@@ -20,7 +20,7 @@ from notifier.demo import demo_command
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
-from notifier.model.events import InvalidEvent, decode_envelope
+from notifier.model.events import Envelope, InvalidEvent, validated
 from notifier.model.permissions import PermissionsError
 from notifier.ops.log_format import LOG_FORMATS, configure_logging
 from notifier.serve import DEV_SECRET_FILE, serve
@@ -48,21 +48,17 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
     servers = _nats_url(settings)
     if servers is None:
         return 2
-    document = {"type": arguments.type, "source": arguments.source, "priority": arguments.priority}
     try:
-        document["payload"] = json.loads(arguments.payload)
+        payload = json.loads(arguments.payload)
     except json.JSONDecodeError as error:
         print(f"error: --payload is not JSON: {error}", file=sys.stderr)
         return 2
-    if arguments.user:
-        document["userId"] = arguments.user
-    if arguments.key:
-        document["key"] = arguments.key
-    if arguments.id:
-        document["id"] = arguments.id
     try:
         catalog = load_catalog(settings.streams_dir)
-        envelope = catalog.checked(decode_envelope(json.dumps(document))).completed(arguments.source)
+        envelope = Envelope(type=arguments.type, source=arguments.source, priority=arguments.priority,
+                            payload=payload, user_id=arguments.user or None, key=arguments.key or None,
+                            id=arguments.id or None)
+        envelope = catalog.checked(validated(envelope.completed(arguments.source)))
     except InvalidEvent as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

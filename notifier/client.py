@@ -35,6 +35,7 @@ from typing import Any
 import aiohttp
 
 from notifier.model.channels import parse_channel
+from notifier.ops.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -253,20 +254,19 @@ class Client:
     async def close(self) -> None:
         """Close the connection for good; every subscription's iteration ends."""
         runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            try:
-                await runner
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        if self._own_session and self._session is not None:
-            await self._session.close()
-            self._session = None
-        for stream in [*self._subscriptions, *self._broadcasts]:
-            stream._end(_END)
-        self._set_state("closed")
+        try:
+            # `cancel_and_wait` does not raise the runner's CancelledError; a cancellation of the
+            # caller (a task cancelled inside `async with connect(...)`) still propagates, after
+            # the clean-up below.
+            await cancel_and_wait(runner)
+        finally:
+            session, self._session = self._session, None
+            if self._own_session and session is not None:
+                # Marked closed before its first await, so a second cancellation cannot leak it.
+                await session.close()
+            for stream in [*self._subscriptions, *self._broadcasts]:
+                stream._end(_END)
+            self._set_state("closed")
 
     # -- internals --
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.errors import BadHeaderError, BadSubjectError, MaxPayloadError
 from nats.js.api import Header
+from nats.js.errors import APIError
 
 from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.connection import connect_nats
 from notifier.jetstream.streams import StreamDefinition, StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
-from notifier.model.broker import PublishResult, PublishUnconfirmed
-from notifier.model.events import Envelope, encoded_within
+from notifier.model.broker import PublishRefused, PublishResult, PublishUnconfirmed
+from notifier.model.events import Envelope, encoded_within, validated
 from notifier.settings import default_streams_dir
 
 MESSAGE_ID_HEADER = "Nats-Msg-Id"
@@ -55,12 +57,16 @@ class Publisher:
     async def publish(self, event: Envelope) -> PublishResult:
         """Store one event and return its position; fills in a missing id, timestamp and source.
 
-        Raises InvalidEvent, naming the field, when the event breaks the catalog, and its subclass
-        EventTooLarge when it is larger than NATS takes in one message (nothing is sent either way).
+        Raises InvalidEvent, naming the field, when the event breaks a rule of the envelope (the
+        ones `POST /api/publish` applies: a msgspec Struct does not check them when constructed)
+        or of the catalog, and its subclass EventTooLarge when it is larger than NATS takes in one
+        message; nothing is sent then.
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
+        Raises PublishRefused (an InvalidEvent) when NATS refuses it outright (too large): a
+        retry cannot succeed, so none should be made.
         """
-        event = self.catalog.checked(event).completed(self.source)
+        event = self.catalog.checked(validated(event.completed(self.source)))
         definition = self.streams.for_type(event.type)
         body = encoded_within(event, self.max_body_bytes(event))
         assert event.id is not None
@@ -71,7 +77,10 @@ class Publisher:
                 headers=_headers(event, definition),
             )
         except Exception as error:
-            raise PublishUnconfirmed(event.id, str(error) or type(error).__name__) from error
+            reason = str(error) or type(error).__name__
+            if _cannot_succeed(error):
+                raise PublishRefused(event.id, reason) from error
+            raise PublishUnconfirmed(event.id, reason) from error
         return PublishResult(event.id, definition.cursor_id, acknowledgement.seq, bool(acknowledgement.duplicate))
 
     async def close(self) -> None:
@@ -95,3 +104,14 @@ def _headers(event: Envelope, definition: StreamDefinition) -> dict[str, str]:
 def _header_bytes(headers: dict[str, str]) -> int:
     """The size of the header block nats-py sends: `NATS/1.0`, a `Name: value` line each, a blank line."""
     return len(b"NATS/1.0\r\n\r\n") + sum(len(f"{name}: {value}\r\n".encode()) for name, value in headers.items())
+
+
+def _cannot_succeed(error: Exception) -> bool:
+    """Whether NATS refused the publish itself, so a retry fails the same way (a timeout or a 503 may pass later).
+
+    The client refuses a subject or header it cannot send and a body above the server's
+    max_payload before sending anything; JetStream answers 400 to a request it will never store.
+    """
+    if isinstance(error, BadSubjectError | BadHeaderError | MaxPayloadError):
+        return True
+    return isinstance(error, APIError) and error.code == 400

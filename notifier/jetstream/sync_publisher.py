@@ -1,10 +1,12 @@
 """`SyncPublisher`: publishing from synchronous services, where a notification must never fail the caller.
 
-An order executor calls `publish` and moves on: the event is checked against the catalog, given
-its id (as `Publisher` would) and put in a bounded buffer; a background thread running its own
-event loop sends the buffer in order through an async `Publisher`, retrying an unconfirmed event
-with the same id, so JetStream stores it once. Nothing raises into the caller: a refused or
-dropped event is counted (and logged), and `publish` says which by returning None.
+An order executor calls `publish` and moves on: the event is checked by the envelope's rules
+and the catalog, given its id (as `Publisher` would) and put in a bounded buffer; a background
+thread running its own event loop sends the buffer in order through an async `Publisher`,
+retrying an unconfirmed event with the same id, so JetStream stores it once. An event NATS
+refuses outright is counted and skipped, never retried: one bad event must not hold up the
+ones after it. Nothing raises into the caller: a refused or dropped event is counted (and
+logged), and `publish` says which by returning None.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Literal
 from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.publisher import Publisher
 from notifier.model.broker import PublishUnconfirmed
-from notifier.model.events import Envelope, InvalidEvent
+from notifier.model.events import Envelope, InvalidEvent, validated
 from notifier.settings import default_streams_dir
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,9 @@ RETRY_WAIT_CAP = 5.0
 class SyncPublisher:
     """Thread-safe, bounded, never raising: `publish` from any thread, `flush(timeout)`, `close(timeout)`.
 
-    Counters (read them any time): `sent`, `invalid` (refused by the catalog, or larger than NATS
-    takes in one message: known only once sent, so `publish` returned its id), `dropped` (the
-    buffer was full, the publisher was closed, or still unsent when `close` gave up).
+    Counters (read them any time): `sent`, `invalid` (refused by the envelope's rules or the
+    catalog in `publish`, or by NATS when sent), `dropped` (the buffer was full, the publisher
+    was closed, or still unsent when `close` gave up).
     """
 
     def __init__(self, servers: str | list[str], source: str = "", streams_dir: Path | None = None,
@@ -66,11 +68,11 @@ class SyncPublisher:
     def publish(self, event: Envelope) -> str | None:
         """Queue one event and return its id; None (counted, logged) when refused or dropped. Never raises."""
         try:
-            event = self.catalog.checked(event).completed(self.source)
+            event = self.catalog.checked(validated(event.completed(self.source)))
         except InvalidEvent as error:
             with self._condition:
                 self.invalid += 1
-            log.warning("event refused by the catalog, not sent: %s (field %s)", error, error.field)
+            log.warning("event refused, not sent: %s (field %s)", error, error.field)
             return None
         except Exception:  # a caller's malformed object must not fail its trade either
             with self._condition:
@@ -179,7 +181,11 @@ class SyncPublisher:
             await publisher.close()
 
     async def _send(self, publisher: Publisher, event: Envelope) -> Literal["sent", "invalid", "dropped"]:
-        """Store one event, retrying with its id until JetStream confirms it (or `close` cancels)."""
+        """Store one event, retrying with its id until JetStream confirms it (or `close` cancels); the counter to add to.
+
+        Only an unconfirmed publish is retried: one NATS refused (or any other error) fails the
+        same way every time, and retrying it would hold up every event behind it.
+        """
         wait = RETRY_WAIT
         while True:
             try:
@@ -188,8 +194,8 @@ class SyncPublisher:
             except PublishUnconfirmed as error:
                 log.warning("event %s not confirmed (%s); retrying in %.1f s with the same id",
                             event.id, error.reason, wait)
-            except InvalidEvent as error:  # too large for NATS: a retry would fail alike
-                log.warning("event %s refused, not sent: %s", event.id, error)
+            except InvalidEvent as error:  # PublishRefused among them
+                log.warning("event %s refused, not stored: %s", event.id, error)
                 return "invalid"
             except Exception:
                 log.exception("event %s cannot be sent; dropped", event.id)

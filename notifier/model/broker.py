@@ -14,7 +14,7 @@ import msgspec
 
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import Envelope, StoredEvent
+from notifier.model.events import Envelope, InvalidEvent, StoredEvent
 from notifier.model.identity import Identity
 
 
@@ -81,6 +81,18 @@ class PublishUnconfirmed(RuntimeError):
     def __init__(self, event_id: str, reason: str):
         super().__init__(f"event {event_id} not confirmed ({reason}); it may still be stored: "
                          "retry with the same id")
+        self.event_id = event_id
+        self.reason = reason
+
+
+class PublishRefused(InvalidEvent):
+    """NATS refused an event outright (larger than its max_payload, a request JetStream answers 400):
+    nothing is stored, and a retry with the same id cannot succeed either."""
+
+    def __init__(self, event_id: str, reason: str):
+        super().__init__(f"event {event_id} refused by NATS ({reason}); it is not stored, and a retry cannot "
+                         "succeed")
+        self.field = "$"
         self.event_id = event_id
         self.reason = reason
 

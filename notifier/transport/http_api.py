@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import web
 
-from notifier.model.broker import PublishUnconfirmed
+from notifier.model.broker import PublishRefused, PublishUnconfirmed
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import EventTooLarge, InvalidEvent, MalformedEvent, decode_envelopes, encoded_within
+from notifier.model.events import EventTooLarge, InvalidEvent, MalformedEvent, decode_envelopes, encoded_within, validated
 from notifier.model.limits import DEFAULT_HISTORY_LIMIT, MAX_EVENTS_PER_PUBLISH, MAX_HISTORY_LIMIT, MAX_JSON_DEPTH
 from notifier.ops import metrics
 from notifier.ops.log_format import log_event
@@ -71,13 +71,16 @@ async def publish(request: web.Request) -> web.Response:
         refusal = permissions.publish_refusal(identity.roles, envelope.type)
         if refusal is not None:
             return json_error(403, "forbidden_type", refusal, field=f"$[{index}].type" if batch else "$.type")
+    # Ids are settled before anything is sent, so a failure answer can name every one to retry with;
+    # what was filled in is checked too (a token `sub` over 128 characters is no `source`).
+    checked = []
     try:
-        envelopes = [services.catalog.checked(envelope, f"$[{index}]" if batch else "$")
-                     for index, envelope in enumerate(envelopes)]
+        for index, envelope in enumerate(envelopes):
+            path = f"$[{index}]" if batch else "$"
+            checked.append(services.catalog.checked(validated(envelope.completed(identity.user_id), path), path))
     except InvalidEvent as error:
         return error_response(error)
-    # Ids are settled before anything is sent, so a failure answer can name every one to retry with.
-    envelopes = [envelope.completed(identity.user_id) for envelope in envelopes]
+    envelopes = checked
     # As they will be stored: one over NATS's message limit could never be stored, even on retry.
     try:
         for index, envelope in enumerate(envelopes):
@@ -102,6 +105,12 @@ async def publish(request: web.Request) -> web.Response:
                  "accepted": accepted, "pending": pending},
                 status=503,
             )
+        except PublishRefused as error:
+            # Too large for NATS (its max_payload is below the request limit): a retry fails alike.
+            log_event(log, logging.WARNING, "publish refused", user=identity.user_id, remote=request.remote,
+                      reason=error.reason, accepted=len(accepted), refused_id=envelope.id)
+            return web.json_response({"error": error.as_fields() | {"field": f"$[{index}]" if batch else "$"},
+                                      "accepted": accepted}, status=400)
         metrics.EVENTS_PUBLISHED.increment()
         cursor = Cursor(services.hub.positions).advanced(result.stream, result.sequence).encode()
         accepted.append({"id": result.id, "cursor": cursor, "duplicate": result.duplicate})

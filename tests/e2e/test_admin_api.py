@@ -127,6 +127,15 @@ async def test_streams_reports_each_streams_state(gateway):
     assert account["replicas"] == 1 and account["consumers"] >= 1
 
 
+async def test_streams_on_a_single_server_name_it_as_leader_without_followers(gateway):
+    """On one nats-server each stream's `leader` is that server's name (not null) and `followers` is empty."""
+    status, body = await admin_call(gateway, "GET", "/api/admin/streams")
+    assert status == 200
+    for state in body["streams"]:
+        assert isinstance(state["leader"], str) and state["leader"] != ""
+        assert state["followers"] == []
+
+
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS[1:])
 async def test_before_nats_is_reached_the_replica_wide_endpoints_answer_503(make_gateway, nats_server, method, path):
     """Started while NATS is down, the gateway answers `?all=1`, disconnect and streams with 503 `unavailable`."""

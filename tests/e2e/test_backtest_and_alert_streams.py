@@ -106,6 +106,18 @@ async def test_reconnect_from_before_the_outcome_replays_it_then_ends(gateway):
     assert [block.raw for block in await rest_of_stream(resumed) if block.id is not None] == []
 
 
+async def test_a_resume_that_replays_the_outcome_ends_with_recovered_after_it(gateway):
+    """Resumed from before `failed`, the last block is the control event `recovered` (no `id:`), then the stream ends."""
+    stream = await backtest_stream(gateway)
+    await gateway.publish(backtest("progress", progress=50))
+    cursor = (await stream.message()).id
+    stream.close()
+    await gateway.publish(backtest("failed", error="data feed down"))
+    resumed = await backtest_stream(gateway, headers={"Last-Event-ID": cursor})
+    assert (await resumed.message()).event == "failed"
+    assert [block.raw for block in await rest_of_stream(resumed)] == [b'event: recovered\ndata: {"complete":true}\n\n']
+
+
 async def test_invalid_task_id_is_refused(gateway):
     """A task id with a comma cannot be a key: 400 `invalid_task_id` naming `task_id`."""
     async with gateway.http.get(f"{gateway.base_url}/api/stream/backtest/a,b",

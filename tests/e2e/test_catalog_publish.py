@@ -74,6 +74,24 @@ async def test_publisher_raises_invalid_event_naming_the_field(gateway):
     assert raised.value.field == "$.payload.direction"
 
 
+@pytest.mark.parametrize(("envelope", "field"), [
+    (Envelope(type="order.note", priority="p9"), "$.priority"),  # type: ignore[arg-type]
+    (Envelope(type="order.note", user_id="a b"), "$.userId"),
+    (Envelope(type="order note"), "$.type"),
+], ids=["priority", "user_id", "type"])
+async def test_publisher_refuses_an_envelope_http_would_refuse(gateway, envelope, field):
+    """An envelope breaking a rule of `POST /api/publish` raises InvalidEvent naming the field, and is not stored."""
+    publisher = await Publisher.connect(gateway.settings.nats_url)
+    try:
+        with pytest.raises(InvalidEvent) as raised:
+            await publisher.publish(envelope)
+        stored = await publisher.publish(Envelope(type="order.note"))
+    finally:
+        await publisher.close()
+    assert raised.value.field == field
+    assert stored.sequence == 1
+
+
 async def test_cli_publish_refuses_a_bad_payload_naming_the_field(nats_server, tmp_path):
     """`notifier publish order.updated` with a status the catalog does not know exits 2 naming `$.payload.status`."""
     payload = {**EXAMPLES["order.updated"], "status": "DONE"}
@@ -86,3 +104,23 @@ async def test_cli_publish_refuses_a_bad_payload_naming_the_field(nats_server, t
         output, errors = await process.communicate()
     assert process.returncode == 2
     assert "$.payload.status" in errors.decode()
+
+
+async def test_http_refuses_a_batch_whose_filled_in_source_is_too_long_storing_nothing(gateway):
+    """A token `sub` of 200 characters cannot become `$[1].source`: 400 naming it, and `$[0]` is not stored either."""
+    token = gateway.token("u" * 200, ("publisher",))
+    async with gateway.http.post(f"{gateway.base_url}/api/publish",
+                                 json=[{"type": "order.note", "id": "first", "source": "desk"}, {"type": "order.note"}],
+                                 headers={"Authorization": f"Bearer {token}"}) as response:
+        status, body = response.status, await response.json()
+    assert (status, body["error"]["field"]) == (400, "$[1].source")
+    async with await Publisher.connect(gateway.settings.nats_url) as publisher:
+        assert (await publisher.publish(Envelope(type="order.note"))).sequence == 1
+
+
+async def test_publisher_refuses_a_source_it_would_fill_in_that_is_too_long(gateway):
+    """`Publisher(source=<200 characters>)` refuses an envelope without its own source, naming `$.source`."""
+    async with await Publisher.connect(gateway.settings.nats_url, source="s" * 200) as publisher:
+        with pytest.raises(InvalidEvent) as raised:
+            await publisher.publish(Envelope(type="order.note"))
+    assert raised.value.field == "$.source"

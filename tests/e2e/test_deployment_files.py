@@ -157,3 +157,9 @@ def test_a_non_editable_install_reads_the_checkout_folders_from_the_working_dire
     monkeypatch.chdir(tmp_path)
     assert settings_module.checkout_folder("clients") == tmp_path / "clients"
     assert settings_module.default_streams_dir() == tmp_path / "streams_config"
+
+
+def test_only_nats1_client_port_is_published_and_on_loopback_only():
+    """`notifier demo` and `publish` on the host reach nats1 at 127.0.0.1:4222; no node's port is public."""
+    published = {name: service.get("ports", []) for name, service in services("nats").items()}
+    assert published == {"nats1": [f"127.0.0.1:{NATS_CLIENT_PORT}:{NATS_CLIENT_PORT}"], "nats2": [], "nats3": []}

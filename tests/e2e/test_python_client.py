@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import subprocess
 import sys
 
+import aiohttp
 import pytest
 from browser_support import GatewayProcess
 from catalog_examples import EXAMPLES
@@ -294,3 +296,28 @@ async def test_a_consumer_that_falls_behind_still_gets_every_event_in_order(make
                                     for n in range(start, min(count, start + 500))))
         events = await take(orders, count)
     assert numbers(events) == list(range(count))
+
+
+def open_sessions() -> list[aiohttp.ClientSession]:
+    """Every aiohttp session alive in this process and not closed."""
+    return [item for item in gc.get_objects() if isinstance(item, aiohttp.ClientSession) and not item.closed]
+
+
+async def test_cancelling_a_task_iterating_a_client_closes_its_session(gateway):
+    """A task cancelled inside `async with connect(...)` / `async for` raises CancelledError and closes its session."""
+    before = open_sessions()
+    live = asyncio.Event()
+
+    async def consume() -> None:
+        async with connect(gateway.base_url, token=gateway.token("alice"), **FAST) as client:
+            client.on("state", lambda state: live.set() if state == "live" else None)
+            async for _ in client.subscribe("order.*"):
+                pass
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(TIMEOUT):
+        await live.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [session for session in open_sessions() if not any(session is old for old in before)] == []

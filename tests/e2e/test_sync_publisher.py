@@ -62,14 +62,24 @@ async def test_an_invalid_event_is_counted_not_raised(gateway):
         assert publisher.invalid == 1
 
 
-async def test_an_event_over_max_payload_is_counted_invalid_and_not_stored(gateway):
-    """An event over NATS's 1 MiB message limit is refused once sent: counted `invalid`, not `dropped`, not stored."""
-    alert = Envelope(type="risk.alert", payload={**EXAMPLES["risk.alert"], "details": {"blob": "z" * 2_000_000}})
+async def test_an_event_of_an_invalid_type_is_refused_and_the_next_one_is_sent(gateway):
+    """`publish` of type "order filled" returns None, counted invalid; the valid event after it is stored."""
     with SyncPublisher(gateway.settings.nats_url) as publisher:
-        assert publisher.publish(alert) is not None
-        assert await asyncio.to_thread(publisher.flush, 20)
-        assert (publisher.sent, publisher.invalid, publisher.dropped) == (0, 1, 0)
-    assert await stored_count(gateway.settings.nats_url) == 0
+        refused = publisher.publish(Envelope(type="order filled", user_id="alice"))
+        accepted = publisher.publish(signal(1))
+        assert await asyncio.to_thread(publisher.flush, 10)
+        assert (refused, accepted is not None) == (None, True)
+        assert (publisher.sent, publisher.invalid, publisher.dropped) == (1, 1, 0)
+
+
+async def test_an_event_nats_refuses_is_counted_once_and_does_not_hold_up_the_next(gateway):
+    """An event above NATS's 1 MB max_payload is counted invalid, not retried; the event after it is stored."""
+    with SyncPublisher(gateway.settings.nats_url) as publisher:
+        publisher.publish(Envelope(type="order.note", payload={"blob": "x" * 1_100_000}))
+        publisher.publish(signal(1))
+        assert await asyncio.to_thread(publisher.flush, 10)
+        assert (publisher.sent, publisher.invalid, publisher.dropped) == (1, 1, 0)
+    assert await stored_count(gateway.settings.nats_url) == 1
 
 
 async def test_a_full_buffer_drops_and_counts_without_raising():
