@@ -88,7 +88,7 @@ class Gateway:
         if not self.settings.nats_servers:
             self.embedded = EmbeddedNatsServer(Path(self.settings.data_dir) / "jetstream")
             await self.embedded.start()
-            (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
+            write_nats_url(Path(self.settings.data_dir), self.embedded.url)
         self.client = GatewayClient()
         self.history = StreamHistory(self.client, self.streams, self.recent)
         self.services = Services(
@@ -191,6 +191,19 @@ class Gateway:
 
 
 GATEWAY = web.AppKey("gateway", Gateway)
+
+
+def write_nats_url(data_dir: Path, url: str) -> None:
+    """Write `<data dir>/nats-url` for `notifier publish` and `demo`, readable by this user only: the URL holds the token.
+
+    A file left by a killed gateway is removed first, so the new one is created with mode 0600
+    rather than keeping the old file's mode; it is never readable by others, even for an instant.
+    """
+    path = data_dir / NATS_URL_FILE
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as url_file:
+        url_file.write(url + "\n")
 
 
 def create_app(settings: Settings, authenticator: Authenticator) -> web.Application:

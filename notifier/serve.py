@@ -15,6 +15,7 @@ from aiohttp import web
 
 from notifier.app import GATEWAY as GATEWAY_KEY
 from notifier.app import Gateway, create_app, ssl_context
+from notifier.jetstream.connection import named_servers
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, load_permissions
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
@@ -114,7 +115,7 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
         if worker is not None:
             await worker.start(runner, stop)  # the parent prints what follows, once for all workers
         else:
-            print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)
+            print(f"notifier waiting for NATS at {named_servers(gateway.nats_servers)}", flush=True)
         stopping = asyncio.create_task(stop.wait())
         following = asyncio.create_task(gateway.following.wait())
         await asyncio.wait([stopping, following], return_when=asyncio.FIRST_COMPLETED)
@@ -193,6 +194,7 @@ def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> Non
     print(f"  publish    {http}://{base}/api/publish", flush=True)
     print(f"  history    {http}://{base}/api/history?channels=...", flush=True)
     print(f"  health     {http}://{base}/healthz  {http}://{base}/readyz  {http}://{base}/metrics", flush=True)
-    print(f"  NATS       {', '.join(nats_servers)}", flush=True)
+    hidden = " (credentials not shown)" if named_servers(nats_servers) != ", ".join(nats_servers) else ""
+    print(f"  NATS       {named_servers(nats_servers)}{hidden}", flush=True)
 
 

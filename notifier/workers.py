@@ -27,7 +27,8 @@ from pathlib import Path
 
 import aiohttp
 
-from notifier.app import NATS_URL_FILE, ssl_context
+from notifier.app import NATS_URL_FILE, ssl_context, write_nats_url
+from notifier.jetstream.connection import named_servers
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.jetstream.streams import load_streams
 from notifier.ops.tasks import cancel_and_wait
@@ -166,7 +167,7 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         if not servers:
             embedded = EmbeddedNatsServer(data_dir / "jetstream")
             await embedded.start()
-            (data_dir / NATS_URL_FILE).write_text(embedded.url + "\n")
+            write_nats_url(data_dir, embedded.url)
             servers = [embedded.url]
         if generated:
             write_dev_secret(secret_file, authenticator)
@@ -175,7 +176,7 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         if generated:
             environment["NOTIFIER_JWT_SECRET"] = authenticator.secret or ""
         count = settings.worker_count
-        print(f"notifier starting {count} workers, waiting for NATS at {', '.join(servers)}", flush=True)
+        print(f"notifier starting {count} workers, waiting for NATS at {named_servers(servers)}", flush=True)
         workers = [Worker(index, count, runtime_dir, lifeline_read, environment) for index in range(1, count + 1)]
         running = [asyncio.create_task(worker.run(stopping), name=f"worker-{worker.context.index}")
                    for worker in workers]
