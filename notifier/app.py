@@ -31,7 +31,7 @@ from notifier.ops import metrics
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 from notifier.settings import Settings
-from notifier.transport import admin_api, frontend, http_api, origins, redaction, trading_streams
+from notifier.transport import admin_api, frontend, http_api, loopback_host, origins, redaction, trading_streams
 from notifier.transport.admission import ADMISSION, ConnectionAdmission
 from notifier.transport.auth import Authenticator
 from notifier.transport.http_requests import json_error
@@ -250,6 +250,8 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/console", frontend.console)
     origins.install(app, settings.allowed_origins)
     app.middlewares.append(json_routing_errors)  # inside the origin check: preflights are answered first
+    if getattr(authenticator, "generated", False):
+        loopback_host.install(app)  # outermost: a rebound name gets nothing, preflights included
     return app
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
-import ipaddress
 import logging
 import os
 import signal
@@ -16,6 +15,7 @@ from aiohttp import web
 from notifier.app import GATEWAY as GATEWAY_KEY
 from notifier.app import Gateway, create_app, ssl_context
 from notifier.jetstream.connection import named_servers
+from notifier.model.origins import is_loopback_name
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, load_permissions
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
@@ -33,20 +33,11 @@ DEV_TOKEN_HOURS = 12
 LISTEN_BACKLOG = 4096
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     authenticator = Authenticator.from_settings(settings)
     generated = settings.jwt_public_key is None and settings.jwt_secret is None
-    if generated and not _is_loopback(settings.host):
+    if generated and not is_loopback_name(settings.host):
         raise SettingsError(
             f"NOTIFIER_HOST={settings.host!r} but no NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY is set: "
             "a generated development secret only serves on loopback"
@@ -54,6 +45,7 @@ async def serve(settings: Settings) -> None:
     data_dir = Path(settings.data_dir)
     worker = WorkerContext.from_environment()
     if worker is not None:  # the parent holds the lock, runs nats-server and passed the secret
+        authenticator.generated = worker.generated_secret  # development mode: the console token, loopback Host only
         await _serve_locked(settings, authenticator, False, data_dir, worker)
         return
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before the loop serves anything

@@ -34,7 +34,7 @@ from notifier.jetstream.streams import load_streams
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
 from notifier.transport.auth import Authenticator
-from notifier.worker import CONTEXT_VARIABLE, WorkerContext
+from notifier.worker import CONTEXT_VARIABLE, SOCKET_BASE_URL, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ def reserve_port(host: str, port: int) -> socket.socket:
 class Worker:
     """One worker slot: its current process, restarted until the parent stops."""
 
-    def __init__(self, index: int, count: int, runtime_dir: Path, lifeline_fd: int, environment: dict[str, str]):
-        self.context = WorkerContext(index, count, runtime_dir, lifeline_fd)
+    def __init__(self, index: int, count: int, runtime_dir: Path, lifeline_fd: int, environment: dict[str, str],
+                 generated_secret: bool = False):
+        self.context = WorkerContext(index, count, runtime_dir, lifeline_fd, generated_secret=generated_secret)
         self.environment = environment
         self.process: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
@@ -117,7 +118,7 @@ class Worker:
         async with aiohttp.ClientSession(connector=connector) as http:
             while True:
                 try:
-                    async with http.get("http://worker/readyz") as response:
+                    async with http.get(f"{SOCKET_BASE_URL}/readyz") as response:
                         if response.status == 200:
                             break
                 except (aiohttp.ClientError, OSError):
@@ -177,7 +178,7 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
             environment["NOTIFIER_JWT_SECRET"] = authenticator.secret or ""
         count = settings.worker_count
         print(f"notifier starting {count} workers, waiting for NATS at {named_servers(servers)}", flush=True)
-        workers = [Worker(index, count, runtime_dir, lifeline_read, environment) for index in range(1, count + 1)]
+        workers = [Worker(index, count, runtime_dir, lifeline_read, environment, generated) for index in range(1, count + 1)]
         running = [asyncio.create_task(worker.run(stopping), name=f"worker-{worker.context.index}")
                    for worker in workers]
         await _until_stopped(stopping, running, workers, lambda: print_banner(

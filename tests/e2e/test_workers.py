@@ -186,6 +186,17 @@ async def test_metrics_add_up_the_connections_of_both_workers(workers, clients):
             assert "notifier_workers_scraped 2\n" in text
 
 
+async def test_both_workers_refuse_a_rebound_host_in_development_mode(workers):
+    """With the parent's generated secret, each worker answers a non-loopback Host 403 `forbidden_host`."""
+    answered_by = set()
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while answered_by != {"1", "2"}:
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"{workers.base_url}/console", headers={"Host": "rebind.attacker.example"}) as response:
+                assert (response.status, (await response.json())["error"]["code"]) == (403, "forbidden_host")
+                answered_by.add(response.headers["X-Notifier-Worker"])
+
+
 async def test_sigterm_closes_clients_1001_and_stops_workers_and_nats_server(workers, clients):
     """SIGTERM to the parent closes every client with 1001, ends every process it started, and exits 0."""
     await clients.connect(CLIENTS)
