@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -64,22 +65,53 @@ async def serve(settings: Settings) -> None:
 def _lock_data_dir(data_dir: Path) -> int:
     """Hold an exclusive flock on `<data dir>/notifier.lock` (holder's pid inside); SettingsError if taken."""
     path = data_dir / LOCK_FILE
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor, holder = _take_lock(path, 0o644)
+    if descriptor is None:
+        raise SettingsError(
+            f"another notifier{f' (pid {holder})' if holder else ''} is running on the data directory "
+            f"{data_dir.resolve()} ({path} is locked): stop it, or set NOTIFIER_DATA_DIR to another folder"
+        )
+    return descriptor
+
+
+def lock_port(port: int) -> int | None:
+    """Hold `<temp dir>/notifier-<uid>-port-<port>.lock` for a parent of workers; SettingsError if another holds it.
+
+    Workers listen with SO_REUSEPORT, which lets any process of the same user listen on the port
+    too and take a share of new connections: a second gateway with workers started by mistake on
+    the same port (with another data directory) would split the clients silently. None (no
+    guard) when the file belongs to another user, who cannot share the port anyway.
+    """
+    path = Path(tempfile.gettempdir()) / f"notifier-{os.getuid()}-port-{port}.lock"
+    try:
+        descriptor, holder = _take_lock(path, 0o600)
+    except PermissionError:
+        log.warning("cannot take %s (another user's file): a second gateway on port %d would not be refused",
+                    path, port)
+        return None
+    if descriptor is None:
+        raise SettingsError(
+            f"another notifier with workers{f' (pid {holder})' if holder else ''} serves port {port} ({path} is "
+            "locked): two would share its connections (SO_REUSEPORT); stop it, or set NOTIFIER_PORT to another port"
+        )
+    return descriptor
+
+
+def _take_lock(path: Path, mode: int) -> tuple[int | None, str]:
+    """An exclusive flock on `path` with this pid written in: (descriptor, ""), or (None, the holder's pid) if taken."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, mode)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(descriptor, 32).decode(errors="replace").strip()
         os.close(descriptor)
-        raise SettingsError(
-            f"another notifier{f' (pid {holder})' if holder else ''} is running on the data directory "
-            f"{data_dir.resolve()} ({path} is locked): stop it, or set NOTIFIER_DATA_DIR to another folder"
-        ) from None
+        return None, holder
     except BaseException:
         os.close(descriptor)
         raise
     os.ftruncate(descriptor, 0)
     os.write(descriptor, f"{os.getpid()}\n".encode())
-    return descriptor
+    return descriptor, ""
 
 
 async def _serve_locked(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path,

@@ -147,12 +147,17 @@ class Worker:
 
 async def supervise(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path) -> None:
     """Run `settings.worker_count` workers until SIGINT or SIGTERM (the data directory is locked by the caller)."""
-    from notifier.serve import DEV_SECRET_FILE, print_banner, write_dev_secret  # serve imports this module
+    from notifier.serve import DEV_SECRET_FILE, lock_port, print_banner, write_dev_secret  # serve imports this module
 
     # Checked here so a bad file stops the start with exit 2 once, not in every worker again and again.
     load_streams(settings.streams_dir, settings.stream_replicas)
     tls = ssl_context(settings) is not None
     reservation = reserve_port(settings.host, settings.port)
+    try:
+        port_lock = lock_port(reservation.getsockname()[1])
+    except BaseException:
+        reservation.close()
+        raise
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -196,6 +201,8 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         os.close(lifeline_read)
         shutil.rmtree(runtime_dir, ignore_errors=True)
         reservation.close()
+        if port_lock is not None:
+            os.close(port_lock)  # the file stays: removing it could let a third instance lock a fresh inode
 
 
 async def _until_stopped(stopping: asyncio.Event, running: list[asyncio.Task[None]], workers: list[Worker],

@@ -247,6 +247,24 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
         shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
+async def test_a_second_gateway_with_workers_on_the_same_port_exits_2(workers, tmp_path):
+    """Another `NOTIFIER_WORKERS=2` gateway on a running one's port (other data dir) exits 2 naming the port."""
+    port = workers.base_url.rpartition(":")[2]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+    environment.update(NOTIFIER_WORKERS="2", NOTIFIER_PORT=port, NOTIFIER_DATA_DIR=str(tmp_path / "second"))
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "notifier", env=environment,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+    assert process.returncode == 2
+    assert f"another notifier with workers (pid {workers.process.pid}) serves port {port}" in stderr.decode()
+
+
 async def test_a_worker_refusing_its_configuration_is_not_restarted(tmp_path):
     """A worker process that exits 2 before it ever served ends its slot with WorkerFailed instead of a restart."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
