@@ -20,6 +20,7 @@ import psutil
 from bench.machine import PARENT_VARIABLE
 from bench.profiling import profiled_command
 from bench.workers import BenchError
+from notifier.app import NATS_URL_FILE
 
 SERVER_KINDS = ("notifier", "naive", "ceiling")
 JWT_SECRET = "bench-secret-that-is-long-enough-for-hs256"
@@ -103,8 +104,9 @@ class Server:
                 for line in seen.decode(errors="replace").splitlines():
                     if found := _URL_LINE.search(line):
                         self.host, self.port = found.group(1), int(found.group(2))
-                    if found := _NATS_LINE.match(line):
-                        self.nats_url = found.group(1)
+                    if _NATS_LINE.match(line) and self.data_dir is not None:
+                        # The banner leaves the embedded server's token out; the URL file has it.
+                        self.nats_url = (Path(self.data_dir) / NATS_URL_FILE).read_text().strip()
         finally:
             selector.close()
         with self.log_path.open("ab") as log:
