@@ -21,6 +21,7 @@ from bench.machine import PARENT_VARIABLE, die_with_parent
 from bench.peers.commands import PEERS, nats_ws_command, node_ws_command, socketio_command
 from bench.profiling import profiled_command
 from bench.workers import BenchError
+from notifier.app import NATS_URL_FILE
 
 BASELINES = ("naive", "ceiling", "per_event")
 ALTERNATIVE = "notifier_alt"  # the gateway again with other settings (`--alternative`), for a before/after
@@ -126,7 +127,12 @@ class Server:
                     if found := _URL_LINE.search(line):
                         self.host, self.port = found.group(1), int(found.group(2))
                     if found := _NATS_LINE.search(line):
-                        self.nats_url = found.group(1) or f"nats://{found.group(2)}"
+                        url_file = Path(self.data_dir) / NATS_URL_FILE if self.data_dir is not None else None
+                        if url_file is not None and url_file.exists():
+                            # The gateway's banner leaves the embedded server's token out; the URL file has it.
+                            self.nats_url = url_file.read_text().strip()
+                        else:  # a peer's own nats-server, without auth
+                            self.nats_url = found.group(1) or f"nats://{found.group(2)}"
         finally:
             selector.close()
         with self.log_path.open("ab") as log:

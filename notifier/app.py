@@ -31,7 +31,7 @@ from notifier.ops import metrics
 from notifier.ops.gc_pauses import GcPauseWatch
 from notifier.ops.tasks import cancel_and_wait, retry_until_done
 from notifier.settings import Settings
-from notifier.transport import admin_api, frontend, http_api, origins, redaction, trading_streams
+from notifier.transport import admin_api, frontend, http_api, loopback_host, origins, redaction, trading_streams
 from notifier.transport.admission import ADMISSION, ConnectionAdmission
 from notifier.transport.auth import Authenticator
 from notifier.transport.http_requests import json_error
@@ -88,7 +88,7 @@ class Gateway:
         if not self.settings.nats_servers:
             self.embedded = EmbeddedNatsServer(Path(self.settings.data_dir) / "jetstream")
             await self.embedded.start()
-            (Path(self.settings.data_dir) / NATS_URL_FILE).write_text(self.embedded.url + "\n")
+            write_nats_url(Path(self.settings.data_dir), self.embedded.url)
         self.client = GatewayClient()
         self.history = StreamHistory(self.client, self.streams, self.recent)
         self.services = Services(
@@ -196,6 +196,19 @@ class Gateway:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 
+def write_nats_url(data_dir: Path, url: str) -> None:
+    """Write `<data dir>/nats-url` for `notifier publish` and `demo`, readable by this user only: the URL holds the token.
+
+    A file left by a killed gateway is removed first, so the new one is created with mode 0600
+    rather than keeping the old file's mode; it is never readable by others, even for an instant.
+    """
+    path = data_dir / NATS_URL_FILE
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as url_file:
+        url_file.write(url + "\n")
+
+
 def create_app(settings: Settings, authenticator: Authenticator) -> web.Application:
     """The aiohttp application; the gateway starts with the app and stops with it."""
     # 1000 envelopes per publish (the documented maximum) need more than aiohttp's 1 MiB default.
@@ -240,6 +253,8 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
     app.router.add_get("/console", frontend.console)
     origins.install(app, settings.allowed_origins)
     app.middlewares.append(json_routing_errors)  # inside the origin check: preflights are answered first
+    if getattr(authenticator, "generated", False):
+        loopback_host.install(app)  # outermost: a rebound name gets nothing, preflights included
     return app
 
 

@@ -17,6 +17,7 @@ from notifier.app import NATS_URL_FILE
 from notifier.catalog import CatalogConfigError, load_catalog
 from notifier.catalog.export import json_schema_text, typescript
 from notifier.demo import demo_command
+from notifier.jetstream.connection import named_servers
 from notifier.jetstream.publisher import Publisher
 from notifier.jetstream.streams import StreamConfigError
 from notifier.model.broker import PublishUnconfirmed
@@ -73,11 +74,11 @@ async def publish(settings: Settings, arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except PublishUnconfirmed as error:
-        print(f"error: NATS at {servers} did not confirm event {error.event_id} ({error.reason}); it may still be "
+        print(f"error: NATS at {named_servers(servers)} did not confirm event {error.event_id} ({error.reason}); it may still be "
               f"stored: retry with --id {error.event_id}", file=sys.stderr)
         return 1
     except TimeoutError:
-        print(f"error: NATS at {servers} did not store event {envelope.id} within 10 s; it may still be stored: "
+        print(f"error: NATS at {named_servers(servers)} did not store event {envelope.id} within 10 s; it may still be stored: "
               f"retry with --id {envelope.id}", file=sys.stderr)
         return 1
     print(json.dumps({"id": result.id, "stream": result.stream, "sequence": result.sequence,

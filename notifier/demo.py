@@ -28,6 +28,7 @@ from notifier.demo_services import (
     order_executor,
     risk_manager,
 )
+from notifier.jetstream.connection import named_servers
 from notifier.jetstream.publisher import Publisher
 from notifier.model.broker import PublishUnconfirmed
 from notifier.model.events import Envelope
@@ -86,18 +87,18 @@ async def run_demo(publisher: Publisher, rate: float, duration: float | None, co
 async def demo_command(servers: str, streams_dir: Path, rate: float, duration: float | None, count: int | None,
                        user: str, seed: int | None = None) -> int:
     """`notifier demo`: connect, publish, say how many; the exit status."""
-    print(f"demo: publishing {rate:g} events/s to NATS at {servers} (private ones for user {user!r}); watch them "
+    print(f"demo: publishing {rate:g} events/s to NATS at {named_servers(servers)} (private ones for user {user!r}); watch them "
           "at /console, or `curl -N '<gateway>/sse?channels=>&token=<admin token>'`", flush=True)
     try:
         async with asyncio.timeout(10):
             publisher = await Publisher.connect(servers, source=SOURCE, streams_dir=streams_dir)
     except TimeoutError:
-        print(f"error: cannot connect to NATS at {servers} within 10 s", file=sys.stderr)
+        print(f"error: cannot connect to NATS at {named_servers(servers)} within 10 s", file=sys.stderr)
         return 1
     try:
         published = await run_demo(publisher, rate, duration, count, user, seed)
     except PublishUnconfirmed as error:
-        print(f"error: NATS at {servers} did not confirm event {error.event_id} ({error.reason})", file=sys.stderr)
+        print(f"error: NATS at {named_servers(servers)} did not confirm event {error.event_id} ({error.reason})", file=sys.stderr)
         return 1
     finally:
         await publisher.close()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import gc
-import ipaddress
 import logging
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
 from notifier.app import GATEWAY as GATEWAY_KEY
 from notifier.app import Gateway, create_app, ssl_context
+from notifier.jetstream.connection import named_servers
+from notifier.model.origins import is_loopback_name
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, load_permissions
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
@@ -32,20 +34,11 @@ DEV_TOKEN_HOURS = 12
 LISTEN_BACKLOG = 4096
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGINT or SIGTERM."""
     authenticator = Authenticator.from_settings(settings)
     generated = settings.jwt_public_key is None and settings.jwt_secret is None
-    if generated and not _is_loopback(settings.host):
+    if generated and not is_loopback_name(settings.host):
         raise SettingsError(
             f"NOTIFIER_HOST={settings.host!r} but no NOTIFIER_JWT_SECRET or NOTIFIER_JWT_PUBLIC_KEY is set: "
             "a generated development secret only serves on loopback"
@@ -53,6 +46,7 @@ async def serve(settings: Settings) -> None:
     data_dir = Path(settings.data_dir)
     worker = WorkerContext.from_environment()
     if worker is not None:  # the parent holds the lock, runs nats-server and passed the secret
+        authenticator.generated = worker.generated_secret  # development mode: the console token, loopback Host only
         await _serve_locked(settings, authenticator, False, data_dir, worker)
         return
     data_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before the loop serves anything
@@ -71,22 +65,53 @@ async def serve(settings: Settings) -> None:
 def _lock_data_dir(data_dir: Path) -> int:
     """Hold an exclusive flock on `<data dir>/notifier.lock` (holder's pid inside); SettingsError if taken."""
     path = data_dir / LOCK_FILE
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    descriptor, holder = _take_lock(path, 0o644)
+    if descriptor is None:
+        raise SettingsError(
+            f"another notifier{f' (pid {holder})' if holder else ''} is running on the data directory "
+            f"{data_dir.resolve()} ({path} is locked): stop it, or set NOTIFIER_DATA_DIR to another folder"
+        )
+    return descriptor
+
+
+def lock_port(port: int) -> int | None:
+    """Hold `<temp dir>/notifier-<uid>-port-<port>.lock` for a parent of workers; SettingsError if another holds it.
+
+    Workers listen with SO_REUSEPORT, which lets any process of the same user listen on the port
+    too and take a share of new connections: a second gateway with workers started by mistake on
+    the same port (with another data directory) would split the clients silently. None (no
+    guard) when the file belongs to another user, who cannot share the port anyway.
+    """
+    path = Path(tempfile.gettempdir()) / f"notifier-{os.getuid()}-port-{port}.lock"
+    try:
+        descriptor, holder = _take_lock(path, 0o600)
+    except PermissionError:
+        log.warning("cannot take %s (another user's file): a second gateway on port %d would not be refused",
+                    path, port)
+        return None
+    if descriptor is None:
+        raise SettingsError(
+            f"another notifier with workers{f' (pid {holder})' if holder else ''} serves port {port} ({path} is "
+            "locked): two would share its connections (SO_REUSEPORT); stop it, or set NOTIFIER_PORT to another port"
+        )
+    return descriptor
+
+
+def _take_lock(path: Path, mode: int) -> tuple[int | None, str]:
+    """An exclusive flock on `path` with this pid written in: (descriptor, ""), or (None, the holder's pid) if taken."""
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, mode)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(descriptor, 32).decode(errors="replace").strip()
         os.close(descriptor)
-        raise SettingsError(
-            f"another notifier{f' (pid {holder})' if holder else ''} is running on the data directory "
-            f"{data_dir.resolve()} ({path} is locked): stop it, or set NOTIFIER_DATA_DIR to another folder"
-        ) from None
+        return None, holder
     except BaseException:
         os.close(descriptor)
         raise
     os.ftruncate(descriptor, 0)
     os.write(descriptor, f"{os.getpid()}\n".encode())
-    return descriptor
+    return descriptor, ""
 
 
 async def _serve_locked(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path,
@@ -114,7 +139,7 @@ async def _serve_locked(settings: Settings, authenticator: Authenticator, genera
         if worker is not None:
             await worker.start(runner, stop)  # the parent prints what follows, once for all workers
         else:
-            print(f"notifier waiting for NATS at {', '.join(gateway.nats_servers)}", flush=True)
+            print(f"notifier waiting for NATS at {named_servers(gateway.nats_servers)}", flush=True)
         stopping = asyncio.create_task(stop.wait())
         following = asyncio.create_task(gateway.following.wait())
         await asyncio.wait([stopping, following], return_when=asyncio.FIRST_COMPLETED)
@@ -193,6 +218,7 @@ def _print_urls(host: str, port: int, tls: bool, nats_servers: list[str]) -> Non
     print(f"  publish    {http}://{base}/api/publish", flush=True)
     print(f"  history    {http}://{base}/api/history?channels=...", flush=True)
     print(f"  health     {http}://{base}/healthz  {http}://{base}/readyz  {http}://{base}/metrics", flush=True)
-    print(f"  NATS       {', '.join(nats_servers)}", flush=True)
+    hidden = " (credentials not shown)" if named_servers(nats_servers) != ", ".join(nats_servers) else ""
+    print(f"  NATS       {named_servers(nats_servers)}{hidden}", flush=True)
 
 

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 CONTEXT_VARIABLE = "NOTIFIER_WORKER_CONTEXT"  # set by the parent only: JSON of WorkerContext
 WORKER_HEADER = "X-Notifier-Worker"
 SCRAPE_TIMEOUT = 2.0
+# The base URL of requests on a worker's unix socket: a loopback Host, which development mode requires.
+SOCKET_BASE_URL = "http://localhost"
 
 
 def socket_path(runtime_dir: Path, index: int) -> Path:
@@ -47,11 +49,14 @@ class WorkerContext:
     # A restarted worker opens the public port only once it follows the streams, so its siblings
     # take every new connection meanwhile; a first start opens it at once, like a single gateway.
     restarted: bool = False
+    # The parent generated the JWT secret (development mode): the worker serves as a single gateway would then.
+    generated_secret: bool = False
 
     def to_environment(self) -> str:
         """The value of NOTIFIER_WORKER_CONTEXT."""
         return json.dumps({"index": self.index, "count": self.count, "runtime_dir": str(self.runtime_dir),
-                           "lifeline_fd": self.lifeline_fd, "restarted": self.restarted})
+                           "lifeline_fd": self.lifeline_fd, "restarted": self.restarted,
+                           "generated_secret": self.generated_secret})
 
     @classmethod
     def from_environment(cls) -> WorkerContext | None:
@@ -61,7 +66,8 @@ class WorkerContext:
             return None
         fields = json.loads(raw)
         return cls(index=fields["index"], count=fields["count"], runtime_dir=Path(fields["runtime_dir"]),
-                   lifeline_fd=fields["lifeline_fd"], restarted=fields["restarted"])
+                   lifeline_fd=fields["lifeline_fd"], restarted=fields["restarted"],
+                   generated_secret=fields["generated_secret"])
 
     @property
     def socket_path(self) -> Path:
@@ -104,7 +110,7 @@ class WorkerContext:
         connector = aiohttp.UnixConnector(path=str(socket_path(self.runtime_dir, index)))
         try:
             async with aiohttp.ClientSession(connector=connector) as http, asyncio.timeout(SCRAPE_TIMEOUT):
-                async with http.get("http://worker/metrics") as response:
+                async with http.get(f"{SOCKET_BASE_URL}/metrics") as response:
                     if response.status == 200:
                         return await response.text()
         except (aiohttp.ClientError, OSError, TimeoutError) as error:

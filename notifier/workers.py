@@ -27,13 +27,14 @@ from pathlib import Path
 
 import aiohttp
 
-from notifier.app import NATS_URL_FILE, ssl_context
+from notifier.app import NATS_URL_FILE, ssl_context, write_nats_url
+from notifier.jetstream.connection import named_servers
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.jetstream.streams import load_streams
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
 from notifier.transport.auth import Authenticator
-from notifier.worker import CONTEXT_VARIABLE, WorkerContext
+from notifier.worker import CONTEXT_VARIABLE, SOCKET_BASE_URL, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def reserve_port(host: str, port: int) -> socket.socket:
 class Worker:
     """One worker slot: its current process, restarted until the parent stops."""
 
-    def __init__(self, index: int, count: int, runtime_dir: Path, lifeline_fd: int, environment: dict[str, str]):
-        self.context = WorkerContext(index, count, runtime_dir, lifeline_fd)
+    def __init__(self, index: int, count: int, runtime_dir: Path, lifeline_fd: int, environment: dict[str, str],
+                 generated_secret: bool = False):
+        self.context = WorkerContext(index, count, runtime_dir, lifeline_fd, generated_secret=generated_secret)
         self.environment = environment
         self.process: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
@@ -116,7 +118,7 @@ class Worker:
         async with aiohttp.ClientSession(connector=connector) as http:
             while True:
                 try:
-                    async with http.get("http://worker/readyz") as response:
+                    async with http.get(f"{SOCKET_BASE_URL}/readyz") as response:
                         if response.status == 200:
                             break
                 except (aiohttp.ClientError, OSError):
@@ -145,12 +147,17 @@ class Worker:
 
 async def supervise(settings: Settings, authenticator: Authenticator, generated: bool, data_dir: Path) -> None:
     """Run `settings.worker_count` workers until SIGINT or SIGTERM (the data directory is locked by the caller)."""
-    from notifier.serve import DEV_SECRET_FILE, print_banner, write_dev_secret  # serve imports this module
+    from notifier.serve import DEV_SECRET_FILE, lock_port, print_banner, write_dev_secret  # serve imports this module
 
     # Checked here so a bad file stops the start with exit 2 once, not in every worker again and again.
     load_streams(settings.streams_dir, settings.stream_replicas)
     tls = ssl_context(settings) is not None
     reservation = reserve_port(settings.host, settings.port)
+    try:
+        port_lock = lock_port(reservation.getsockname()[1])
+    except BaseException:
+        reservation.close()
+        raise
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal_number in (signal.SIGINT, signal.SIGTERM):
@@ -166,7 +173,7 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         if not servers:
             embedded = EmbeddedNatsServer(data_dir / "jetstream")
             await embedded.start()
-            (data_dir / NATS_URL_FILE).write_text(embedded.url + "\n")
+            write_nats_url(data_dir, embedded.url)
             servers = [embedded.url]
         if generated:
             write_dev_secret(secret_file, authenticator)
@@ -175,8 +182,8 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         if generated:
             environment["NOTIFIER_JWT_SECRET"] = authenticator.secret or ""
         count = settings.worker_count
-        print(f"notifier starting {count} workers, waiting for NATS at {', '.join(servers)}", flush=True)
-        workers = [Worker(index, count, runtime_dir, lifeline_read, environment) for index in range(1, count + 1)]
+        print(f"notifier starting {count} workers, waiting for NATS at {named_servers(servers)}", flush=True)
+        workers = [Worker(index, count, runtime_dir, lifeline_read, environment, generated) for index in range(1, count + 1)]
         running = [asyncio.create_task(worker.run(stopping), name=f"worker-{worker.context.index}")
                    for worker in workers]
         await _until_stopped(stopping, running, workers, lambda: print_banner(
@@ -194,6 +201,8 @@ async def supervise(settings: Settings, authenticator: Authenticator, generated:
         os.close(lifeline_read)
         shutil.rmtree(runtime_dir, ignore_errors=True)
         reservation.close()
+        if port_lock is not None:
+            os.close(port_lock)  # the file stays: removing it could let a third instance lock a fresh inode
 
 
 async def _until_stopped(stopping: asyncio.Event, running: list[asyncio.Task[None]], workers: list[Worker],

@@ -59,7 +59,7 @@ async def connect_nats(
     failures = [0]  # connection failures since the last successful connect
     # Named from our own list: nats-py's pool entries are private and changed class between releases
     # (an AttributeError here killed its consumer-recreation task and stalled the live feed).
-    named_servers = ", ".join(_without_credentials(server) for server in servers)
+    servers_named = named_servers(servers)
 
     async def error_callback(error: Exception) -> None:
         if not isinstance(error, (OSError, TimeoutError)):
@@ -69,7 +69,7 @@ async def connect_nats(
         wait = min(RECONNECT_WAIT_CAP, RECONNECT_WAIT * 2 ** min(failures[0], 8))
         failures[0] += 1
         client.options["reconnect_time_wait"] = wait
-        log.warning("nats: cannot connect to %s (%s); retrying in %.1f s", named_servers, error, wait)
+        log.warning("nats: cannot connect to %s (%s); retrying in %.1f s", servers_named, error, wait)
 
     async def reconnected_callback() -> None:
         failures[0] = 0
@@ -103,7 +103,13 @@ async def connect_nats(
     return client
 
 
-def _without_credentials(url: str) -> str:
-    """A server URL fit for a log line: `user:password@` left out."""
+def without_credentials(url: str) -> str:
+    """A server URL fit for a log line or the banner: `user:password@` or `token@` left out."""
     scheme, separator, rest = url.rpartition("://")
     return f"{scheme}{separator}{rest.rpartition('@')[2]}"
+
+
+def named_servers(servers: list[str] | str) -> str:
+    """Server URLs (a list or a comma-separated string) joined for a log line or a message, credentials left out."""
+    listed = servers.split(",") if isinstance(servers, str) else servers
+    return ", ".join(without_credentials(server.strip()) for server in listed)

@@ -6,9 +6,10 @@ local sum (no NATS round trip per connect). Entries are rewritten every TTL/3 se
 bucket ages them out after TTL: the entries of a replica that died disappear (and its users'
 count heals) within TTL seconds; a mirror ignores entries older than TTL before that too.
 
-Counting is eventually consistent: connections arriving at the same instant on two replicas can
-both be admitted before each sees the other's entry, so a user can briefly hold one more per
-replica. Without NATS (start-up, an outage) each replica counts only its own connections.
+Counting is eventually consistent: until a replica sees the others' entries it admits up to the
+limit minus what it has seen, so a burst spread over N replicas can let a user hold up to N
+times the limit (nothing closes the excess; new connections are refused once the counts
+arrive). Without NATS (start-up, an outage) each replica counts only its own connections.
 """
 
 from __future__ import annotations

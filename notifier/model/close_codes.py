@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     REQUEST_TIMEOUT = "request_timeout"
     FORBIDDEN_ORIGIN = "forbidden_origin"
+    FORBIDDEN_HOST = "forbidden_host"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     TOO_LARGE = "too_large"

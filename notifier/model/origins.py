@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 ANY_ORIGIN = "*"
@@ -40,3 +41,13 @@ def normalise_origin(text: str) -> str | None:
     if ":" in host:
         host = f"[{host}]"
     return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def is_loopback_name(name: str) -> bool:
+    """Whether a host name (no port, no brackets) always means this machine: `localhost`, 127.0.0.0/8 or ::1."""
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -7,8 +7,10 @@ import json
 import os
 import re
 import signal
+import stat
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import jwt
@@ -108,13 +110,33 @@ async def test_printed_dev_token_and_cli_publish_reach_a_websocket(served):
     assert event["data"]["id"] == json.loads(output.strip().splitlines()[-1])["id"]
 
 
+async def test_embedded_nats_refuses_a_client_without_its_token(served):
+    """A local client that knows only the embedded nats-server's port is refused with `Authorization Violation`."""
+    nats_url = urlsplit((served.data_dir / "nats-url").read_text().strip())
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(f"nats://{nats_url.hostname}:{nats_url.port}", allow_reconnect=False, connect_timeout=5)
+
+
+async def test_nats_url_file_is_readable_by_its_owner_only(served):
+    """`<data dir>/nats-url`, which carries the embedded nats-server's token, has mode 0600."""
+    assert stat.S_IMODE((served.data_dir / "nats-url").stat().st_mode) == 0o600
+
+
+async def test_output_names_the_embedded_nats_without_its_token(served):
+    """The banner's NATS line shows host and port, and the token from `nats-url` appears nowhere in the output."""
+    nats_url = urlsplit((served.data_dir / "nats-url").read_text().strip())
+    assert nats_url.username, "nats-url carries no token"
+    nats_line = next(line for line in served.output if line.strip().startswith("NATS"))
+    assert f"nats://127.0.0.1:{nats_url.port}" in nats_line
+    assert nats_url.username not in "".join(served.output)
+
+
 async def test_sigterm_stops_the_gateway_and_its_nats_server(served):
     """SIGTERM ends `python -m notifier` with exit code 0 and stops the embedded nats-server."""
-    nats_url = (served.data_dir / "nats-url").read_text().strip()
+    nats_url = urlsplit((served.data_dir / "nats-url").read_text().strip())
     assert await served.stop() == 0
-    host, port = nats_url.removeprefix("nats://").split(":")
     with pytest.raises(OSError):
-        await asyncio.open_connection(host, int(port))
+        await asyncio.open_connection(nats_url.hostname, nats_url.port)
     assert not (served.data_dir / "nats-url").exists()
 
 

@@ -210,8 +210,8 @@ class _Lines(logging.Handler):
 
 
 async def test_unreachable_nats_is_retried_with_growing_waits_naming_the_url(make_gateway, nats_server):
-    """While NATS refuses connections, each failure is logged once with the URL and a wait that doubles."""
-    url = nats_server.url
+    """While NATS refuses connections, each failure is logged once with the URL (no token) and a wait that doubles."""
+    url = f"nats://127.0.0.1:{nats_server.port}"
     await nats_server.stop()
     lines = _Lines(r"^nats: cannot connect to ", 3)
     logger = logging.getLogger("notifier.jetstream.connection")

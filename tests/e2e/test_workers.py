@@ -186,6 +186,17 @@ async def test_metrics_add_up_the_connections_of_both_workers(workers, clients):
             assert "notifier_workers_scraped 2\n" in text
 
 
+async def test_both_workers_refuse_a_rebound_host_in_development_mode(workers):
+    """With the parent's generated secret, each worker answers a non-loopback Host 403 `forbidden_host`."""
+    answered_by = set()
+    async with asyncio.timeout(WAIT_TIMEOUT):
+        while answered_by != {"1", "2"}:
+            async with aiohttp.ClientSession() as http, http.get(
+                    f"{workers.base_url}/console", headers={"Host": "rebind.attacker.example"}) as response:
+                assert (response.status, (await response.json())["error"]["code"]) == (403, "forbidden_host")
+                answered_by.add(response.headers["X-Notifier-Worker"])
+
+
 async def test_sigterm_closes_clients_1001_and_stops_workers_and_nats_server(workers, clients):
     """SIGTERM to the parent closes every client with 1001, ends every process it started, and exits 0."""
     await clients.connect(CLIENTS)
@@ -234,6 +245,24 @@ async def test_workers_stop_by_themselves_when_the_parent_is_killed(workers):
         # Left behind by a killed parent, as by a killed single gateway.
         os.kill(nats_server, signal.SIGTERM)
         shutil.rmtree(runtime_dir, ignore_errors=True)
+
+
+async def test_a_second_gateway_with_workers_on_the_same_port_exits_2(workers, tmp_path):
+    """Another `NOTIFIER_WORKERS=2` gateway on a running one's port (other data dir) exits 2 naming the port."""
+    port = workers.base_url.rpartition(":")[2]
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("NOTIFIER_")}
+    environment.update(NOTIFIER_WORKERS="2", NOTIFIER_PORT=port, NOTIFIER_DATA_DIR=str(tmp_path / "second"))
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "notifier", env=environment,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with asyncio.timeout(WAIT_TIMEOUT):
+            _, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+    assert process.returncode == 2
+    assert f"another notifier with workers (pid {workers.process.pid}) serves port {port}" in stderr.decode()
 
 
 async def test_a_worker_refusing_its_configuration_is_not_restarted(tmp_path):
