@@ -6,7 +6,6 @@ from bench.scenarios.fanout import BATCHED, busiest_kept_up, headline_results, r
 from bench.stats import StepResult
 from bench.tables import number, table, times
 
-
 _BATCH_INTRODUCTION = (
     "Scenario 1 again for the gateway alone, its clients opted in to `?batch=1`: messages waiting in a connection's "
     "outbox go out as one WebSocket frame holding a JSON array. The clients split each array into its messages and "
@@ -89,7 +88,7 @@ def batch_section(bench, info: dict[str, str]) -> list[str]:
         ]
         if top_label is not None and top_label != step:
             top = (at[0][top_label], at[1][top_label])
-            behind = ", ".join(name for name, result in zip(("unbatched", "batch=1"), top) if not result.kept_up)
+            behind = ", ".join(name for name, result in zip(("unbatched", "batch=1"), top, strict=False) if not result.kept_up)
             note = f"fell behind here: {behind}" if behind else "both kept up"
             rows.append([f"server CPU µs per delivery at {top_label} (top step both ran)",
                          number(top[0].server_us_per_delivery), number(top[1].server_us_per_delivery),

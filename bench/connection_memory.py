@@ -20,9 +20,9 @@ from pathlib import Path
 from aiohttp import web
 
 from notifier.app import GATEWAY, create_app
-from notifier.transport.auth import Authenticator
 from notifier.jetstream.embedded_server import EmbeddedNatsServer
 from notifier.settings import Settings
+from notifier.transport.auth import Authenticator
 
 # One token per connection, each for its own user, as in the bench's idle scenario: identical URLs
 # share their parse (yarl caches it), which once hid 1.7 KB per connection from this tool.

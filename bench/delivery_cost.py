@@ -14,12 +14,12 @@ import pstats
 import sys
 import time
 
-from notifier.model.channels import parse_channel
-from notifier.model.events import Envelope, StoredEvent, encode_envelope
 from notifier.fanout.frames import WEBSOCKET_FRAMING
 from notifier.fanout.hub import Hub
-from notifier.model.identity import Identity
 from notifier.fanout.session import Session
+from notifier.model.channels import parse_channel
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.model.identity import Identity
 from notifier.transport.writer import FlushQueue, WebSocketWriter
 
 WARM_UP_EVENTS = 50

@@ -161,7 +161,7 @@ class LoadWorker(CommandWorker):
             # Frames arrive in order, so every replayed event was counted before `recovered`.
             resumed.append((time.time_ns(), client.events, complete))
 
-        tasks = [asyncio.ensure_future(resume_one(old, path)) for old, path in zip(previous, paths)]
+        tasks = [asyncio.ensure_future(resume_one(old, path)) for old, path in zip(previous, paths, strict=False)]
         _, late = await asyncio.wait(tasks, timeout=timeout)
         for task in late:  # not live within the bound: reported as such, not waited for
             task.cancel()

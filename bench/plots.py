@@ -44,7 +44,7 @@ def latency_plot(results: list[StepResult], path: Path) -> Path | None:
     if not panels:
         return None
     figure, axes = pyplot.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
-    for axis, (title, found) in zip(axes[0], panels):
+    for axis, (title, found) in zip(axes[0], panels, strict=False):
         present = [server for server in SERVERS if server in found]
         width = 0.8 / len(present)
         for offset, server in enumerate(present):
@@ -52,7 +52,7 @@ def latency_plot(results: list[StepResult], path: Path) -> Path | None:
             positions = [index + (offset - (len(present) - 1) / 2) * width for index in range(len(PERCENTILES))]
             finite = [value if math.isfinite(value) else math.nan for value in values]
             axis.bar(positions, finite, width, label=server, color=COLORS[server])
-            for position, value in zip(positions, values):
+            for position, value in zip(positions, values, strict=False):
                 if not math.isfinite(value):
                     axis.annotate("not delivered", (position, 0.03), xycoords=("data", "axes fraction"), rotation=90,
                                   ha="center", va="bottom", fontsize=7, color=COLORS[server])

@@ -121,7 +121,7 @@ class PublisherWorker(CommandWorker):
         start = loop.time()
         async with asyncio.timeout(timeout):
             await asyncio.gather(*(self._run_lane(lane, count, lane.get("rate"), start, in_flight, pending)
-                                   for lane, count in zip(lanes, counts)))
+                                   for lane, count in zip(lanes, counts, strict=False)))
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             if self.core is not None:

@@ -6,16 +6,17 @@ import math
 import time
 from pathlib import Path
 
+from bench.batch_report import batch_section
 from bench.modes import SERVERS, Mode
+from bench.peer_report import peers_table, steps_side_by_side, targets_17
+from bench.pipeline import pipeline_table
 from bench.plots import latency_plot, throughput_plot
 from bench.profiling import profile_section
-from bench.batch_report import batch_section
 from bench.scenarios.fanout import ratio
-from bench.scenarios.stall import WITH as STALL_WITH, WITHOUT as STALL_WITHOUT
+from bench.scenarios.stall import WITH as STALL_WITH
+from bench.scenarios.stall import WITHOUT as STALL_WITHOUT
 from bench.stats import PERCENTILES, StepResult
 from bench.tables import number, percent, table, times
-from bench.pipeline import pipeline_table
-from bench.peer_report import peers_table, steps_side_by_side, targets_17
 from bench.targets import fanout_figures, live_time, p99_change, targets_table
 
 SCENARIO_TITLES = {
@@ -103,7 +104,7 @@ def _stall_rounds(bench) -> list[str]:
         return []
     lines = []
     for server, rounds in stall.get("rounds", {}).items():
-        pairs = zip(rounds.get(STALL_WITHOUT, []), rounds.get(STALL_WITH, []))
+        pairs = zip(rounds.get(STALL_WITHOUT, []), rounds.get(STALL_WITH, []), strict=False)
         changes = [p99_change({STALL_WITHOUT: without, STALL_WITH: with_stall})
                    for without, with_stall in pairs]
         lines.append(f"- {server}: " + ", ".join(percent(change) for change in changes)

@@ -7,7 +7,8 @@ import statistics
 
 from bench.modes import Mode
 from bench.scenarios.fanout import busiest_kept_up, headline_results, ratio
-from bench.scenarios.stall import WITH as STALL_WITH, WITHOUT as STALL_WITHOUT
+from bench.scenarios.stall import WITH as STALL_WITH
+from bench.scenarios.stall import WITHOUT as STALL_WITHOUT
 from bench.stats import StepResult
 from bench.tables import number, table, times, verdict
 

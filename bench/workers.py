@@ -97,7 +97,7 @@ class LoadPool:
         return [range(bounds[index], bounds[index + 1]) for index in range(count)]
 
     def send_each(self, command: str, arguments: list[dict]) -> None:
-        for worker, worker_arguments in zip(self.workers, arguments):
+        for worker, worker_arguments in zip(self.workers, arguments, strict=False):
             worker.send(command, **worker_arguments)
 
     def receive_all(self, command: str, timeout: float) -> list[Any]:

@@ -11,8 +11,8 @@ import statistics
 from bench.harness import Bench
 from bench.modes import IDLE_SERVERS, Mode
 from bench.peers.commands import PeerUnavailable
-from bench.scenarios.fanout import skip
 from bench.scenarios.common import user_name
+from bench.scenarios.fanout import skip
 
 IDLE_CHANNEL = "alert.idle"
 
