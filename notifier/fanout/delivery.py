@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Self
 
 from notifier.fanout.frames import Framing, OutgoingEvent
 from notifier.fanout.handover import ReplayFloor
@@ -60,7 +59,12 @@ class Subscription:
 
 
 class LiveDelivery:
-    """The live half of a session: what happens to each event the hub offers it."""
+    """The live half of a session: what happens to each event the hub offers it, and the hand-over state.
+
+    The hub holds this object, not the `Session` that owns it: the per-event path is this class
+    alone. The session changes it only through `add_subscriptions`, `remove_subscriptions` and
+    the hand-over calls (`begin_catch_up`, `end_catch_up`, `hand_over`).
+    """
 
     __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
                  "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
@@ -72,7 +76,7 @@ class LiveDelivery:
         hub: Hub,
         framing: Framing,
         outbox_bytes: int,
-        on_slow: Callable[[Self], None],
+        on_slow: Callable[[], None],
         max_events_per_second: float | None = None,
     ):
         self.identity = identity
@@ -207,18 +211,78 @@ class LiveDelivery:
         if waiting:
             self._schedule_flush(min(limiter.seconds_until_next(now) for limiter in waiting))
 
+    # -- what the session changes: subscriptions and the hand-over around a catch-up --
+
+    def add_subscriptions(self, subscriptions: list[Subscription]) -> None:
+        """Deliver these channels too (a pattern subscribed again takes its new options)."""
+        for subscription in subscriptions:
+            self.subscriptions[subscription.pattern.text] = subscription
+        self._subscriptions_changed()
+
+    def remove_subscriptions(self, texts: list[str], broadcast: Collection[ChannelPattern]) -> list[ChannelPattern]:
+        """Stop delivering these channels; returns the patterns removed. Floors of removed channels go too."""
+        removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
+        self._subscriptions_changed()
+        self._floors = [floor for floor in self._floors
+                        if all(pattern.text in self.subscriptions or pattern in broadcast for pattern in floor.patterns)]
+        return removed
+
+    def _subscriptions_changed(self) -> None:
+        # Read on every delivery: worked out once per change, not per event.
+        self._has_options = any(subscription.options.priority or subscription.viewer or subscription.limiter
+                                for subscription in self.subscriptions.values())
+        access = self.identity.access
+        self._restricted = any(access.restricts(subscription.pattern) for subscription in self.subscriptions.values())
+
+    @property
+    def catching_up(self) -> int:
+        """How many catch-ups (replays, snapshots) are under way; live events are held meanwhile."""
+        return self._recoveries
+
+    def begin_catch_up(self) -> None:
+        """Hold live events from now on: called before registering with the hub, then history is read."""
+        self._recoveries += 1
+        self.state = SessionState.RECOVERING
+
+    def end_catch_up(self) -> None:
+        """One catch-up has stopped reading history (done, failed or cancelled)."""
+        self._recoveries -= 1
+
+    def hand_over(self, patterns: list[ChannelPattern], floor: Cursor, streams: set[str]) -> None:
+        """After history up to `floor` was sent for `patterns`: drop live copies under it, go live when none is left.
+
+        Live events held meanwhile carry the position they were dispatched at, which may be behind
+        what history just sent; they are raised to it (`replayed`) until the hub's positions pass it.
+        """
+        self._floors = [*self._floors, ReplayFloor(patterns, floor)]
+        self.replayed = self.replayed.raised_to({stream: floor.position(stream) for stream in streams})
+        if self._recoveries == 0:
+            self.state = SessionState.LIVE
+            pending, self._pending, self._pending_bytes = self._pending, (), 0
+            for outgoing in pending:
+                if self._still_subscribed(outgoing):
+                    self.deliver(outgoing)
+
+    def _still_subscribed(self, outgoing: OutgoingEvent) -> bool:
+        """Held events of channels unsubscribed meanwhile are not sent after their `ack` (broadcast ones are)."""
+        if outgoing.broadcast:
+            return True
+        envelope = outgoing.event.envelope
+        return any(subscription.pattern.matches(envelope.type, envelope.key)
+                   for subscription in self.subscriptions.values())
+
     def send_control(self, action: str, **fields: object) -> None:
         """Queue a control message (ack, error, pong, recovered, lost)."""
         if self.state is not SessionState.CLOSED and not self.outbox.offer(self.framing.control(action, **fields)):
             self.too_slow()
 
-    def too_slow(self: Self) -> None:  # `self: Self`: a Session's on_slow takes a Session
+    def too_slow(self) -> None:
         """The client cannot keep up: stop delivering and let the transport close it with its cursor."""
         if self.state is SessionState.CLOSED:
             return
         metrics.SLOW_CLIENTS_CLOSED.increment()
         self.close()
-        self.on_slow(self)
+        self.on_slow()
 
     def close(self) -> None:
         """Stop delivering: cancel timers, drop what is buffered or queued, wake the writer."""

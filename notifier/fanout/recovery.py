@@ -21,11 +21,20 @@ from notifier.ops import metrics
 class CatchingUp(Protocol):
     """What reading history into a client needs of it (a `Session`; no import of it, so no cycle)."""
 
-    history: EventHistory
-    hub: Hub
-    framing: Framing
-    outbox: Outbox
-    replayed: Cursor
+    @property
+    def history(self) -> EventHistory: ...
+
+    @property
+    def hub(self) -> Hub: ...
+
+    @property
+    def framing(self) -> Framing: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def replayed(self) -> Cursor: ...
 
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]: ...
 

@@ -13,9 +13,9 @@ import logging
 from collections.abc import Callable
 
 from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
-from notifier.fanout.frames import Framing, OutgoingEvent
-from notifier.fanout.handover import ReplayFloor
+from notifier.fanout.frames import Framing
 from notifier.fanout.hub import Hub
+from notifier.fanout.outbox import Outbox
 from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
 from notifier.fanout.recovery import replay_into, snapshot_into
 from notifier.model.broker import EventHistory
@@ -34,10 +34,14 @@ NO_OPTIONS = SubscriptionOptions()
 _STREAM_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
-class Session(LiveDelivery):
-    """A connected, authenticated client: its subscriptions and their catch-up from history."""
+class Session:
+    """A connected, authenticated client: its subscriptions and their catch-up from history.
 
-    __slots__ = ("history", "tasks", "_recovery_lock", "_joined")
+    It composes a `LiveDelivery` (what the hub calls for every event) and adds what needs
+    I/O: reading history into the client, in tasks it owns.
+    """
+
+    __slots__ = ("delivery", "history", "tasks", "_recovery_lock", "_joined")
 
     def __init__(
         self,
@@ -49,12 +53,59 @@ class Session(LiveDelivery):
         on_slow: Callable[[Session], None],
         max_events_per_second: float | None = None,
     ):
-        super().__init__(identity, hub, framing, outbox_bytes, on_slow, max_events_per_second)
+        self.delivery = LiveDelivery(identity, hub, framing, outbox_bytes, lambda: on_slow(self), max_events_per_second)
         self.history = history
         self.tasks = TaskGroup("session")
         self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
         # Set by the first subscribe, which makes the session a listener of broadcast events.
         self._joined = False
+
+    # -- the delivery's state, as transports and history see it --
+
+    @property
+    def identity(self) -> Identity:
+        """Who the client is; a refreshed token replaces it (same user and roles)."""
+        return self.delivery.identity
+
+    @identity.setter
+    def identity(self, identity: Identity) -> None:
+        self.delivery.identity = identity
+
+    @property
+    def hub(self) -> Hub:
+        return self.delivery.hub
+
+    @property
+    def framing(self) -> Framing:
+        return self.delivery.framing
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.delivery.outbox
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        return self.delivery.subscriptions
+
+    @property
+    def state(self) -> SessionState:
+        return self.delivery.state
+
+    @property
+    def replayed(self) -> Cursor:
+        return self.delivery.replayed
+
+    @property
+    def last_cursor(self) -> str | None:
+        return self.delivery.last_cursor
+
+    def send_control(self, action: str, **fields: object) -> None:
+        """Queue a control message (ack, error, pong, recovered, lost)."""
+        self.delivery.send_control(action, **fields)
+
+    def too_slow(self) -> None:
+        """The client cannot keep up: stop delivering and let the transport close it with its cursor."""
+        self.delivery.too_slow()
 
     @property
     def patterns(self) -> dict[str, ChannelPattern]:
@@ -76,27 +127,26 @@ class Session(LiveDelivery):
         """
         if self.state is SessionState.CLOSED:
             return
+        delivery = self.delivery
         if since is not None or options.snapshot is not None:
-            if self._recoveries >= MAX_RECOVERIES:
+            if delivery.catching_up >= MAX_RECOVERIES:
                 self.send_control("error", code=str(ErrorCode.TOO_MANY_RECOVERIES),
                                   message=f"at most {MAX_RECOVERIES} replays or snapshots at once per connection")
                 return
+        subscriptions = []
         for pattern in patterns:
             limiter = RateLimiter(options.limit) if options.limit else None
             streams = frozenset(self.history.stream_ids_for([pattern]))
             streams = _STREAM_SETS.setdefault(streams, streams)
-            self.subscriptions[pattern.text] = Subscription(pattern, options, limiter, streams,
-                                                            self.identity.narrowed_to(options.session)
-                                                            if options.session is not None else None)
-        self._has_options = self._any_options()
-        self._restricted = self._any_restricted()
+            viewer = self.identity.narrowed_to(options.session) if options.session is not None else None
+            subscriptions.append(Subscription(pattern, options, limiter, streams, viewer))
+        delivery.add_subscriptions(subscriptions)
         catching_up = since is not None or options.snapshot is not None
         first, self._joined = not self._joined, True
         if catching_up:
             # Registering before history is read is what makes the hand-over gap-free.
-            self._recoveries += 1
-            self.state = SessionState.RECOVERING
-        self.hub.subscribe(self, patterns)
+            delivery.begin_catch_up()
+        self.hub.subscribe(delivery, patterns)
         if acknowledge:
             self.send_control("ack", subscribed=[pattern.text for pattern in patterns], unsubscribed=[])
         if catching_up:
@@ -113,16 +163,6 @@ class Session(LiveDelivery):
         texts = {pattern.text for pattern in patterns}
         return patterns + [pattern for pattern in self.hub.catalog.broadcast_patterns if pattern.text not in texts]
 
-    def _any_options(self) -> bool:
-        """Whether any subscription filters by priority or session or limits its rate (else delivery takes the fast path)."""
-        return any(subscription.options.priority or subscription.viewer or subscription.limiter
-                   for subscription in self.subscriptions.values())
-
-    def _any_restricted(self) -> bool:
-        """Whether any subscribed channel holds event types the identity's roles may not see."""
-        access = self.identity.access
-        return any(access.restricts(subscription.pattern) for subscription in self.subscriptions.values())
-
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]:
         """Streams that subscriptions other than `excluding` may receive events from."""
         excluded = {pattern.text for pattern in excluding}
@@ -133,13 +173,8 @@ class Session(LiveDelivery):
         """Stop delivering these channels."""
         if self.state is SessionState.CLOSED:
             return
-        removed = [self.subscriptions.pop(text).pattern for text in texts if text in self.subscriptions]
-        self.hub.unsubscribe(self, removed)
-        self._has_options = self._any_options()
-        self._restricted = self._any_restricted()
-        self._floors = [floor for floor in self._floors
-                        if all(pattern.text in self.subscriptions or pattern in self.hub.catalog.broadcast_patterns
-                               for pattern in floor.patterns)]
+        removed = self.delivery.remove_subscriptions(texts, self.hub.catalog.broadcast_patterns)
+        self.hub.unsubscribe(self.delivery, removed)
         self.send_control("ack", subscribed=[], unsubscribed=texts)
 
     async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
@@ -161,31 +196,13 @@ class Session(LiveDelivery):
             complete = False if since is not None else None
             self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
         finally:
-            self._recoveries -= 1
+            self.delivery.end_catch_up()
         if self.state is SessionState.CLOSED:
             return
         if complete is not None:
             metrics.RESUMES.child("true" if complete else "false").increment()
             self.send_control("recovered", complete=complete)
-        self._floors = [*self._floors, ReplayFloor(patterns, floor)]
-        # Live events buffered meanwhile carry the position they were dispatched at, which may be
-        # behind what history just sent; they are raised to it until the hub's positions pass it.
-        self.replayed = self.replayed.raised_to(
-            {stream: floor.position(stream) for stream in self.history.stream_ids_for(patterns)})
-        if self._recoveries == 0:
-            self.state = SessionState.LIVE
-            pending, self._pending, self._pending_bytes = self._pending, (), 0
-            for outgoing in pending:
-                if self._still_subscribed(outgoing):
-                    self.deliver(outgoing)
-
-    def _still_subscribed(self, outgoing: OutgoingEvent) -> bool:
-        """Buffered events of channels unsubscribed meanwhile are not sent after their `ack` (broadcast ones are)."""
-        if outgoing.broadcast:
-            return True
-        envelope = outgoing.event.envelope
-        return any(subscription.pattern.matches(envelope.type, envelope.key)
-                   for subscription in self.subscriptions.values())
+        self.delivery.hand_over(patterns, floor, self.history.stream_ids_for(patterns))
 
     # -- end of life --
 
@@ -193,9 +210,9 @@ class Session(LiveDelivery):
         """Leave the hub and stop delivering; tasks are cancelled by `aclose`."""
         if self.state is SessionState.CLOSED:
             return
-        self.hub.unsubscribe(self, [subscription.pattern for subscription in self.subscriptions.values()])
-        self.hub.leave(self)
-        super().close()
+        self.hub.unsubscribe(self.delivery, [subscription.pattern for subscription in self.subscriptions.values()])
+        self.hub.leave(self.delivery)
+        self.delivery.close()
 
     async def aclose(self) -> None:
         """Close and wait for the session's own tasks (a running replay) to finish."""

@@ -84,7 +84,7 @@ async def _resume(before: list[str], cursor_at: dict[str, int], at_start: list[s
                       on_slow=lambda session: None)
     await session.subscribe([parse_channel("order.*"), parse_channel("market.*")], since, acknowledge=False)
     # Wait for the catch-up task to finish (a condition, not a delay).
-    while session._recoveries:  # noqa: SLF001 - the test observes the hand-over's own state
+    while session.delivery.catching_up:
         await asyncio.sleep(0)
     for stream in after:
         store.publish(stream)
