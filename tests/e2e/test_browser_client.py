@@ -11,6 +11,9 @@ from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, c
 from catalog_examples import EXAMPLES
 from conftest import SECRET
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 TRANSPORTS = ["websocket", "sse"]
 READY_TIMEOUT = 30.0
 

@@ -7,6 +7,9 @@ import json
 import pytest
 from browser_support import WAIT_MS, PageServer, chromium  # noqa: F401 (fixture)
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 # Run in the page: an EventSource on the backtest URL, recording each named event and its state.
 WATCH_BACKTEST = """(url) => {
   window.seen = [];

@@ -22,6 +22,9 @@ from notifier.jetstream.streams import apply_streams, load_streams
 from notifier.settings import Settings, default_streams_dir
 from notifier.transport.auth import Authenticator
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 START_TIMEOUT = 60.0
 
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from browser_support import WAIT_MS, chromium  # noqa: F401 (fixture)
 
 from notifier.transport.auth import Authenticator
+
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
 
 # Set to a path (e.g. docs/console.png) to keep the screenshot of the console with live data.
 SCREENSHOT = os.environ.get("NOTIFIER_CONSOLE_SCREENSHOT")

@@ -6,6 +6,9 @@ import pytest
 
 from notifier.testing.chaos import FAULTS_CLUSTER, FAULTS_SINGLE, ChaosConfig, run_chaos
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 
 @pytest.mark.timeout(300)
 def test_short_chaos_run_on_one_nats_server_is_exact(tmp_path):

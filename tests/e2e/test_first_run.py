@@ -15,6 +15,9 @@ import pytest
 
 from notifier.settings import Settings, default_streams_dir
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 COMMAND_TIMEOUT = 60.0
 
 

@@ -19,6 +19,9 @@ from notifier.ops.log_format import JsonFormatter, TextFormatter
 from notifier.settings import Settings, SettingsError
 from notifier.workers import Worker, WorkerFailed
 
+# Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
+pytestmark = pytest.mark.heavy
+
 START_TIMEOUT = 60.0
 WAIT_TIMEOUT = 30.0
 CLIENTS = 16
