@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -31,60 +33,51 @@ def _admin(request: web.Request, services: Services) -> tuple[Identity, ReplicaA
     return identity, services.admin
 
 
-def _unavailable(error: Exception) -> web.Response:
-    return json_error(503, "unavailable", f"nats not available: {error}; retry")
+AdminHandler = Callable[[web.Request, Services, Identity, ReplicaAdmin], Awaitable[web.Response]]
 
 
-@internal_errors_as_json
-async def connections(request: web.Request) -> web.Response:
+def _admin_only(handler: AdminHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A handler served to admins only, with the NATS side's answers turned into JSON 503s in one place."""
+
+    @internal_errors_as_json
+    @functools.wraps(handler)
+    async def serving(request: web.Request) -> web.Response:
+        services: Services = request.app[SERVICES]
+        try:
+            identity, admin = _admin(request, services)
+            return await handler(request, services, identity, admin)
+        except Rejected as rejection:
+            return rejection.response
+        except AdminUnavailable as error:
+            return json_error(503, "unavailable", f"nats not available: {error}; retry")
+
+    return serving
+
+
+@_admin_only
+async def connections(request: web.Request, services: Services, _: Identity, admin: ReplicaAdmin) -> web.Response:
     """`GET /api/admin/connections[?all=1]`: this replica's connections, or every replica's."""
-    services: Services = request.app[SERVICES]
-    try:
-        _, admin = _admin(request, services)
-    except Rejected as rejection:
-        return rejection.response
     if not query_flag(request.query, "all"):
         here = services.connections.describe(MAX_LISTED_CONNECTIONS)
         return web.json_response({"replicas": [{"replica": admin.replica, **here}]})
-    try:
-        answers = await admin.connections_everywhere()
-    except AdminUnavailable as error:
-        return _unavailable(error)
-    return web.json_response({"replicas": answers})
+    return web.json_response({"replicas": await admin.connections_everywhere()})
 
 
-@internal_errors_as_json
-async def disconnect_user(request: web.Request) -> web.Response:
+@_admin_only
+async def disconnect_user(request: web.Request, _: Services, identity: Identity, admin: ReplicaAdmin) -> web.Response:
     """`POST /api/admin/users/{user_id}/disconnect`: close the user's connections on every replica."""
-    services: Services = request.app[SERVICES]
-    try:
-        identity, admin = _admin(request, services)
-    except Rejected as rejection:
-        return rejection.response
     user_id = request.match_info["user_id"]
-    try:
-        answers = await admin.disconnect_everywhere(user_id)
-    except AdminUnavailable as error:
-        return _unavailable(error)
+    answers = await admin.disconnect_everywhere(user_id)
     closed = sum(int(answer.get("closed", 0)) for answer in answers)
     log_event(log, logging.WARNING, "admin disconnect", admin=identity.user_id, user=user_id, closed=closed,
               replicas=len(answers), remote=request.remote)
     return web.json_response({"user": user_id, "closed": closed, "replicas": answers})
 
 
-@internal_errors_as_json
-async def streams(request: web.Request) -> web.Response:
+@_admin_only
+async def streams(_request: web.Request, _services: Services, _: Identity, admin: ReplicaAdmin) -> web.Response:
     """`GET /api/admin/streams`: every configured stream's state as JetStream reports it now."""
-    services: Services = request.app[SERVICES]
-    try:
-        _, admin = _admin(request, services)
-    except Rejected as rejection:
-        return rejection.response
-    try:
-        states = await admin.stream_states()
-    except AdminUnavailable as error:
-        return _unavailable(error)
-    return web.json_response({"streams": states})
+    return web.json_response({"streams": await admin.stream_states()})
 
 
 def install(app: web.Application) -> None:
