@@ -206,3 +206,14 @@ async def chromium():
     chromium_or_skip()
     async for browser in launch_chromium():
         yield browser
+
+
+@pytest.fixture
+async def page_server():
+    """A test page served from its own origin (another port than every gateway), so the browser is cross-origin."""
+    server = PageServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium, free_port  # noqa: F401 (fixture)
+from browser_support import WAIT_MS, GatewayProcess, PageServer, browser_page, chromium, free_port, page_server  # noqa: F401 (fixtures)
 from catalog_examples import EXAMPLES
 from conftest import SECRET
 
@@ -16,17 +16,6 @@ pytestmark = pytest.mark.heavy
 
 TRANSPORTS = ["websocket", "sse"]
 READY_TIMEOUT = 30.0
-
-
-@pytest.fixture
-async def page_server():
-    """The test page, served from its own origin (another port than every gateway)."""
-    server = PageServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from browser_support import WAIT_MS, PageServer, chromium  # noqa: F401 (fixture)
+from browser_support import WAIT_MS, chromium, page_server  # noqa: F401 (fixtures)
 
 # Starts browsers, gateway processes or the chaos checker: `pytest -m "heavy and not slow"` (.ci/run runs it).
 pytestmark = pytest.mark.heavy
@@ -18,17 +18,6 @@ WATCH_BACKTEST = """(url) => {
     window.source.addEventListener(name, (message) => window.seen.push([name, JSON.parse(message.data)]));
   }
 }"""
-
-
-@pytest.fixture
-async def page_server():
-    """A page on its own origin (another port than the gateway), so the EventSource is cross-origin."""
-    server = PageServer()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def test_browser_eventsource_follows_a_backtest_and_stops_after_complete(chromium, page_server, make_gateway):
