@@ -1,185 +1,36 @@
-"""A Python client of the gateway for bots and internal tools: the WebSocket protocol with exact resume.
+"""The client's connection: one WebSocket for every subscription, resumed with `since` after any drop."""
 
-    from notifier.client import connect
-
-    async with connect("http://127.0.0.1:8080", token=get_token) as client:
-        async for event in client.subscribe("order.*"):
-            print(event.id, event.channel, event.data["payload"])
-        # elsewhere: `async for alert in client.broadcasts()`, the broadcast types (alert.system)
-        # that the gateway sends to every connection whatever it subscribed to
-
-The same semantics as the browser client (`clients/js/notifier.js`): one WebSocket carries every
-subscription; after any disconnect it subscribes again with `since` = the `id` of the last event
-it handed over, so each subscription yields every event once, in order; `token` is a string or a
-function returning one (or an awaitable of one), called for every connection and again before the
-token's `exp` to refresh it over the open connection, and right away after a `token expired`
-close; reconnects wait a random time under a capped exponential bound (full jitter); the client
-pings the gateway and reconnects when nothing comes back.
-
-This is the HTTP side: it talks to the gateway over HTTP, never to NATS.
-"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import inspect
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from notifier.model.channels import parse_channel
+from notifier.client.streams import (
+    _END,
+    Broadcasts,
+    Event,
+    NotifierError,
+    Subscription,
+    _Closed,
+    backoff_delay,
+    token_expiry,
+)
 from notifier.ops.tasks import cancel_and_wait
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("notifier.client")
 
 TokenSource = str | Callable[[], str | Awaitable[str]]
 Listener = Callable[[Any], None]
 EVENT_NAMES = ("state", "recovered", "lost", "error")
-QUEUE_SIZE = 1000
-PRIORITIES = ("p0", "p1", "p2", "p3")
 TIMER_SLACK = 0.002  # seconds a receive timeout may fire before its deadline
-_END = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One delivered event: `id` is its resume cursor, `channel` its `type[:key]`, `data` the envelope."""
-
-    id: str
-    channel: str
-    data: dict[str, Any]
-
-
-class NotifierError(Exception):
-    """An error the gateway reported (`code`), or a close the client cannot recover from."""
-
-    def __init__(self, code: str | int, message: str):
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class _Closed(Exception):
-    """The WebSocket ended; `established` when it had been accepted (an `ack`)."""
-
-    def __init__(self, code: int | None, reason: str, established: bool):
-        super().__init__(f"closed {code} {reason}")
-        self.code = code
-        self.reason = reason
-        self.established = established
-
-
-def token_expiry(token: str) -> float | None:
-    """The `exp` claim of a JWT (Unix seconds), read without verifying it; None when absent."""
-    try:
-        part = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-        exp = claims.get("exp")
-        return float(exp) if isinstance(exp, (int, float)) else None
-    except (IndexError, ValueError, AttributeError):
-        return None
-
-
-def backoff_delay(attempt: int, minimum: float, maximum: float) -> float:
-    """A random delay in [0, min(maximum, minimum * 2**attempt)): exponential backoff with full jitter."""
-    return random.uniform(0, min(maximum, minimum * 2 ** min(attempt, 30)))
-
-
-class _EventQueue:
-    """An async iterator over queued events, ended by `_end` (with _END or an exception to raise)."""
-
-    def __init__(self) -> None:
-        # Bounded: a consumer that stops reading stops the socket reader, and the gateway then
-        # closes the connection as slow (4008); the resume after it loses nothing.
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
-
-    def __aiter__(self) -> _EventQueue:
-        return self
-
-    async def __anext__(self) -> Event:
-        item = await self._queue.get()
-        if item is _END:
-            self._queue.put_nowait(_END)  # later calls end too
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def _end(self, item: Any) -> None:
-        try:
-            self._queue.put_nowait(item)
-        except asyncio.QueueFull:
-            self._queue.get_nowait()
-            self._queue.put_nowait(item)
-
-
-class Broadcasts(_EventQueue):
-    """An async iterator of the events that match no subscription's pattern: the broadcast types.
-
-    The gateway sends broadcast types (`alert.system`, catalog `broadcast = true`) to every
-    connection whatever it subscribed to; `Client.broadcasts()` yields them. `close()` ends it.
-    """
-
-    def __init__(self, client: Client):
-        super().__init__()
-        self.client = client
-
-    def __aiter__(self) -> Broadcasts:
-        return self
-
-    def close(self) -> None:
-        """Stop receiving broadcasts here; the iteration ends after the events already queued."""
-        if self in self.client._broadcasts:
-            self.client._broadcasts.remove(self)
-        self._end(_END)
-
-
-class Subscription(_EventQueue):
-    """An async iterator of the events on one channel pattern; `await unsubscribe()` ends it."""
-
-    def __init__(self, client: Client, pattern: str, options: dict[str, Any] | None):
-        super().__init__()
-        self.client = client
-        self.pattern = pattern
-        self.options = options
-        self._parsed = parse_channel(pattern)
-        self._announced_on: aiohttp.ClientWebSocketResponse | None = None
-
-    def matches_pattern(self, data: dict[str, Any]) -> bool:
-        """The event's channel matches the pattern."""
-        return self._parsed.matches(data.get("type", ""), data.get("key"))
-
-    def admits(self, data: dict[str, Any]) -> bool:
-        """The `priority` and `session` options admit the event.
-
-        Checked here too: a resume replays every pattern at once without options.
-        """
-        options = self.options or {}
-        if "session" in options and data.get("sessionId") != options["session"]:
-            return False
-        wanted = options.get("priority")
-        priority = data.get("priority")
-        return not (wanted in PRIORITIES and priority in PRIORITIES
-                    and PRIORITIES.index(priority) > PRIORITIES.index(wanted))
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        await self.client._announce(self)
-        return await super().__anext__()
-
-    async def unsubscribe(self) -> None:
-        """Stop receiving this pattern; the iteration ends after the events already queued."""
-        await self.client._remove(self)
-        self._end(_END)
 
 
 class Client:
