@@ -46,4 +46,6 @@ def idle_scale_section(bench) -> list[str]:
             *table(["server", "heartbeat", "processes", "KB per connection", "RSS after, MiB", "connect s",
                     f"CPU s in {scale['window_seconds']:g} s idle", f"CPU ms per 10k per {interval:g} s",
                     "CPU ms/s with the first batch only", f"of which the connections': ms per 10k per {interval:g} s",
-                    "nats-server CPU s", "open after the window"], rows), ""]
+                    "nats-server CPU s", "open after the window"], rows), "",
+            *[f"{server} ran with {', '.join(f'{name}={value}' for name, value in figures['settings'].items())}."
+              for server, figures in scale["servers"].items() if figures.get("settings")], ""]

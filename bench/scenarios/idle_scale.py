@@ -69,10 +69,12 @@ def run(bench: Bench, mode: Mode) -> None:
         workers = 1
         if kind == "notifier":
             workers = gateway_workers(first + total, capacity)
-            settings = {"NOTIFIER_PING_INTERVAL": f"{mode.idle_ping_interval:g}", "NOTIFIER_WORKERS": str(workers)}
+            settings = {"NOTIFIER_PING_INTERVAL": f"{mode.idle_ping_interval:g}", "NOTIFIER_WORKERS": str(workers),
+                        # `--alternative`: to tell one cost from another (e.g. NOTIFIER_MAX_CONNECTIONS_PER_USER=0)
+                        **dict(item.split("=", 1) for item in mode.alternative)}
         elif first + total > capacity:
             skip(bench, summary, kind, PeerUnavailable(
-                f"needs {first + total:,} sockets in one process; the hard open-file limit here allows {capacity:,}"))
+                f"{kind}: needs {first + total:,} sockets in one process; the hard open-file limit here allows {capacity:,}"))
             continue
         try:
             with bench.serving(kind, settings) as server:
@@ -99,6 +101,7 @@ def run(bench: Bench, mode: Mode) -> None:
             skip(bench, summary, kind, error)
             continue
         summary["servers"][kind] = {
+            "settings": settings or {},
             "bytes_per_connection": (after - before) / total, "rss_before": before, "rss_after": after,
             "processes": workers, "connect_seconds": connect_seconds, "cpu_seconds": cpu, "broker_cpu_seconds": broker,
             "cpu_ms_per_10k_per_interval": cpu_ms_per_10k_per_interval(
