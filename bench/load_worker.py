@@ -19,6 +19,7 @@ from bench.peer_protocols import NatsWebSocketClient, SocketIoClient
 from bench.protocols import NO_CUTOFF, SseClient, Stats, StreamClient, WebSocketClient
 
 STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+; Python names it from 3.12
 CLIENTS = {"ws": WebSocketClient, "sse": SseClient, "nats_ws": NatsWebSocketClient, "socketio": SocketIoClient}
 
 
@@ -40,15 +41,24 @@ class LoadWorker(CommandWorker):
                     stalled: bool, source: str | None = None) -> StreamClient:
         loop = asyncio.get_running_loop()
         kind = CLIENTS[transport]
-        if stalled:
-            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+        if not stalled and source is None:
+            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), host, port)
+            return client
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if stalled:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+            if source is not None:
+                # The port is chosen at connect, unique per destination (and free to reuse one in TIME_WAIT from
+                # an earlier server's clients), not at bind, where every port bound on the address counts.
+                raw.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                raw.bind((source, 0))
             raw.setblocking(False)
             await loop.sock_connect(raw, (host, port))
-            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), sock=raw)
-        else:
-            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), host, port,
-                                                     local_addr=(source, 0) if source else None)
+        except BaseException:
+            raw.close()
+            raise
+        _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), sock=raw)
         return client
 
     async def do_connect(self, host: str, port: int, transport: str, paths: list[str], stalled: int = 0,

@@ -24,6 +24,7 @@ from bench.peers.commands import PeerUnavailable
 from bench.scenarios.common import user_name
 from bench.scenarios.fanout import skip
 from bench.scenarios.idle import IDLE_CHANNEL
+from bench.workers import BenchError
 
 BASELINE_SECONDS = 15.0  # idle with the first batch only, to tell the server's own timers from the connections'
 SPARE_FILES = 2_000  # a server's own files besides client sockets (logs, its NATS connections, listeners)
@@ -99,6 +100,10 @@ def run(bench: Bench, mode: Mode) -> None:
                 still_open = sum(answer["open"] for answer in bench.pool.call_all("count", 30))
         except PeerUnavailable as error:
             skip(bench, summary, kind, error)
+            continue
+        except BenchError as error:
+            # One server failing to hold them all should not cost the others' figures.
+            skip(bench, summary, kind, BenchError(f"failed: {error}"))
             continue
         summary["servers"][kind] = {
             "settings": settings or {},
