@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.machine import machine_info, raise_open_file_limit
-from bench.modes import ALL_SCENARIOS, MODES
+from bench.modes import ALL_SCENARIOS, EXTRA_SCENARIOS, MODES
 from bench.workers import BenchError
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results"
@@ -23,7 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="small sizes, two to three minutes")
     size.add_argument("--smoke", action="store_true", help="the smallest run: one fan-out step, to check the harness starts")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where REPORT.md and the plots go")
-    parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}")
+    parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(ALL_SCENARIOS)}, or "
+                                             f"{','.join(EXTRA_SCENARIOS)} (run only when named)")
+    parser.add_argument("--idle-connections", type=int,
+                        help="connections per server in idle-50k (default 50,000)")
     parser.add_argument("--servers", help="comma-separated servers the fan-out runs (default: all), to look at a few")
     parser.add_argument("--rates", help="comma-separated multiples of the base rate for the fan-out steps")
     parser.add_argument("--alternative", help="NAME=VALUE[,NAME=VALUE]: the fan-out also runs the gateway with these "
@@ -44,6 +47,10 @@ def run_scenario(bench, mode, name: str) -> None:
             fanout.run_batched(bench, mode)
         else:
             fanout.run(bench, mode, "ws" if name == "fanout" else "sse")
+    elif name == "idle-50k":
+        from bench.scenarios import idle_scale
+
+        idle_scale.run(bench, mode)
     else:
         importlib.import_module(f"bench.scenarios.{name}").run(bench, mode)
 
@@ -53,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = MODES["smoke" if arguments.smoke else "quick" if arguments.quick else "full"]
     if arguments.scenarios:
         chosen = tuple(name.strip() for name in arguments.scenarios.split(",") if name.strip())
-        unknown = [name for name in chosen if name not in ALL_SCENARIOS]
+        unknown = [name for name in chosen if name not in (*ALL_SCENARIOS, *EXTRA_SCENARIOS)]
         if unknown:
             print(f"error: unknown scenarios {unknown}; choose from {ALL_SCENARIOS}", file=sys.stderr)
             return 2
@@ -64,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         mode = replace(mode, rate_steps=tuple(float(rate) for rate in arguments.rates.split(",")))
     if arguments.alternative:
         mode = replace(mode, alternative=tuple(item.strip() for item in arguments.alternative.split(",")))
+    if arguments.idle_connections:
+        mode = replace(mode, idle_scale_connections=arguments.idle_connections)
     if arguments.workers:
         mode = replace(mode, workers=arguments.workers)
     raise_open_file_limit()  # inherited by every server and worker process started from here

@@ -61,10 +61,13 @@ class Bench:
     # -- servers and clients --
 
     @contextlib.contextmanager
-    def serving(self, kind: str) -> Iterator[Server]:
-        """A fresh server with the publisher connected to it; everything is torn down on exit."""
+    def serving(self, kind: str, settings: dict[str, str] | None = None) -> Iterator[Server]:
+        """A fresh server with the publisher connected to it; everything is torn down on exit.
+
+        `settings` (NOTIFIER_* variables) apply to a gateway, over the bench's own.
+        """
         server = Server(kind, self.log_dir, self.profile_dir,
-                        self.alternative if kind == ALTERNATIVE else None).start()
+                        self.alternative if kind == ALTERNATIVE else settings).start()
         try:
             if server.gateway:
                 self.publisher.call("open", 30, nats_url=server.nats_url)
@@ -107,8 +110,12 @@ class Bench:
         return f"/{transport}?{query}"
 
     def connect(self, server: Server, transport: str, paths: list[str], stalled: int = 0,
-                concurrency: int = 64) -> None:
-        """Open all clients, spread over the workers; the first `stalled` (on worker 0) never read."""
+                concurrency: int = 64, first_source_index: int | None = None) -> None:
+        """Open all clients, spread over the workers; the first `stalled` (on worker 0) never read.
+
+        With `first_source_index`, the clients spread over loopback source addresses (`bench.addresses`),
+        client `i` of this call counting as `first_source_index + i`.
+        """
         timeout = 20.0 + len(paths) / 100  # generous: a healthy server accepts far more than 100/s
         self.client_slices = self.pool.slices(len(paths))
         if stalled > len(self.client_slices[0]):
@@ -121,7 +128,8 @@ class Bench:
         self.pool.send_each("connect", [
             {"host": server.host, "port": server.port, "transport": transport,
              "paths": [paths[index] for index in indices], "stalled": stalled if worker == 0 else 0,
-             "concurrency": concurrency, "timeout": timeout}
+             "concurrency": concurrency, "timeout": timeout,
+             "first_source_index": None if first_source_index is None else first_source_index + indices.start}
             for worker, indices in enumerate(self.client_slices)])
         answers = self.pool.receive_all("connect", timeout + 30)
         failed = sum(answer["failed"] for answer in answers)

@@ -12,12 +12,14 @@ import socket
 import time
 from multiprocessing.connection import Connection
 
+from bench.addresses import source_address
 from bench.commands import CommandWorker
 from bench.machine import die_with_parent, raise_open_file_limit
 from bench.peer_protocols import NatsWebSocketClient, SocketIoClient
 from bench.protocols import NO_CUTOFF, SseClient, Stats, StreamClient, WebSocketClient
 
 STALLED_RECEIVE_BUFFER = 4096  # a tiny window, so a client that stops reading pushes back within seconds
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # Linux 4.2+; Python names it from 3.12
 CLIENTS = {"ws": WebSocketClient, "sse": SseClient, "nats_ws": NatsWebSocketClient, "socketio": SocketIoClient}
 
 
@@ -36,22 +38,36 @@ class LoadWorker(CommandWorker):
         await self.do_disconnect(timeout=5)
 
     async def _open(self, host: str, port: int, transport: str, path: str, cursor: str | None,
-                    stalled: bool) -> StreamClient:
+                    stalled: bool, source: str | None = None) -> StreamClient:
         loop = asyncio.get_running_loop()
         kind = CLIENTS[transport]
-        if stalled:
-            raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+        if not stalled and source is None:
+            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), host, port)
+            return client
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            if stalled:
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, STALLED_RECEIVE_BUFFER)
+            if source is not None:
+                # The port is chosen at connect, unique per destination (and free to reuse one in TIME_WAIT from
+                # an earlier server's clients), not at bind, where every port bound on the address counts.
+                raw.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+                raw.bind((source, 0))
             raw.setblocking(False)
             await loop.sock_connect(raw, (host, port))
-            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), sock=raw)
-        else:
-            _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), host, port)
+        except BaseException:
+            raw.close()
+            raise
+        _, client = await loop.create_connection(lambda: kind(self.stats, host, port, path, cursor), sock=raw)
         return client
 
     async def do_connect(self, host: str, port: int, transport: str, paths: list[str], stalled: int = 0,
-                         concurrency: int = 64, timeout: float = 60.0) -> dict:
-        """Open one client per path (the first `stalled` stop reading once subscribed); wait until all are subscribed."""
+                         concurrency: int = 64, timeout: float = 60.0, first_source_index: int | None = None) -> dict:
+        """Open one client per path (the first `stalled` stop reading once subscribed); wait until all are subscribed.
+
+        With `first_source_index`, client `i` connects from `source_address(first_source_index + i)` (many
+        thousands of clients to one port need more than one source address's ephemeral ports).
+        """
         self.endpoint = (host, port, transport)
         gate = asyncio.Semaphore(concurrency)  # a bounded connect rate keeps the listen backlog from overflowing
         errors: list[str] = []
@@ -59,7 +75,8 @@ class LoadWorker(CommandWorker):
         async def open_one(index: int, path: str) -> None:
             async with gate:
                 try:
-                    client = await self._open(host, port, transport, path, None, index < stalled)
+                    source = None if first_source_index is None else source_address(first_source_index + index)
+                    client = await self._open(host, port, transport, path, None, index < stalled, source)
                     await client.ready
                 except (OSError, ConnectionError) as error:
                     errors.append(repr(error))
@@ -73,6 +90,10 @@ class LoadWorker(CommandWorker):
         async with asyncio.timeout(timeout):
             await asyncio.gather(*(open_one(index, path) for index, path in enumerate(paths)))
         return {"connected": len(self.clients) + len(self.stalled), "failed": len(errors), "errors": errors[:3]}
+
+    async def do_count(self) -> dict:
+        """How many reading clients are still open (an idle server may close some, e.g. on missed pongs)."""
+        return {"open": sum(1 for client in self.clients if not client.closed.done()), "held": len(self.clients)}
 
     async def do_arm(self) -> dict:
         """Start watching every reading client for its next event (before the harness publishes one)."""

@@ -11,13 +11,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+WANTED_OPEN_FILES = 262_144  # a server holding 50,000 idle connections needs a socket each, plus its own
+
 
 def raise_open_file_limit() -> int:
     """Lift the soft open-file limit to the hard limit (thousands of sockets per process); returns it.
 
-    Children inherit the limit, so calling this in the parent also covers the gateway and nats-server.
+    A hard limit below WANTED_OPEN_FILES is raised first where the process may (root, up to the kernel's
+    /proc/sys/fs/nr_open). Children inherit the limit, so calling this in the parent also covers the gateway
+    and nats-server.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < WANTED_OPEN_FILES:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, WANTED_OPEN_FILES))
+            hard = WANTED_OPEN_FILES
+        except (ValueError, OSError):
+            pass  # not allowed (not root, or nr_open is lower): the hard limit stays what it was
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1_048_576)
     if soft < target:
         try:

@@ -12,6 +12,9 @@ PEERS = ("nats_ws", "node_ws", "socketio")  # what users would pick instead: fan
 # "notifier_alt" (the gateway with `--alternative` settings) runs only when asked, right after the gateway.
 FANOUT_SERVERS = ("notifier", "notifier_alt", *SERVERS[1:], "per_event", *PEERS)
 IDLE_SERVERS = (*SERVERS, *PEERS)
+# Scenario 3b, only when named in `--scenarios`: idle connections at scale (issue 17's 50,000).
+EXTRA_SCENARIOS = ("idle-50k",)
+IDLE_SCALE_SERVERS = ("notifier", "ceiling", "nats_ws", "node_ws")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,11 @@ class Mode:
     # then (a one-off 4 MB in one of several runs), so each server is measured this many times.
     idle_connections: int = 10_000
     idle_rounds: int = 3
+    # 3b (`idle-50k`): this many idle connections per server (`--idle-connections`), then the server's CPU
+    # over a fixed idle window; the gateway pings every `idle_ping_interval` s during it (default 25 s).
+    idle_scale_connections: int = 50_000
+    idle_window: float = 60.0
+    idle_ping_interval: float = 10.0
     # 5: resume storm.
     resume_clients: int = 1000
     resume_behind: int = 1000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 
+from bench.idle_report import idle_scale_target
 from bench.modes import FANOUT_SERVERS, PEERS
 from bench.peers.commands import DOES
 from bench.scenarios.fanout import headline_results, ratio
@@ -123,7 +124,9 @@ def targets_17(bench) -> list[str]:
     if steps:
         rows += [_peers_row(bench, steps), _ceiling_row(bench), _p99_row(steps), _cpu_row(steps)]
     idle = bench.summaries.get("idle")
-    if idle and "notifier" in idle["bytes_per_connection"]:
+    if scale_row := idle_scale_target(bench):
+        rows.append(scale_row)
+    elif idle and "notifier" in idle["bytes_per_connection"]:
         kilobytes = idle["bytes_per_connection"]["notifier"] / 1024
         rows.append([f"idle memory ≤ 12 KB per connection at 50,000 connections (here {idle['connections']:,})",
                      f"{number(kilobytes)} KB", verdict(kilobytes <= 12)])

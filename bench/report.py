@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from bench.batch_report import batch_section
+from bench.idle_report import idle_scale_section
 from bench.modes import SERVERS, Mode
 from bench.peer_report import peers_table, steps_side_by_side, targets_17
 from bench.pipeline import pipeline_table
@@ -214,6 +215,7 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
         lines += [f"## 3. Idle: {idle['connections']:,} authenticated, subscribed, idle WebSocket connections", "",
                   *table(["server", "KB per connection (RSS delta, median)", "each fresh server, KB",
                            "RSS after (last server), MiB"], rows), ""]
+    lines += idle_scale_section(bench)
     lines += _resume_section(bench)
     lines += _stall_rounds(bench)
     if bench.results:

@@ -102,7 +102,9 @@ class Server:
         children = self.psutil.children(recursive=True)
         # With NOTIFIER_WORKERS the gateway is a parent and its worker processes: all of them are the server;
         # the helpers are what else it started (its nats-server).
-        self.workers = [child for child in children if "notifier" in " ".join(_command_line(child))]
+        # The nats-server's command line names the data directory (`notifier-bench-...`): not a worker.
+        self.workers = [child for child in children if "notifier" in " ".join(_command_line(child))
+                        and not _command_line(child)[0].endswith("nats-server")]
         self.helpers = [child for child in children if child not in self.workers]
         return self
 
@@ -179,8 +181,15 @@ class Server:
         return total
 
     def rss_bytes(self) -> int:
+        """Resident memory of the server: the process and, for a gateway with workers, its worker processes."""
         assert self.psutil is not None
-        return self.psutil.memory_info().rss
+        total = 0
+        for process in (self.psutil, *self.workers):
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total
 
     def metric(self, name: str) -> float:
         """One value from the gateway's `/metrics` (Prometheus text)."""
