@@ -14,11 +14,11 @@ hold them all is skipped with the reason.
 
 from __future__ import annotations
 
-import math
 import resource
 import time
 
 from bench.harness import Bench
+from bench.idle_arithmetic import cpu_ms_per_10k_per_interval, gateway_workers
 from bench.modes import IDLE_SCALE_SERVERS, Mode
 from bench.peers.commands import PeerUnavailable
 from bench.scenarios.common import user_name
@@ -42,17 +42,6 @@ def per_process_capacity() -> int:
     if hard == resource.RLIM_INFINITY:
         return 1 << 30
     return max(1, hard - SPARE_FILES)
-
-
-def gateway_workers(connections: int, capacity: int) -> int:
-    """Worker processes the gateway needs to hold `connections` at `capacity` sockets each (kernel spreads
-    connections over SO_REUSEPORT listeners about evenly, hence a tenth spare)."""
-    return max(1, math.ceil(connections * 1.1 / capacity)) if connections > capacity else 1
-
-
-def cpu_ms_per_10k_per_interval(cpu_seconds: float, connections: int, window: float, interval: float) -> float:
-    """Server CPU over an idle window as milliseconds per 10,000 connections per ping interval."""
-    return cpu_seconds * 1000 / (connections / 10_000) / (window / interval)
 
 
 def run(bench: Bench, mode: Mode) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.addresses import source_address
-from bench.scenarios.idle_scale import cpu_ms_per_10k_per_interval, gateway_workers
+from bench.idle_arithmetic import cpu_ms_per_10k_per_interval, gateway_workers
 
 
 def test_first_clients_connect_from_127_0_0_2():
