@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import struct
 from collections.abc import Awaitable, Callable
@@ -96,3 +97,44 @@ def websocket_frame(payload: bytes) -> bytes:
     if length < 65536:
         return bytes((0x81, 126)) + struct.pack("!H", length) + payload
     return bytes((0x81, 127)) + struct.pack("!Q", length) + payload
+
+
+def transport_subscriber_app(registry: Registry, publish_handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                             ) -> web.Application:
+    """`/ws`, `/sse` and the publish path of a server whose subscribers are `(is_sse, transport)` in `registry`.
+
+    The ceiling and the per-event server differ only in how they write to those transports.
+    """
+
+    async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+        websocket = web.WebSocketResponse()
+        await websocket.prepare(request)
+        channels = channels_of(request)
+        subscriber = (False, request.transport)
+        registry.add(subscriber, channels)
+        try:
+            await websocket.send_str(json.dumps({"action": "ack", "subscribed": channels, "unsubscribed": []}))
+            async for _ in websocket:
+                pass
+        finally:
+            registry.remove(subscriber, channels)
+        return websocket
+
+    async def sse_handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=sse_headers())
+        await response.prepare(request)
+        channels = channels_of(request)
+        subscriber = (True, request.transport)
+        registry.add(subscriber, channels)
+        try:
+            await response.write(b"retry: 2000\n\n")
+            await asyncio.Event().wait()  # until the client leaves and aiohttp cancels this handler
+        finally:
+            registry.remove(subscriber, channels)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/sse", sse_handler)
+    app.router.add_get(PUBLISH_PATH, publish_handler)
+    return app

@@ -8,19 +8,16 @@ ceiling (`ceiling.py`) is.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import uvloop
 from aiohttp import web
 
 from bench.baselines.common import (
-    PUBLISH_PATH,
     Registry,
-    channels_of,
     receive_published,
     serve,
-    sse_headers,
+    transport_subscriber_app,
     websocket_frame,
 )
 
@@ -50,41 +47,8 @@ def broadcast(channel: str, body: str) -> None:
             transport.write(chunk if is_sse else frame)
 
 
-async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
-    websocket = web.WebSocketResponse()
-    await websocket.prepare(request)
-    channels = channels_of(request)
-    subscriber = (False, request.transport)
-    registry.add(subscriber, channels)
-    try:
-        await websocket.send_str(json.dumps({"action": "ack", "subscribed": channels, "unsubscribed": []}))
-        async for _ in websocket:
-            pass
-    finally:
-        registry.remove(subscriber, channels)
-    return websocket
-
-
-async def sse_handler(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers=sse_headers())
-    await response.prepare(request)
-    channels = channels_of(request)
-    subscriber = (True, request.transport)
-    registry.add(subscriber, channels)
-    try:
-        await response.write(b"retry: 2000\n\n")
-        await asyncio.Event().wait()  # until the client leaves and aiohttp cancels this handler
-    finally:
-        registry.remove(subscriber, channels)
-    return response
-
-
 def build_app() -> web.Application:
-    app = web.Application()
-    app.router.add_get("/ws", websocket_handler)
-    app.router.add_get("/sse", sse_handler)
-    app.router.add_get(PUBLISH_PATH, publish_handler)
-    return app
+    return transport_subscriber_app(registry, publish_handler)
 
 
 if __name__ == "__main__":
