@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import pytest
 from conftest import RECEIVE_TIMEOUT
 
 # So long that only the socket closing can end the stream within a test.
@@ -25,6 +26,20 @@ class _Closed(logging.Handler):
             self.seen.set()
 
 
+@pytest.fixture
+def closes():
+    """The SSE handler's `connection closed` lines, watched for the length of one test."""
+    closed = _Closed()
+    logger = logging.getLogger("notifier.transport.sse")
+    logger.addHandler(closed)
+    logger.setLevel(logging.INFO)
+    try:
+        yield closed
+    finally:
+        logger.removeHandler(closed)
+        logger.setLevel(logging.NOTSET)
+
+
 async def _open_stream(gateway):
     response = await gateway.http.get(f"{gateway.base_url}/sse",
                                       params={"channels": "order.*", "token": gateway.token("carol")})
@@ -41,41 +56,25 @@ async def _sse_connections(gateway) -> float:
                       if line.startswith('notifier_connections{transport="sse"} ')))
 
 
-async def test_sse_client_leaving_is_logged_at_once(make_gateway):
+async def test_sse_client_leaving_is_logged_at_once(make_gateway, closes):
     """When an SSE client closes its socket, `connection closed` is logged with reason `client left` before any ping."""
     gateway = await make_gateway(sse_ping_interval=NO_PING)
-    closed = _Closed()
-    logger = logging.getLogger("notifier.transport.sse")
-    logger.addHandler(closed)
-    logger.setLevel(logging.INFO)
-    try:
-        stream = await _open_stream(gateway)
-        stream.close()  # drops the TCP connection
-        async with asyncio.timeout(RECEIVE_TIMEOUT):
-            await closed.seen.wait()
-    finally:
-        logger.removeHandler(closed)
-        logger.setLevel(logging.NOTSET)
-    record = closed.records[0]
+    stream = await _open_stream(gateway)
+    stream.close()  # drops the TCP connection
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        await closes.seen.wait()
+    record = closes.records[0]
     assert (record.fields["transport"], record.fields["user"], record.fields["reason"]) == ("sse", "carol", "client left")
 
 
-async def test_sse_client_leaving_leaves_the_connection_gauge_at_once(make_gateway):
+async def test_sse_client_leaving_leaves_the_connection_gauge_at_once(make_gateway, closes):
     """When an SSE client closes its socket, notifier_connections{transport="sse"} drops back without waiting for a ping."""
     gateway = await make_gateway(sse_ping_interval=NO_PING)
-    closed = _Closed()
-    logger = logging.getLogger("notifier.transport.sse")
-    logger.addHandler(closed)
-    logger.setLevel(logging.INFO)
-    try:
-        stream = await _open_stream(gateway)
-        assert await _sse_connections(gateway) == 1
-        stream.close()
-        async with asyncio.timeout(RECEIVE_TIMEOUT):
-            await closed.seen.wait()  # logged after the connection left the registry
-    finally:
-        logger.removeHandler(closed)
-        logger.setLevel(logging.NOTSET)
+    stream = await _open_stream(gateway)
+    assert await _sse_connections(gateway) == 1
+    stream.close()
+    async with asyncio.timeout(RECEIVE_TIMEOUT):
+        await closes.seen.wait()  # logged after the connection left the registry
     assert await _sse_connections(gateway) == 0
 
 
