@@ -13,7 +13,7 @@ from notifier.catalog import Catalog, load_catalog
 from notifier.jetstream.connection import connect_nats
 from notifier.jetstream.streams import StreamDefinition, StreamSet, load_streams
 from notifier.jetstream.subjects import subject_for
-from notifier.model.broker import PublishRefused, PublishResult, PublishUnconfirmed
+from notifier.model.broker import PreparedEvent, PublishRefused, PublishResult, PublishUnconfirmed
 from notifier.model.events import Envelope, encoded_within, validated
 from notifier.settings import default_streams_dir
 
@@ -54,26 +54,32 @@ class Publisher:
         """
         return self.client.max_payload - _header_bytes(_headers(event, self.streams.for_type(event.type)))
 
-    async def publish(self, event: Envelope) -> PublishResult:
-        """Store one event and return its position; fills in a missing id, timestamp and source.
+    def prepare(self, event: Envelope, path: str = "$") -> PreparedEvent:
+        """The event with a missing id, timestamp and source filled in, checked and encoded as it will be stored.
 
-        Raises InvalidEvent, naming the field, when the event breaks a rule of the envelope (the
-        ones `POST /api/publish` applies: a msgspec Struct does not check them when constructed)
-        or of the catalog, and its subclass EventTooLarge when it is larger than NATS takes in one
-        message; nothing is sent then.
+        Raises InvalidEvent, naming the field under `path`, when the event breaks a rule of the
+        envelope (the ones `POST /api/publish` applies: a msgspec Struct does not check them when
+        constructed) or of the catalog, and its subclass EventTooLarge when it is larger than NATS
+        takes in one message.
+        """
+        event = self.catalog.checked(validated(event.completed(self.source), path), path)
+        return PreparedEvent(event, encoded_within(event, self.max_body_bytes(event), path))
+
+    async def send(self, prepared: PreparedEvent) -> PublishResult:
+        """Store a prepared event and return its position.
+
         Raises PublishUnconfirmed (carrying the id) when JetStream does not confirm it in time:
         the event may still be stored once NATS is back, so retry with that id.
-        Raises PublishRefused (an InvalidEvent) when NATS refuses it outright (too large): a
-        retry cannot succeed, so none should be made.
+        Raises PublishRefused (an InvalidEvent) when NATS refuses it outright: a retry cannot
+        succeed, so none should be made.
         """
-        event = self.catalog.checked(validated(event.completed(self.source)))
+        event = prepared.envelope
         definition = self.streams.for_type(event.type)
-        body = encoded_within(event, self.max_body_bytes(event))
         assert event.id is not None
         try:
             acknowledgement = await self.jetstream.publish(
                 subject_for(event, definition),
-                body,
+                prepared.body,
                 headers=_headers(event, definition),
             )
         except Exception as error:
@@ -82,6 +88,10 @@ class Publisher:
                 raise PublishRefused(event.id, reason) from error
             raise PublishUnconfirmed(event.id, reason) from error
         return PublishResult(event.id, definition.cursor_id, acknowledgement.seq, bool(acknowledgement.duplicate))
+
+    async def publish(self, event: Envelope) -> PublishResult:
+        """Store one event and return its position: `send(prepare(event))` (nothing is sent if `prepare` refuses it)."""
+        return await self.send(self.prepare(event))
 
     async def close(self) -> None:
         """Flush and close the NATS connection when this publisher opened it."""

@@ -186,10 +186,16 @@ class SyncPublisher:
         Only an unconfirmed publish is retried: one NATS refused (or any other error) fails the
         same way every time, and retrying it would hold up every event behind it.
         """
+        try:
+            # Checked and encoded once (here the connection's max_payload is known), then retried as is.
+            prepared = publisher.prepare(event)
+        except InvalidEvent as error:
+            log.warning("event %s refused, not stored: %s", event.id, error)
+            return "invalid"
         wait = RETRY_WAIT
         while True:
             try:
-                await publisher.publish(event)
+                await publisher.send(prepared)
                 return "sent"
             except PublishUnconfirmed as error:
                 log.warning("event %s not confirmed (%s); retrying in %.1f s with the same id",

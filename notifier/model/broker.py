@@ -18,6 +18,18 @@ from notifier.model.events import Envelope, InvalidEvent, StoredEvent
 from notifier.model.identity import Identity
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedEvent:
+    """An envelope checked against every rule (its own, the catalog's, the store's size) and encoded as stored.
+
+    `EventPublisher.prepare` makes one; `send` stores it with no further check, so a request of
+    many events is checked whole before any is stored, and each is checked and encoded once.
+    """
+
+    envelope: Envelope
+    body: bytes
+
+
 class PublishResult(msgspec.Struct, frozen=True):
     """Where JetStream stored an event: stream id and sequence; `duplicate` when the id was already stored."""
 
@@ -100,15 +112,16 @@ class PublishRefused(InvalidEvent):
 class EventPublisher(Protocol):
     """Stores events durably."""
 
-    async def publish(self, event: Envelope) -> PublishResult:
-        """Store one event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
+    def prepare(self, event: Envelope, path: str = "$") -> PreparedEvent:
+        """The event with its id, timestamp and source filled in, checked and encoded; InvalidEvent naming `path` if not."""
         ...
 
-    def max_body_bytes(self, event: Envelope) -> int:
-        """The most bytes `encode_envelope(event)` (its id set) may take for the store to take it in one message.
+    async def send(self, prepared: PreparedEvent) -> PublishResult:
+        """Store a prepared event and return where; raises PublishUnconfirmed when JetStream did not confirm it."""
+        ...
 
-        NATS's `max_payload` (the server's, 1 MiB by default) less the headers sent with the event.
-        """
+    async def publish(self, event: Envelope) -> PublishResult:
+        """`send(prepare(event))`."""
         ...
 
 

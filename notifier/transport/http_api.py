@@ -12,7 +12,7 @@ from aiohttp import web
 from notifier.model.broker import PublishRefused, PublishUnconfirmed
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
-from notifier.model.events import EventTooLarge, InvalidEvent, MalformedEvent, decode_envelopes, encoded_within, validated
+from notifier.model.events import InvalidEvent, MalformedEvent, decode_envelopes
 from notifier.model.limits import DEFAULT_HISTORY_LIMIT, MAX_EVENTS_PER_PUBLISH, MAX_HISTORY_LIMIT, MAX_JSON_DEPTH
 from notifier.ops import metrics
 from notifier.ops.log_format import log_event
@@ -71,26 +71,19 @@ async def publish(request: web.Request) -> web.Response:
         refusal = permissions.publish_refusal(identity.roles, envelope.type)
         if refusal is not None:
             return json_error(403, "forbidden_type", refusal, field=f"$[{index}].type" if batch else "$.type")
-    # Ids are settled before anything is sent, so a failure answer can name every one to retry with;
-    # what was filled in is checked too (a token `sub` over 128 characters is no `source`).
-    checked = []
+    # Ids are settled and every envelope checked (its rules, what was filled in, the catalog, NATS's
+    # message size) before anything is sent: a refused one refuses the whole request, and a failure
+    # answer can name every id to retry with.
     try:
-        for index, envelope in enumerate(envelopes):
-            path = f"$[{index}]" if batch else "$"
-            checked.append(services.catalog.checked(validated(envelope.completed(identity.user_id), path), path))
+        prepared = [services.publisher.prepare(envelope.completed(identity.user_id), f"$[{index}]" if batch else "$")
+                    for index, envelope in enumerate(envelopes)]
     except InvalidEvent as error:
         return error_response(error)
-    envelopes = checked
-    # As they will be stored: one over NATS's message limit could never be stored, even on retry.
-    try:
-        for index, envelope in enumerate(envelopes):
-            encoded_within(envelope, services.publisher.max_body_bytes(envelope), f"$[{index}]" if batch else "$")
-    except EventTooLarge as error:
-        return error_response(error)
+    envelopes = [event.envelope for event in prepared]
     accepted: list[dict[str, object]] = []
     for index, envelope in enumerate(envelopes):
         try:
-            result = await services.publisher.publish(envelope)
+            result = await services.publisher.send(prepared[index])
         except PublishUnconfirmed as error:
             # The NATS client may still send the unconfirmed one when it reconnects: a retry with
             # these ids is stored once (JetStream's duplicate window), a retry without makes copies.
