@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from notifier.fanout.rate_limit import TokenBucket
+from notifier.fanout.rate_limit import RateLimiter, TokenBucket
 
 
 def test_bucket_judging_an_older_moment_does_not_run_time_backwards():
@@ -37,3 +39,50 @@ def test_charge_judged_at_an_older_moment_refills_nothing():
     bucket.take(1000.0)
     bucket.charge(997.0)
     assert [bucket.take(997.0) for _ in range(9)] == [True] * 8 + [False]
+
+
+class _Outgoing:
+    """The fields of an `OutgoingEvent` a limiter reads."""
+
+    def __init__(self, channel: str, conflatable: bool):
+        self.channel = channel
+        self.conflatable = conflatable
+
+
+class _EagerLimiter:
+    """The limiter's rule with both buckets made up front: the reference the lazy `bucket` must match."""
+
+    def __init__(self, rate: float, start: float):
+        self.bucket = TokenBucket(rate)
+        self.unkeyed = TokenBucket(rate)
+        self.bucket.updated = self.bucket.full_at = self.unkeyed.updated = self.unkeyed.full_at = start
+        self.conflated: set[str] = set()
+
+    def admit(self, channel: str, conflatable: bool, now: float) -> bool:
+        if not conflatable:
+            if self.unkeyed.take(now):
+                self.bucket.charge(now)
+                return True
+            return False
+        if channel in self.conflated:
+            return False
+        if self.bucket.take(now):
+            return True
+        self.conflated.add(channel)
+        return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(rate=st.sampled_from([1.0, 3.0, 10.0, 100.0]),
+       steps=st.lists(st.tuples(st.floats(min_value=0.0, max_value=0.5), st.booleans(), st.sampled_from("ab")),
+                      max_size=80))
+def test_bucket_made_at_the_first_conflatable_event_decides_as_one_made_up_front(rate, steps):
+    """A limiter admits and holds the same events whether its shared bucket exists from the start or not."""
+    limiter = RateLimiter(rate)
+    start = limiter.updated
+    reference = _EagerLimiter(rate, start)
+    now = start
+    for gap, conflatable, channel in steps:
+        now += gap
+        outgoing = _Outgoing(channel, conflatable)
+        assert limiter.admit(outgoing, now, None) == reference.admit(channel, conflatable, now)  # type: ignore[arg-type]
