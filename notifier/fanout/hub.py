@@ -105,8 +105,12 @@ class Hub:
         self.listeners.pop(recipient, None)
         self.admin_listeners.discard(recipient)
 
-    def dispatch(self, event: StoredEvent) -> int:
-        """Offer one live event to every session that subscribed to it and may see it; returns how many."""
+    def dispatch(self, event: StoredEvent, alone: bool = False) -> int:
+        """Offer one live event to every session that subscribed to it and may see it; returns how many.
+
+        `alone`: no other event waits to be dispatched in this loop iteration, so nothing would
+        join the sessions' writes: each is written as it is offered (the flush queue's `write_through`).
+        """
         self.positions[event.stream] = event.sequence
         envelope = event.envelope
         if envelope.expired(int(time.time() * 1000)):
@@ -132,9 +136,18 @@ class Hub:
             return 0
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
         outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
-        for recipient in recipients:
-            recipient.deliver(outgoing)
+        flushes = self.flushes
+        if alone and flushes is not None:
+            flushes.write_through()
+            try:
+                for recipient in recipients:
+                    recipient.deliver(outgoing)
+            finally:
+                flushes.end_write_through(envelope.timestamp)
+        else:
+            for recipient in recipients:
+                recipient.deliver(outgoing)
+            if flushes is not None and envelope.timestamp is not None:
+                flushes.note_published(envelope.timestamp)  # once per event, not per recipient
         metrics.EVENTS_DELIVERED.increment(len(recipients))
-        if self.flushes is not None and envelope.timestamp is not None:
-            self.flushes.note_published(envelope.timestamp)  # once per event, not per recipient
         return len(recipients)

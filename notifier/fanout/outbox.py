@@ -46,14 +46,21 @@ class Outbox:
         if self.closed:
             return True
         frames = self._frames
+        length = len(frame)
         # `_fits`, written out: this runs once per delivery.
-        if frames and self.size + len(frame) > self.max_bytes:
-            return False
+        if frames:
+            if self.size + length > self.max_bytes:
+                return False
+            frames.append(frame)
+            self.size += length
+            if cursor is not None:
+                self.queued_cursor = cursor
+            return True
         frames.append(frame)
+        self.size = length  # an empty outbox holds 0 bytes
         if cursor is not None:
-            self.queued_cursor = cursor
-        self.size += len(frame)
-        if len(frames) == 1 and self.on_ready is not None:
+            self.queued_cursor = cursor  # before `on_ready`: a writer writing through reads it
+        if self.on_ready is not None:
             self.on_ready(self.writer)
         return True
 

@@ -49,7 +49,9 @@ class LiveFeed:
         self,
         client: Client,
         streams: StreamSet,
-        on_event: Callable[[StoredEvent], object],  # its result is ignored (the hub's dispatch returns a count)
+        # Called with each event and whether it is alone: no other waits to be handed on now (the
+        # hub then writes its deliveries in one pass). Its result is ignored (dispatch returns a count).
+        on_event: Callable[[StoredEvent, bool], object],
         prepare: Callable[[], Awaitable[None]] | None = None,
         recent: RecentEvents | None = None,
         on_epochs: Callable[[dict[str, str]], None] | None = None,
@@ -245,7 +247,7 @@ class LiveFeed:
         if self.recent is not None:
             self.recent.append(event)
         try:
-            self.on_event(event)
+            self.on_event(event, not self.pending_messages())
         except Exception:
             # One bad event must not stop the feed for everybody.
             log.exception("dispatch failed for %s seq %d", definition.name, sequence)

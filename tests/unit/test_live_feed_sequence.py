@@ -27,7 +27,7 @@ def _message(sequence: int) -> SimpleNamespace:
 
 
 def _feed(handed: list[int], skipped: list[tuple[str, int, int]]) -> LiveFeed:
-    feed = LiveFeed(_Client(), STREAMS, lambda event: handed.append(event.sequence),
+    feed = LiveFeed(_Client(), STREAMS, lambda event, alone: handed.append(event.sequence),
                     on_skipped=lambda stream, after, following: skipped.append((stream, after, following)))
     feed.positions = {"a": 10, "m": 0}
     feed.following = True

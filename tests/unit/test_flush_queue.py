@@ -1,0 +1,120 @@
+"""Write rounds: what reaches each client's socket, and when, as the hub dispatches live events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+
+from notifier.fanout.frames import WEBSOCKET_FRAMING
+from notifier.fanout.hub import Hub
+from notifier.fanout.session import Session
+from notifier.model.channels import parse_channel
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.model.identity import Identity
+from notifier.transport.writer import FlushQueue, WebSocketWriter
+
+
+class RecordingTransport:
+    """Keeps every write; `fail` makes the next writes raise, as a broken socket would."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.fail = False
+
+    def write(self, data: bytes) -> None:
+        if self.fail:
+            raise ConnectionResetError("peer gone")
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+class Protocol:
+    writing_paused = False
+
+
+class Request:
+    def __init__(self) -> None:
+        self.transport = RecordingTransport()
+        self.protocol = Protocol()
+
+
+class OneStream:
+    def stream_ids_for(self, patterns: object) -> set[str]:
+        return {"a"}
+
+
+async def subscribed_clients(count: int) -> tuple[Hub, list[RecordingTransport]]:
+    """A hub with its flush queue and `count` WebSocket clients on `alert.price`."""
+    hub = Hub()
+    hub.start_at({"a": 0})
+    flushes = hub.flushes = FlushQueue()
+    transports = []
+    for index in range(count):
+        session = Session(Identity(f"user-{index}"), hub, OneStream(), WEBSOCKET_FRAMING, 1 << 20,
+                          on_slow=lambda session: None)
+        request = Request()
+        WebSocketWriter(session.outbox, request, False, flushes)  # type: ignore[arg-type]
+        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+        transports.append(request.transport)
+    return hub, transports
+
+
+def event(sequence: int) -> StoredEvent:
+    envelope = Envelope(type="alert.price", id=f"event-{sequence}", payload={"n": sequence})
+    return StoredEvent("a", sequence, envelope, encode_envelope(envelope))
+
+
+def ids_in(data: bytes) -> list[str]:
+    """The event ids in the WebSocket text frames of one write (server frames: unmasked, short)."""
+    ids = []
+    while data:
+        length = data[1] & 0x7F
+        start = 2 if length < 126 else 4
+        if length == 126:
+            length = int.from_bytes(data[2:4], "big")
+        ids.append(msgspec.json.decode(data[start:start + length])["data"]["id"])
+        data = data[start + length:]
+    return ids
+
+
+async def test_events_of_one_loop_turn_go_out_in_one_write_per_client():
+    """Two events dispatched in the same loop iteration reach each client in a single write, in order."""
+    hub, transports = await subscribed_clients(3)
+    hub.dispatch(event(1))
+    hub.dispatch(event(2))
+    await asyncio.sleep(0)  # the round runs after this iteration's callbacks
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
+        [[["event-1", "event-2"]]] * 3
+
+
+async def test_an_event_alone_in_its_turn_is_written_before_dispatch_returns():
+    """An event the feed hands on alone is on every client's socket as soon as the hub has offered it."""
+    hub, transports = await subscribed_clients(3)
+    hub.dispatch(event(1), alone=True)
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == [[["event-1"]]] * 3
+
+
+async def test_an_event_alone_joins_a_round_already_waiting_behind_its_frames():
+    """A client with frames waiting for this turn's round gets the lone event after them, in that round."""
+    hub, transports = await subscribed_clients(2)
+    hub.dispatch(event(1))
+    hub.dispatch(event(2), alone=True)
+    assert [transport.writes for transport in transports] == [[], []]
+    await asyncio.sleep(0)
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
+        [[["event-1", "event-2"]]] * 2
+
+
+async def test_a_failing_socket_does_not_keep_the_lone_event_from_the_others():
+    """A client whose write raises does not stop the lone event from reaching every other client."""
+    hub, transports = await subscribed_clients(3)
+    transports[1].fail = True
+    hub.dispatch(event(1), alone=True)
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
+        [[["event-1"]], [], [["event-1"]]]
