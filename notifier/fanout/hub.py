@@ -109,7 +109,9 @@ class Hub:
         """Offer one live event to every session that subscribed to it and may see it; returns how many.
 
         `alone`: no other event waits to be dispatched in this loop iteration, so nothing would
-        join the sessions' writes: each is written as it is offered (the flush queue's `write_through`).
+        join the sessions' writes: each is written as it is offered, and frames waiting for the
+        iteration's write round (earlier events of the feed's turn) right after (the flush queue's
+        `write_through`).
         """
         self.positions[event.stream] = event.sequence
         envelope = event.envelope

@@ -100,13 +100,11 @@ async def test_an_event_alone_in_its_turn_is_written_before_dispatch_returns():
     assert [[ids_in(write) for write in transport.writes] for transport in transports] == [[["event-1"]]] * 3
 
 
-async def test_an_event_alone_joins_a_round_already_waiting_behind_its_frames():
-    """A client with frames waiting for this turn's round gets the lone event after them, in that round."""
+async def test_the_last_event_of_a_turn_is_written_with_the_waiting_round_behind_its_frames():
+    """Clients with frames waiting for this turn's round get them and the feed's last event in one write, at once."""
     hub, transports = await subscribed_clients(2)
     hub.dispatch(event(1))
     hub.dispatch(event(2), alone=True)
-    assert [transport.writes for transport in transports] == [[], []]
-    await asyncio.sleep(0)
     assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
         [[["event-1", "event-2"]]] * 2
 
