@@ -1,10 +1,15 @@
 """At most N connections per user across every replica, counted in a NATS KV bucket.
 
-Each replica writes one entry per user it serves, `<user hash>.<replica id>` = its count and the
-time written, and mirrors the whole bucket through a watcher, so admitting a connection is a
-local sum (no NATS round trip per connect). Entries are rewritten every TTL/3 seconds and the
-bucket ages them out after TTL: the entries of a replica that died disappear (and its users'
-count heals) within TTL seconds; a mirror ignores entries older than TTL before that too.
+Each replica writes its counts as one entry per shard of users it serves, `s<shard>.<replica
+id>` = its count for each user of the shard and the time written (`user_connection_shards`),
+and mirrors the whole bucket through a watcher, so admitting a connection is a local sum over
+the replicas holding that user (no NATS round trip per connect). A shard's entry is rewritten
+when one of its counts changes (at most every WRITE_INTERVAL seconds, changes in between ride
+along) and every TTL/3 seconds; the bucket ages entries out after TTL: the entries of a replica
+that died disappear (and its users' count heals) within TTL seconds; a mirror ignores entries
+older than TTL before that too. A deleted or purged entry (a replica that stopped cleanly)
+takes that replica's counts for the shard with it. Keys of another format (an older version's
+per-user entries) are ignored and age out; a value that does not decode is logged and ignored.
 
 Counting is eventually consistent: until a replica sees the others' entries it admits up to the
 limit minus what it has seen, so a burst spread over N replicas can let a user hold up to N
@@ -15,13 +20,22 @@ arrive). Without NATS (start-up, an outage) each replica counts only its own con
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import time
 import uuid
 from typing import Any
 
+from notifier.jetstream.user_connection_shards import (
+    MalformedEntry,
+    Mirror,
+    ShardCounts,
+    decode,
+    encode,
+    parse_key,
+    shard_key,
+    shard_of,
+    user_hash,
+)
 from notifier.model.identity import Identity
 from notifier.ops.tasks import cancel_and_wait
 
@@ -29,11 +43,9 @@ log = logging.getLogger(__name__)
 
 BUCKET = "notifier_user_connections"
 EXEMPT_ROLES = frozenset(("admin",))
-
-
-def user_key(user_id: str) -> str:
-    """A KV-key-safe, fixed-length name for a user id (any characters)."""
-    return "u" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+# Seconds between two writes of changed shards: a burst of connects costs one write per shard
+# per interval, not one per connect; the others see a change up to this much later.
+WRITE_INTERVAL = 0.1
 
 
 class UserConnections:
@@ -43,15 +55,15 @@ class UserConnections:
         self.limit = limit
         self.ttl = ttl
         self.replica = uuid.uuid4().hex
-        self.local: dict[str, int] = {}  # user key -> this replica's connections
-        self.remote: dict[tuple[str, str], tuple[int, float]] = {}  # (user key, replica) -> (count, written at)
-        self._dirty: set[str] = set()
+        self.local: dict[int, dict[int, int]] = {}  # shard -> user hash -> this replica's connections
+        self.mirror = Mirror(ttl)  # the other replicas' entries
+        self._dirty: set[int] = set()  # shards whose entry is to be written
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._kv: Any = None
         self._stopping = False
         self._stopped = asyncio.Event()
-        self._written: set[str] = set()  # this replica's entries in the bucket
+        self._written: set[int] = set()  # shards with an entry of this replica in the bucket
 
     def exempt(self, identity: Identity) -> bool:
         """Admins are never counted or refused; nor are clients without a token (they share no user)."""
@@ -59,11 +71,9 @@ class UserConnections:
 
     def count(self, user_id: str, now: float | None = None) -> int:
         """The user's connections on every replica, as far as this replica knows."""
-        key = user_key(user_id)
-        now = time.time() if now is None else now
-        others = sum(count for (user, replica), (count, at) in self.remote.items()
-                     if user == key and replica != self.replica and now - at < self.ttl)
-        return self.local.get(key, 0) + others
+        user = user_hash(user_id)
+        mine = self.local.get(shard_of(user), {}).get(user, 0)
+        return mine + self.mirror.count(user, time.time() if now is None else now)
 
     def admit(self, identity: Identity) -> bool:
         """Count a new connection of this user, or False when the user already has `limit`."""
@@ -71,25 +81,31 @@ class UserConnections:
             return True
         if self.count(identity.user_id) >= self.limit:
             return False
-        key = user_key(identity.user_id)
-        self.local[key] = self.local.get(key, 0) + 1
-        self._changed(key)
+        user = user_hash(identity.user_id)
+        shard = shard_of(user)
+        counts = self.local.setdefault(shard, {})
+        counts[user] = counts.get(user, 0) + 1
+        self._changed(shard)
         return True
 
     def release(self, identity: Identity) -> None:
         """A connection `admit` let in has ended."""
         if self.exempt(identity):
             return
-        key = user_key(identity.user_id)
-        left = self.local.get(key, 0) - 1
+        user = user_hash(identity.user_id)
+        shard = shard_of(user)
+        counts = self.local.get(shard, {})
+        left = counts.get(user, 0) - 1
         if left > 0:
-            self.local[key] = left
+            counts[user] = left
         else:
-            self.local.pop(key, None)
-        self._changed(key)
+            counts.pop(user, None)
+            if not counts:
+                self.local.pop(shard, None)
+        self._changed(shard)
 
-    def _changed(self, key: str) -> None:
-        self._dirty.add(key)
+    def _changed(self, shard: int) -> None:
+        self._dirty.add(shard)
         self._wake.set()
 
     # -- sharing the counts through NATS KV --
@@ -112,8 +128,9 @@ class UserConnections:
         if self._kv is not None and self._written:
             try:
                 async with asyncio.timeout(2.0):
-                    for name in list(self._written):
-                        await self._kv.delete(name)
+                    for shard in list(self._written):
+                        await self._kv.delete(shard_key(shard, self.replica))
+                        self._written.discard(shard)
             except Exception as error:  # NATS away: the entries age out after the TTL
                 log.info("user connection entries left to age out (%s)", error)
             self._written.clear()
@@ -125,12 +142,14 @@ class UserConnections:
                 jetstream = client.jetstream()
                 kv = self._kv = await jetstream.create_key_value(bucket=BUCKET, history=1, ttl=self.ttl)
                 watcher = await kv.watchall()
-                mirror = asyncio.create_task(self._mirror(watcher), name="user-connections-mirror")
+                # A fresh mirror for a fresh watcher: it replays every entry, and a bucket made
+                # anew (NATS lost its store) numbers its revisions from 1 again.
+                mirror = Mirror(self.ttl)
+                mirroring = asyncio.create_task(self._mirror(watcher, mirror), name="user-connections-mirror")
                 try:
                     await self._write(kv)
                 finally:
-                    mirror.cancel()
-                    await asyncio.gather(mirror, return_exceptions=True)
+                    await cancel_and_wait(mirroring)
                     await watcher.stop()
             except asyncio.CancelledError:
                 raise
@@ -142,39 +161,61 @@ class UserConnections:
                 except TimeoutError:
                     pass
 
-    async def _mirror(self, watcher: Any) -> None:
+    async def _mirror(self, watcher: Any, mirror: Mirror) -> None:
+        logged_foreign = False
         async for entry in watcher:
-            if entry is None or entry.key is None:
-                continue
-            user, _, replica = entry.key.partition(".")
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self.remote.pop((user, replica), None)
-                continue
-            try:
-                value = json.loads(entry.value)
-                self.remote[(user, replica)] = (int(value["count"]), float(value["at"]))
-            except (ValueError, KeyError, TypeError):
-                log.warning("ignoring malformed user connection entry %s", entry.key)
+            if entry is None:  # the replay of what the bucket held is complete: count from it
+                self.mirror = mirror
+            elif not self.apply(mirror, entry) and not logged_foreign:
+                logged_foreign = True  # one line per watcher, not one per old entry
+                log.info("ignoring user connection entries with keys of another format (%s)", entry.key)
+
+    def apply(self, mirror: Mirror, entry: Any) -> bool:
+        """Merge one watcher update into `mirror`; False for a key of another format (ignored)."""
+        parsed = parse_key(entry.key) if entry.key else None
+        if parsed is None:
+            return False
+        shard, replica = parsed
+        if replica == self.replica:
+            return True  # this replica's own counts are `local`
+        if entry.operation in ("DEL", "PURGE") or not entry.value:
+            mirror.delete(shard, replica, entry.revision, time.time())
+            return True
+        try:
+            mirror.put(shard, replica, entry.revision, decode(shard, entry.value))
+        except MalformedEntry as error:
+            log.warning("ignoring malformed user connection entry %s: %s", entry.key, error)
+        return True
 
     async def _write(self, kv: Any) -> None:
-        """Write changed counts at once and every count every TTL/3 seconds, so they outlive the bucket's TTL."""
-        self._dirty.update(self.local)
+        """Write changed shards soon and every shard every TTL/3 seconds, so they outlive the bucket's TTL."""
+        self._dirty.update(self.local, self._written)  # after an outage: shards emptied meanwhile too
+        refresh_at = time.monotonic() + self.ttl / 3
         while not self._stopping:
             self._wake.clear()
             dirty, self._dirty = self._dirty, set()
             now = time.time()
-            for key in dirty:
-                name = f"{key}.{self.replica}"
-                count = self.local.get(key, 0)
-                if count:
-                    await kv.put(name, json.dumps({"count": count, "at": now}).encode())
-                    self._written.add(name)
-                elif name in self._written:
-                    await kv.delete(name)
-                    self._written.discard(name)
             try:
-                async with asyncio.timeout(self.ttl / 3):
+                for shard in dirty:
+                    counts = self.local.get(shard)
+                    if counts:
+                        await kv.put(shard_key(shard, self.replica), encode(ShardCounts(now, counts)))
+                        self._written.add(shard)
+                    elif shard in self._written:
+                        await kv.delete(shard_key(shard, self.replica))
+                        self._written.discard(shard)
+            except BaseException:
+                self._dirty.update(dirty)  # written again by the next session; a rewrite is harmless
+                raise
+            await asyncio.sleep(WRITE_INTERVAL)
+            try:
+                async with asyncio.timeout(max(0.0, refresh_at - time.monotonic())):
                     await self._wake.wait()
             except TimeoutError:
+                pass
+            # Checked apart from the timeout: with connections coming and going, `_wake` is always
+            # set by now and the wait never times out, but the other shards must be refreshed too.
+            if time.monotonic() >= refresh_at:
                 self._dirty.update(self.local)
-
+                self.mirror.prune(time.time())
+                refresh_at = time.monotonic() + self.ttl / 3

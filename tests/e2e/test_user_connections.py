@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import time
 
+import aiohttp
+import nats
 from conftest import RECEIVE_TIMEOUT
 
-from notifier.jetstream.user_connections import UserConnections, user_key
-from notifier.model.identity import Identity
+from notifier.jetstream.user_connection_shards import SHARDS, ShardCounts, encode, parse_key, shard_key, shard_of, user_hash
+from notifier.jetstream.user_connections import BUCKET, UserConnections
 from notifier.transport.services import USER_CONNECTIONS
 
 
@@ -91,11 +95,41 @@ async def test_a_stopped_replica_gives_its_places_back(make_gateway):
     await open_subscribed(first)
 
 
-def test_a_dead_replicas_entries_stop_counting_after_the_ttl():
-    """Counts another replica wrote longer than the TTL ago (it died without removing them) no longer count."""
-    users = UserConnections(limit=5, ttl=30.0)
-    now = time.time()
-    users.remote[(user_key("alice"), "dead-replica")] = (5, now - 31)
-    users.remote[(user_key("alice"), "live-replica")] = (2, now - 5)
-    assert users.count("alice", now) == 2
-    assert users.admit(Identity("alice", frozenset(), None))
+async def test_the_bucket_holds_one_entry_per_shard_not_per_user(make_gateway, nats_server):
+    """200 users connected to one replica leave at most 64 entries (one per shard) in the KV bucket."""
+    first, second = await make_gateway(), await make_gateway()
+    users = [f"user-{index}" for index in range(200)]
+    # A session of its own: the gateway's allows 100 connections at a time and would queue the rest.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        connections = [await http.ws_connect(f"{first.ws_url}?token={first.token(user)}") for user in users]
+        await until(lambda: all(counts(second).count(user) == 1 for user in users))
+        client = await nats.connect(nats_server.url)
+        try:
+            keys = await (await client.jetstream().key_value(BUCKET)).keys()
+        finally:
+            await client.close()
+        for connection in connections:
+            await connection.close()
+    assert len(keys) <= SHARDS < len(users)
+    assert all(parse_key(key) is not None for key in keys)
+    assert {key.partition(".")[2] for key in keys} == {counts(first).replica}
+
+
+async def test_entries_an_older_version_left_in_the_bucket_do_not_count(nats_server, make_gateway):
+    """Alice's per-user entry in the old format (`u<hash>.<replica>`, count 5) does not stop her connecting."""
+    client = await nats.connect(nats_server.url)
+    try:
+        bucket = await client.jetstream().create_key_value(bucket=BUCKET, history=1, ttl=30.0)
+        old_key = "u" + hashlib.sha256(b"alice").hexdigest()[:32] + ".old-replica"
+        await bucket.put(old_key, json.dumps({"count": 5, "at": time.time()}).encode())
+        await bucket.put(shard_key(1, "broken-replica"), b"not msgpack")
+        bob = user_hash("bob")  # a current entry, to know when the gateway has read the bucket
+        await bucket.put(shard_key(shard_of(bob), "other-replica"), encode(ShardCounts(time.time(), {bob: 2})))
+    finally:
+        await client.close()
+    gateway = await make_gateway()
+    await until(lambda: counts(gateway).count("bob") == 2)
+    for _ in range(5):
+        await open_subscribed(gateway)
+    sixth = await gateway.websocket(token="alice")
+    assert (await sixth.closed())[0] == 4030
