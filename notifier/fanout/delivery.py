@@ -67,7 +67,7 @@ class LiveDelivery:
     """
 
     __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
-                 "last_cursor", "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
+                 "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
                  "_has_options", "_ceiling", "_restricted")
 
     def __init__(
@@ -89,7 +89,6 @@ class LiveDelivery:
         self.connection_limiter: RateLimiter | None = None
         self._ceiling = max_events_per_second
         self.state = SessionState.LIVE
-        self.last_cursor: str | None = None
         self._recoveries = 0
         # Lists are made when first needed (a tuple stands for none): idle connections add up.
         self._pending: list[OutgoingEvent] | tuple[()] = ()
@@ -122,27 +121,26 @@ class LiveDelivery:
             if self._pending_bytes > self.outbox.max_bytes:
                 self.too_slow()
             return
-        filtered = self._has_options and not outgoing.broadcast  # broadcast events pass every option, as p0
-        subscription = self._subscription_for(outgoing) if filtered else None
-        if subscription is None and filtered:
-            return  # matched only channels whose priority or session option filters it out
+        subscription = None
+        if self._has_options and not outgoing.broadcast:  # broadcast events pass every option, as p0
+            subscription = self._subscription_for(outgoing)
+            if subscription is None:
+                return  # matched only channels whose priority or session option filters it out
         if outgoing.limited:
             now = outgoing.dispatched_at
             if subscription is not None and subscription.limiter is not None:
-                if not subscription.limiter.admit(outgoing, now, self.last_cursor):
+                if not subscription.limiter.admit(outgoing, now, self.outbox.queued_cursor):
                     self._held_by(subscription.limiter, now)
                     return
             limiter = self.connection_limiter
             if limiter is None and self._ceiling:
                 limiter = self.connection_limiter = RateLimiter(self._ceiling)
-            if limiter is not None and not limiter.admit(outgoing, now, self.last_cursor):
+            if limiter is not None and not limiter.admit(outgoing, now, self.outbox.queued_cursor):
                 self._held_by(limiter, now)
                 return
         if self.replayed and not self._live_caught_up(outgoing.positions):
             self._queue_stamped(outgoing, outgoing.positions)
-        elif self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
-            self.last_cursor = outgoing.cursor
-        else:
+        elif not self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
             self.too_slow()
 
     def _held_by(self, limiter: RateLimiter, now: float) -> None:
@@ -177,9 +175,7 @@ class LiveDelivery:
     def _queue_stamped(self, outgoing: OutgoingEvent, positions: Cursor) -> None:
         """Queue with a cursor of this client's own: `positions` raised to where history took it."""
         cursor = positions.raised_to(self.replayed).encode()
-        if self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
-            self.last_cursor = cursor
-        else:
+        if not self.outbox.offer(self.framing.replayed(outgoing.event, cursor), cursor):
             self.too_slow()
 
     def _schedule_flush(self, delay: float) -> None:
@@ -203,7 +199,7 @@ class LiveDelivery:
                 if outgoing.event.envelope.expired(now_ms):
                     continue
                 if limiter is not self.connection_limiter and self.connection_limiter is not None:
-                    if not self.connection_limiter.admit(outgoing, now, self.last_cursor):
+                    if not self.connection_limiter.admit(outgoing, now, self.outbox.queued_cursor):
                         continue
                 # A conflated event goes out late: stamped with the hub's position, cursors never go backwards.
                 self._queue_stamped(outgoing, Cursor(self.hub.positions))

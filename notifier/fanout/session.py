@@ -95,10 +95,6 @@ class Session:
     def replayed(self) -> Cursor:
         return self.delivery.replayed
 
-    @property
-    def last_cursor(self) -> str | None:
-        return self.delivery.last_cursor
-
     def send_control(self, action: str, **fields: object) -> None:
         """Queue a control message (ack, error, pong, recovered, lost)."""
         self.delivery.send_control(action, **fields)
