@@ -141,6 +141,7 @@ class SseCountingClient(CountingClient):
             if response.status != 200:
                 return False
             dropper = asyncio.create_task(self._drop_now.wait())
+            reader: asyncio.Task[bytes] | None = None
             try:
                 fields: dict[str, str] = {}
                 while True:
@@ -171,6 +172,9 @@ class SseCountingClient(CountingClient):
             finally:
                 dropper.cancel()
                 await asyncio.wait({dropper})
+                if reader is not None and not reader.done():
+                    # This client was stopped mid-read: the read would fail at the close, unretrieved.
+                    await _discard(reader)
 
 
 async def _discard(task: asyncio.Task) -> None:
