@@ -109,9 +109,8 @@ class Hub:
         """Offer one live event to every session that subscribed to it and may see it; returns how many.
 
         `alone`: no other event waits to be dispatched in this loop iteration, so nothing would
-        join the sessions' writes: each is written as it is offered, and frames waiting for the
-        iteration's write round (earlier events of the feed's turn) right after (the flush queue's
-        `write_through`).
+        join the sessions' writes: the write round is written now (the flush queue's `flush_now`),
+        not after the loop's turn.
         """
         self.positions[event.stream] = event.sequence
         envelope = event.envelope
@@ -138,18 +137,13 @@ class Hub:
             return 0
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
         outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
+        for recipient in recipients:
+            recipient.deliver(outgoing)
         flushes = self.flushes
-        if alone and flushes is not None:
-            flushes.write_through()
-            try:
-                for recipient in recipients:
-                    recipient.deliver(outgoing)
-            finally:
-                flushes.end_write_through(envelope.timestamp)
-        else:
-            for recipient in recipients:
-                recipient.deliver(outgoing)
-            if flushes is not None and envelope.timestamp is not None:
+        if flushes is not None:
+            if envelope.timestamp is not None:
                 flushes.note_published(envelope.timestamp)  # once per event, not per recipient
+            if alone:
+                flushes.flush_now()
         metrics.EVENTS_DELIVERED.increment(len(recipients))
         return len(recipients)

@@ -7,14 +7,14 @@ one system call per client rather than one per event per client. Only a client w
 buffer is full gets a task, which waits for the buffer to drain; meanwhile its outbox fills
 up to its bound and the client is closed as slow.
 
-An event alone in its iteration (the live feed has no other waiting: the common case below a
-few hundred events per second), or the last of the feed's turn, is written through instead: each client's frame goes to its
-socket as the hub offers it, in the same pass, while that client's session, outbox and writer
-are still in the CPU cache. A second pass over thousands of clients finds them evicted again
-(`python -m bench.delivery_cost 10000`: 1.35-1.60 us per delivery in two passes, 1.14-1.18
-written through; the same at 1,000 clients, whose objects stay cached without sockets). Frames
-of a client that already waits for this iteration's round join that round, which is then written
-at once: nothing overtakes them, and nothing waits for another turn of the loop.
+When the live feed has no other event behind the one the hub just offered (at low rates, every
+event), the round is written right away instead of after the loop's turn, whose other callbacks
+(at 1,000 clients and hundreds of events per second, tens of milliseconds of them) it would wait
+for. The round stays a pass of its own, after the hub's: a pass of writes alone leaves the
+kernel's send path, which each write runs and which evicts the Python side from the CPU caches,
+the least Python to interleave with. Writing each client's frame as the hub offered it (tried:
+one pass) cost as much CPU, the Python side running cold, and gave no better latency
+(fan-out at 1,000 clients, 50-800 events/s, both in one bench run, twice).
 
 Frames are written straight to the transport. WebSocket: a server's frames are unmasked and
 these are uncompressed, and aiohttp writes its own frames (pong, close) whole and synchronously
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 class FlushQueue:
-    """Writers that got frames in this loop iteration, flushed together by one callback after it."""
+    """Writers that got frames in this loop iteration, flushed together by one callback after it (or sooner)."""
 
     def __init__(self) -> None:
         self._waiting: list[TransportWriter] = []
@@ -49,15 +49,9 @@ class FlushQueue:
         self.notify = self.add
         # Publish timestamp (ms) of the first live event whose frames wait for this round, if any.
         self.published_ms: int | None = None
-        # The round being written through (see `write_through`), while the hub offers one event.
-        self._through: _Round | None = None
 
     def add(self, writer: TransportWriter) -> None:
-        """Flush this writer after the current iteration's callbacks (or now, while writing through)."""
-        through = self._through
-        if through is not None:
-            through.write(writer)
-            return
+        """Flush this writer after the current iteration's callbacks."""
         self._waiting.append(writer)
         if self._handle is None:
             self._handle = asyncio.get_running_loop().call_soon(self._flush)
@@ -71,21 +65,8 @@ class FlushQueue:
         if self._handle is not None and self.published_ms is None:
             self.published_ms = timestamp_ms
 
-    def write_through(self) -> None:
-        """Until `end_write_through`, a writer told of frames writes them at once, as its own round."""
-        self._through = _Round()
-
-    def end_write_through(self, published_ms: int | None) -> None:
-        """The hub has offered the event; count the round, measure it from `published_ms`, write what waits.
-
-        Frames waiting for this iteration's round (the feed's earlier events of the same turn, and
-        the lone event behind them) are written now too: the feed has nothing else to add to them,
-        and the round's callback would run only after the next turn of the loop, which at 1,000
-        clients and hundreds of events per second lasts tens of milliseconds.
-        """
-        written, self._through = self._through, None
-        if written is not None:
-            written.record(published_ms)
+    def flush_now(self) -> None:
+        """Write the round that waits now, not after the loop's turn (the live feed has nothing behind it)."""
         if self._handle is not None:
             self._handle.cancel()
             self._flush()
@@ -94,10 +75,28 @@ class FlushQueue:
         self._handle = None
         published_ms, self.published_ms = self.published_ms, None
         waiting, self._waiting = self._waiting, []
-        written = _Round()
+        # Delivery latency: one observation per transport per round (the round's oldest live event),
+        # not one per delivery: the per-delivery path stays as it was, allocation-free.
+        written: set[metrics.HistogramSeries] | None = set() if published_ms is not None else None
+        writes = frames = 0
         for writer in waiting:
-            written.write(writer)
-        written.record(published_ms)
+            try:
+                count = writer.flush()
+                if count:
+                    writes += 1
+                    frames += count
+                    if written is not None:
+                        written.add(writer.latency)
+            except Exception:
+                # One connection's failure must not keep the others' frames from going out.
+                log.exception("writing to a client failed")
+        metrics.FLUSH_ROUNDS.increment()
+        metrics.FLUSH_WRITES.increment(writes)
+        metrics.FLUSH_FRAMES.increment(frames)
+        if written:
+            latency = max(0.0, time.time() - published_ms / 1000)  # type: ignore[operator]
+            for series in written:
+                series.observe(latency)
 
     def close(self) -> None:
         """Forget waiting writers (the gateway is stopping; their connections are closing)."""
@@ -105,39 +104,6 @@ class FlushQueue:
             self._handle.cancel()
             self._handle = None
         self._waiting = []
-
-
-class _Round:
-    """One write round's writes, frames and the transports written to, for the flush metrics."""
-
-    __slots__ = ("writes", "frames", "latencies")
-
-    def __init__(self) -> None:
-        self.writes = self.frames = 0
-        # Delivery latency: one observation per transport per round (the round's oldest live
-        # event), not one per delivery: the per-delivery path stays allocation-free.
-        self.latencies: set[metrics.HistogramSeries] = set()
-
-    def write(self, writer: TransportWriter) -> None:
-        try:
-            count = writer.flush()
-        except Exception:
-            # One connection's failure must not keep the others' frames from going out.
-            log.exception("writing to a client failed")
-            return
-        if count:
-            self.writes += 1
-            self.frames += count
-            self.latencies.add(writer.latency)
-
-    def record(self, published_ms: int | None) -> None:
-        metrics.FLUSH_ROUNDS.increment()
-        metrics.FLUSH_WRITES.increment(self.writes)
-        metrics.FLUSH_FRAMES.increment(self.frames)
-        if published_ms is not None and self.latencies:
-            latency = max(0.0, time.time() - published_ms / 1000)
-            for series in self.latencies:
-                series.observe(latency)
 
 
 class TransportWriter:
