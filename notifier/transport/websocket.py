@@ -16,11 +16,6 @@ from notifier.transport.websocket_protocol import CLIENT_GONE, WebSocketPreset, 
 log = logging.getLogger(__name__)
 
 
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """`GET /ws`: channels from `?channels=` or subscribe messages."""
-    return await serve_websocket(request)
-
-
 async def serve_websocket(request: web.Request, preset: WebSocketPreset | None = None) -> web.StreamResponse:
     """Upgrade to a WebSocket and serve it until either side closes it.
 
@@ -49,3 +44,8 @@ async def serve_websocket(request: web.Request, preset: WebSocketPreset | None =
     finally:
         await connection.finish()
     return websocket
+
+
+# `GET /ws` (channels from `?channels=` or subscribe messages) is this function itself, not a
+# coroutine awaiting it: a wrapper's frame lives as long as the connection (200 bytes each).
+websocket_handler = serve_websocket
