@@ -1,4 +1,4 @@
-"""What aiohttp keeps per connection after a WebSocket upgrade and never uses again: let go of.
+"""What aiohttp keeps per connection after a WebSocket upgrade and never uses again: let go of, or shared.
 
 aiohttp's `RequestHandler` parses HTTP with a C parser and queues parsed requests in a deque.
 Once a WebSocket upgrade is accepted (`_upgraded`, with the WebSocket reader set as the payload
@@ -12,10 +12,21 @@ tests/e2e/test_dependency_contracts.py checks they still mean this, and setup.cf
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections import deque
+from functools import partial
 from typing import Any
 
 from aiohttp import web
+
+# aiohttp's WebSocket writer makes, per connection, a random-bits partial (only a client masks its
+# frames), a lock and a task set (only compressed frames use them): 568 bytes per idle WebSocket
+# (bench.connection_memory, traced). The gateway's WebSockets never compress, so one of each
+# serves them all; were one ever used, sharing would serialise, not break, the sends.
+_RANDOM_BITS = partial(random.getrandbits, 32)
+_SEND_LOCK = asyncio.Lock()
+_BACKGROUND_TASKS: set[asyncio.Task[None]] = set()
 
 # Shared by every upgraded connection: it stays empty (maxlen 0 would drop, never keep, an append).
 _NO_MESSAGES: deque[Any] = deque(maxlen=0)
@@ -30,4 +41,15 @@ def forget_http_parsing(request: web.BaseRequest) -> bool:
         return False  # requests pipelined behind the upgrade: aiohttp will refuse them, let it
     protocol._parser = None
     protocol._messages = _NO_MESSAGES
+    return True
+
+
+def share_unused_writer_parts(websocket: web.WebSocketResponse) -> bool:
+    """Give a prepared, uncompressed server WebSocket's writer the shared lock, task set and random source."""
+    writer: Any = getattr(websocket, "_writer", None)
+    if writer is None or writer.compress or writer.use_mask:
+        return False
+    writer.get_random_bits = _RANDOM_BITS
+    writer._send_lock = _SEND_LOCK
+    writer._background_tasks = _BACKGROUND_TASKS
     return True
