@@ -95,7 +95,26 @@ def test_a_dead_replicas_entries_stop_counting_after_the_ttl():
     """Counts another replica wrote longer than the TTL ago (it died without removing them) no longer count."""
     users = UserConnections(limit=5, ttl=30.0)
     now = time.time()
-    users.remote[(user_key("alice"), "dead-replica")] = (5, now - 31)
-    users.remote[(user_key("alice"), "live-replica")] = (2, now - 5)
+    users.seen(user_key("alice"), "dead-replica", 5, now - 31)
+    users.seen(user_key("alice"), "live-replica", 2, now - 5)
     assert users.count("alice", now) == 2
     assert users.admit(Identity("alice", frozenset(), None))
+
+
+def test_a_replicas_removed_entry_no_longer_counts():
+    """Once another replica removes its entry for a user (its connections ended), they stop counting."""
+    users = UserConnections(limit=5, ttl=30.0)
+    now = time.time()
+    users.seen(user_key("alice"), "other-replica", 5, now)
+    users.seen(user_key("alice"), "third-replica", 1, now)
+    assert users.count("alice", now) == 6
+    users.seen(user_key("alice"), "other-replica", None)
+    assert users.count("alice", now) == 1
+
+
+def test_this_replicas_own_entries_echoed_by_the_bucket_count_once():
+    """The bucket's copy of this replica's own entry is not added to its local count a second time."""
+    users = UserConnections(limit=5, ttl=30.0)
+    assert users.admit(Identity("alice", frozenset(), None))
+    users.seen(user_key("alice"), users.replica, 1, time.time())
+    assert users.count("alice") == 1
