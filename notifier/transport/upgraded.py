@@ -38,7 +38,7 @@ def forget_http_parsing(request: web.BaseRequest) -> bool:
     if not getattr(protocol, "_upgraded", False) or getattr(protocol, "_payload_parser", None) is None:
         return False
     if getattr(protocol, "_messages", None):
-        return False  # requests pipelined behind the upgrade: aiohttp will refuse them, let it
+        return False  # something queued behind the upgrade: aiohttp's state is left as it is
     protocol._parser = None
     protocol._messages = _NO_MESSAGES
     return True
