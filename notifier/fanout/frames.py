@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
 
@@ -203,7 +203,7 @@ class SseFraming(Framing):
     """
 
     # A stream that finishes sets this: whether written frames hold the last one (see `SseWriter`).
-    ends_after: Callable[[Sequence[bytes]], bool] | None = None
+    ends_after: Callable[[list[bytes]], bool] | None = None
 
     def __init__(self, named: bool = False, chunked: bool = True):
         self.named = named

@@ -23,9 +23,8 @@ class Outbox:
         self.max_bytes = max_bytes
         self.size = 0
         # Bare frames, no (frame, cursor) pairs: only the newest cursor is ever needed, and a pair
-        # per delivery was an allocation per client per event. An empty tuple while nothing waits:
-        # the list a flush left behind cost every idle connection 56 bytes (64 with its rounding).
-        self._frames: list[bytes] | tuple[()] = ()
+        # per delivery was an allocation per client per event.
+        self._frames: list[bytes] = []
         self._room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
         # The cursor of the newest event ever queued; once the writer has written everything it
@@ -48,18 +47,13 @@ class Outbox:
             return True
         frames = self._frames
         # `_fits`, written out: this runs once per delivery.
-        if frames:
-            if self.size + len(frame) > self.max_bytes:
-                return False
-            frames.append(frame)
-            first = False
-        else:
-            self._frames = [frame]
-            first = True
+        if frames and self.size + len(frame) > self.max_bytes:
+            return False
+        frames.append(frame)
         if cursor is not None:
             self.queued_cursor = cursor
         self.size += len(frame)
-        if first and self.on_ready is not None:
+        if len(frames) == 1 and self.on_ready is not None:
             self.on_ready(self.writer)
         return True
 
@@ -75,10 +69,8 @@ class Outbox:
         if (queued or len(frames) > 1) and self.size + size > self.max_bytes:
             return False
         was_empty = not queued
-        if was_empty:
-            queued = self._frames = []
         for frame, cursor in frames:
-            queued.append(frame)  # type: ignore[union-attr]
+            queued.append(frame)
             if cursor is not None:
                 self.queued_cursor = cursor
         self.size += size
@@ -94,12 +86,12 @@ class Outbox:
             self._room = None
         self.offer(frame, cursor)
 
-    def take_now(self) -> Sequence[bytes]:
+    def take_now(self) -> list[bytes]:
         """Return all queued frames, oldest first (maybe none).
 
         The writer sets `delivered_cursor` to `queued_cursor` after it has written them, not before.
         """
-        frames, self._frames = self._frames, ()
+        frames, self._frames = self._frames, []
         self.size = 0
         if self._room is not None:
             _wake(self._room)
@@ -108,7 +100,7 @@ class Outbox:
     def close(self) -> None:
         """Drop what is queued and wake a replay waiting for room; later offers are ignored."""
         self.closed = True
-        self._frames = ()
+        self._frames = []
         self.size = 0
         _wake(self._room)
 

@@ -7,7 +7,7 @@ through `OutgoingEvent` or the replay cache, which key on the generic framings o
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import msgspec
 
@@ -59,7 +59,7 @@ class NamedSseFraming(SseFraming):
             self._final = frame
         return frame
 
-    def _holds_final(self, frames: Sequence[bytes]) -> bool:
+    def _holds_final(self, frames: list[bytes]) -> bool:
         final = self._final
         return final is not None and any(frame is final for frame in frames)
 

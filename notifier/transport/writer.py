@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -116,7 +116,7 @@ class TransportWriter:
         if outbox.size:
             flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
 
-    def encode(self, frames: Sequence[bytes]) -> bytes:
+    def encode(self, frames: list[bytes]) -> bytes:
         """The bytes to write now for these waiting frames, oldest first."""
         raise NotImplementedError
 
@@ -173,7 +173,7 @@ class WebSocketWriter(TransportWriter):
         self.batch = batch
         super().__init__(outbox, request, flushes)
 
-    def encode(self, frames: Sequence[bytes]) -> bytes:
+    def encode(self, frames: list[bytes]) -> bytes:
         if len(frames) == 1:
             return websocket_text_frame(frames[0]) if self.batch else frames[0]
         if self.batch:
@@ -188,7 +188,7 @@ class SseWriter(TransportWriter):
     latency = metrics.DELIVERY_LATENCY.series("sse")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue,
-                 ends_after: Callable[[Sequence[bytes]], bool] | None = None, on_end: Callable[[], None] | None = None):
+                 ends_after: Callable[[list[bytes]], bool] | None = None, on_end: Callable[[], None] | None = None):
         # Bytes written past aiohttp's writer, which its access log counts: added to it once, on close.
         # Reaching the request's writer on every flush cost about 1 µs per delivery (py-spy, 1,000
         # clients): one more object per client to pull into the CPU cache, for a figure read at the end.
@@ -198,7 +198,7 @@ class SseWriter(TransportWriter):
         self.on_end = on_end
         super().__init__(outbox, request, flushes)
 
-    def encode(self, frames: Sequence[bytes]) -> bytes:
+    def encode(self, frames: list[bytes]) -> bytes:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
         self.written += len(data)  # written next: the transport is open
         if self.ends_after is not None and self.on_end is not None and self.ends_after(frames):
