@@ -71,7 +71,7 @@ async def measure(clients: int, events: int, profile: bool, cold: bool = False) 
     flushes = hub.flushes = FlushQueue()
     for index in range(clients):
         session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
-                          on_slow=lambda session: None, max_events_per_second=1_000_000)
+                          on_slow=lambda: None, max_events_per_second=1_000_000)
         WebSocketWriter(session.outbox, FakeRequest(), False, flushes)
         await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
     envelope = Envelope(type="alert.price", id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})

@@ -50,12 +50,14 @@ class Session:
         history: EventHistory,
         framing: Framing,
         outbox_bytes: int,
-        on_slow: Callable[[Session], None],
+        on_slow: Callable[[], None],
         max_events_per_second: float | None = None,
     ):
-        self.delivery = LiveDelivery(identity, hub, framing, outbox_bytes, lambda: on_slow(self), max_events_per_second)
+        # `on_slow` is handed down as it is: a closure here to pass the session along cost every
+        # connection 200 bytes (a function and its cell), and the transports know their session.
+        self.delivery = LiveDelivery(identity, hub, framing, outbox_bytes, on_slow, max_events_per_second)
         self.history = history
-        self.tasks = TaskGroup("session")
+        self.tasks: TaskGroup | None = None  # made by the first catch-up: most connections never start one
         self._recovery_lock: asyncio.Lock | None = None  # made by the first catch-up
         # Set by the first subscribe, which makes the session a listener of broadcast events.
         self._joined = False
@@ -148,6 +150,8 @@ class Session:
         if catching_up:
             base = Cursor(self.hub.positions)
             read = self._with_broadcast(patterns) if since is not None and first else patterns
+            if self.tasks is None:
+                self.tasks = TaskGroup("session")
             self.tasks.spawn(self._catch_up(read, since, options, base), name="catch-up")
 
     def _with_broadcast(self, patterns: list[ChannelPattern]) -> list[ChannelPattern]:
@@ -213,4 +217,5 @@ class Session:
     async def aclose(self) -> None:
         """Close and wait for the session's own tasks (a running replay) to finish."""
         self.close()
-        await self.tasks.close()
+        if self.tasks is not None:
+            await self.tasks.close()

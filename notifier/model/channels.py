@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from notifier.model.close_codes import ErrorCode
 from notifier.model.errors import NotifierError
@@ -28,12 +28,14 @@ class ChannelPattern:
 
     tokens: tuple[str, ...]
     key: str | None = None
+    # The pattern as the client wrote it. Made once: parsed patterns are shared (`_parse`), and a
+    # session's subscriptions are keyed by it, so every connection on a channel shares one string
+    # instead of keeping its own (59 bytes per subscription, bench.connection_memory).
+    text: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def text(self) -> str:
-        """The pattern as the client wrote it."""
+    def __post_init__(self) -> None:
         joined = ".".join(self.tokens)
-        return joined if self.key is None else f"{joined}:{self.key}"
+        object.__setattr__(self, "text", joined if self.key is None else f"{joined}:{self.key}")
 
     def matches(self, event_type: str, event_key: str | None) -> bool:
         """Whether an event of this type and key is delivered on this channel."""

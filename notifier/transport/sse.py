@@ -248,7 +248,7 @@ async def serve_sse(request: web.Request, preset: SsePreset | None = None) -> we
         raise
     connection: SseConnection | None = None
 
-    def on_slow(_: Session) -> None:
+    def on_slow() -> None:
         if connection is not None:
             connection.end_slow(request)
 

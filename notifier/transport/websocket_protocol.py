@@ -37,6 +37,9 @@ _AIOHTTP_CLOSE_REASONS = {
 class WebSocketWithReasons(web.WebSocketResponse):
     """aiohttp's WebSocket, except that the closes it makes by itself (1002, 1007, 1009) carry a reason."""
 
+    # aiohttp's response classes have slots: without these a subclass gets a `__dict__` per instance.
+    __slots__ = ()
+
     async def close(self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True) -> bool:
         if not message:
             message = _AIOHTTP_CLOSE_REASONS.get(code, message)  # type: ignore[call-overload]

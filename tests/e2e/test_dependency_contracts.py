@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+import aiohttp
+from aiohttp import WSMsgType, web
 from aiohttp_sse import EventSourceResponse
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from notifier.jetstream.connection import GatewayClient
+from notifier.transport.upgraded import forget_http_parsing, share_unused_writer_parts
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BIG_WRITE = 32 * 1024 * 1024  # more than the kernel's socket buffers on both ends can take
@@ -165,6 +167,78 @@ async def test_protocol_says_writing_is_paused_until_drain_returns():
             writer.close()
     assert received.endswith(b"start" + b"x" * BIG_WRITE)
     assert paused == [True, False]
+
+
+async def test_an_upgraded_websocket_works_without_aiohttp_s_http_parser_and_request_queue():
+    """Once a WebSocket upgrade is prepared, aiohttp's protocol says `_upgraded` with a payload parser set, and the
+    connection still echoes messages and completes the close handshake with its HTTP parser and queue dropped.
+
+    upgraded.forget_http_parsing drops `_parser` and `_messages` (2.3 KB per idle WebSocket).
+    """
+    forgotten: list[bool] = []
+    closed_with: list[int | None] = []
+    handled = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        websocket = web.WebSocketResponse()
+        await websocket.prepare(request)
+        forgotten.append(forget_http_parsing(request))
+        async for message in websocket:
+            await websocket.send_str("echo " + message.data)
+        closed_with.append(websocket.close_code)
+        handled.set()
+        return websocket
+
+    async with serving(handler) as port, aiohttp.ClientSession() as http:
+        async with asyncio.timeout(30):
+            websocket = await http.ws_connect(f"http://127.0.0.1:{port}/")
+            await websocket.send_str("one")
+            first = await websocket.receive()
+            await websocket.send_str("two")
+            second = await websocket.receive()
+            await websocket.close(code=4321, message=b"done")
+            await handled.wait()
+    assert forgotten == [True]
+    assert (first.type, first.data, second.data) == (WSMsgType.TEXT, "echo one", "echo two")
+    assert closed_with == [4321]
+
+
+class Tripwire:
+    """Stands in for a part of aiohttp's WebSocket writer that must never be used: any use raises."""
+
+    def __getattr__(self, name: str) -> object:
+        raise AssertionError(f"aiohttp used the writer's {name}")
+
+    def __call__(self) -> int:
+        raise AssertionError("aiohttp used the writer's random source")
+
+
+async def test_an_uncompressed_server_websocket_never_uses_its_writer_s_lock_task_set_or_random_source():
+    """A server WebSocket without compression sends text, ping and close frames without its writer's
+    `_send_lock`, `_background_tasks` or `get_random_bits`.
+
+    upgraded.share_unused_writer_parts gives every connection's writer shared ones (0.6 KB per idle WebSocket).
+    """
+    shared: list[bool] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        websocket = web.WebSocketResponse(compress=False, autoping=False)
+        await websocket.prepare(request)
+        shared.append(share_unused_writer_parts(websocket))
+        writer = websocket._writer
+        writer._send_lock = writer._background_tasks = writer.get_random_bits = Tripwire()
+        await websocket.send_str("one")
+        await websocket.ping(b"are you there")
+        await websocket.close(code=4321, message=b"done")
+        return websocket
+
+    async with serving(handler) as port, aiohttp.ClientSession() as http:
+        async with asyncio.timeout(30):
+            websocket = await http.ws_connect(f"http://127.0.0.1:{port}/", autoping=False)
+            received = [await websocket.receive() for _ in range(3)]
+    assert shared == [True]
+    assert [(message.type, message.data) for message in received] == [
+        (WSMsgType.TEXT, "one"), (WSMsgType.PING, b"are you there"), (WSMsgType.CLOSE, 4321)]
 
 
 async def test_aiohttp_prepares_a_returned_stream_again_with_its_transport_at_hand():

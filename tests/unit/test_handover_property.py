@@ -81,7 +81,7 @@ async def _resume(before: list[str], cursor_at: dict[str, int], at_start: list[s
     since = Cursor({stream: min(cursor_at[stream], len(store.streams[stream])) for stream in ("a", "m")})
     history = InMemoryHistory(store, chunk, list(at_start), list(during))
     session = Session(Identity("u0"), hub, history, WEBSOCKET_FRAMING, 1 << 24,
-                      on_slow=lambda session: None)
+                      on_slow=lambda: None)
     await session.subscribe([parse_channel("order.*"), parse_channel("market.*")], since, acknowledge=False)
     # Wait for the catch-up task to finish (a condition, not a delay).
     while session.delivery.catching_up:
