@@ -41,8 +41,8 @@ def shard_values(draw, shard: int | None = None) -> tuple[int, ShardCounts]:
 
 def by_user(mirror: Mirror) -> dict[int, dict[str, tuple[int, float]]]:
     """The mirror's index by user: user -> replica -> (count, written at)."""
-    return {user: {replica: (entry.counts[user], entry.at) for replica, entry in replicas.items()}
-            for user, replicas in mirror.users.items()}
+    return {user: {replica: (entry.counts[user], entry.at) for replica, entry in mirror.holders(user).items()}
+            for user in mirror.users}
 
 
 def test_a_user_is_always_in_the_same_shard_and_users_spread_evenly():
