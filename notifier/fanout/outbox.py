@@ -59,7 +59,7 @@ class Outbox:
         frames.append(frame)
         self.size = length  # an empty outbox holds 0 bytes
         if cursor is not None:
-            self.queued_cursor = cursor  # before `on_ready`: a writer writing through reads it
+            self.queued_cursor = cursor
         if self.on_ready is not None:
             self.on_ready(self.writer)
         return True

@@ -50,7 +50,7 @@ class LiveFeed:
         client: Client,
         streams: StreamSet,
         # Called with each event and whether it is alone: no other waits to be handed on now (the
-        # hub then writes its deliveries in one pass). Its result is ignored (dispatch returns a count).
+        # hub then writes the round at once). Its result is ignored (dispatch returns a count).
         on_event: Callable[[StoredEvent, bool], object],
         prepare: Callable[[], Awaitable[None]] | None = None,
         recent: RecentEvents | None = None,
