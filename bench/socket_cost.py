@@ -1,0 +1,163 @@
+"""`python -m bench.socket_cost [CLIENTS] [EVENTS] [--rounds N] [--rate EV/S] [--limit N]`: CPU per live delivery
+over real sockets, the gateway's delivery path beside the coalescing ceiling's loop, in one process.
+
+The full bench's CPU per delivery moves 10-20 % from step to step: JetStream, the publisher and the clients
+that read latencies share the machine's cores with the server measured. This measures the delivery alone.
+One process holds CLIENTS loopback TCP connections whose other ends a child process reads and throws away;
+it fans events out at RATE events per second, one per loop turn, (a) through the gateway's real hub,
+sessions, outboxes and writers (`alone=True`, as the live feed hands on an event with none behind it), and
+(b) the ceiling's way: the frame built once, one `transport.write` per client. It alternates (a) and (b)
+for ROUNDS rounds of EVENTS events and prints the process CPU per delivery of each, their medians and the
+ratio. Kernel time counts, as in the bench: on loopback each `send()` also runs the receiver's TCP.
+`--limit N` is the per-connection ceiling (NOTIFIER_MAX_EVENTS_PER_SECOND; the bench's 1,000,000 by
+default, 0 for none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+import uvloop
+
+from bench.machine import die_with_parent, raise_open_file_limit
+from notifier.fanout.frames import WEBSOCKET_FRAMING, websocket_event, websocket_text_frame
+from notifier.fanout.hub import Hub
+from notifier.fanout.session import Session
+from notifier.model.channels import parse_channel
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.model.identity import Identity
+from notifier.transport.writer import FlushQueue, WebSocketWriter
+
+
+class Discard(asyncio.Protocol):
+    """The receiving end: reads everything, keeps nothing."""
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+async def sink() -> None:
+    """The child process: accept connections on a free port, print it, read and discard until killed."""
+    die_with_parent()
+    server = await asyncio.get_running_loop().create_server(Discard, "127.0.0.1", 0, backlog=4096)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+class Sending(asyncio.Protocol):
+    """The sending end, with the `writing_paused` a writer reads from aiohttp's protocol."""
+
+    writing_paused = False
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+
+
+class Request:
+    """What a writer uses of an aiohttp request."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: Sending):
+        self.transport = transport
+        self.protocol = protocol
+
+
+class OneStream:
+    def stream_ids_for(self, patterns: object) -> set[str]:
+        return {"a"}
+
+
+async def measure(port: int, clients: int, events: int, rounds: int, rate: float, limit: int
+                  ) -> dict[str, list[float]]:
+    """Microseconds of process CPU per delivery, per round, for the gateway's path and the ceiling's loop."""
+    loop = asyncio.get_running_loop()
+    connections = [await loop.create_connection(Sending, "127.0.0.1", port) for _ in range(clients)]
+    hub = Hub()
+    hub.start_at({"a": 0})
+    flushes = hub.flushes = FlushQueue()
+    for index, (transport, protocol) in enumerate(connections):
+        session = Session(Identity(f"user-{index}"), hub, OneStream(), WEBSOCKET_FRAMING, 1 << 20,
+                          on_slow=lambda: None, max_events_per_second=limit or None)
+        WebSocketWriter(session.outbox, Request(transport, protocol), False, flushes)  # type: ignore[arg-type]
+        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+    transports = [transport for transport, _ in connections]
+    sequence = 0
+
+    def event() -> StoredEvent:
+        nonlocal sequence
+        sequence += 1
+        envelope = Envelope(type="alert.price", id=f"e{sequence:031d}", timestamp=int(time.time() * 1000),
+                            payload={"price": 1.0, "padding": "x" * 120})
+        return StoredEvent("a", sequence, envelope, encode_envelope(envelope))
+
+    def gateway() -> None:
+        hub.dispatch(event(), alone=True)
+
+    def ceiling() -> None:
+        stored = event()
+        frame = websocket_text_frame(websocket_event(stored, str(stored.sequence)))
+        for transport in transports:
+            if not transport.is_closing():
+                transport.write(frame)
+
+    async def run(fan_out, count: int) -> float:
+        """CPU seconds `count` events took, one per loop turn at `rate` per second (the waits not counted)."""
+        spent = 0.0
+        started = time.monotonic()
+        for index in range(count):
+            await asyncio.sleep(max(0.0, started + index / rate - time.monotonic()))
+            before = time.process_time()
+            fan_out()
+            await asyncio.sleep(0)
+            spent += time.process_time() - before
+        return spent
+
+    await run(gateway, 50)
+    await run(ceiling, 50)
+    results: dict[str, list[float]] = {"gateway": [], "ceiling": []}
+    for round_number in range(rounds):
+        order = [("gateway", gateway), ("ceiling", ceiling)]
+        for name, fan_out in order if round_number % 2 == 0 else order[::-1]:
+            results[name].append(await run(fan_out, events) / (clients * events) * 1e6)
+    for transport in transports:
+        transport.close()
+    return results
+
+
+def main(argv: list[str]) -> int:
+    if "--sink" in argv:
+        uvloop.run(sink())
+        return 0
+    numbers = [argument for argument in argv if argument.isdigit()]
+    options = {name: float(argv[argv.index(name) + 1]) for name in ("--rounds", "--rate", "--limit") if name in argv}
+    values = {argv[argv.index(name) + 1] for name in ("--rounds", "--rate", "--limit") if name in argv}
+    positional = [int(number) for number in numbers if number not in values]
+    clients, events = (positional + [1000, 250][len(positional):])[:2]
+    rounds = int(options.get("--rounds", 5))
+    rate = options.get("--rate", 50.0)
+    limit = int(options.get("--limit", 1_000_000))
+    raise_open_file_limit()
+    child = subprocess.Popen([sys.executable, "-m", "bench.socket_cost", "--sink"], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None
+        port = int(child.stdout.readline())
+        results = uvloop.run(measure(port, clients, events, rounds, rate, limit))
+    finally:
+        child.kill()
+        child.wait()
+    gateway, ceiling = statistics.median(results["gateway"]), statistics.median(results["ceiling"])
+    for name, figures in results.items():
+        print(f"{name:8s} µs per delivery: " + ", ".join(f"{figure:.2f}" for figure in figures))
+    print(f"{clients} clients, {events} events x {rounds} rounds at {rate:g} ev/s, limit {limit or 'none'}: "
+          f"gateway {gateway:.2f} µs, ceiling {ceiling:.2f} µs per delivery (medians): {gateway / ceiling:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
