@@ -13,6 +13,7 @@ import cProfile
 import pstats
 import sys
 import time
+from typing import Any
 
 from notifier.fanout.frames import WEBSOCKET_FRAMING
 from notifier.fanout.hub import Hub
@@ -46,16 +47,29 @@ class NeverPaused:
 
 
 class FakeRequest:
-    """What a writer uses of an aiohttp request."""
+    """What a writer uses of an aiohttp request: a counting transport unless given a real one and its protocol."""
 
-    def __init__(self) -> None:
-        self.transport = CountingTransport()
-        self.protocol = NeverPaused()
+    def __init__(self, transport: Any = None, protocol: Any = None) -> None:
+        self.transport = transport if transport is not None else CountingTransport()
+        self.protocol = protocol if protocol is not None else NeverPaused()
 
 
 class OneStreamHistory:
     def stream_ids_for(self, patterns) -> set[str]:
         return {"a"}
+
+
+async def subscribed_hub(requests: list[FakeRequest], limit: int | None) -> Hub:
+    """A hub with its flush queue and a subscribed WebSocket session on `alert.price` writing to each request."""
+    hub = Hub()
+    hub.start_at({"a": 0})
+    flushes = hub.flushes = FlushQueue()
+    for index, request in enumerate(requests):
+        session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
+                          on_slow=lambda: None, max_events_per_second=limit)
+        WebSocketWriter(session.outbox, request, False, flushes)  # type: ignore[arg-type]
+        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+    return hub
 
 
 # `--cold`: what the machine does between two events in a real run (the kernel's socket writes,
@@ -66,14 +80,7 @@ EVICTING_BYTES = 8 << 20
 
 async def measure(clients: int, events: int, profile: bool, cold: bool = False) -> float:
     """Microseconds of process CPU per delivery over `events` events to `clients` subscribers."""
-    hub = Hub()
-    hub.start_at({"a": 0})
-    flushes = hub.flushes = FlushQueue()
-    for index in range(clients):
-        session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
-                          on_slow=lambda: None, max_events_per_second=1_000_000)
-        WebSocketWriter(session.outbox, FakeRequest(), False, flushes)
-        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+    hub = await subscribed_hub([FakeRequest() for _ in range(clients)], limit=1_000_000)
     envelope = Envelope(type="alert.price", id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})
     body = encode_envelope(envelope)
     sequence = 0

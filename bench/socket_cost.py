@@ -15,6 +15,7 @@ default, 0 for none).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import statistics
 import subprocess
@@ -23,14 +24,10 @@ import time
 
 import uvloop
 
+from bench.delivery_cost import FakeRequest, subscribed_hub
 from bench.machine import die_with_parent, raise_open_file_limit
-from notifier.fanout.frames import WEBSOCKET_FRAMING, websocket_event, websocket_text_frame
-from notifier.fanout.hub import Hub
-from notifier.fanout.session import Session
-from notifier.model.channels import parse_channel
+from notifier.fanout.frames import websocket_event, websocket_text_frame
 from notifier.model.events import Envelope, StoredEvent, encode_envelope
-from notifier.model.identity import Identity
-from notifier.transport.writer import FlushQueue, WebSocketWriter
 
 
 class Discard(asyncio.Protocol):
@@ -60,32 +57,13 @@ class Sending(asyncio.Protocol):
         self.writing_paused = False
 
 
-class Request:
-    """What a writer uses of an aiohttp request."""
-
-    def __init__(self, transport: asyncio.Transport, protocol: Sending):
-        self.transport = transport
-        self.protocol = protocol
-
-
-class OneStream:
-    def stream_ids_for(self, patterns: object) -> set[str]:
-        return {"a"}
-
-
 async def measure(port: int, clients: int, events: int, rounds: int, rate: float, limit: int
                   ) -> dict[str, list[float]]:
     """Microseconds of process CPU per delivery, per round, for the gateway's path and the ceiling's loop."""
     loop = asyncio.get_running_loop()
     connections = [await loop.create_connection(Sending, "127.0.0.1", port) for _ in range(clients)]
-    hub = Hub()
-    hub.start_at({"a": 0})
-    flushes = hub.flushes = FlushQueue()
-    for index, (transport, protocol) in enumerate(connections):
-        session = Session(Identity(f"user-{index}"), hub, OneStream(), WEBSOCKET_FRAMING, 1 << 20,
-                          on_slow=lambda: None, max_events_per_second=limit or None)
-        WebSocketWriter(session.outbox, Request(transport, protocol), False, flushes)  # type: ignore[arg-type]
-        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+    hub = await subscribed_hub([FakeRequest(transport, protocol) for transport, protocol in connections],
+                               limit=limit or None)
     transports = [transport for transport, _ in connections]
     sequence = 0
 
@@ -134,14 +112,15 @@ def main(argv: list[str]) -> int:
     if "--sink" in argv:
         uvloop.run(sink())
         return 0
-    numbers = [argument for argument in argv if argument.isdigit()]
-    options = {name: float(argv[argv.index(name) + 1]) for name in ("--rounds", "--rate", "--limit") if name in argv}
-    values = {argv[argv.index(name) + 1] for name in ("--rounds", "--rate", "--limit") if name in argv}
-    positional = [int(number) for number in numbers if number not in values]
-    clients, events = (positional + [1000, 250][len(positional):])[:2]
-    rounds = int(options.get("--rounds", 5))
-    rate = options.get("--rate", 50.0)
-    limit = int(options.get("--limit", 1_000_000))
+    parser = argparse.ArgumentParser(prog="python -m bench.socket_cost")
+    parser.add_argument("clients", type=int, nargs="?", default=1000)
+    parser.add_argument("events", type=int, nargs="?", default=250)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rate", type=float, default=50.0, help="events per second")
+    parser.add_argument("--limit", type=int, default=1_000_000, help="per-connection ceiling, 0 for none")
+    arguments = parser.parse_args(argv)
+    clients, events, rounds, rate, limit = (arguments.clients, arguments.events, arguments.rounds, arguments.rate,
+                                            arguments.limit)
     raise_open_file_limit()
     child = subprocess.Popen([sys.executable, "-m", "bench.socket_cost", "--sink"], stdout=subprocess.PIPE)
     try:
