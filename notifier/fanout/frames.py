@@ -10,6 +10,7 @@ import msgspec
 
 from notifier.model.cursor import Cursor
 from notifier.model.events import Envelope, StoredEvent
+from notifier.model.limits import MAX_CLOSE_REASON
 
 _encoder = msgspec.json.Encoder()
 
@@ -110,14 +111,32 @@ def websocket_event(event: StoredEvent, cursor: str) -> bytes:
     return b"".join((prefix, cursor.encode(), b'","data":', event.body, b"}"))
 
 
-def websocket_text_frame(message: bytes) -> bytes:
-    """A final, unmasked text frame (RFC 6455 5.2): a server's frames carry no mask."""
-    length = len(message)
+def websocket_frame(opcode: int, payload: bytes) -> bytes:
+    """A final, unmasked frame (RFC 6455 5.2): a server's frames carry no mask."""
+    length = len(payload)
+    first = 0x80 | opcode
     if length < 126:
-        return bytes((0x81, length)) + message
+        return bytes((first, length)) + payload
     if length < 65536:
-        return struct.pack("!BBH", 0x81, 126, length) + message
-    return struct.pack("!BBQ", 0x81, 127, length) + message
+        return struct.pack("!BBH", first, 126, length) + payload
+    return struct.pack("!BBQ", first, 127, length) + payload
+
+
+def websocket_text_frame(message: bytes) -> bytes:
+    """A text frame: built once per event, shared by every client."""
+    return websocket_frame(0x1, message)
+
+
+def websocket_close_frame(code: int, reason: str) -> bytes:
+    """A close frame: the code, then the reason cut to the 123 bytes a control frame leaves it (RFC 6455 5.5)."""
+    # Cut on a character boundary: a reason that is not UTF-8 makes the client fail the connection (1007).
+    cut = reason.encode()[:MAX_CLOSE_REASON].decode("utf-8", "ignore").encode()
+    return websocket_frame(0x8, code.to_bytes(2, "big") + cut)
+
+
+def websocket_pong_frame(payload: bytes) -> bytes:
+    """The answer to a client's ping frame, with its payload (RFC 6455 5.5.3)."""
+    return websocket_frame(0xA, payload)
 
 
 def http_chunk(data: bytes) -> bytes:

@@ -9,9 +9,10 @@ class CloseCode(IntEnum):
     """Why the server closed a WebSocket."""
 
     GOING_AWAY = 1001  # the gateway is shutting down; reconnect to another replica
+    PROTOCOL_ERROR = 1002  # the client broke a WebSocket framing rule (the reason names it)
+    UNSUPPORTED_DATA = 1007  # a text frame (or close reason) that is not UTF-8
     POLICY_VIOLATION = 1008  # authentication failed or the token expired
-    UNSUPPORTED_DATA = 1007  # a text frame that is not UTF-8 (closed by aiohttp; the reason is ours)
-    MESSAGE_TOO_BIG = 1009  # a client message over NOTIFIER_MAX_CLIENT_MESSAGE_BYTES (closed by aiohttp)
+    MESSAGE_TOO_BIG = 1009  # a client message over NOTIFIER_MAX_CLIENT_MESSAGE_BYTES
     INTERNAL_ERROR = 1011  # the gateway failed serving this connection (logged with its traceback)
     TRY_AGAIN_LATER = 1013  # the gateway is starting and does not follow the streams yet
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout
