@@ -38,11 +38,14 @@ from notifier.transport.http_requests import json_error
 from notifier.transport.services import SERVICES, USER_CONNECTIONS, Services
 from notifier.transport.sse import sse_handler
 from notifier.transport.websocket import websocket_handler
+from notifier.transport.websocket_connection import CLOSE_DRAIN_SECONDS
 
 log = logging.getLogger(__name__)
 
 NATS_URL_FILE = "nats-url"
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# Shutdown waits this long for the connections' close handshakes: each is cut after CLOSE_DRAIN_SECONDS.
+CLOSE_WAIT_SECONDS = CLOSE_DRAIN_SECONDS + 5.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -175,10 +178,20 @@ class Gateway:
         if self.services is not None:
             self.services.connections.shut_down_all()
 
+    async def close_connections(self) -> None:
+        """Close every client connection and wait for their close handshakes (WebSockets are not aiohttp's to wait for)."""
+        if self.services is None:
+            return
+        self.shut_down_connections()
+        left = await self.services.connections.wait_closed(CLOSE_WAIT_SECONDS)
+        if left:
+            log.warning("%d connections still open %.0f s after the shutdown began; cut", left, CLOSE_WAIT_SECONDS)
+
     async def stop(self) -> None:
         """Stop in reverse order of start."""
         await cancel_and_wait(self._heartbeat, self._connecting)
         if self.services is not None:
+            await self.services.connection_tasks.close()
             self.services.flushes.close()
         if self.feed is not None:
             await self.feed.stop()
@@ -236,7 +249,7 @@ def create_app(settings: Settings, authenticator: Authenticator) -> web.Applicat
             await gateway.stop()
 
     async def on_shutdown(app: web.Application) -> None:
-        gateway.shut_down_connections()
+        await gateway.close_connections()
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)

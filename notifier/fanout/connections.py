@@ -43,6 +43,7 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self.open: set[Connection] = set()
+        self._emptied: asyncio.Event | None = None  # set when the last connection is forgotten, while awaited
 
     def add(self, connection: Connection) -> None:
         """Start looking after a connection."""
@@ -51,6 +52,21 @@ class ConnectionRegistry:
     def discard(self, connection: Connection) -> None:
         """Forget a closed connection."""
         self.open.discard(connection)
+        if not self.open and self._emptied is not None:
+            self._emptied.set()
+
+    async def wait_closed(self, timeout: float) -> int:
+        """Until every connection was forgotten, or `timeout` seconds; how many were left."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.open:
+                    self._emptied = asyncio.Event()
+                    await self._emptied.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._emptied = None
+        return len(self.open)
 
     async def run(self, tick_seconds: float) -> None:
         """Tick every connection's heartbeat forever (the owner cancels it)."""

@@ -8,11 +8,13 @@ from enum import IntEnum, StrEnum
 class CloseCode(IntEnum):
     """Why the server closed a WebSocket."""
 
+    OK = 1000  # a normal close: the server's answer to a client's close frame
     GOING_AWAY = 1001  # the gateway is shutting down; reconnect to another replica
     PROTOCOL_ERROR = 1002  # the client broke a WebSocket framing rule (the reason names it)
     UNSUPPORTED_DATA = 1007  # a text frame (or close reason) that is not UTF-8
     POLICY_VIOLATION = 1008  # authentication failed or the token expired
     MESSAGE_TOO_BIG = 1009  # a client message over NOTIFIER_MAX_CLIENT_MESSAGE_BYTES
+    ABNORMAL_CLOSURE = 1006  # never sent: the connection was lost without a close frame (logs only)
     INTERNAL_ERROR = 1011  # the gateway failed serving this connection (logged with its traceback)
     TRY_AGAIN_LATER = 1013  # the gateway is starting and does not follow the streams yet
     PING_TIMEOUT = 4001  # the client sent nothing for ping interval + pong timeout

@@ -15,6 +15,7 @@ from notifier.fanout.hub import Hub
 from notifier.model.broker import EventHistory, EventPublisher, ReplicaAdmin
 from notifier.model.identity import Identity, anonymous_identity
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions
+from notifier.ops.tasks import TaskGroup
 from notifier.settings import Settings
 from notifier.transport.auth import Authenticator
 from notifier.transport.writer import FlushQueue
@@ -37,6 +38,8 @@ class Services:
     # has no position and a resume could fall between history's end and the feed's start.
     following: asyncio.Event = field(default_factory=asyncio.Event)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    # The WebSockets' own tasks once aiohttp let go of them: acting on a message that must wait, finishing.
+    connection_tasks: TaskGroup = field(default_factory=lambda: TaskGroup("websocket"))
     # WebSocket writers with frames waiting, written together once per loop iteration.
     flushes: FlushQueue = field(default_factory=FlushQueue)
     # This gateway's gauges (its connections, its NATS link), rendered at `/metrics` after the counters.

@@ -1,55 +1,54 @@
-"""What aiohttp keeps per connection after a WebSocket upgrade and never uses again: let go of, or shared.
+"""Taking an upgraded socket over from aiohttp, and letting aiohttp's request handler go.
 
-aiohttp's `RequestHandler` parses HTTP with a C parser and queues parsed requests in a deque.
-Once a WebSocket upgrade is accepted (`_upgraded`, with the WebSocket reader set as the payload
-parser), every byte goes to the WebSocket reader and neither is touched again (aiohttp drops
-the parser itself in `connection_lost`), yet both live as long as the connection. Dropping
-them saves 2,290 bytes per idle WebSocket (bench.connection_memory, traced): the parser (760),
-the deque (760) and the upgrade request's header lists the parser still held (790); RSS per
-connection went from 17.0 to 14.7 KB. These are private attributes:
-tests/e2e/test_dependency_contracts.py checks they still mean this, and setup.cfg caps aiohttp.
+aiohttp has no public way to hand a connection's socket to another protocol; the gateway needs
+one so that an idle WebSocket holds no aiohttp handler, task or parsed request (see
+`websocket_stream.py` for why). What this relies on, and `tests/e2e/test_dependency_contracts.py`
+checks on the installed aiohttp (capped in setup.cfg):
+- bytes a client sent behind the upgrade request before the switch wait in the request
+  handler's `_message_tail` (private; conforming clients send none: they wait for the 101);
+- once its `transport` attribute is None, the handler's `connection_lost(None)` (the asyncio
+  protocol method) drops it from aiohttp's server, cancels its keep-alive timer and neither
+  closes the socket nor cancels the task running our handler;
+- a handler returning a response whose `prepare` and `write_eof` write nothing gets no bytes
+  written by aiohttp after it, and aiohttp's task for the connection ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections import deque
-from functools import partial
 from typing import Any
 
 from aiohttp import web
 
-# aiohttp's WebSocket writer makes, per connection, a random-bits partial (only a client masks its
-# frames), a lock and a task set (only compressed frames use them): 568 bytes per idle WebSocket
-# (bench.connection_memory, traced). The gateway's WebSockets never compress, so one of each
-# serves them all; were one ever used, sharing would serialise, not break, the sends.
-_RANDOM_BITS = partial(random.getrandbits, 32)
-_SEND_LOCK = asyncio.Lock()
-_BACKGROUND_TASKS: set[asyncio.Task[None]] = set()
 
-# Shared by every upgraded connection: it stays empty (maxlen 0 would drop, never keep, an append).
-_NO_MESSAGES: deque[Any] = deque(maxlen=0)
+class TakenOver(web.StreamResponse):
+    """What the WebSocket handler returns once the socket is the gateway's: aiohttp writes nothing for it."""
 
+    def __init__(self) -> None:
+        super().__init__(status=101)
 
-def forget_http_parsing(request: web.BaseRequest) -> bool:
-    """Drop the HTTP parser and request queue of a connection upgraded to a WebSocket; False if not upgraded."""
-    protocol: Any = request.protocol
-    if not getattr(protocol, "_upgraded", False) or getattr(protocol, "_payload_parser", None) is None:
-        return False
-    if getattr(protocol, "_messages", None):
-        return False  # something queued behind the upgrade: aiohttp's state is left as it is
-    protocol._parser = None
-    protocol._messages = _NO_MESSAGES
-    return True
+    async def prepare(self, request: web.BaseRequest) -> None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
 
 
-def share_unused_writer_parts(websocket: web.WebSocketResponse) -> bool:
-    """Give a prepared, uncompressed server WebSocket's writer the shared lock, task set and random source."""
-    writer: Any = getattr(websocket, "_writer", None)
-    if writer is None or writer.compress or writer.use_mask:
-        return False
-    writer.get_random_bits = _RANDOM_BITS
-    writer._send_lock = _SEND_LOCK
-    writer._background_tasks = _BACKGROUND_TASKS
-    return True
+def take_over(request: web.BaseRequest, answer: bytes, protocol: asyncio.Protocol) -> None:
+    """Write the handshake's `answer` and make `protocol` the socket's; bytes already behind the request go to it."""
+    transport = request.transport
+    assert transport is not None
+    handler: Any = request.protocol
+    transport.write(answer)
+    transport.set_protocol(protocol)
+    tail = getattr(handler, "_message_tail", b"")
+    if tail:
+        handler._message_tail = b""
+        protocol.data_received(tail)
+
+
+def let_go(request: web.BaseRequest) -> None:
+    """Make aiohttp's request handler forget the socket it no longer serves (its task then ends)."""
+    handler: Any = request.protocol
+    handler.transport = None  # so that neither its close nor the end of its task closes our socket
+    handler.connection_lost(None)

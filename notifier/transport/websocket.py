@@ -1,52 +1,60 @@
-"""`GET /ws`: the WebSocket transport's handler; the connection itself is in `websocket_connection.py`."""
+"""`GET /ws`: the handshake, then the socket is the gateway's own (`websocket_stream.py`); the connection is in
+`websocket_connection.py`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import web
 
 from notifier.model.close_codes import CloseCode
 from notifier.transport.admission import admitted
 from notifier.transport.http_requests import json_error
 from notifier.transport.services import SERVICES
-from notifier.transport.upgraded import forget_http_parsing, share_unused_writer_parts
+from notifier.transport.upgraded import TakenOver, let_go, take_over
 from notifier.transport.websocket_connection import WebSocketConnection
-from notifier.transport.websocket_protocol import CLIENT_GONE, WebSocketPreset, WebSocketState
+from notifier.transport.websocket_frames import FrameReader
+from notifier.transport.websocket_handshake import HandshakeRefused, handshake_answer
+from notifier.transport.websocket_protocol import WebSocketPreset
+from notifier.transport.websocket_stream import WebSocketStream
 
 log = logging.getLogger(__name__)
 
 
 async def serve_websocket(request: web.Request, preset: WebSocketPreset | None = None) -> web.StreamResponse:
-    """Upgrade to a WebSocket and serve it until either side closes it.
+    """Upgrade to a WebSocket, authenticate and subscribe; then return, the connection served by its stream.
 
-    The read loop lives here rather than in a method, and calls `receive()` rather than iterating:
-    an idle connection then waits in one coroutine of ours, not three (a few hundred bytes each,
-    times every connected client).
+    Until it returns, this task is the one acting on the client's messages (its first-message
+    `auth` included); a connection lost before then is finished here.
     """
     if not admitted(request):
         return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
-    connection = WebSocketConnection(request, request.app[SERVICES], preset)
-    websocket = connection.websocket
-    await websocket.prepare(request)
-    forget_http_parsing(request)  # 2.3 KB per connection that aiohttp would keep unused
-    share_unused_writer_parts(websocket)  # and 0.6 KB more
     try:
-        if await connection.start():
-            while connection.state is WebSocketState.OPEN:
-                message = await websocket.receive()
-                if message.type in CLIENT_GONE:
-                    if connection.closed_with is None:
-                        connection.closed_with = ((message.data, message.extra or "") if message.type is WSMsgType.CLOSE
-                                                  else (WSCloseCode.ABNORMAL_CLOSURE, "connection lost"))
-                    break
-                await connection.received(message)
+        answer = handshake_answer(request.method, request.headers)
+    except HandshakeRefused as refused:
+        response = json_error(refused.status, "bad_request", refused.message)
+        response.headers.update(refused.headers)
+        return response
+    services = request.app[SERVICES]
+    assert request.transport is not None
+    stream = WebSocketStream(request.transport, FrameReader(services.settings.max_client_message_bytes),
+                             services.connection_tasks)
+    connection = WebSocketConnection(stream, services, request.remote, preset)
+    stream.serving = asyncio.current_task()
+    take_over(request, answer, stream)
+    try:
+        if await connection.start(request):
+            await stream.serve(None)
     except Exception:  # a bug of ours: the client is told, with a reason, and the next connection is served
         log.exception("websocket connection failed")
-        await websocket.close(code=CloseCode.INTERNAL_ERROR, message=b"internal error")
+        connection.broke_framing(CloseCode.INTERNAL_ERROR, "internal error")
     finally:
-        await connection.finish()
-    return websocket
+        stream.serving = None
+        let_go(request)
+        if stream.lost:
+            await connection.finish()  # lost while this task served it; from now on the stream finishes it
+    return TakenOver()
 
 
 # `GET /ws` (channels from `?channels=` or subscribe messages) is this function itself, not a

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import msgspec
-from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
 from multidict import MultiDict
 
 from notifier.fanout.connections import ConnectionCounter, summary
@@ -36,13 +37,8 @@ from notifier.transport.client_messages import (
 )
 from notifier.transport.http_requests import last_event_id, query_flag, request_token, url_query
 from notifier.transport.services import USER_CONNECTIONS, Services
-from notifier.transport.websocket_protocol import (
-    PROTOCOL,
-    WebSocketPreset,
-    WebSocketState,
-    WebSocketWithReasons,
-    protocol_token,
-)
+from notifier.transport.websocket_protocol import WebSocketPreset, WebSocketState, protocol_token
+from notifier.transport.websocket_stream import WebSocketStream
 from notifier.transport.writer import WebSocketWriter
 
 # The WebSocket's log lines keep the logger name docs/operations.md lists (and log pipelines filter on).
@@ -52,20 +48,21 @@ CLOSE_DRAIN_SECONDS = 15.0
 SHUTDOWN_REASON = "server shutting down"
 
 class WebSocketConnection:
-    """One client's WebSocket: the reader loop runs in the handler, the writer moves the outbox to the socket."""
+    """One client's WebSocket: its stream brings the messages, the writer moves the outbox to the socket."""
 
     transport = "websocket"  # the label of its metrics and log lines
-    __slots__ = ("request", "services", "settings", "websocket", "batch", "state", "session", "_writer", "_closing",
+    __slots__ = ("stream", "remote", "services", "settings", "batch", "state", "session", "_writer", "_closing",
                  "_connect_cursor", "last_received", "last_ping_sent", "rate", "_counted", "opened_at", "closed_with",
                  "preset")
 
-    def __init__(self, request: web.Request, services: Services, preset: WebSocketPreset | None = None):
-        self.request = request
+    def __init__(self, stream: WebSocketStream, services: Services, remote: str | None,
+                 preset: WebSocketPreset | None = None):
+        self.stream = stream
+        stream.connection = self
+        self.remote = remote
         self.preset = preset
         self.services = services
         self.settings = services.settings
-        self.websocket = WebSocketWithReasons(compress=False, autoping=False, protocols=(PROTOCOL,),
-                                               max_msg_size=self.settings.max_client_message_bytes)
         self.batch = False
         self.state = WebSocketState.AUTHENTICATING
         self.session: Session | None = None
@@ -84,21 +81,34 @@ class WebSocketConnection:
         # (a refreshed token keeps the user and roles): a (counter, identity) pair cost 64 bytes.
         self._counted: ConnectionCounter | None = None
 
-    async def received(self, message: WSMessage) -> None:
-        """Act on one message from the client."""
+    def received(self, message: WSMessage) -> Coroutine[Any, Any, None] | None:
+        """Act on one message from the client; what must wait (a subscribe) is returned to be awaited."""
         self.last_received = now = time.monotonic()
-        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY or message.type is WSMsgType.PING:
-            if self.rate is None:
-                self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
-            if not self.rate.take(now):
-                self._over_rate()
-                return
-        if message.type is WSMsgType.TEXT or message.type is WSMsgType.BINARY:
-            await self._handle_text(message.data)
-        elif message.type is WSMsgType.PING:
-            await self.websocket.pong(message.data)
-        elif message.type is WSMsgType.ERROR:
-            log.debug("websocket error: %s", self.websocket.exception())
+        if message.type is WSMsgType.PONG:
+            return None  # being received at all is what keeps the connection alive
+        if self.rate is None:
+            self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
+        if not self.rate.take(now):
+            self._over_rate()
+            return None
+        if message.type is WSMsgType.PING:
+            self.stream.send_pong(message.data)
+            return None
+        try:
+            decoded = decode_client_message(message.data)
+        except ProtocolError as error:
+            self._send_error(error)
+            return None
+        return self._act_on(decoded)
+
+    def client_closed(self, code: int, reason: str) -> None:
+        """The client sent a close frame, or the connection was lost: remembered for the closing log line."""
+        if self.closed_with is None:
+            self.closed_with = (code, reason)
+
+    def broke_framing(self, code: int, reason: str) -> None:
+        """The client broke a WebSocket rule (or serving it failed): close with the rule's code and reason."""
+        self.close_soon(CloseCode(code), reason)
 
     def _over_rate(self) -> None:
         """A message over the inbound rate: dropped, told once per run, and closed when it goes on."""
@@ -110,37 +120,49 @@ class WebSocketConnection:
                                            "second: this message and those right after it are dropped",
                                            code=ErrorCode.RATE_LIMITED))
 
-    async def start(self) -> bool:
-        """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed."""
+    async def start(self, request: web.Request) -> bool:
+        """Authenticate, open the session and subscribe the URL's channels; False if the connection was closed.
+
+        The upgrade request is read here only: nothing keeps it once the connection is open.
+        """
         # Parsed here and dropped on return: a query kept on the request costs 1.7 KB per connection.
-        query = url_query(self.request)
+        query = url_query(request)
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
         self.batch = query_flag(query, "batch")
-        token = request_token(self.request, query)
+        token = request_token(request, query)
         if token is None:
-            token = protocol_token(self.request)
+            token = protocol_token(request)
         identity, first = await self._authenticate(token, url_channels=bool(query.get("channels")))
         if identity is None:
             return False
         if not await self.services.wait_following():
             log_event(log, logging.INFO, "connection refused", transport=self.transport, user=identity.user_id,
-                      remote=self.request.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
-            await self.websocket.close(code=CloseCode.TRY_AGAIN_LATER, message=b"starting")
+                      remote=self.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
+            await self._close_now(CloseCode.TRY_AGAIN_LATER, "starting")
             return False
-        users = self.request.app.get(USER_CONNECTIONS)
+        users = request.app.get(USER_CONNECTIONS)
         if users is not None:
             if not users.admit(identity):
-                await self.websocket.close(code=CloseCode.TOO_MANY_CONNECTIONS,
-                                           message=f"too many connections: at most {users.limit} per user".encode())
+                await self._close_now(CloseCode.TOO_MANY_CONNECTIONS, f"too many connections: at most {users.limit} per user")
                 return False
         self._open(identity)
         self._counted = users
+        self._connect_cursor = last_event_id(request, query)
         log_event(log, logging.INFO, "connection opened", transport=self.transport, user=identity.user_id,
-                  remote=self.request.remote, resumed_from=last_event_id(self.request, query), batch=self.batch)
+                  remote=self.remote, resumed_from=self._connect_cursor, batch=self.batch)
         await self._subscribe_from_url(query)
         if first is not None:
-            await self._act_on(first)  # an anonymous client's first message, a subscribe most likely
+            pending = self._act_on(first)  # an anonymous client's first message, a subscribe most likely
+            if pending is not None:
+                await pending
         return True
+
+    async def _close_now(self, code: CloseCode, reason: str) -> None:
+        """Close before the connection opened (the handshake's task waits for it)."""
+        self.state = WebSocketState.CLOSING
+        if self.closed_with is None:
+            self.closed_with = (int(code), reason)
+        await self.stream.close(code, reason)
 
     # -- authentication --
 
@@ -154,16 +176,16 @@ class WebSocketConnection:
                 token, first = await self._first_message()
             return self.services.identify(token, anonymous_allowed=True), first
         except AuthenticationError as error:
-            log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.request.remote,
+            log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.remote,
                       code=int(CloseCode.POLICY_VIOLATION), reason=error.reason)
-            await self.websocket.close(code=CloseCode.POLICY_VIOLATION, message=error.reason.encode())
+            await self._close_now(CloseCode.POLICY_VIOLATION, error.reason)
             return None, None
 
     async def _first_message(self) -> tuple[str | None, ClientMessage | None]:
         """The token of an `auth` first message; with anonymous access on, any other first message instead."""
         try:
             async with asyncio.timeout(self.settings.auth_timeout):
-                message = await self.websocket.receive()
+                message = await self.stream.receive()
         except TimeoutError:
             raise AuthenticationError("authentication timeout") from None
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -187,12 +209,11 @@ class WebSocketConnection:
         )
         self.state = WebSocketState.OPEN
         self.services.connections.add(self)
-        self._writer = WebSocketWriter(self.session.outbox, self.request, self.batch, self.services.flushes)
+        self._writer = WebSocketWriter(self.session.outbox, self.stream, self.batch, self.services.flushes)
 
     # -- reading --
 
     async def _subscribe_from_url(self, query: MultiDict[str]) -> None:
-        self._connect_cursor = last_event_id(self.request, query)
         if self.preset is not None:
             await self._subscribe(self.preset.channels, None, NO_OPTIONS)
         elif query.get("channels"):
@@ -203,23 +224,16 @@ class WebSocketConnection:
                 return
             await self._subscribe(patterns, None, NO_OPTIONS)
 
-    async def _handle_text(self, data: str | bytes) -> None:
-        try:
-            message = decode_client_message(data)
-        except ProtocolError as error:
-            self._send_error(error)
-            return
-        await self._act_on(message)
-
-    async def _act_on(self, message: ClientMessage) -> None:
+    def _act_on(self, message: ClientMessage) -> Coroutine[Any, Any, None] | None:
+        """Act on a decoded message; a subscribe, which may read history, is returned to be awaited."""
         assert self.session is not None
         if isinstance(message, Subscribe):
             try:
                 patterns = [parse_channel(text) for text in message.channels]
             except InvalidChannel as error:
                 self._send_error(error)
-                return
-            await self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
+                return None
+            return self._subscribe(patterns, message.since, message.options or NO_OPTIONS)
         elif isinstance(message, Unsubscribe):
             log_event(log, logging.DEBUG, "unsubscribe", transport=self.transport, user=self.session.identity.user_id,
                       channels=message.channels)
@@ -230,6 +244,7 @@ class WebSocketConnection:
             self._refresh(message.token)
         elif isinstance(message, Pong):
             pass  # being received at all is what keeps the connection alive
+        return None
 
     async def _subscribe(self, patterns: list, since_text: str | None, options: SubscriptionOptions) -> None:
         assert self.session is not None
@@ -310,14 +325,14 @@ class WebSocketConnection:
         """This connection for the admin API's list; None until authenticated or once closed."""
         if self.state is not WebSocketState.OPEN or self.session is None:
             return None
-        return summary(self.session, self.transport, self.request.remote, self.opened_at,
+        return summary(self.session, self.transport, self.remote, self.opened_at,
                        self._writer.sent if self._writer is not None else 0)
 
     def _on_slow(self) -> None:
         session = self.session
         assert session is not None
         log_event(log, logging.WARNING, "slow client closed", transport=self.transport, user=session.identity.user_id,
-                  remote=self.request.remote, delivered_cursor=session.outbox.delivered_cursor,
+                  remote=self.remote, delivered_cursor=session.outbox.delivered_cursor,
                   outbox_bytes=session.outbox.size)
         self.close_soon(CloseCode.SLOW, "slow", with_cursor="slow:{cursor}")
 
@@ -350,22 +365,14 @@ class WebSocketConnection:
         closed_cleanly = False
         try:
             async with asyncio.timeout(CLOSE_DRAIN_SECONDS):
-                await self.websocket.close(code=code, message=reason.encode()[:MAX_CLOSE_REASON])
-            # aiohttp stops waiting for the client's close frame after its own timeout (1006).
-            closed_cleanly = self.websocket.close_code not in (None, WSCloseCode.ABNORMAL_CLOSURE)
+                closed_cleanly = await self.stream.close(code, reason)
         except (TimeoutError, ConnectionError):
             pass
-        transport = self.request.transport
-        if not closed_cleanly or (transport is not None and transport.get_write_buffer_size() > 0):
+        if not closed_cleanly or self.stream.transport.get_write_buffer_size() > 0:
             # Bytes still queued for a client that stopped reading would keep the socket open forever.
-            self._abort()
+            self.stream.transport.abort()
         if self._writer is not None:
             await self._writer.close()
-
-    def _abort(self) -> None:
-        """Drop the TCP connection of a client that does not read: its queued bytes would never leave."""
-        if self.request.transport is not None:
-            self.request.transport.abort()
 
     async def finish(self) -> None:
         """Release everything the connection holds, whichever side ended it."""
@@ -380,11 +387,11 @@ class WebSocketConnection:
             await self.session.aclose()
         if self._writer is not None:
             await self._writer.close()
-        if not self.websocket.closed:
-            await self.websocket.close()
+        if not self.stream.transport.is_closing():
+            self.stream.transport.close()
         if self.session is not None:
-            code, reason = self.closed_with or (self.websocket.close_code or WSCloseCode.ABNORMAL_CLOSURE, "")
+            code, reason = self.closed_with or (CloseCode.ABNORMAL_CLOSURE, "")
             log_event(log, logging.INFO, "connection closed", transport=self.transport,
-                      user=self.session.identity.user_id, remote=self.request.remote, code=int(code), reason=reason,
+                      user=self.session.identity.user_id, remote=self.remote, code=int(code), reason=reason,
                       duration_seconds=round(time.monotonic() - self.opened_at, 3),
                       messages_sent=self._writer.sent if self._writer is not None else 0)

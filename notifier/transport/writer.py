@@ -17,8 +17,8 @@ one pass) cost as much CPU, the Python side running cold, and gave no better lat
 (fan-out at 1,000 clients, 50-800 events/s, both in one bench run, twice).
 
 Frames are written straight to the transport. WebSocket: a server's frames are unmasked and
-these are uncompressed, and aiohttp writes its own frames (pong, close) whole and synchronously
-too, so frames never interleave. SSE: on a chunked response (HTTP/1.1) every block is framed as a
+these are uncompressed, and the stream writes its own frames (pong, close) whole and
+synchronously too, so frames never interleave. SSE: on a chunked response (HTTP/1.1) every block is framed as a
 whole chunk already (see `SseFraming`), as aiohttp-sse's comment pings are written.
 """
 
@@ -28,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -106,18 +107,24 @@ class FlushQueue:
         self._waiting = []
 
 
+class FlowControlled(Protocol):
+    """The socket's protocol as a writer reads it: paused above the transport's high-water mark."""
+
+    @property
+    def writing_paused(self) -> bool: ...
+
+
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "request", "transport", "protocol", "flushes", "_draining", "sent", "whole_frames")
+    __slots__ = ("outbox", "transport", "protocol", "flushes", "_draining", "sent", "whole_frames")
     latency: metrics.HistogramSeries  # each subclass's class attribute: the delivery latency of its transport
 
-    def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue):
+    def __init__(self, outbox: Outbox, transport: Any, protocol: FlowControlled, flushes: FlushQueue):
         self.outbox = outbox
-        self.request = request
         # Looked up once: a closed connection's transport says so in `is_closing()`.
-        self.transport = request.transport
-        self.protocol = request.protocol
+        self.transport = transport
+        self.protocol = protocol
         self.flushes = flushes
         self.sent = 0  # messages written (events and control messages), for the connection's closing log line
         # Whether a waiting frame is written as it is (`encode` of one frame returns it unchanged).
@@ -135,6 +142,10 @@ class TransportWriter:
 
     def encode(self, frames: list[bytes]) -> bytes:
         """The bytes to write now for these waiting frames, oldest first."""
+        raise NotImplementedError
+
+    async def drained(self) -> None:
+        """Until the socket's buffer drained below its low-water mark; ConnectionError once the connection is lost."""
         raise NotImplementedError
 
     def flush(self) -> int:
@@ -155,8 +166,8 @@ class TransportWriter:
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
         # The protocol is paused only above the transport's high-water mark, so only a write that
-        # left bytes behind can have paused it: an empty buffer spares reading aiohttp's protocol
-        # (a Python property on one more object per delivery).
+        # left bytes behind can have paused it: an empty buffer spares reading the protocol (with
+        # aiohttp's, a Python property on one more object per delivery).
         if transport.get_write_buffer_size():
             metrics.FLUSH_BUFFERED.increment()
             if self.protocol.writing_paused:
@@ -166,7 +177,7 @@ class TransportWriter:
 
     async def _drain(self) -> None:
         try:
-            await self.request.writer.drain()
+            await self.drained()
         except ConnectionError:
             return  # stays "draining": nothing more is written to a lost connection
         self._draining = None
@@ -184,16 +195,28 @@ class TransportWriter:
         await cancel_and_wait(self._draining)
 
 
+class WebSocketStreamLike(FlowControlled, Protocol):
+    """What a WebSocket writer uses of the connection's stream (`websocket_stream.WebSocketStream`)."""
+
+    transport: Any
+
+    async def drain(self) -> None: ...
+
+
 class WebSocketWriter(TransportWriter):
     """Frames arrive whole; with `batch`, bare messages arrive and several become one array frame."""
 
     __slots__ = ("batch",)
     latency = metrics.DELIVERY_LATENCY.series("websocket")
 
-    def __init__(self, outbox: Outbox, request: web.Request, batch: bool, flushes: FlushQueue):
+    def __init__(self, outbox: Outbox, stream: WebSocketStreamLike, batch: bool, flushes: FlushQueue):
         self.batch = batch
-        super().__init__(outbox, request, flushes)
+        super().__init__(outbox, stream.transport, stream, flushes)
         self.whole_frames = not batch
+
+    async def drained(self) -> None:
+        stream: WebSocketStreamLike = self.protocol  # type: ignore[assignment]  # the stream, as given
+        await stream.drain()
 
     def encode(self, frames: list[bytes]) -> bytes:
         if len(frames) == 1:
@@ -206,7 +229,7 @@ class WebSocketWriter(TransportWriter):
 class SseWriter(TransportWriter):
     """SSE blocks as the framing made them (already HTTP chunks on a chunked response), all waiting ones at once."""
 
-    __slots__ = ("written", "ends_after", "on_end")
+    __slots__ = ("request", "written", "ends_after", "on_end")
     latency = metrics.DELIVERY_LATENCY.series("sse")
 
     def __init__(self, outbox: Outbox, request: web.Request, flushes: FlushQueue,
@@ -218,7 +241,8 @@ class SseWriter(TransportWriter):
         # A stream that finishes (a backtest's): `on_end` runs once frames `ends_after` names are written.
         self.ends_after = ends_after
         self.on_end = on_end
-        super().__init__(outbox, request, flushes)
+        self.request = request
+        super().__init__(outbox, request.transport, request.protocol, flushes)
 
     def encode(self, frames: list[bytes]) -> bytes:
         data = frames[0] if len(frames) == 1 else b"".join(frames)
@@ -227,6 +251,9 @@ class SseWriter(TransportWriter):
             # After this flush's write: ending closes the outbox, which must not happen under it.
             asyncio.get_running_loop().call_soon(self.on_end)
         return data
+
+    async def drained(self) -> None:
+        await self.request.writer.drain()
 
     async def close(self) -> None:
         """Stop writing, and add what was written to the count aiohttp's access log reports."""

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 from aiohttp_sse import EventSourceResponse
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from notifier.jetstream.connection import GatewayClient
-from notifier.transport.upgraded import forget_http_parsing, share_unused_writer_parts
+from notifier.transport.upgraded import TakenOver, let_go, take_over
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BIG_WRITE = 32 * 1024 * 1024  # more than the kernel's socket buffers on both ends can take
@@ -169,76 +170,74 @@ async def test_protocol_says_writing_is_paused_until_drain_returns():
     assert paused == [True, False]
 
 
-async def test_an_upgraded_websocket_works_without_aiohttp_s_http_parser_and_request_queue():
-    """Once a WebSocket upgrade is prepared, aiohttp's protocol says `_upgraded` with a payload parser set, and the
-    connection still echoes messages and completes the close handshake with its HTTP parser and queue dropped.
+class Echo(asyncio.Protocol):
+    """Answers each piece of bytes with `echo:` and it; notes when the connection is lost."""
 
-    upgraded.forget_http_parsing drops `_parser` and `_messages` (2.3 KB per idle WebSocket).
+    def __init__(self, transport: asyncio.Transport):
+        self.transport = transport
+        self.lost = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"echo:" + data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set()
+
+
+def request_handlers() -> int:
+    """aiohttp request handlers alive in this process (they have slots without weak references)."""
+    return sum(1 for item in gc.get_objects() if type(item) is RequestHandler)
+
+
+UPGRADE_REQUEST = (b"GET / HTTP/1.1\r\nHost: test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+
+
+async def test_a_socket_taken_over_after_an_upgrade_is_let_go_by_aiohttp():
+    """After `take_over` and `let_go`, aiohttp writes nothing more, lists no connection, frees its request
+    handler, hands bytes sent behind the request to the new protocol, and leaves the socket open.
+
+    upgraded.take_over / let_go (the WebSocket handler in websocket.py): aiohttp's `_message_tail`,
+    `RequestHandler.transport` and `RequestHandler.connection_lost(None)`.
     """
-    forgotten: list[bool] = []
-    closed_with: list[int | None] = []
-    handled = asyncio.Event()
+    protocols: list[Echo] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        websocket = web.WebSocketResponse()
-        await websocket.prepare(request)
-        forgotten.append(forget_http_parsing(request))
-        async for message in websocket:
-            await websocket.send_str("echo " + message.data)
-        closed_with.append(websocket.close_code)
-        handled.set()
-        return websocket
+        assert request.transport is not None
+        protocol = Echo(request.transport)
+        protocols.append(protocol)
+        take_over(request, b"HTTP/1.1 101 Switching Protocols\r\n\r\n", protocol)
+        let_go(request)
+        return TakenOver()
 
-    async with serving(handler) as port, aiohttp.ClientSession() as http:
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    handlers_before = request_handlers()
+    reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+    try:
         async with asyncio.timeout(30):
-            websocket = await http.ws_connect(f"http://127.0.0.1:{port}/")
-            await websocket.send_str("one")
-            first = await websocket.receive()
-            await websocket.send_str("two")
-            second = await websocket.receive()
-            await websocket.close(code=4321, message=b"done")
-            await handled.wait()
-    assert forgotten == [True]
-    assert (first.type, first.data, second.data) == (WSMsgType.TEXT, "echo one", "echo two")
-    assert closed_with == [4321]
-
-
-class Tripwire:
-    """Stands in for a part of aiohttp's WebSocket writer that must never be used: any use raises."""
-
-    def __getattr__(self, name: str) -> object:
-        raise AssertionError(f"aiohttp used the writer's {name}")
-
-    def __call__(self) -> int:
-        raise AssertionError("aiohttp used the writer's random source")
-
-
-async def test_an_uncompressed_server_websocket_never_uses_its_writer_s_lock_task_set_or_random_source():
-    """A server WebSocket without compression sends text, ping and close frames without its writer's
-    `_send_lock`, `_background_tasks` or `get_random_bits`.
-
-    upgraded.share_unused_writer_parts gives every connection's writer shared ones (0.6 KB per idle WebSocket).
-    """
-    shared: list[bool] = []
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        websocket = web.WebSocketResponse(compress=False, autoping=False)
-        await websocket.prepare(request)
-        shared.append(share_unused_writer_parts(websocket))
-        writer = websocket._writer
-        writer._send_lock = writer._background_tasks = writer.get_random_bits = Tripwire()
-        await websocket.send_str("one")
-        await websocket.ping(b"are you there")
-        await websocket.close(code=4321, message=b"done")
-        return websocket
-
-    async with serving(handler) as port, aiohttp.ClientSession() as http:
+            writer.write(UPGRADE_REQUEST + b"early")  # bytes behind the request, in the same packet
+            expected = b"HTTP/1.1 101 Switching Protocols\r\n\r\necho:early"
+            received = await reader.readexactly(len(expected))
+            writer.write(b"late")
+            late = await reader.readexactly(len(b"echo:late"))
+            assert runner.server is not None
+            while runner.server.connections:  # aiohttp's task for the connection ends
+                await asyncio.sleep(0)
+            gc.collect()
+            handlers_after = request_handlers()  # and nothing holds its request handler
+        writer.close()
         async with asyncio.timeout(30):
-            websocket = await http.ws_connect(f"http://127.0.0.1:{port}/", autoping=False)
-            received = [await websocket.receive() for _ in range(3)]
-    assert shared == [True]
-    assert [(message.type, message.data) for message in received] == [
-        (WSMsgType.TEXT, "one"), (WSMsgType.PING, b"are you there"), (WSMsgType.CLOSE, 4321)]
+            await protocols[0].lost.wait()
+    finally:
+        writer.close()
+        await runner.cleanup()
+    assert received == expected
+    assert late == b"echo:late"
+    assert handlers_after == handlers_before
 
 
 async def test_aiohttp_prepares_a_returned_stream_again_with_its_transport_at_hand():
