@@ -46,12 +46,20 @@ class NeverPaused:
     writing_paused = False
 
 
-class FakeRequest:
-    """What a writer uses of an aiohttp request: a counting transport unless given a real one and its protocol."""
+class FakeStream:
+    """What a WebSocket writer uses of the gateway's stream: a counting transport unless given a real one, and
+    whether writing is paused (from `protocol` when given)."""
 
     def __init__(self, transport: Any = None, protocol: Any = None) -> None:
         self.transport = transport if transport is not None else CountingTransport()
         self.protocol = protocol if protocol is not None else NeverPaused()
+
+    @property
+    def writing_paused(self) -> bool:
+        return self.protocol.writing_paused
+
+    async def drain(self) -> None:
+        raise NotImplementedError("the bench's transports never pause")
 
 
 class OneStreamHistory:
@@ -59,15 +67,15 @@ class OneStreamHistory:
         return {"a"}
 
 
-async def subscribed_hub(requests: list[FakeRequest], limit: int | None) -> Hub:
-    """A hub with its flush queue and a subscribed WebSocket session on `alert.price` writing to each request."""
+async def subscribed_hub(streams: list[FakeStream], limit: int | None) -> Hub:
+    """A hub with its flush queue and a subscribed WebSocket session on `alert.price` writing to each stream."""
     hub = Hub()
     hub.start_at({"a": 0})
     flushes = hub.flushes = FlushQueue()
-    for index, request in enumerate(requests):
+    for index, stream in enumerate(streams):
         session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
                           on_slow=lambda: None, max_events_per_second=limit)
-        WebSocketWriter(session.outbox, request, False, flushes)  # type: ignore[arg-type]
+        WebSocketWriter(session.outbox, stream, False, flushes)
         await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
     return hub
 
@@ -80,7 +88,7 @@ EVICTING_BYTES = 8 << 20
 
 async def measure(clients: int, events: int, profile: bool, cold: bool = False) -> float:
     """Microseconds of process CPU per delivery over `events` events to `clients` subscribers."""
-    hub = await subscribed_hub([FakeRequest() for _ in range(clients)], limit=1_000_000)
+    hub = await subscribed_hub([FakeStream() for _ in range(clients)], limit=1_000_000)
     envelope = Envelope(type="alert.price", id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})
     body = encode_envelope(envelope)
     sequence = 0

@@ -24,7 +24,7 @@ import time
 
 import uvloop
 
-from bench.delivery_cost import FakeRequest, subscribed_hub
+from bench.delivery_cost import FakeStream, subscribed_hub
 from bench.machine import die_with_parent, raise_open_file_limit
 from notifier.fanout.frames import websocket_event, websocket_text_frame
 from notifier.model.events import Envelope, StoredEvent, encode_envelope
@@ -62,7 +62,7 @@ async def measure(port: int, clients: int, events: int, rounds: int, rate: float
     """Microseconds of process CPU per delivery, per round, for the gateway's path and the ceiling's loop."""
     loop = asyncio.get_running_loop()
     connections = [await loop.create_connection(Sending, "127.0.0.1", port) for _ in range(clients)]
-    hub = await subscribed_hub([FakeRequest(transport, protocol) for transport, protocol in connections],
+    hub = await subscribed_hub([FakeStream(transport, protocol) for transport, protocol in connections],
                                limit=limit or None)
     transports = [transport for transport, _ in connections]
     sequence = 0

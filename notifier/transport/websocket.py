@@ -15,7 +15,7 @@ from notifier.transport.services import SERVICES
 from notifier.transport.upgraded import TakenOver, let_go, take_over
 from notifier.transport.websocket_connection import WebSocketConnection
 from notifier.transport.websocket_frames import FrameReader
-from notifier.transport.websocket_handshake import HandshakeRefused, handshake_answer
+from notifier.transport.websocket_handshake import HandshakeRefused, handshake_headers, switching_protocols
 from notifier.transport.websocket_protocol import WebSocketPreset
 from notifier.transport.websocket_stream import WebSocketStream
 
@@ -31,11 +31,15 @@ async def serve_websocket(request: web.Request, preset: WebSocketPreset | None =
     if not admitted(request):
         return json_error(429, "too_many_connections", "too many new connections from this address; retry later")
     try:
-        answer = handshake_answer(request.method, request.headers)
+        headers = handshake_headers(request.method, request.headers)
     except HandshakeRefused as refused:
         response = json_error(refused.status, "bad_request", refused.message)
         response.headers.update(refused.headers)
         return response
+    # What aiohttp would have run before writing the 101 itself: the app's headers (a worker's name) go on it too.
+    upgrade = web.StreamResponse(status=101, headers=headers)
+    await request.app.on_response_prepare.send(request, upgrade)
+    answer = switching_protocols(upgrade.headers.items())
     services = request.app[SERVICES]
     assert request.transport is not None
     stream = WebSocketStream(request.transport, FrameReader(services.settings.max_client_message_bytes),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from notifier.transport.websocket_protocol import PROTOCOL
 
@@ -38,8 +38,8 @@ def accept_key(key: str) -> str:
     return base64.b64encode(hashlib.sha1(key.encode() + _ACCEPT_GUID).digest()).decode()
 
 
-def handshake_answer(method: str, headers: Mapping[str, str]) -> bytes:
-    """The `101 Switching Protocols` bytes for a valid opening handshake; `HandshakeRefused` otherwise.
+def handshake_headers(method: str, headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of the `101 Switching Protocols` answer to a valid opening handshake; `HandshakeRefused` otherwise.
 
     `headers` must look names up case-insensitively (aiohttp's request headers do). The
     `notifier` subprotocol is selected when the client offers it; a client offering only others
@@ -60,9 +60,18 @@ def handshake_answer(method: str, headers: Mapping[str, str]) -> bytes:
         valid_key = False
     if not valid_key:
         raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64")
-    lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket", b"Connection: Upgrade",
-             b"Sec-WebSocket-Accept: " + accept_key(key).encode()]
+    answer = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_key(key)}
     offered = [item.strip() for item in headers.get("Sec-WebSocket-Protocol", "").split(",")]
     if PROTOCOL in offered:
-        lines.append(b"Sec-WebSocket-Protocol: " + PROTOCOL.encode())
+        answer["Sec-WebSocket-Protocol"] = PROTOCOL
+    return answer
+
+
+def switching_protocols(headers: Iterable[tuple[str, str]]) -> bytes:
+    """The bytes of a `101 Switching Protocols` answer with these headers (none may hold a line break)."""
+    lines = [b"HTTP/1.1 101 Switching Protocols"]
+    for name, value in headers:
+        if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} holds a line break")
+        lines.append(f"{name}: {value}".encode("latin-1"))
     return b"\r\n".join(lines) + b"\r\n\r\n"

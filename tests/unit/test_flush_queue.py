@@ -34,14 +34,16 @@ class RecordingTransport:
         return 0
 
 
-class Protocol:
+class Stream:
+    """What a WebSocket writer uses of the gateway's stream."""
+
     writing_paused = False
 
-
-class Request:
     def __init__(self) -> None:
         self.transport = RecordingTransport()
-        self.protocol = Protocol()
+
+    async def drain(self) -> None:
+        raise AssertionError("never paused")
 
 
 class OneStream:
@@ -58,10 +60,10 @@ async def subscribed_clients(count: int) -> tuple[Hub, list[RecordingTransport]]
     for index in range(count):
         session = Session(Identity(f"user-{index}"), hub, OneStream(), WEBSOCKET_FRAMING, 1 << 20,
                           on_slow=lambda session: None)
-        request = Request()
-        WebSocketWriter(session.outbox, request, False, flushes)  # type: ignore[arg-type]
+        stream = Stream()
+        WebSocketWriter(session.outbox, stream, False, flushes)
         await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
-        transports.append(request.transport)
+        transports.append(stream.transport)
     return hub, transports
 
 
