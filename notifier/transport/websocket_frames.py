@@ -56,7 +56,9 @@ class FrameReader:
     def __init__(self, max_message_bytes: int):
         self.max_message_bytes = max_message_bytes
         self._buffer = b""  # the start of an incomplete frame
-        self._fragments: list[bytes] | None = None  # the frames so far of a fragmented message
+        # The payload so far of a fragmented message: one bytearray, not a list of frames, so a message
+        # of a million empty or 1-byte fragments holds its bytes, not 8-40 bytes of objects per frame.
+        self._fragments: bytearray | None = None
         self._fragment_opcode = TEXT
         self._fragment_size = 0
         self.closed = False  # a close frame was read: nothing after it is a message
@@ -130,14 +132,14 @@ class FrameReader:
             return _close_message(payload)
         if not final:
             if self._fragments is None:
-                self._fragments, self._fragment_opcode, self._fragment_size = [], opcode, 0
-            self._fragments.append(payload)
+                self._fragments, self._fragment_opcode, self._fragment_size = bytearray(), opcode, 0
+            self._fragments += payload
             self._fragment_size += len(payload)
             return None
         if opcode == CONTINUATION:
             assert self._fragments is not None
-            self._fragments.append(payload)
-            payload = b"".join(self._fragments)
+            self._fragments += payload
+            payload = bytes(self._fragments)
             opcode = self._fragment_opcode
             self._fragments, self._fragment_size = None, 0
         if opcode == BINARY:

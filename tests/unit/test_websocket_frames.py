@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 from typing import TypeVar, cast
 
 import pytest
@@ -384,6 +385,23 @@ def test_header_of_a_huge_frame_is_refused_before_buffering():
     with pytest.raises(FrameError) as raised:
         reader.feed(header[9:])
     assert (raised.value.code, raised.value.reason) == (1009, "message too big")
+
+
+@pytest.mark.parametrize(("fragment", "count"), [(b"", 50_000), (b"x", 20_000)])
+def test_fragmented_message_holds_its_bytes_not_its_frame_count(fragment, count):
+    """A message sent as thousands of empty or 1-byte fragments holds about its own bytes, not memory per frame."""
+    stream = client_frame(TEXT, b"a", final=False) + client_frame(CONTINUATION, fragment, final=False) * count
+    reader = FrameReader(LIMIT)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for start in range(0, len(stream), 4096):
+            assert reader.feed(stream[start:start + 4096]) == []
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # The message's bytes, a bytearray's spare room and the reader's slots; not 8+ bytes per frame.
+    assert held <= 2 * (1 + len(fragment) * count) + 1024
 
 
 @pytest.mark.parametrize("invalid", INVALID_UTF8)
