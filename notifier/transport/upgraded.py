@@ -41,6 +41,8 @@ def take_over(request: web.BaseRequest, answer: bytes, protocol: asyncio.Protoco
     handler: Any = request.protocol
     transport.write(answer)
     transport.set_protocol(protocol)
+    # aiohttp pauses reading when a client piles bytes behind a request; the new protocol reads at its own pace.
+    transport.resume_reading()
     tail = getattr(handler, "_message_tail", b"")
     if tail:
         handler._message_tail = b""

@@ -41,7 +41,8 @@ async def serve_websocket(request: web.Request, preset: WebSocketPreset | None =
     await request.app.on_response_prepare.send(request, upgrade)
     answer = switching_protocols(upgrade.headers.items())
     services = request.app[SERVICES]
-    assert request.transport is not None
+    if request.transport is None:
+        raise ConnectionResetError("the client left during the handshake")  # aiohttp ignores it
     stream = WebSocketStream(request.transport, FrameReader(services.settings.max_client_message_bytes),
                              services.connection_tasks)
     connection = WebSocketConnection(stream, services, request.remote, preset)
@@ -53,6 +54,10 @@ async def serve_websocket(request: web.Request, preset: WebSocketPreset | None =
     except Exception:  # a bug of ours: the client is told, with a reason, and the next connection is served
         log.exception("websocket connection failed")
         connection.broke_framing(CloseCode.INTERNAL_ERROR, "internal error")
+    except asyncio.CancelledError:
+        # aiohttp is stopping before the connection opened; once let go, it would not close the socket.
+        stream.transport.close()
+        raise
     finally:
         stream.serving = None
         let_go(request)
