@@ -43,30 +43,39 @@ class ConnectionRegistry:
 
     def __init__(self) -> None:
         self.open: set[Connection] = set()
+        # Connections still authenticating (a WebSocket awaiting its `auth` message): neither listed
+        # nor counted nor ticked, but closed and waited for at shutdown like the open ones.
+        self.starting: set[Connection] = set()
         self._emptied: asyncio.Event | None = None  # set when the last connection is forgotten, while awaited
+
+    def add_starting(self, connection: Connection) -> None:
+        """Close this connection at shutdown too, until it is added (opened) or discarded."""
+        self.starting.add(connection)
 
     def add(self, connection: Connection) -> None:
         """Start looking after a connection."""
+        self.starting.discard(connection)
         self.open.add(connection)
 
     def discard(self, connection: Connection) -> None:
         """Forget a closed connection."""
+        self.starting.discard(connection)
         self.open.discard(connection)
-        if not self.open and self._emptied is not None:
+        if not self.open and not self.starting and self._emptied is not None:
             self._emptied.set()
 
     async def wait_closed(self, timeout: float) -> int:
         """Until every connection was forgotten, or `timeout` seconds; how many were left."""
         try:
             async with asyncio.timeout(timeout):
-                while self.open:
+                while self.open or self.starting:
                     self._emptied = asyncio.Event()
                     await self._emptied.wait()
         except TimeoutError:
             pass
         finally:
             self._emptied = None
-        return len(self.open)
+        return len(self.open) + len(self.starting)
 
     async def run(self, tick_seconds: float) -> None:
         """Tick every connection's heartbeat forever (the owner cancels it)."""
@@ -129,8 +138,8 @@ class ConnectionRegistry:
         return len(closing)
 
     def shut_down_all(self) -> None:
-        """Ask every connection to close for shutdown."""
-        for connection in list(self.open):
+        """Ask every connection, opened or still authenticating, to close for shutdown."""
+        for connection in [*self.open, *self.starting]:
             connection.shut_down()
 
 

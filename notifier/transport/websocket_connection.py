@@ -127,6 +127,7 @@ class WebSocketConnection:
         """
         # Parsed here and dropped on return: a query kept on the request costs 1.7 KB per connection.
         query = url_query(request)
+        self.services.connections.add_starting(self)  # so that a shutdown closes it while it authenticates
         # `?batch=1`: several waiting messages go out as one frame holding a JSON array.
         self.batch = query_flag(query, "batch")
         token = request_token(request, query)
@@ -176,6 +177,8 @@ class WebSocketConnection:
                 token, first = await self._first_message()
             return self.services.identify(token, anonymous_allowed=True), first
         except AuthenticationError as error:
+            if self.state is not WebSocketState.AUTHENTICATING:
+                return None, None  # closed meanwhile (a shutdown): that close is the one the client gets
             log_event(log, logging.INFO, "auth failed", transport=self.transport, remote=self.remote,
                       code=int(CloseCode.POLICY_VIOLATION), reason=error.reason)
             await self._close_now(CloseCode.POLICY_VIOLATION, error.reason)
