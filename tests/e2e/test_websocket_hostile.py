@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from notifier.transport import websocket_stream
 from tests.conftest import RECEIVE_TIMEOUT
 from tests.e2e.test_websocket_wire import HANDSHAKE, client_frame, open_raw, read_frame, read_messages
 from tests.unit.test_websocket_frames import frame
@@ -207,3 +208,18 @@ async def test_messages_sent_right_behind_the_upgrade_request_are_acted_on(gatew
     finally:
         writer.close()
     assert (answer["action"], answer["subscribed"]) == ("ack", ["order.event"])
+
+
+async def test_a_broken_close_frame_answering_the_servers_close_ends_the_connection_at_once(make_gateway, monkeypatch):
+    """A client answering the server's close with a close frame breaking a rule has its TCP connection ended, not awaited."""
+    monkeypatch.setattr(websocket_stream, "CLOSE_TIMEOUT", 60.0)  # what the server must not wait out
+    gateway = await make_gateway(ping_interval=0.2, pong_timeout=0.2)
+    reader, writer = await open_raw(gateway, channels="order.event")
+    try:
+        assert await close_frame(reader) == (4001, "ping timeout")
+        writer.write(client_frame(0x8, (1005).to_bytes(2, "big")))
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            rest = await reader.read()
+    finally:
+        writer.close()
+    assert rest == b""
