@@ -97,6 +97,7 @@ class WebSocketStream(asyncio.Protocol):
             self.reader.closed = self.failed = True
             if self.connection is not None:
                 self.connection.broke_framing(error.code, error.reason)
+            self._wake()  # a close awaiting the client's close frame awaits it no longer
             return
         for message in messages:
             self._dispatch(message)
@@ -248,7 +249,7 @@ class WebSocketStream(asyncio.Protocol):
             self.transport.resume_reading()  # paused behind a full inbox, the client's close would go unread
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT):
-                    while self.close_received is None and not self.lost:
+                    while self.close_received is None and not self.lost and not self.failed:
                         await self._wait()
             except TimeoutError:
                 pass
