@@ -223,3 +223,19 @@ async def test_a_broken_close_frame_answering_the_servers_close_ends_the_connect
     finally:
         writer.close()
     assert rest == b""
+
+
+async def test_a_client_that_closes_but_stops_reading_is_released(make_gateway, monkeypatch):
+    """A client sending its close frame behind a full socket, never reading the answer, is released after the close timeout."""
+    monkeypatch.setattr(websocket_stream, "CLOSE_TIMEOUT", 0.2)
+    gateway = await make_gateway(max_connections_per_user=1, outbox_bytes=4 * 1024 * 1024,
+                                 max_events_per_second=1_000_000)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        await _abort_while_draining(gateway, reader, writer)  # its socket full, without the abort
+        writer.write(client_frame(0x8, (1000).to_bytes(2, "big")))
+        await released(gateway, asyncio.all_tasks())
+        _, again = await open_raw(gateway, channels="order.event")  # its per-user count went back to 0
+        again.close()
+    finally:
+        writer.close()
