@@ -102,9 +102,11 @@ class WebSocketConnection:
         return self._act_on(decoded)
 
     def client_closed(self, code: int, reason: str) -> None:
-        """The client sent a close frame, or the connection was lost: remembered for the closing log line."""
+        """The client sent a close frame, or the connection was lost: nothing more is queued for it."""
         if self.closed_with is None:
             self.closed_with = (code, reason)
+        if self.session is not None:
+            self.session.close()  # the closed outbox drops what waits and takes no more
 
     def broke_framing(self, code: int, reason: str) -> None:
         """The client broke a WebSocket rule (or serving it failed): close with the rule's code and reason."""

@@ -189,7 +189,14 @@ class WebSocketStream(asyncio.Protocol):
             self.close_sent = True
             self.transport.write(websocket_close_frame(CloseCode.OK, ""))
             self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # A client that stopped reading would keep the socket open for ever: give up after a while.
+                asyncio.get_running_loop().call_later(CLOSE_TIMEOUT, self._abort_unless_lost)
         self._wake()
+
+    def _abort_unless_lost(self) -> None:
+        if not self.lost:
+            self.transport.abort()
 
     # -- waiting --
 
