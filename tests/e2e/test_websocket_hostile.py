@@ -16,6 +16,7 @@ from tests.unit.test_websocket_frames import frame
 
 
 async def wait_for(condition, timeout: float = RECEIVE_TIMEOUT) -> None:
+    """Until `condition()` holds; TimeoutError after `timeout` seconds."""
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.01)
