@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 
@@ -11,8 +10,8 @@ import pytest
 
 from notifier.transport import websocket_stream
 from tests.conftest import RECEIVE_TIMEOUT
-from tests.e2e.test_websocket_wire import HANDSHAKE, client_frame, open_raw, read_frame, read_messages
-from tests.unit.test_websocket_frames import frame
+from tests.e2e.test_websocket_wire import HANDSHAKE, open_raw, read_frame, read_messages, text
+from tests.unit.test_websocket_frames import client_frame
 
 
 async def wait_for(condition, timeout: float = RECEIVE_TIMEOUT) -> None:
@@ -34,11 +33,6 @@ async def released(gateway, tasks_before: set[asyncio.Task]) -> None:
     connections = gateway.gateway.services.connections
     await wait_for(lambda: not connections.open and not connections.starting
                    and not asyncio.all_tasks() - tasks_before)
-
-
-def text(message: dict) -> bytes:
-    """A client's text message of any length."""
-    return frame(0x1, json.dumps(message).encode())
 
 
 async def close_frame(reader) -> tuple[int, str]:

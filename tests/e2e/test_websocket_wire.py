@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
-from notifier.transport.websocket_frames import unmask
 from tests.conftest import RECEIVE_TIMEOUT
+from tests.unit.test_websocket_frames import client_frame
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 HANDSHAKE = ("GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
              "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + KEY + "\r\n\r\n")
-
-
-def client_frame(opcode: int, payload: bytes, masked: bool = True) -> bytes:
-    """One final frame as a client sends it (masked unless told otherwise); payloads under 126 bytes."""
-    assert len(payload) < 126
-    mask = os.urandom(4)
-    if not masked:
-        return bytes((0x80 | opcode, len(payload))) + payload
-    return bytes((0x80 | opcode, 0x80 | len(payload))) + mask + unmask(payload, mask)
 
 
 def text(message: dict) -> bytes:
