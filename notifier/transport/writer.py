@@ -158,15 +158,20 @@ class TransportWriter:
         if self._draining is not None:
             return 0
         outbox = self.outbox
-        frames = outbox.take_now()
-        if not frames:
+        frames = outbox.take()
+        if frames is None:
             return 0
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0  # the client went away; the handler sees the close
-        count = len(frames)
-        # One frame that is its own bytes (a WebSocket frame) skips `encode`'s call: most writes at low rates.
-        transport.write(frames[0] if count == 1 and self.whole_frames else self.encode(frames))
+        if type(frames) is bytes:
+            # One frame, as the outbox holds it: most writes at low rates. A WebSocket frame is its own
+            # bytes, so it skips `encode`'s call too.
+            count = 1
+            transport.write(frames if self.whole_frames else self.encode([frames]))
+        else:
+            count = len(frames)
+            transport.write(self.encode(frames))  # type: ignore[arg-type]
         self._frames_sent += count
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
