@@ -123,7 +123,13 @@ class Hub:
         offered and the write round is written now (the flush queue's `flush_now`), not after the
         loop's turn. Otherwise consecutive public events of one channel are held as a run
         (`EventRun`) and offered together when the run ends: at the next event of another
-        channel, the next `alone` one, or the loop's next turn, whichever comes first.
+        channel, the next `alone` one, a subscription change, or `end_run` (the live feed calls it
+        when the consumer it read from has nothing more queued).
+
+        Invariant: no run outlives the loop step that dispatched it (a call_soon backstop aside).
+        The hub's positions include a held run's events; anything that reads them between steps
+        (a catch-up's base, a conflated event's late stamp) may then rely on every event up to
+        them having been offered.
         """
         self.positions[event.stream] = event.sequence
         envelope = event.envelope
