@@ -161,11 +161,15 @@ class NotifierClient {
     this._emit("state", state);
   }
 
-  _deliver(channel, id, data) {
+  _advance(id) {
     if (id) {
       this.lastEventId = id;
       this._saveCursor(id);
     }
+  }
+
+  _deliver(channel, id, data) {
+    this._advance(id);
     const meta = { id, channel };
     let matched = false;
     for (const subscription of [...this._subscriptions]) {
@@ -470,6 +474,8 @@ class WebSocketConnection {
         else this.established = true;
         break;
       case "recovered":
+        // Its id is past any hole the replay's ids were held back at (protocol.md section 8).
+        if (typeof message.id === "string") client._advance(message.id);
         client._emit("recovered", { complete: message.complete });
         if (this.pendingRecoveries > 0 && --this.pendingRecoveries === 0) {
           this.reapplyOptions();
@@ -640,6 +646,7 @@ class SseConnection {
     };
     source.addEventListener("recovered", (event) => {
       const { complete } = JSON.parse(event.data);
+      client._advance(event.lastEventId);
       client._emit("recovered", { complete });
       this.resuming = false;
       this.goLive();

@@ -316,6 +316,8 @@ class Client:
                                 self._set_state("live")
                             established = True
                         elif action == "recovered":
+                            if isinstance(item.get("id"), str):
+                                self.last_event_id = item["id"]  # past any hole the replay's ids held back at
                             self._emit("recovered", {"complete": item.get("complete")})
                             if pending_recoveries > 0:
                                 pending_recoveries -= 1

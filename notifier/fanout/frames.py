@@ -155,9 +155,11 @@ def websocket_control(action: str, **fields: object) -> bytes:
     return _encoder.encode({"action": action, **fields})
 
 
-def sse_control(name: str, data: object) -> bytes:
-    """A named SSE control event (`recovered`, `lost`, `error`)."""
-    return b"event: " + name.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
+def sse_control(name: str, data: dict[str, object]) -> bytes:
+    """A named SSE control event (`recovered`, `lost`, `error`); one with an `id` sets the browser's last event id."""
+    cursor = data.get("id")
+    line = b"id: " + cursor.encode() + b"\n" if isinstance(cursor, str) else b""
+    return line + b"event: " + name.encode() + b"\ndata: " + _encoder.encode(data) + b"\n\n"
 
 
 # Replayed frames by framing, cursor and envelope body (which is all a frame is made of, so a hit is

@@ -51,17 +51,24 @@ class HistoryStamps:
 
     A stream with a hole (`holes`: history no longer reaches back to `since`, the stream was
     recreated, or it keeps only N messages per subject, so older ones may be gone) stays at its
-    `since` part until `recovered` is sent. A client that drops mid-replay holds no cursor past
-    a hole it was never told of: resuming, it is told `complete: false` again (and may see the
-    replayed events of that stream again), never a silent `complete: true`.
+    `since` part until `recovered` is sent, which carries the cursor with the holes released
+    (`released`). A client that drops mid-replay holds no cursor past a hole it was never told
+    of: resuming, the hole is judged from the same place again. Its part says how far the client
+    already received that stream (`a5~27`), so that resume does not send those events again; in a
+    recreated stream, whose sequences the old cursor's epoch does not name, it cannot say so, and
+    a resume told `complete: false` may repeat them.
     """
 
-    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held")
+    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held", "_through", "_released")
+
+    # `_through`: for each held stream the client's cursor names the incarnation of, how far it
+    # received that stream (a stream missing: recreated, its sequences not comparable, not tracked).
 
     def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
                  since: Cursor, holes: set[str] | frozenset[str] = frozenset()):
         # The streams read take the epochs the replay found; the others keep the hub's.
-        epochs = {**base.epochs, **start.epochs}
+        current = {**base.epochs, **start.epochs}
+        epochs = dict(current)
         for stream in holes:
             held = since.epoch(stream)
             if held is not None:
@@ -71,16 +78,23 @@ class HistoryStamps:
         stamp = Cursor(base, epochs).raised_to(replayed)
         # A stream live channels also read is capped where live delivery paused (the lower wins).
         self._caps: dict[str, int | None] = {}
+        received = since.through
         for stream in recovering:
             cap = stamp.position(stream) if stream in live else None
             self._caps[stream] = cap
-            here = start.position(stream)
+            # What an earlier replay already sent (`~`) is not sent again (`replay_into` skips it).
+            here = max(start.position(stream), received.get(stream, 0)) if stream not in holes \
+                else start.position(stream)
             stamp[stream] = here if cap is None else min(cap, here)
         self._held = {stream: since.position(stream) for stream in holes}
+        # How far the client received a held stream; only in the incarnation its cursor names.
+        self._through = {stream: received.get(stream, 0) for stream in holes
+                         if since.epoch(stream) == current.get(stream)}
         stamp.update(self._held)
         order = sorted(stamp)
         self._stamp = stamp
-        self._parts = [stamp.part(stream, stamp[stream]) for stream in order]
+        self._released = Cursor(stamp, current)
+        self._parts = [stamp.part(stream, stamp[stream], self._through.get(stream, 0)) for stream in order]
         self._index = {stream: index for index, stream in enumerate(order)}
 
     def current(self) -> str:
@@ -89,14 +103,30 @@ class HistoryStamps:
 
     def advance(self, stream: str, sequence: int) -> str:
         """The cursor once the event at `sequence` in `stream` is read."""
-        if stream in self._held:
-            return ".".join(self._parts)  # nothing moves: the event's stream is held at the cursor
         cap = self._caps[stream]
         if cap is not None and cap < sequence:
             sequence = cap
-        part = self._stamp.part(stream, sequence)
         parts = self._parts
+        held = self._held.get(stream)
+        if held is None:
+            part = self._stamp.part(stream, sequence)
+        elif stream in self._through:
+            # The position stays at the cursor's; the client has this stream's events up to here.
+            through = self._through[stream] = max(self._through[stream], sequence)
+            part = self._stamp.part(stream, held, through)
+        else:
+            return ".".join(parts)  # a recreated stream: nothing moves
         if len(parts) == 1:
             return part
         parts[self._index[stream]] = part
         return ".".join(parts)
+
+    def released(self, read: Cursor) -> str:
+        """The cursor once `recovered` is sent: each stream read at the last event read (`read`), holes released."""
+        released = self._released
+        for stream, cap in self._caps.items():
+            # Not below what the stamps said already: `~` of a held stream, `~` raised into a stream without hole.
+            already = self._through.get(stream, 0) if stream in self._held else self._stamp.position(stream)
+            sequence = max(read.position(stream), already)
+            released[stream] = sequence if cap is None else min(cap, sequence)
+        return released.encode()

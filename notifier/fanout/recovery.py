@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
+from dataclasses import dataclass
 from typing import Protocol
 
 from notifier.fanout.frames import Framing
@@ -77,13 +78,21 @@ def _admitted(event: StoredEvent, priority: str | None) -> bool:
     return priority_admitted(event.envelope.priority, priority)
 
 
+@dataclass(frozen=True)
+class ReplayEnd:
+    """How a replay ended: whether history was exact, the floor, and the cursor `recovered` carries."""
+
+    complete: bool
+    floor: Cursor  # the last position read in each stream read: live copies at or below it were sent
+    cursor: str  # where the client stands after the replay, holes released (sent with `recovered`)
+
+
 async def replay_into(
     session: CatchingUp, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, priority: str | None,
     base: Cursor,
-) -> tuple[bool, Cursor]:
-    """Send every event after `since` on these channels `viewer` may see; returns whether history was exact, and where it ended.
+) -> ReplayEnd:
+    """Send every event after `since` on these channels `viewer` may see, but those its `~` parts say it has.
 
-    The end position is also the floor: live copies at or below it on these channels were sent.
     Each chunk history hands over is queued in slices of up to an outbox's worth, each in one
     synchronous pass while the outbox has room; only a full outbox makes it wait, so the writer
     takes many frames at once.
@@ -96,6 +105,9 @@ async def replay_into(
     outbox = session.outbox
     build = session.framing.replayed
     broadcast = session.hub.catalog.is_broadcast
+    # Events an earlier replay of this cursor already sent (`m10490~10540`): read, so a hole is
+    # judged from the cursor, but not sent again.
+    received = since.through
     stopped = False
     async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
         async for chunk in chunks:
@@ -108,6 +120,8 @@ async def replay_into(
             size = 0
             for event in chunk:
                 position[event.stream] = event.sequence
+                if received and event.sequence <= received.get(event.stream, 0):
+                    continue
                 # Broadcast types pass every option live (even one a raw NATS producer sent below p0).
                 if priority is not None and not _admitted(event, priority) and not broadcast(event.envelope.type):
                     continue
@@ -126,10 +140,12 @@ async def replay_into(
                 stopped = True
             if stopped or outbox.closed:
                 break
-    if position is None:
+    if position is None or stamps is None:
         position = status.start_position(since)
+        stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
     # Only the streams read here: a floor is forgotten once the hub passes them.
-    return status.complete, Cursor({stream: position.position(stream) for stream in recovering})
+    floor = Cursor({stream: max(position.position(stream), received.get(stream, 0)) for stream in recovering})
+    return ReplayEnd(status.complete, floor, stamps.released(position))
 
 
 async def snapshot_into(

@@ -180,6 +180,7 @@ class Session:
     async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
                         options: SubscriptionOptions, base: Cursor) -> None:
         complete: bool | None = None
+        cursor: str | None = None
         floor = Cursor(since or {})
         try:
             if self._recovery_lock is None:
@@ -188,7 +189,8 @@ class Session:
                 # History is read as the subscription's viewer: narrowed by `session` as live is.
                 viewer = self.identity.narrowed_to(options.session)
                 if since is not None:
-                    complete, floor = await replay_into(self, viewer, patterns, since, options.priority, base)
+                    end = await replay_into(self, viewer, patterns, since, options.priority, base)
+                    complete, floor, cursor = end.complete, end.floor, end.cursor
                 else:
                     floor = await snapshot_into(self, viewer, patterns, options.snapshot, options.priority, base)
         except Exception:
@@ -201,7 +203,12 @@ class Session:
             return
         if complete is not None:
             metrics.RESUMES.child("true" if complete else "false").increment()
-            self.send_control("recovered", complete=complete)
+            # With the cursor to resume from: a replay's ids keep a stream with a hole at the
+            # client's cursor, and this one is past it (protocol.md section 8).
+            if cursor is None:
+                self.send_control("recovered", complete=complete)
+            else:
+                self.send_control("recovered", complete=complete, id=cursor)
         self.delivery.hand_over(patterns, floor, self.history.stream_ids_for(patterns))
 
     # -- end of life --

@@ -8,6 +8,11 @@ sequence 3 of the old. The epoch names the stream's incarnation (from its creati
 every replica reads alike), so a resume into another incarnation is answered `complete: false`
 from the new stream's start instead of skipping its first events. A part without an epoch (a
 cursor from before epochs) is taken to point into the current incarnation.
+
+A part may say how far a replay already went past its sequence: `m88213~88240` (see
+`HistoryStamps`). While a replay reads a stream that may have a hole after the cursor, the
+sequence stays at the cursor's, so a resume judges the hole from there again; `~88240` says the
+client already received the stream's events up to 88240, so that resume does not send them twice.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from notifier.model.errors import NotifierError
 from notifier.model.limits import MAX_CURSOR_LENGTH, MAX_SEQUENCE
 
 # ASCII classes only, matched in full: `\d` would take Unicode digits and `$` a trailing newline.
-_PART = re.compile(r"([a-z]{1,8})([0-9]{1,20})(?:-([0-9a-z]{1,8}))?")
+_PART = re.compile(r"([a-z]{1,8})([0-9]{1,20})(?:~([0-9]{1,20}))?(?:-([0-9a-z]{1,8}))?")
 EPOCH_LENGTH = 4
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 # Shared by every cursor that knows no epochs; never changed in place.
 NO_EPOCHS: Mapping[str, str] = {}
+NO_THROUGH: Mapping[str, int] = {}
 
 
 class InvalidCursor(NotifierError, ValueError):
@@ -57,19 +63,25 @@ class Cursor(dict[str, int]):
 
     `epochs` (stream id -> epoch) travel with the positions: a copy made with `Cursor(other)`
     keeps them, so cursors stamped from the hub's positions carry the streams' epochs.
+
+    `through` (stream id -> sequence) is set by `decode_cursor` alone and never copied: how far
+    the client already received a stream past its position (`m88213~88240`), for the replay of
+    that one resume.
     """
 
-    __slots__ = ("epochs",)
+    __slots__ = ("epochs", "through")
 
     def __init__(self, positions: Mapping[str, int] | Iterable[tuple[str, int]] = (),
-                 epochs: Mapping[str, str] | None = None):
+                 epochs: Mapping[str, str] | None = None, through: Mapping[str, int] = NO_THROUGH):
         super().__init__(positions)
         self.epochs: Mapping[str, str] = epochs if epochs is not None else getattr(positions, "epochs", NO_EPOCHS)
+        self.through = through
 
-    def part(self, stream: str, sequence: int) -> str:
-        """One stream's part of the wire form, with its epoch when known."""
+    def part(self, stream: str, sequence: int, through: int = 0) -> str:
+        """One stream's part of the wire form, with how far a replay went past it and its epoch when known."""
         epoch = self.epochs.get(stream)
-        return f"{stream}{sequence}" if epoch is None else f"{stream}{sequence}-{epoch}"
+        text = f"{stream}{sequence}~{through}" if through > sequence else f"{stream}{sequence}"
+        return text if epoch is None else f"{text}-{epoch}"
 
     def encode(self) -> str:
         """The wire form, streams in sorted order so equal cursors are equal strings."""
@@ -108,17 +120,24 @@ def decode_cursor(text: str) -> Cursor:
         raise InvalidCursor("cursor must be a non-empty string of at most 512 characters")
     positions: dict[str, int] = {}
     epochs: dict[str, str] = {}
+    through: dict[str, int] = {}
     for part in text.split("."):
         match = _PART.fullmatch(part)
         if match is None:
-            raise InvalidCursor(f"cursor {text!r}: part {part!r} is not <stream id><sequence>[-<epoch>]")
-        stream, digits, epoch = match.groups()
+            raise InvalidCursor(f"cursor {text!r}: part {part!r} is not <stream id><sequence>[~<sequence>][-<epoch>]")
+        stream, digits, through_digits, epoch = match.groups()
         sequence = int(digits)
         if sequence > MAX_SEQUENCE:
             raise InvalidCursor(f"cursor {text!r}: sequence {digits} is past 2^64-1")
         if stream in positions:
             raise InvalidCursor(f"cursor {text!r}: stream id {stream!r} appears twice")
         positions[stream] = sequence
+        if through_digits is not None:
+            received = int(through_digits)
+            if not sequence < received <= MAX_SEQUENCE:
+                raise InvalidCursor(f"cursor {text!r}: in part {part!r} the sequence after '~' must be past "
+                                    f"{sequence} and at most 2^64-1")
+            through[stream] = received
         if epoch is not None:
             epochs[stream] = epoch
-    return Cursor(positions, epochs or NO_EPOCHS)
+    return Cursor(positions, epochs or NO_EPOCHS, through or NO_THROUGH)

@@ -54,14 +54,16 @@ class CountingClient:
         failures = 0
         while True:
             gateway = self.rng.choice(self.gateways)
-            resume = Resume(dict(decode_cursor(self.cursor)), len(self.record.received))
+            resume = Resume(dict(decode_cursor(self.cursor)), len(self.record.received), cursor=self.cursor)
             self.record.resumes.append(resume)
             self.connections += 1
             self._drop_now.clear()
             try:
                 received = await self._connection(http, gateway, resume, asyncio.get_running_loop().time())
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
                 received = False
+                resume.ended = resume.ended or f"error {type(error).__name__}"
+            resume.ended = resume.ended or "eof"
             failures = 0 if received else failures + 1
             if self._away:
                 away, self._away = self._away, 0.0
@@ -75,15 +77,19 @@ class CountingClient:
     def _event(self, cursor: str, envelope_id: str, resume: Resume) -> bool:
         """Record one event; False when the connection should now be dropped mid-replay."""
         self.record.received.append(envelope_id)
+        self.record.cursors.append(cursor)
         self.cursor = cursor
         if resume.complete is None and self.drop_after_replayed:
             self.drop_after_replayed -= 1
             if self.drop_after_replayed == 0:
+                resume.ended = "dropped mid-replay"
                 return False
         return True
 
-    def _recovered(self, complete: bool, resume: Resume, started: float) -> None:
+    def _recovered(self, complete: bool, resume: Resume, started: float, cursor: str | None) -> None:
         resume.complete = complete
+        if cursor is not None:
+            self.cursor = cursor  # past any hole the replay held its ids before
         self.resume_seconds.append(asyncio.get_running_loop().time() - started)
 
 
@@ -104,11 +110,13 @@ class WebSocketCountingClient(CountingClient):
                     done, _ = await asyncio.wait({reader, dropper}, return_when=asyncio.FIRST_COMPLETED)
                     if reader not in done:
                         await _discard(reader)
+                        resume.ended = resume.ended or f"dropped (away {self._away:g} s)"
                         return received
                     message = reader.result()
                     if message.type == aiohttp.WSMsgType.CLOSE:
                         self.closes.append((message.data, message.extra or "", self.cursor))
                     if message.type != aiohttp.WSMsgType.TEXT:
+                        resume.ended = f"{message.type.name} {message.data} {message.extra or ''}".strip()
                         return received
                     data = json.loads(message.data)
                     action = data.get("action")
@@ -118,7 +126,7 @@ class WebSocketCountingClient(CountingClient):
                             return received
                     elif action == "recovered":
                         received = True
-                        self._recovered(data["complete"], resume, started)
+                        self._recovered(data["complete"], resume, started, data.get("id"))
                     elif action == "lost":
                         self.lost_notices += 1
                     elif action == "ping":
@@ -149,6 +157,7 @@ class SseCountingClient(CountingClient):
                     done, _ = await asyncio.wait({reader, dropper}, return_when=asyncio.FIRST_COMPLETED)
                     if reader not in done:
                         await _discard(reader)
+                        resume.ended = resume.ended or f"dropped (away {self._away:g} s)"
                         return received
                     line = reader.result()
                     if not line:
@@ -165,7 +174,8 @@ class SseCountingClient(CountingClient):
                     if event.get("event") == "lost":
                         self.lost_notices += 1
                     elif event.get("event") == "recovered":
-                        self._recovered(json.loads(event["data"])["complete"], resume, started)
+                        # As EventSource does, the `id:` of any event becomes the last event id.
+                        self._recovered(json.loads(event["data"])["complete"], resume, started, event.get("id"))
                     elif "event" not in event and "id" in event:
                         if not self._event(event["id"], json.loads(event["data"])["id"], resume):
                             return received

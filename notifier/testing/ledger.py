@@ -41,6 +41,8 @@ class Resume:
     positions: dict[str, int]
     start_index: int
     complete: bool | None = None
+    cursor: str = ""  # the cursor it resumed from, as sent
+    ended: str = ""  # how the connection ended ("dropped", "close 1012 ...", "error ...", "eof")
 
 
 @dataclass
@@ -54,6 +56,7 @@ class ClientRecord:
     start: dict[str, int]
     received: list[str] = field(default_factory=list)
     resumes: list[Resume] = field(default_factory=list)
+    cursors: list[str] = field(default_factory=list)  # the `id` each received event came with
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Verdict:
     foreign: list[str] = field(default_factory=list)
     # Runs of consecutive expected events (in one stream) that are missing: (first, last).
     gap_ranges: list[tuple[StoredRecord, StoredRecord]] = field(default_factory=list)
+    # For the first few duplicates: where each copy came (connection, cursor), to find the cause.
+    duplicate_details: list[str] = field(default_factory=list)
 
     @property
     def exact(self) -> bool:
@@ -84,7 +89,8 @@ class Verdict:
             return (f"{self.client}: {len(self.gaps)} events missing without complete:false; first missing range "
                     f"{first.stream}{first.sequence}..{last.stream}{last.sequence} ({first.label} .. {last.label})")
         if self.duplicates:
-            return f"{self.client}: {len(self.duplicates)} duplicates, first {self.duplicates[0]}"
+            details = "".join(f"\n  - {detail}" for detail in self.duplicate_details)
+            return f"{self.client}: {len(self.duplicates)} duplicates, first {self.duplicates[0]}{details}"
         if self.reorders:
             stream, before, after = self.reorders[0]
             return f"{self.client}: out of order in stream {stream}: {after} after {before}"
@@ -124,6 +130,8 @@ def judge(client: ClientRecord, stored: list[StoredRecord]) -> Verdict:
                 verdict.excused += 1
             else:
                 verdict.duplicates.append(event_id)
+                if len(verdict.duplicate_details) < 3:
+                    verdict.duplicate_details.append(_duplicate_detail(client, event_id, index))
             continue
         seen.add(event_id)
         previous = last_in_stream.get(record.stream)
@@ -180,3 +188,31 @@ def _declared_connections(client: ClientRecord) -> list[tuple[int, int]]:
             following = client.resumes[number + 1].start_index if number + 1 < len(client.resumes) else 2**62
             ranges.append((resume.start_index, following))
     return ranges
+
+
+def _connection_of(client: ClientRecord, index: int) -> int:
+    """The number of the connection (resume) that delivered received event `index`."""
+    number = 0
+    for position, resume in enumerate(client.resumes):
+        if resume.start_index <= index:
+            number = position
+    return number
+
+
+def _duplicate_detail(client: ClientRecord, event_id: str, index: int) -> str:
+    """Both copies of a duplicate: their connections, cursors, and how the connections between them began and ended."""
+    first = client.received.index(event_id)
+
+    def where(position: int) -> str:
+        number = _connection_of(client, position)
+        resume = client.resumes[number] if client.resumes else None
+        cursor = client.cursors[position] if position < len(client.cursors) else "?"
+        if resume is None:
+            return f"#{position} id {cursor}"
+        return (f"#{position} id {cursor} on connection {number} (resumed from {resume.cursor or '?'}, "
+                f"complete {resume.complete}, began at #{resume.start_index}, ended {resume.ended or '?'})")
+
+    between = [f"{number}: from {resume.cursor} complete {resume.complete} ended {resume.ended}"
+               for number, resume in enumerate(client.resumes)
+               if first < resume.start_index <= index]
+    return f"{event_id}: first {where(first)}; again {where(index)}; connections between: {between}"

@@ -8,6 +8,7 @@ import json
 import nats
 from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
+from cursors import recovered_block
 from sse_client import SseBlock, open_sse
 
 
@@ -103,11 +104,11 @@ async def test_reconnect_from_before_the_outcome_replays_it_then_ends(gateway):
     resumed = await backtest_stream(gateway, headers={"Last-Event-ID": cursor})
     replayed = [await resumed.message(), await resumed.message()]
     assert [(block.event, block.json.get("progress")) for block in replayed] == [("progress", 60), ("complete", None)]
-    assert [block.raw for block in await rest_of_stream(resumed) if block.id is not None] == []
+    assert [block.event for block in await rest_of_stream(resumed)] == ["recovered"]
 
 
 async def test_a_resume_that_replays_the_outcome_ends_with_recovered_after_it(gateway):
-    """Resumed from before `failed`, the last block is the control event `recovered` (no `id:`), then the stream ends."""
+    """Resumed from before `failed`, the last block is the control event `recovered`, then the stream ends."""
     stream = await backtest_stream(gateway)
     await gateway.publish(backtest("progress", progress=50))
     cursor = (await stream.message()).id
@@ -115,7 +116,23 @@ async def test_a_resume_that_replays_the_outcome_ends_with_recovered_after_it(ga
     await gateway.publish(backtest("failed", error="data feed down"))
     resumed = await backtest_stream(gateway, headers={"Last-Event-ID": cursor})
     assert (await resumed.message()).event == "failed"
-    assert [block.raw for block in await rest_of_stream(resumed)] == [b'event: recovered\ndata: {"complete":true}\n\n']
+    assert [recovered_block(block.raw) for block in await rest_of_stream(resumed)] == [{"complete": True}]
+
+
+async def test_reconnect_with_the_id_of_recovered_is_answered_204(gateway):
+    """EventSource reconnects with the `id:` of `recovered`, which is past the outcome: 204, so it stops for good."""
+    stream = await backtest_stream(gateway)
+    await gateway.publish(backtest("progress", progress=50))
+    cursor = (await stream.message()).id
+    stream.close()
+    await gateway.publish(backtest("completed", results={}))
+    resumed = await backtest_stream(gateway, headers={"Last-Event-ID": cursor})
+    assert (await resumed.message()).event == "complete"
+    [recovered] = await rest_of_stream(resumed)
+    async with gateway.http.get(f"{gateway.base_url}/api/stream/backtest/t1",
+                                headers={"Authorization": f"Bearer {gateway.token('alice')}",
+                                         "Last-Event-ID": recovered.id}) as response:
+        assert (response.status, await response.read()) == (204, b"")
 
 
 async def test_invalid_task_id_is_refused(gateway):
@@ -178,4 +195,4 @@ async def test_alerts_stream_resumes_from_last_event_id(gateway):
     await gateway.publish({"type": "order.filled", "payload": EXAMPLES["order.filled"]}, system_alert("ERROR"))
     stream = await alerts_stream(gateway, headers={"Last-Event-ID": first[0]["cursor"]})
     assert (await stream.message()).event == "error"
-    assert (await stream.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
+    assert recovered_block((await stream.message()).raw) == {"complete": True}

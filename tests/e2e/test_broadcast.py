@@ -6,6 +6,7 @@ import json
 
 import nats
 from catalog_examples import EXAMPLES
+from cursors import ANY_CURSOR
 from sse_client import open_sse
 
 
@@ -66,7 +67,7 @@ async def test_resume_replays_broadcasts_missed_on_other_channels_exactly_once(g
     again = await gateway.websocket()
     await again.subscribe("market.ticker", since=seen[-1]["id"])
     replayed = await again.events(2)
-    assert await again.receive() == {"action": "recovered", "complete": True}
+    assert await again.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
     assert sorted(event["data"]["payload"].get("alert_id", "tick") for event in replayed) == ["missed", "tick"]
     await gateway.publish(system_alert("live"))
     assert (await again.events(1))[0]["data"]["payload"]["alert_id"] == "live"
@@ -87,4 +88,4 @@ async def test_live_and_resume_agree_on_a_broadcast_sent_below_p0_by_raw_nats(ga
     again = await gateway.websocket()
     await again.subscribe("order.*", since=cursor, options={"priority": "p1"})
     assert [event["data"]["id"] for event in await again.events(1)] == ["raw-1"]
-    assert await again.receive() == {"action": "recovered", "complete": True}
+    assert await again.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}

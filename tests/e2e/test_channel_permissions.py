@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from catalog_examples import EXAMPLES
 from conftest import RECEIVE_TIMEOUT
+from cursors import ANY_CURSOR
 from sse_client import open_sse
 
 # The shipped streams_config/permissions.toml: `market.l2.>` for roles pro and admin, `admin.>` for admin.
@@ -69,7 +70,7 @@ async def test_market_wildcard_resume_without_pro_never_replays_l2(gateway):
     await client.subscribe("market.>", since=cursor)
     replayed = await client.events(2)
     assert [event["data"]["payload"] for event in replayed] == [{"price": 1}, {"price": 2}]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_market_wildcard_snapshot_without_pro_sends_no_l2(gateway):
@@ -202,7 +203,7 @@ async def test_anonymous_resume_never_replays_a_broadcast_its_role_may_not_see(m
     client = await gateway.websocket(token=None)
     await client.subscribe("market.ticker", since=cursor)
     assert [event["channel"] for event in await client.events(1)] == ["market.ticker:BTC"]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_anonymous_websocket_starts_with_a_subscribe(make_gateway):

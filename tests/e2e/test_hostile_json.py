@@ -7,6 +7,7 @@ import uuid
 
 import nats
 import pytest
+from cursors import ANY_CURSOR
 
 from notifier.model.limits import MAX_JSON_DEPTH
 
@@ -97,7 +98,7 @@ async def test_resume_across_a_poisoned_stored_message_is_complete(gateway, nats
     client = await gateway.websocket()
     await client.subscribe("order.event", since=cursor)
     assert (await client.events(1))[0]["data"]["payload"] == {"after": True}
-    assert await client.receive_action("recovered") == {"action": "recovered", "complete": True}
+    assert await client.receive_action("recovered") == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_live_delivery_continues_after_a_poisoned_stored_message(gateway, nats_server):

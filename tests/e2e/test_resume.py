@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nats
+from cursors import ANY_CURSOR
 
 from notifier.jetstream.publisher import Publisher
 from notifier.model.events import Envelope
@@ -16,7 +17,7 @@ async def test_resume_replays_missed_events_exactly_then_goes_live(gateway):
     await client.subscribe("order.event", since=cursor)
     replayed = await client.events(25)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 26))
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
     await gateway.publish({"type": "order.event", "payload": {"n": 26}})
     live = await client.events(1)
     assert live[0]["data"]["payload"]["n"] == 26
@@ -79,7 +80,7 @@ async def test_resume_across_gateway_restart(make_gateway, nats_server):
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.event", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await client.events(3)] == [1, 2, 3]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_server):
@@ -93,7 +94,7 @@ async def test_cursor_older_than_history_recovers_incomplete(gateway, nats_serve
     resumed = await gateway.websocket(token="alice")
     await resumed.subscribe("order.event", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(1)] == [2]
-    assert await resumed.receive() == {"action": "recovered", "complete": False}
+    assert await resumed.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
 
 
 async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
@@ -101,7 +102,7 @@ async def test_resume_with_nothing_missed_is_complete_and_empty(gateway):
     cursor = await gateway.cursor_after_one_event()
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.event", since=cursor)
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_events_published_during_replay_arrive_once_after_it(gateway):
@@ -132,7 +133,7 @@ async def test_resume_spanning_two_streams_delivers_both(gateway):
     resumed = await gateway.websocket(token="alice")
     await resumed.subscribe("order.event", "market.ticker", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(2)] == [1, 2]
-    assert await resumed.receive() == {"action": "recovered", "complete": True}
+    assert await resumed.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_resume_of_conflated_market_subject_is_marked_incomplete(gateway):
@@ -147,7 +148,7 @@ async def test_resume_of_conflated_market_subject_is_marked_incomplete(gateway):
     await resumed.subscribe("market.ticker:BTC", since=cursor)
     events = await resumed.events(16)
     assert [event["data"]["payload"]["n"] for event in events] == list(range(5, 21))
-    assert await resumed.receive() == {"action": "recovered", "complete": False}
+    assert await resumed.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
 
 
 async def test_resume_of_few_market_ticks_is_complete(gateway):
@@ -161,7 +162,7 @@ async def test_resume_of_few_market_ticks_is_complete(gateway):
     resumed = await gateway.websocket(token="alice")
     await resumed.subscribe("market.ticker:ETH", since=cursor)
     assert [event["data"]["payload"]["n"] for event in await resumed.events(3)] == [1, 2, 3]
-    assert await resumed.receive() == {"action": "recovered", "complete": True}
+    assert await resumed.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_replay_applies_the_priority_option(gateway):
@@ -195,7 +196,7 @@ async def test_two_subscribes_with_one_cursor_leave_a_cursor_that_resumes_withou
     last = ticks[-1]["id"]
     resumed = await gateway.websocket(token="alice")
     await resumed.subscribe("order.*", "market.*", since=last)
-    assert await resumed.receive() == {"action": "recovered", "complete": True}
+    assert await resumed.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_cursor_from_a_lost_store_does_not_silence_live_events(gateway):
@@ -205,7 +206,7 @@ async def test_cursor_from_a_lost_store_does_not_silence_live_events(gateway):
     ahead = Cursor({"a": 500, "m": 0}).encode()
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.event", since=ahead)
-    assert await client.receive() == {"action": "recovered", "complete": False}
+    assert await client.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
     await gateway.publish({"type": "order.event", "payload": {"n": 1}})
     assert (await client.events(1))[0]["data"]["payload"]["n"] == 1
 
@@ -234,7 +235,7 @@ async def test_sessions_wait_until_the_gateway_follows_the_streams(make_gateway,
         else:
             recovered.append(message)
     assert received == [1, 2]
-    assert recovered == [{"action": "recovered", "complete": True}]
+    assert recovered == [{"action": "recovered", "complete": True, "id": ANY_CURSOR}]
 
 
 async def test_resume_without_recent_tail_replays_events_stored_since_start(make_gateway, nats_server):
@@ -246,4 +247,4 @@ async def test_resume_without_recent_tail_replays_events_stored_since_start(make
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.event", since="a0.m0")
     assert [event["data"]["payload"]["n"] for event in await client.events(2)] == [1, 2]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}

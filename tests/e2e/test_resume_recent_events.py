@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cursors import ANY_CURSOR
+
 
 async def _jetstream_requests(gateway) -> int:
     """The gateway's count of JetStream requests for history, from `/metrics`."""
@@ -20,7 +22,7 @@ async def test_resume_close_behind_live_reads_only_the_stream_state(gateway):
     await client.subscribe("order.event", since=cursor)
     replayed = await client.events(300)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 301))
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
     assert await _jetstream_requests(gateway) - before == 1
 
 
@@ -38,7 +40,7 @@ async def test_resume_beyond_the_tail_falls_back_to_jetstream_exactly(make_gatew
     await client.subscribe("order.event", since=cursor)
     replayed = await client.events(21)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 22))
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
     assert await _jetstream_requests(gateway) - before > 1
 
 
@@ -52,7 +54,7 @@ async def test_resume_from_the_tail_never_sends_other_users_private_events(gatew
     client = await gateway.websocket(token="alice")
     await client.subscribe("order.event", since=cursor)
     assert [event["data"]["id"] for event in await client.events(2)] == ["for-alice", "public"]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_resume_larger_than_the_outbox_arrives_whole_and_in_order(make_gateway):
@@ -64,4 +66,4 @@ async def test_resume_larger_than_the_outbox_arrives_whole_and_in_order(make_gat
     await client.subscribe("order.event", since=cursor)
     replayed = await client.events(300)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(1, 301))
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import nats
+from cursors import ANY_CURSOR
 
 from notifier.jetstream.streams import apply_streams
 
@@ -27,7 +28,7 @@ async def test_resume_into_recreated_stream_replays_it_all_and_says_incomplete(g
     await client.subscribe("order.event", since=cursor)
     replayed = await client.events(6)
     assert [event["data"]["payload"]["n"] for event in replayed] == list(range(100, 106))
-    assert await client.receive() == {"action": "recovered", "complete": False}
+    assert await client.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
 
 
 async def test_cursor_from_the_middle_of_that_replay_is_told_incomplete_again(gateway, nats_server):
@@ -41,7 +42,7 @@ async def test_cursor_from_the_middle_of_that_replay_is_told_incomplete_again(ga
     second = await gateway.websocket(token="alice")
     await second.subscribe("order.event", since=middle)
     assert [event["data"]["payload"]["n"] for event in await second.events(4)] == [100, 101, 102, 103]
-    assert await second.receive() == {"action": "recovered", "complete": False}
+    assert await second.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
 
 
 async def test_live_cursor_after_incomplete_replay_resumes_exactly(gateway, nats_server):
@@ -52,14 +53,14 @@ async def test_live_cursor_after_incomplete_replay_resumes_exactly(gateway, nats
     first = await gateway.websocket(token="alice")
     await first.subscribe("order.event", since=cursor)
     await first.events(1)
-    assert await first.receive() == {"action": "recovered", "complete": False}
+    assert await first.receive() == {"action": "recovered", "complete": False, "id": ANY_CURSOR}
     await gateway.publish({"type": "order.event", "payload": {"n": 101}})
     live = (await first.events(1))[0]["id"]
     await gateway.publish({"type": "order.event", "payload": {"n": 102}})
     second = await gateway.websocket(token="alice")
     await second.subscribe("order.event", since=live)
     assert [event["data"]["payload"]["n"] for event in await second.events(1)] == [102]
-    assert await second.receive() == {"action": "recovered", "complete": True}
+    assert await second.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_history_page_after_recreation_says_incomplete(gateway, nats_server):

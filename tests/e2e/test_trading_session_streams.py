@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from catalog_examples import EXAMPLES
+from cursors import ANY_CURSOR, recovered_block
 from sse_client import open_sse
 
 
@@ -70,7 +71,7 @@ async def test_sse_resume_gets_exactly_the_missed_session_events(gateway):
                           execution("signal.new", 5))
     resumed = await events_stream(gateway, headers={"Last-Event-ID": cursor})
     assert [event.json["payload"]["n"] for event in await resumed.events(2)] == [1, 4]
-    assert (await resumed.message()).raw == b'event: recovered\ndata: {"complete":true}\n\n'
+    assert recovered_block((await resumed.message()).raw) == {"complete": True}
     await gateway.publish(execution("order.filled", 6, session="s2"), execution("portfolio.updated", 7))
     assert (await resumed.events(1))[0].json["payload"] == payload("portfolio.updated", 7)
 
@@ -101,7 +102,7 @@ async def test_websocket_resume_gets_exactly_the_missed_session_events(gateway):
     client = await gateway.websocket(f"/api/streams/s1/ws?last_event_id={first[0]['cursor']}", token="alice")
     await client.receive_action("ack")
     assert [event["data"]["payload"]["n"] for event in await client.events(1)] == [2]
-    assert await client.receive() == {"action": "recovered", "complete": True}
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
 
 
 async def test_websocket_from_a_foreign_origin_is_refused(gateway):

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor, epoch_of
 
 
-@pytest.mark.parametrize("text", ["a\u0661\u0662", "a12\n", "a12.", "A12", "a12-", "a12-K3F9", "a1.a2", "a" + "9" * 21])
+@pytest.mark.parametrize("text", ["a\u0661\u0662", "a12\n", "a12.", "A12", "a12-", "a12-K3F9", "a1.a2", "a" + "9" * 21,
+                                  "a12~", "a12~12", "a12~3", "a12-k3f9~20", "a12~" + "9" * 20])
 def test_decode_refuses_what_no_gateway_issues(text):
     """Unicode digits, a trailing newline, an empty part, a repeated stream or an oversized sequence are refused."""
     with pytest.raises(InvalidCursor):
@@ -47,3 +48,19 @@ def test_raised_cursor_is_the_higher_of_the_two_in_every_stream(positions, floor
     for stream in set(positions) | set(floor):
         assert raised.position(stream) == max(positions.get(stream, 0), floor.get(stream, 0))
     assert raised.epochs == {"a": "k3f9"}
+
+
+@given(st.dictionaries(st.text("abcdefgh", min_size=1, max_size=8),
+                       st.tuples(st.integers(0, 2**64 - 2), st.integers(0, 2**64 - 1)), min_size=1, max_size=4))
+def test_through_round_trip(parts):
+    """A part written with how far a replay went (`a5~20`) decodes to that position and that `through`."""
+    text = ".".join(Cursor().part(stream, sequence, through) for stream, (sequence, through) in sorted(parts.items()))
+    decoded = decode_cursor(text)
+    assert dict(decoded) == {stream: sequence for stream, (sequence, _) in parts.items()}
+    assert dict(decoded.through) == {stream: through for stream, (sequence, through) in parts.items()
+                                     if through > sequence}
+
+
+def test_through_is_not_copied():
+    """A copy of a decoded cursor does not carry `through`, so no cursor built from it writes a stale one."""
+    assert Cursor(decode_cursor("a5~20.m3")).encode() == "a5.m3"

@@ -51,6 +51,7 @@ class InMemoryHistory:
         self.chunk = chunk
         self.at_start = at_start  # stored and dispatched after the session registered, before the read
         self.between_chunks = between_chunks  # streams to publish to, one per chunk handed over
+        self.ends: dict[str, int] = {}  # each stream's end as of the read
 
     def stream_ids_for(self, patterns) -> set[str]:
         return {"a", "m"}
@@ -58,7 +59,7 @@ class InMemoryHistory:
     async def replay_chunks(self, viewer, patterns, since: Cursor, status: ReplayStatus):
         for stream in self.at_start:
             self.store.publish(stream)
-        ends = {stream: len(events) for stream, events in self.store.streams.items()}
+        ends = self.ends = {stream: len(events) for stream, events in self.store.streams.items()}
         for stream in ends:
             status.starts[stream] = since.position(stream) + 1
         events = sorted((event for stream, stored in self.store.streams.items()
@@ -72,7 +73,7 @@ class InMemoryHistory:
 
 
 async def _resume(before: list[str], cursor_at: dict[str, int], at_start: list[str], during: list[str],
-                  after: list[str], chunk: int) -> tuple[list[str], list[dict], list[str]]:
+                  after: list[str], chunk: int) -> tuple[list[str], list[dict], list[str], dict[str, int]]:
     hub = Hub()
     hub.start_at({"a": 0, "m": 0})
     store = InMemoryStore(hub)
@@ -93,7 +94,7 @@ async def _resume(before: list[str], cursor_at: dict[str, int], at_start: list[s
     controls = [message for message in messages if message["action"] != "event"]
     expected = [event.envelope.id for stream in ("a", "m") for event in store.streams[stream][since.position(stream):]]
     await session.aclose()
-    return received, controls, expected
+    return received, controls, expected, history.ends
 
 
 def _payload(frame: bytes) -> bytes:
@@ -114,10 +115,10 @@ def _payload(frame: bytes) -> bytes:
        after=st.lists(st.sampled_from("am"), max_size=5),
        chunk=st.integers(1, 8))
 def test_resume_gets_every_event_after_the_cursor_once_in_order(before, cursor_at, at_start, during, after, chunk):
-    """Every stored event after the cursor arrives once, each stream in sequence order, with `complete: true`."""
-    received, controls, expected = asyncio.run(_resume(before, cursor_at, at_start, during, after, chunk))
+    """Every stored event after the cursor arrives once, each stream in order, then `complete: true` and the end."""
+    received, controls, expected, ends = asyncio.run(_resume(before, cursor_at, at_start, during, after, chunk))
     assert sorted(received) == sorted(expected) and len(received) == len(set(received))
     for stream in "am":
         mine = [int(event_id[1:]) for event_id in received if event_id[0] == stream]
         assert mine == sorted(mine)
-    assert controls == [{"action": "recovered", "complete": True}]
+    assert controls == [{"action": "recovered", "complete": True, "id": Cursor(ends).encode()}]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from notifier.fanout.handover import HistoryStamps
-from notifier.model.cursor import Cursor
+from notifier.model.cursor import Cursor, decode_cursor
 
 
 def test_replayed_event_carries_its_own_sequence():
@@ -14,11 +14,44 @@ def test_replayed_event_carries_its_own_sequence():
 
 
 def test_stream_with_a_hole_stays_at_the_cursor_until_recovered():
-    """With history not reaching back in `a`, replayed events keep `a` at the client's cursor, never past the hole."""
+    """With history not reaching back in `a`, replayed events keep `a` at the client's cursor and say how far it got."""
     since = Cursor({"a": 5, "m": 3}, {"a": "k3f9"})
     start = Cursor({"a": 19}, {"a": "k3f9"})  # history now begins at a20
     stamps = HistoryStamps(start, {"a"}, set(), Cursor({"a": 30, "m": 7}), Cursor(), since, {"a"})
-    assert stamps.advance("a", 20) == "a5-k3f9.m7"
+    assert stamps.advance("a", 20) == "a5~20-k3f9.m7"
+
+
+def test_held_stream_keeps_how_far_an_earlier_replay_went_before_any_event():
+    """Resumed from `a5~20`, an event of another stream still carries `a5~20`: the client has a's events to 20."""
+    since = decode_cursor("a5~20-k3f9.m3")
+    start = Cursor({"a": 19, "m": 3}, {"a": "k3f9"})
+    stamps = HistoryStamps(start, {"a", "m"}, set(), Cursor({"a": 30, "m": 7}), Cursor(), since, {"a"})
+    assert stamps.advance("m", 4) == "a5~20-k3f9.m4"
+
+
+def test_through_raises_a_stream_that_has_no_hole_any_more():
+    """Resumed from `a5~20` into a stream without a hole, its part starts at 20, not 5."""
+    since = decode_cursor("a5~20-k3f9.m3")
+    stamps = HistoryStamps(Cursor({"a": 5, "m": 3}, {"a": "k3f9"}), {"a", "m"}, set(), Cursor({"a": 30, "m": 7}),
+                           Cursor(), since)
+    assert stamps.advance("m", 4) == "a20-k3f9.m4"
+
+
+def test_released_cursor_is_past_the_hole_at_the_last_event_read():
+    """`recovered` carries each stream read at the last event read, the hole released, in the stream's epoch."""
+    since = Cursor({"a": 5, "m": 3}, {"a": "old0"})
+    start = Cursor({"a": 0, "m": 3}, {"a": "new1"})
+    stamps = HistoryStamps(start, {"a", "m"}, set(), Cursor({"a": 9, "m": 7}, {"a": "new1"}), Cursor(), since, {"a"})
+    stamps.advance("a", 2)
+    assert stamps.released(Cursor({"a": 4, "m": 6}, {"a": "new1"})) == "a4-new1.m6"
+
+
+def test_released_cursor_of_a_stream_live_channels_read_is_capped():
+    """A stream live channels also read is released at most where live delivery paused."""
+    since = Cursor({"a": 5}, {"a": "k3f9"})
+    stamps = HistoryStamps(Cursor({"a": 5}, {"a": "k3f9"}), {"a"}, {"a"}, Cursor({"a": 8}, {"a": "k3f9"}), Cursor(),
+                           since, {"a"})
+    assert stamps.released(Cursor({"a": 12}, {"a": "k3f9"})) == "a8-k3f9"
 
 
 def test_recreated_stream_hole_keeps_the_old_epoch():

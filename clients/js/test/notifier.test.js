@@ -237,6 +237,20 @@ test("state goes connecting, live; close() resolves with state closed", async ()
   assert.equal(client.state, "closed");
 });
 
+test("a recovered id becomes the cursor the next resume sends", async () => {
+  reset();
+  const client = wsClient();
+  client.subscribe("market.*", () => {});
+  const first = await openSocket(0);
+  first.serverSends({ action: "ack", subscribed: ["market.*"], unsubscribed: [] });
+  first.serverSends({ action: "event", channel: "market.tick", id: "a7.m3~9", data: envelope("market.tick") });
+  first.serverSends({ action: "recovered", complete: false, id: "a7.m12" });
+  first.serverCloses(1006);
+  const second = await openSocket(1);
+  assert.deepEqual(second.sent[1], { action: "subscribe", channels: ["market.*"], since: "a7.m12" });
+  await client.close();
+});
+
 test("after a disconnect it resubscribes with since = the last event id, and goes live at recovered", async () => {
   reset();
   const client = wsClient();
