@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from notifier.fanout.frames import Framing, OutgoingEvent
@@ -244,14 +244,17 @@ class LiveDelivery:
         """One catch-up has stopped reading history (done, failed or cancelled)."""
         self._recoveries -= 1
 
-    def hand_over(self, patterns: list[ChannelPattern], floor: Cursor, streams: set[str]) -> None:
+    def hand_over(self, patterns: list[ChannelPattern], floor: Cursor, reached: Mapping[str, int]) -> None:
         """After history up to `floor` was sent for `patterns`: drop live copies under it, go live when none is left.
 
         Live events held meanwhile carry the position they were dispatched at, which may be behind
-        what history just sent; they are raised to it (`replayed`) until the hub's positions pass it.
+        where the catch-up left the client's cursor (`reached`); they are raised to it
+        (`replayed`) until the hub's positions pass it. `reached` is below `floor` in a stream
+        that live channels also read: raised to the floor, the first held-back live event of such
+        a channel would carry a cursor past the next ones, and a resume from it would skip them.
         """
         self._floors = [*self._floors, ReplayFloor(patterns, floor)]
-        self.replayed = self.replayed.raised_to({stream: floor.position(stream) for stream in streams})
+        self.replayed = self.replayed.raised_to(reached)
         if self._recoveries == 0:
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, (), 0

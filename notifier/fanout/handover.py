@@ -59,7 +59,7 @@ class HistoryStamps:
     a resume told `complete: false` may repeat them.
     """
 
-    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held", "_through", "_released")
+    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held", "_through", "_released", "received")
 
     # `_through`: for each held stream the client's cursor names the incarnation of, how far it
     # received that stream (a stream missing: recreated, its sequences not comparable, not tracked).
@@ -78,7 +78,10 @@ class HistoryStamps:
         stamp = Cursor(base, epochs).raised_to(replayed)
         # A stream live channels also read is capped where live delivery paused (the lower wins).
         self._caps: dict[str, int | None] = {}
-        received = since.through
+        # How far an earlier replay of this cursor sent each stream (`~`), in the incarnation the
+        # cursor names only: a recreated stream's sequences are not the ones it counted.
+        received = self.received = {stream: through for stream, through in since.through.items()
+                                    if since.epoch(stream) == current.get(stream)}
         for stream in recovering:
             cap = stamp.position(stream) if stream in live else None
             self._caps[stream] = cap
@@ -121,12 +124,17 @@ class HistoryStamps:
         parts[self._index[stream]] = part
         return ".".join(parts)
 
-    def released(self, read: Cursor) -> str:
-        """The cursor once `recovered` is sent: each stream read at the last event read (`read`), holes released."""
-        released = self._released
+    def released(self, read: Cursor) -> Cursor:
+        """The client's cursor once the catch-up is over: each stream read at the last event read (`read`), holes released.
+
+        `recovered` carries it, and live events after it are raised to it (never further: a
+        stream live channels also read stays capped where live delivery paused, so the held-back
+        live events of those channels still count).
+        """
+        released = Cursor(self._released)
         for stream, cap in self._caps.items():
             # Not below what the stamps said already: `~` of a held stream, `~` raised into a stream without hole.
             already = self._through.get(stream, 0) if stream in self._held else self._stamp.position(stream)
             sequence = max(read.position(stream), already)
             released[stream] = sequence if cap is None else min(cap, sequence)
-        return released.encode()
+        return released

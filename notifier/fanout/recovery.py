@@ -79,18 +79,18 @@ def _admitted(event: StoredEvent, priority: str | None) -> bool:
 
 
 @dataclass(frozen=True)
-class ReplayEnd:
-    """How a replay ended: whether history was exact, the floor, and the cursor `recovered` carries."""
+class CatchUpEnd:
+    """How a replay or snapshot ended: whether history was exact, the floor, and the client's cursor after it."""
 
-    complete: bool
+    complete: bool | None  # None for a snapshot, which sends no `recovered`
     floor: Cursor  # the last position read in each stream read: live copies at or below it were sent
-    cursor: str  # where the client stands after the replay, holes released (sent with `recovered`)
+    position: Cursor  # where the client stands now, holes released: `recovered` carries it, live ids rise to it
 
 
 async def replay_into(
     session: CatchingUp, viewer: Identity, patterns: list[ChannelPattern], since: Cursor, priority: str | None,
     base: Cursor,
-) -> ReplayEnd:
+) -> CatchUpEnd:
     """Send every event after `since` on these channels `viewer` may see, but those its `~` parts say it has.
 
     Each chunk history hands over is queued in slices of up to an outbox's worth, each in one
@@ -107,13 +107,14 @@ async def replay_into(
     broadcast = session.hub.catalog.is_broadcast
     # Events an earlier replay of this cursor already sent (`m10490~10540`): read, so a hole is
     # judged from the cursor, but not sent again.
-    received = since.through
+    received: dict[str, int] = {}
     stopped = False
     async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
         async for chunk in chunks:
             if position is None or stamps is None:
                 position = status.start_position(since)
                 stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
+                received = stamps.received
             if outbox.closed:
                 break
             batch: list[tuple[bytes, str]] = []
@@ -144,15 +145,15 @@ async def replay_into(
         position = status.start_position(since)
         stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
     # Only the streams read here: a floor is forgotten once the hub passes them.
-    floor = Cursor({stream: max(position.position(stream), received.get(stream, 0)) for stream in recovering})
-    return ReplayEnd(status.complete, floor, stamps.released(position))
+    floor = Cursor({stream: max(position.position(stream), stamps.received.get(stream, 0)) for stream in recovering})
+    return CatchUpEnd(status.complete, floor, stamps.released(position))
 
 
 async def snapshot_into(
     session: CatchingUp, viewer: Identity, patterns: list[ChannelPattern], mode: str | int | None,
     priority: str | None, base: Cursor,
-) -> Cursor:
-    """Send the latest event of each key (`"last"`) or the last N events of the channels; returns the floor.
+) -> CatchUpEnd:
+    """Send the latest event of each key (`"last"`) or the last N events of the channels.
 
     Every snapshot event carries one cursor: the position the snapshot stands for, the newest
     snapshot sequence in each stream it read. Resuming from it continues after the snapshot.
@@ -167,11 +168,12 @@ async def snapshot_into(
     for event in events:
         floor[event.stream] = max(floor.position(event.stream), event.sequence)
     recovering = set(floor)
-    cursor = HistoryStamps(floor, recovering, session.live_stream_ids(excluding=patterns), base, session.replayed,
-                           Cursor()).current()
+    stamps = HistoryStamps(floor, recovering, session.live_stream_ids(excluding=patterns), base, session.replayed,
+                           Cursor())
+    cursor = stamps.current()
     for event in events:
         if _admitted(event, priority):
             if not await _send(session, session.framing.replayed(event, cursor), cursor):
                 break
             metrics.EVENTS_REPLAYED.increment()
-    return floor
+    return CatchUpEnd(None, floor, stamps.released(floor))

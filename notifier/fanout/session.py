@@ -17,7 +17,7 @@ from notifier.fanout.frames import Framing
 from notifier.fanout.hub import Hub
 from notifier.fanout.outbox import Outbox
 from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
-from notifier.fanout.recovery import replay_into, snapshot_into
+from notifier.fanout.recovery import CatchUpEnd, replay_into, snapshot_into
 from notifier.model.broker import EventHistory
 from notifier.model.channels import ChannelPattern
 from notifier.model.close_codes import ErrorCode
@@ -179,9 +179,7 @@ class Session:
 
     async def _catch_up(self, patterns: list[ChannelPattern], since: Cursor | None,
                         options: SubscriptionOptions, base: Cursor) -> None:
-        complete: bool | None = None
-        cursor: str | None = None
-        floor = Cursor(since or {})
+        end: CatchUpEnd | None = None
         try:
             if self._recovery_lock is None:
                 self._recovery_lock = asyncio.Lock()
@@ -190,26 +188,28 @@ class Session:
                 viewer = self.identity.narrowed_to(options.session)
                 if since is not None:
                     end = await replay_into(self, viewer, patterns, since, options.priority, base)
-                    complete, floor, cursor = end.complete, end.floor, end.cursor
                 else:
-                    floor = await snapshot_into(self, viewer, patterns, options.snapshot, options.priority, base)
+                    end = await snapshot_into(self, viewer, patterns, options.snapshot, options.priority, base)
         except Exception:
             log.exception("reading history failed for %s", self.identity.user_id)
-            complete = False if since is not None else None
             self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
         finally:
             self.delivery.end_catch_up()
         if self.state is SessionState.CLOSED:
             return
-        if complete is not None:
-            metrics.RESUMES.child("true" if complete else "false").increment()
+        if end is None:  # history failed: live from here, the client's cursor as it was
+            floor = Cursor(since or {})
+            end = CatchUpEnd(False if since is not None else None, floor, floor)
+            if since is not None:
+                metrics.RESUMES.child("false").increment()
+                self.send_control("recovered", complete=False)
+        elif end.complete is not None:
+            metrics.RESUMES.child("true" if end.complete else "false").increment()
             # With the cursor to resume from: a replay's ids keep a stream with a hole at the
             # client's cursor, and this one is past it (protocol.md section 8).
-            if cursor is None:
-                self.send_control("recovered", complete=complete)
-            else:
-                self.send_control("recovered", complete=complete, id=cursor)
-        self.delivery.hand_over(patterns, floor, self.history.stream_ids_for(patterns))
+            self.send_control("recovered", complete=end.complete, id=end.position.encode())
+        streams = self.history.stream_ids_for(patterns)
+        self.delivery.hand_over(patterns, end.floor, {stream: end.position.position(stream) for stream in streams})
 
     # -- end of life --
 
