@@ -10,7 +10,8 @@ A gap is excused only where the gateway said so: a resume from cursor C answered
 stream the client received after the resume. In a stream that keeps only N messages per subject
 (market data) a missing event is counted as conflated instead: such a stream discards older
 ticks of an instrument by design, and the live feed hands on the newest one (protocol.md
-section 8). Anything else missing is a silent gap.
+section 8). Anything else missing is a silent gap. A duplicate is never excused, not even after
+`complete: false`.
 """
 
 from __future__ import annotations
@@ -117,21 +118,17 @@ def judge(client: ClientRecord, stored: list[StoredRecord]) -> Verdict:
     last_in_stream: dict[str, int] = {}
     # Where each received event sits, to find the first event of a stream after a resume.
     received_positions: list[tuple[int, StoredRecord]] = []
-    declared = _declared_connections(client)
     for index, event_id in enumerate(client.received):
         record = by_id.get(event_id)
         if record is None or not visible(record, client):
             verdict.foreign.append(event_id)
             continue
         if event_id in seen:
-            # A connection told `complete: false` may repeat what an earlier one sent (a drop
-            # mid-replay holds the cursor before the hole); the client was told to resync.
-            if any(low <= index < high for low, high in declared):
-                verdict.excused += 1
-            else:
-                verdict.duplicates.append(event_id)
-                if len(verdict.duplicate_details) < 3:
-                    verdict.duplicate_details.append(_duplicate_detail(client, event_id, index))
+            # Never excused, not even after `complete: false`: a replay dropped part-way says in its
+            # ids how far it went (`~`), so a resume sends nothing twice (streams are not recreated here).
+            verdict.duplicates.append(event_id)
+            if len(verdict.duplicate_details) < 3:
+                verdict.duplicate_details.append(_duplicate_detail(client, event_id, index))
             continue
         seen.add(event_id)
         previous = last_in_stream.get(record.stream)
@@ -178,16 +175,6 @@ def _declared_windows(client: ClientRecord,
                               if index >= resume.start_index and record.stream == stream), None)
             windows.append((stream, after, following if following is not None else 2**64))
     return windows
-
-
-def _declared_connections(client: ClientRecord) -> list[tuple[int, int]]:
-    """Ranges of received indexes that came on connections answered `complete: false`."""
-    ranges = []
-    for number, resume in enumerate(client.resumes):
-        if resume.complete is False:
-            following = client.resumes[number + 1].start_index if number + 1 < len(client.resumes) else 2**62
-            ranges.append((resume.start_index, following))
-    return ranges
 
 
 def _connection_of(client: ClientRecord, index: int) -> int:

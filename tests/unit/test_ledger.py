@@ -37,6 +37,13 @@ def test_same_gap_after_complete_resume_is_silent():
     assert len(verdict.gaps) == 3
 
 
+def test_repeat_after_incomplete_resume_is_still_a_duplicate():
+    """An event sent again on a connection answered `complete: false` counts as a duplicate."""
+    verdict = judge(_client(["e1", "e2", "e2", "e3", "e4", "e5", "e6"],
+                            [Resume({"a": 0}, 0, True), Resume({"a": 1}, 2, False)]), STORED)
+    assert verdict.duplicates == ["e2"]
+
+
 def test_repeat_and_reorder_are_counted():
     """An event received twice is a duplicate; a lower sequence after a higher one is a reorder."""
     verdict = judge(_client(["e1", "e3", "e2", "e3", "e4", "e5", "e6"]), STORED)
