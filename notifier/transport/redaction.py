@@ -1,11 +1,11 @@
 """Keeping tokens out of log lines and error answers: the one rule (`redact_tokens`), for aiohttp's own and the access log.
 
 aiohttp logs a request line it cannot parse, `?token=` and all, with its traceback at ERROR
-(`aiohttp.server`), and logs the client's whole `Sec-WebSocket-Protocol` list at WARNING when
-none of it is a protocol the server speaks (`aiohttp.websocket`): clients that carry their token
-there would have it written to the log. Its 400 answer to such a request also echoes the line
-back in a plain-text body (to whoever sits between the client and the gateway, and into the
-logs of proxies that record error bodies).
+(`aiohttp.server`). Its 400 answer to such a request also echoes the line back in a plain-text
+body (to whoever sits between the client and the gateway, and into the logs of proxies that
+record error bodies). The gateway answers WebSocket handshakes itself (`websocket_handshake.py`)
+and logs no `Sec-WebSocket-Protocol` list, where clients may carry their token; the
+`aiohttp.websocket` logger stays filtered for whatever aiohttp's own WebSocket code might log.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from notifier.transport.websocket_protocol import PROTOCOL
+from notifier.transport.websocket_protocol import PROTOCOL, offered_protocols
 
 # RFC 6455 1.3: the GUID appended to the client's key before hashing.
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -61,8 +61,7 @@ def handshake_headers(method: str, headers: Mapping[str, str]) -> dict[str, str]
     if not valid_key:
         raise HandshakeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64")
     answer = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_key(key)}
-    offered = [item.strip() for item in headers.get("Sec-WebSocket-Protocol", "").split(",")]
-    if PROTOCOL in offered:
+    if PROTOCOL in offered_protocols(headers):
         answer["Sec-WebSocket-Protocol"] = PROTOCOL
     return answer
 

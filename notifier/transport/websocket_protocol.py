@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -14,9 +15,14 @@ from notifier.model.channels import ChannelPattern
 PROTOCOL = "notifier"
 
 
+def offered_protocols(headers: Mapping[str, str]) -> list[str]:
+    """The subprotocols a handshake's `Sec-WebSocket-Protocol` offers, in order (the handshake and the token read it)."""
+    return [item.strip() for item in headers.get("Sec-WebSocket-Protocol", "").split(",")]
+
+
 def protocol_token(request: web.Request) -> str | None:
     """The token offered beside `notifier` in `Sec-WebSocket-Protocol`, if the client offered both."""
-    offered = [item.strip() for item in request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+    offered = offered_protocols(request.headers)
     if PROTOCOL not in offered:
         return None
     return next((item for item in offered if item and item != PROTOCOL), None)
