@@ -130,7 +130,8 @@ class Gateway:
         await self.admin.start()
         self.services.admin = self.admin
         self.feed = LiveFeed(self.client, self.streams, self.hub.dispatch, prepare=self._apply_streams,
-                            recent=self.recent, on_epochs=self.hub.set_epochs, on_skipped=self._skipped)
+                            recent=self.recent, on_epochs=self.hub.set_epochs, on_skipped=self._skipped,
+                            on_drained=self.hub.end_run)
         await retry_until_done(self._follow, "cannot follow the streams yet", RETRY_DELAYS)
 
     async def _follow(self) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from notifier.fanout.frames import Framing, OutgoingEvent
+from notifier.fanout.frames import EventRun, Framing, OutgoingEvent
 from notifier.fanout.handover import ReplayFloor
 from notifier.fanout.hub import Hub
 from notifier.fanout.outbox import Outbox
@@ -143,6 +143,34 @@ class LiveDelivery:
         elif not self.outbox.offer(self.framing.live(outgoing), outgoing.cursor):
             self.too_slow()
 
+    def deliver_run(self, run: EventRun) -> None:
+        """Take several live events of one channel: as one frame when nothing here needs them one by one.
+
+        One by one (`deliver`) when the roles, a replay's floors or held events, the subscriptions'
+        options, a cursor raised by history or the framing need each event apart, or when a rate
+        limit would not let every one of them through now; otherwise the run's joined frame,
+        shared with every session like this one, goes into the outbox with the last event's cursor.
+        """
+        if self.state is _CLOSED:
+            return
+        events = run.events
+        if (self._restricted or self._floors or self._recoveries or self._has_options or self.replayed
+                or not self.framing.joins):
+            for outgoing in events:
+                self.deliver(outgoing)
+            return
+        if run.limited:
+            limiter = self.connection_limiter
+            if limiter is None and self._ceiling:
+                limiter = self.connection_limiter = RateLimiter(self._ceiling)
+            if limiter is not None and not limiter.admit_all(run.conflatable, run.channel, len(events),
+                                                             run.dispatched_at):
+                for outgoing in events:
+                    self.deliver(outgoing)
+                return
+        if not self.outbox.offer_joined(run.joined(self.framing), events[-1].cursor, len(events)):
+            self.too_slow()
+
     def _held_by(self, limiter: RateLimiter, now: float) -> None:
         """A limiter conflated or counted an event: wake up when it may release one or report."""
         self._schedule_flush(limiter.seconds_until_next(now))
@@ -187,6 +215,9 @@ class LiveDelivery:
         self._flush_timer = None
         if self.state is SessionState.CLOSED:
             return
+        # A timer can run in the loop step that holds a run: offer it first, so the hub's positions
+        # stamped below cover only events this session was offered.
+        self.hub.end_run()
         now = time.monotonic()
         now_ms = int(time.time() * 1000)
         limiters = [subscription.limiter for subscription in self.subscriptions.values() if subscription.limiter]

@@ -90,6 +90,47 @@ class OutgoingEvent:
         return self._sse_named_chunk
 
 
+class EventRun:
+    """Live events of one public channel dispatched back to back (one loop step), for the same sessions.
+
+    At high rates a loop step carries tens of events of a channel to a thousand sessions: offered
+    one by one that is tens of thousands of `deliver` calls a step. A session with nothing that
+    needs them one at a time (see `LiveDelivery.deliver_run`) takes the run as one frame instead:
+    the events' frames joined once per framing and shared, its cursor the last event's. Every
+    event keeps its own cursor inside the frame, as if offered alone.
+    """
+
+    __slots__ = ("type", "key", "conflatable", "limited", "events", "recipients", "_joined")
+
+    def __init__(self, first: OutgoingEvent, recipients: set):  # noqa: ANN001 - the hub's recipients
+        envelope = first.event.envelope
+        self.type = envelope.type
+        self.key = envelope.key
+        self.conflatable = first.conflatable
+        self.limited = first.limited
+        self.events = [first]
+        self.recipients = recipients
+        self._joined: dict[str, bytes] | None = None
+
+    @property
+    def channel(self) -> str:
+        return self.events[0].channel
+
+    @property
+    def dispatched_at(self) -> float:
+        """When the run's first event was dispatched: the instant rate limits judge the whole run at."""
+        return self.events[0].dispatched_at
+
+    def joined(self, framing: Framing) -> bytes:
+        """Every event's live frame in this framing, in order, as one bytes object (built once per framing)."""
+        if self._joined is None:
+            self._joined = {}
+        joined = self._joined.get(framing.kind)
+        if joined is None:
+            joined = self._joined[framing.kind] = b"".join([framing.live(outgoing) for outgoing in self.events])
+        return joined
+
+
 # The bytes before the cursor depend only on the channel: a replay to a thousand clients builds
 # a million messages from a handful of channels, so they are encoded once per channel.
 _EVENT_PREFIXES: dict[tuple[str, str | None], bytes] = {}
@@ -174,6 +215,9 @@ class Framing:
     """How one WebSocket connection turns events and control messages into bytes: whole frames."""
 
     kind = "websocket"
+    # Whether live frames may be joined and sent as one (`EventRun`): true where each frame stands
+    # alone on the wire and a framing's frames depend on its `kind` only.
+    joins = True
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
         """The shared frame of a live event."""
@@ -205,6 +249,7 @@ class BatchFraming(Framing):
     """WebSocket with `?batch=1`: bare messages, which the writer puts into frames (several as one array)."""
 
     kind = "websocket-batch"
+    joins = False  # bare messages: the writer makes the array frame of whatever waits
 
     def live(self, outgoing: OutgoingEvent) -> bytes:
         return outgoing._message or outgoing.websocket_message

@@ -12,13 +12,14 @@ roles may see the type (each delivery checks it: `LiveDelivery.deliver`).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 from notifier.catalog import Catalog
 from notifier.fanout.channel_index import ChannelIndex, SmallChannelIndex
-from notifier.fanout.frames import OutgoingEvent
+from notifier.fanout.frames import EventRun, OutgoingEvent
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import StoredEvent
@@ -33,6 +34,10 @@ class Recipient(Protocol):
 
     def deliver(self, outgoing: OutgoingEvent) -> None:
         """Take a live event without waiting."""
+        ...
+
+    def deliver_run(self, run: EventRun) -> None:
+        """Take several live events of one channel, in order, without waiting (as many `deliver` calls would)."""
         ...
 
     def __hash__(self) -> int:
@@ -55,6 +60,8 @@ class Hub:
         self.listeners: dict[Recipient, None] = {}
         self.admin_listeners: set[Recipient] = set()
         self.positions = Cursor()
+        # Consecutive public events of one channel held in this loop step, offered together (`dispatch`).
+        self._run: EventRun | None = None
         # The transports' flush queue (set by Services): told when a live event's frames wait to be written.
         self.flushes: Any = None
 
@@ -75,6 +82,8 @@ class Hub:
 
     def subscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Start offering events on these channels to the recipient."""
+        # A held run was dispatched before this subscription: it goes to the sessions it was matched for.
+        self.end_run()
         identity = recipient.identity
         self.listeners[recipient] = None
         if identity.is_admin:
@@ -90,6 +99,7 @@ class Hub:
 
     def unsubscribe(self, recipient: Recipient, patterns: Iterable[ChannelPattern]) -> None:
         """Stop offering events on these channels to the recipient."""
+        self.end_run()
         identity = recipient.identity
         user_index = self.private.get(identity.user_id)
         for pattern in patterns:
@@ -102,20 +112,48 @@ class Hub:
 
     def leave(self, recipient: Recipient) -> None:
         """The session is gone: no more broadcast events (its channels are unsubscribed apart)."""
+        self.end_run()
         self.listeners.pop(recipient, None)
         self.admin_listeners.discard(recipient)
 
-    def dispatch(self, event: StoredEvent, alone: bool = False) -> int:
+    def dispatch(self, event: StoredEvent, alone: bool = True) -> int:
         """Offer one live event to every session that subscribed to it and may see it; returns how many.
 
-        `alone`: no other event waits to be dispatched in this loop iteration, so nothing would
-        join the sessions' writes: the write round is written now (the flush queue's `flush_now`),
-        not after the loop's turn.
+        `alone`: no other event waits to be dispatched in this loop iteration. Then what waits is
+        offered and the write round is written now (the flush queue's `flush_now`), not after the
+        loop's turn. Otherwise consecutive public events of one channel are held as a run
+        (`EventRun`) and offered together when the run ends: at the next event of another
+        channel, the next `alone` one, a subscription change, or `end_run` (the live feed calls it
+        when the consumer it read from has nothing more queued).
+
+        Invariant: no run outlives the loop step that dispatched it (a call_soon backstop aside).
+        The hub's positions include a held run's events; anything that reads them between steps
+        (a catch-up's base, a conflated event's late stamp) may then rely on every event up to
+        them having been offered.
         """
         self.positions[event.stream] = event.sequence
         envelope = event.envelope
-        if envelope.expired(int(time.time() * 1000)):
-            return 0
+        count = 0
+        if not envelope.expired(int(time.time() * 1000)):
+            count = self._offer(event, envelope, alone)
+        if alone:
+            self.end_run()
+            if self.flushes is not None:
+                self.flushes.flush_now()
+        return count
+
+    def _offer(self, event: StoredEvent, envelope: Any, alone: bool) -> int:
+        broadcast = self.catalog.is_broadcast(envelope.type)
+        public = envelope.user_id is None and not broadcast
+        run = self._run
+        if run is not None:
+            # One channel, and one side of the rate limits (p0 passes them): a session judges a run as a whole.
+            if (public and run.type == envelope.type and run.key == envelope.key
+                    and run.limited == (envelope.priority != "p0")):
+                run.events.append(OutgoingEvent(event, Cursor(self.positions), run.conflatable, False))
+                metrics.EVENTS_DELIVERED.increment(len(run.recipients))
+                return len(run.recipients)
+            self.end_run()
         tokens = envelope.type.split(".")
         recipients: set[Recipient] = set()
         if envelope.user_id is None:
@@ -125,7 +163,6 @@ class Hub:
             if user_index is not None:
                 user_index.match(tokens, envelope.key, recipients)
             self.admins.match(tokens, envelope.key, recipients)
-        broadcast = self.catalog.is_broadcast(envelope.type)
         if broadcast:
             if envelope.user_id is None:
                 recipients.update(self.listeners)
@@ -137,13 +174,40 @@ class Hub:
             return 0
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
         outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
-        for recipient in recipients:
-            recipient.deliver(outgoing)
-        flushes = self.flushes
-        if flushes is not None:
-            if envelope.timestamp is not None:
-                flushes.note_published(envelope.timestamp)  # once per event, not per recipient
-            if alone:
-                flushes.flush_now()
         metrics.EVENTS_DELIVERED.increment(len(recipients))
+        if public and not alone:
+            self._run = EventRun(outgoing, recipients)
+            # Ended by the next event in the common case; this is for a step that ends without one.
+            asyncio.get_running_loop().call_soon(self._end_held_run)
+        else:
+            for recipient in recipients:
+                recipient.deliver(outgoing)
+            self._note_published(envelope)
         return len(recipients)
+
+    def _note_published(self, envelope: Any) -> None:
+        """Once an event's frames wait to be written: its publish time, for the round's delivery latency."""
+        if self.flushes is not None and envelope.timestamp is not None:
+            self.flushes.note_published(envelope.timestamp)  # once per event, not per recipient
+
+    def _end_held_run(self) -> None:
+        """A run outlived the loop step that dispatched it: offer it, and write it now rather than a turn later."""
+        if self._run is not None:
+            self.end_run()
+            if self.flushes is not None:
+                self.flushes.flush_now()
+
+    def end_run(self) -> None:
+        """Offer the held run of events, if any: one by one when it holds one, else as a run to each session."""
+        run, self._run = self._run, None
+        if run is None:
+            return
+        events = run.events
+        if len(events) == 1:
+            outgoing = events[0]
+            for recipient in run.recipients:
+                recipient.deliver(outgoing)
+        else:
+            for recipient in run.recipients:
+                recipient.deliver_run(run)
+        self._note_published(events[0].event.envelope)  # the run's oldest event

@@ -17,7 +17,7 @@ class Outbox:
     """
 
     __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "queued_cursor", "delivered_cursor", "on_ready",
-                 "writer")
+                 "writer", "joined_messages")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -38,6 +38,8 @@ class Outbox:
         # a bound method or partial per connection would cost 64-190 bytes each, idle or not.
         self.on_ready: Callable[[Any], None] | None = None
         self.writer: Any = None
+        # Messages that went out inside a frame of several (`offer_joined`) beyond the one the writer counts.
+        self.joined_messages = 0
 
     def _fits(self, frame: bytes) -> bool:
         # One frame always fits into an empty outbox, however large.
@@ -72,6 +74,15 @@ class Outbox:
             self.queued_cursor = cursor
         if self.on_ready is not None:
             self.on_ready(self.writer)
+        return True
+
+    def offer_joined(self, frame: bytes, cursor: str, count: int) -> bool:
+        """Queue `count` messages joined into one frame (an event run), as `offer` does one."""
+        if self.closed:
+            return True
+        if not self.offer(frame, cursor):
+            return False
+        self.joined_messages += count - 1
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:

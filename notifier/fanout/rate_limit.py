@@ -87,6 +87,40 @@ class TokenBucket:
         most = now + self.most_owed
         self.full_at = full_at if full_at < most else most
 
+    def take_many(self, count: int, now: float) -> bool:
+        """Spend `count` tokens at once if all are available (as `count` calls of `take` at `now`); else none."""
+        if now > self.updated:
+            updated = now
+        else:
+            updated = now = self.updated
+        full_at = self.full_at
+        if full_at < now:
+            full_at = now
+        interval = self.interval
+        # Added one token at a time, not `count * interval`: the same float sums as `count` takes,
+        # so a run is refused or let through exactly where its events one by one would be.
+        for _ in range(count - 1):
+            full_at += interval
+        if full_at - now > self.tolerance:
+            return False
+        self.updated = updated
+        self.full_at = full_at + interval
+        return True
+
+    def charge_many(self, count: int, now: float) -> None:
+        """`charge` `count` times at `now`."""
+        if now > self.updated:
+            self.updated = now
+        else:
+            now = self.updated
+        full_at = self.full_at
+        most = now + self.most_owed
+        for _ in range(count):  # as `count` charges, float for float (see `take_many`)
+            full_at = (full_at if full_at > now else now) + self.interval
+            if full_at > most:
+                full_at = most
+        self.full_at = full_at
+
     def copy(self) -> TokenBucket:
         """A bucket in this one's state, to go on apart (a plain bucket, also from a `RateLimiter`)."""
         twin = TokenBucket.__new__(TokenBucket)
@@ -152,6 +186,25 @@ class RateLimiter(TokenBucket):
             return True
         self.conflated[channel] = outgoing
         return False
+
+    def admit_all(self, conflatable: bool, channel: str, count: int, now: float) -> bool:
+        """Admit `count` events of one channel when `admit` would pass every one of them at `now`; else change nothing.
+
+        For a run of events (`EventRun`): then they go out as one frame; else each is admitted,
+        conflated or counted one by one.
+        """
+        if conflatable:
+            if channel in self.conflated:
+                return False
+            bucket = self.bucket
+            if bucket is None:
+                bucket = self.bucket = self.copy()
+            return bucket.take_many(count, now)
+        if not self.take_many(count, now):
+            return False
+        if self.bucket is not None:
+            self.bucket.charge_many(count, now)
+        return True
 
     @property
     def waiting(self) -> bool:

@@ -29,6 +29,8 @@ class NamedSseFraming(SseFraming):
     With `final_names`, the stream ends once an event of one of them is written (`ends_after`).
     """
 
+    joins = False  # its frames depend on the stream's purpose and options, not on `kind` alone
+
     def __init__(self, purpose: str, name_of: Callable[[Envelope], str | None], payload_only: bool,
                  final_names: frozenset[str] = frozenset(), chunked: bool = True):
         super().__init__(named=True, chunked=chunked)

@@ -56,6 +56,7 @@ class LiveFeed:
         recent: RecentEvents | None = None,
         on_epochs: Callable[[dict[str, str]], None] | None = None,
         on_skipped: Callable[[str, int, int], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
     ):
         self.client = client
         # Kept in order, before the hub sees each event, so it always reaches the hub's position.
@@ -73,6 +74,9 @@ class LiveFeed:
         # Told (stream id, last handed on, next handed on) when a new consumer starts past sequences
         # the stream no longer holds: live clients of that stream never got them and must resume.
         self.on_skipped = on_skipped
+        # Called when a consumer's queue is empty after an event: its task is about to wait, so what
+        # the hub holds for the events of this turn (an event run) must be offered now, not later.
+        self.on_drained = on_drained
         self._subscriptions: dict[str, Subscription] = {}
         self._resubscribe_wanted = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
@@ -192,6 +196,10 @@ class LiveFeed:
         async def handle(message: Msg) -> None:
             if self._generations[stream] == generation:
                 self._handle(definition, message)
+                if self.on_drained is not None:
+                    subscription = self._subscriptions.get(stream)
+                    if subscription is None or not getattr(subscription, "pending_msgs", 0):
+                        self.on_drained()
 
         config = ConsumerConfig(
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,

@@ -117,7 +117,7 @@ class FlowControlled(Protocol):
 class TransportWriter:
     """Moves one connection's outbox to its socket; subclasses say how waiting frames become bytes."""
 
-    __slots__ = ("outbox", "transport", "protocol", "flushes", "_draining", "sent", "whole_frames")
+    __slots__ = ("outbox", "transport", "protocol", "flushes", "_draining", "_frames_sent", "whole_frames")
     latency: metrics.HistogramSeries  # each subclass's class attribute: the delivery latency of its transport
 
     def __init__(self, outbox: Outbox, transport: Any, protocol: FlowControlled, flushes: FlushQueue):
@@ -126,7 +126,7 @@ class TransportWriter:
         self.transport = transport
         self.protocol = protocol
         self.flushes = flushes
-        self.sent = 0  # messages written (events and control messages), for the connection's closing log line
+        self._frames_sent = 0
         # Whether a waiting frame is written as it is (`encode` of one frame returns it unchanged).
         self.whole_frames = False
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile,
@@ -139,6 +139,11 @@ class TransportWriter:
         outbox.on_ready = flushes.notify
         if outbox.size:
             flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
+
+    @property
+    def sent(self) -> int:
+        """Messages written (events and control messages), for the connection's closing log line."""
+        return self._frames_sent + self.outbox.joined_messages
 
     def encode(self, frames: list[bytes]) -> bytes:
         """The bytes to write now for these waiting frames, oldest first."""
@@ -167,7 +172,7 @@ class TransportWriter:
         else:
             count = len(frames)
             transport.write(self.encode(frames))  # type: ignore[arg-type]
-        self.sent += count
+        self._frames_sent += count
         # Written to the transport means ahead of any close frame, so a slow close may name it.
         outbox.delivered_cursor = outbox.queued_cursor
         # The protocol is paused only above the transport's high-water mark, so only a write that

@@ -88,8 +88,8 @@ def ids_in(data: bytes) -> list[str]:
 async def test_events_of_one_loop_turn_go_out_in_one_write_per_client():
     """Two events dispatched in the same loop iteration reach each client in a single write, in order."""
     hub, transports = await subscribed_clients(3)
-    hub.dispatch(event(1))
-    hub.dispatch(event(2))
+    hub.dispatch(event(1), alone=False)
+    hub.dispatch(event(2), alone=False)
     await asyncio.sleep(0)  # the round runs after this iteration's callbacks
     assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
         [[["event-1", "event-2"]]] * 3
@@ -105,7 +105,7 @@ async def test_an_event_alone_in_its_turn_is_written_before_dispatch_returns():
 async def test_the_last_event_of_a_turn_is_written_with_the_waiting_round_behind_its_frames():
     """Clients with frames waiting for this turn's round get them and the feed's last event in one write, at once."""
     hub, transports = await subscribed_clients(2)
-    hub.dispatch(event(1))
+    hub.dispatch(event(1), alone=False)
     hub.dispatch(event(2), alone=True)
     assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
         [[["event-1", "event-2"]]] * 2
