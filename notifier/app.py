@@ -59,7 +59,7 @@ class Gateway:
         self.client: Client | None = None
         self.streams: StreamSet = load_streams(settings.streams_dir, settings.stream_replicas)
         self.catalog = load_catalog(settings.streams_dir)
-        self.hub = Hub(self.catalog)
+        self.hub = Hub(self.catalog, runs=settings.event_runs)
         # A missing default file means the built-in rules; a named one must exist.
         self.permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
         self.recent = RecentEvents(settings.recent_events, settings.recent_events_bytes)

@@ -86,6 +86,9 @@ class Settings:
     anonymous_access: bool = False
     # Gateway processes serving the one port (docs/operations.md section 13): a number, or `auto`.
     workers: str = "1"
+    # Consecutive events of one channel in a loop step go to plain sessions as one shared frame
+    # (`frames.EventRun`); a switch to turn that off, and for before/after benchmarks.
+    event_runs: bool = True
 
     @property
     def worker_count(self) -> int:
@@ -241,6 +244,7 @@ SETTING_HELP: dict[str, str] = {
     "permissions_file": "channel permissions (TOML); unset: permissions.toml in the streams folder",
     "anonymous_access": "clients without a token may read, as role `anonymous` (true/false)",
     "workers": f"gateway processes on the one port: 1 to {MAX_WORKERS}, or auto (one per CPU)",
+    "event_runs": "offer a loop step's consecutive events of one channel as one shared frame (true/false)",
 }
 
 # Variables read outside `Settings` (by the command line, before the settings): name, default, meaning.

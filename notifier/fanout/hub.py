@@ -48,9 +48,10 @@ class Recipient(Protocol):
 class Hub:
     """Channel -> sessions, plus the live position in every stream that live cursors are stamped with."""
 
-    def __init__(self, catalog: Catalog | None = None) -> None:
+    def __init__(self, catalog: Catalog | None = None, runs: bool = True) -> None:
         # Which types are conflatable and broadcast; without one, none is.
         self.catalog = catalog or Catalog()
+        self.runs = runs  # NOTIFIER_EVENT_RUNS: hold runs at all (off: every event is offered as it comes)
         self.public: ChannelIndex[Recipient] = ChannelIndex()
         self.private: dict[str, SmallChannelIndex[Recipient]] = {}
         self.admins: ChannelIndex[Recipient] = ChannelIndex()
@@ -175,7 +176,7 @@ class Hub:
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)
         outgoing = OutgoingEvent(event, Cursor(self.positions), conflatable, broadcast)
         metrics.EVENTS_DELIVERED.increment(len(recipients))
-        if public and not alone:
+        if public and not alone and self.runs:
             self._run = EventRun(outgoing, recipients)
             # Ended by the next event in the common case; this is for a step that ends without one.
             asyncio.get_running_loop().call_soon(self._end_held_run)
