@@ -191,6 +191,12 @@ class WebSocketConnection:
         try:
             async with asyncio.timeout(self.settings.auth_timeout):
                 message = await self.stream.receive()
+                # Control frames may come at any time after the handshake (RFC 6455 5.5): a ping is
+                # answered, a pong ignored, and the first message is still awaited.
+                while message.type in (WSMsgType.PING, WSMsgType.PONG):
+                    if message.type is WSMsgType.PING:
+                        self.stream.send_pong(message.data)
+                    message = await self.stream.receive()
         except TimeoutError:
             raise AuthenticationError("authentication timeout") from None
         if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):

@@ -111,6 +111,23 @@ async def test_a_ping_frame_is_answered_with_a_pong_of_its_payload(gateway):
     assert answer == (0xA, b"are you there")
 
 
+async def test_a_ping_before_auth_is_answered_and_auth_still_accepted(gateway):
+    """A ping frame before the `auth` message gets its pong, and the `auth` after it opens the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    try:
+        writer.write(HANDSHAKE.replace("?token={token}", "").encode())
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101 ")
+            writer.write(client_frame(0x9, b"early"))
+            pong = await read_frame(reader)
+            writer.write(text({"action": "auth", "token": gateway.token("alice")}))
+            writer.write(text({"action": "subscribe", "channels": ["order.event"]}))
+            [ack] = await read_messages(reader, 1)
+    finally:
+        writer.close()
+    assert (pong, ack["action"]) == ((0xA, b"early"), "ack")
+
+
 async def test_a_client_close_is_answered_and_the_server_closes_the_socket(gateway):
     """A client's close frame gets the server's close frame (1000), then the server ends the TCP connection."""
     reader, writer = await open_raw(gateway, channels="order.event")
