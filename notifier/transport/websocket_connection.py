@@ -84,13 +84,14 @@ class WebSocketConnection:
     def received(self, message: WSMessage) -> Coroutine[Any, Any, None] | None:
         """Act on one message from the client; what must wait (a subscribe) is returned to be awaited."""
         self.last_received = now = time.monotonic()
-        if message.type is WSMsgType.PONG:
-            return None  # being received at all is what keeps the connection alive
         if self.rate is None:
             self.rate = MessageRate(self.settings.client_messages_per_second, self.settings.client_messages_burst)
+        # Pongs count too: the server sends no protocol-level pings, so every pong is unsolicited.
         if not self.rate.take(now):
             self._over_rate()
             return None
+        if message.type is WSMsgType.PONG:
+            return None  # being received at all is what keeps the connection alive
         if message.type is WSMsgType.PING:
             self.stream.send_pong(message.data)
             return None

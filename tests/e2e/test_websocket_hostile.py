@@ -148,6 +148,7 @@ HOSTILE = {
     "reserved-close-code": (client_frame(0x8, (1005).to_bytes(2, "big")),
                             (1002, "websocket protocol error: close code 1005 may not be sent")),
     "ping-flood": (client_frame(0x9, b"x") * 200, (4029, "too many messages")),
+    "unsolicited-pong-flood": (client_frame(0xA, b"x") * 200, (4029, "too many messages")),
 }
 
 
