@@ -177,6 +177,7 @@ class Gateway:
     def shut_down_connections(self) -> None:
         """Close every client connection (WebSocket 1001) so the handlers return."""
         if self.services is not None:
+            self.services.stopping.set()
             self.services.connections.shut_down_all()
 
     async def close_connections(self) -> None:

@@ -15,7 +15,7 @@ from notifier.fanout.hub import Hub
 from notifier.model.broker import EventHistory, EventPublisher, ReplicaAdmin
 from notifier.model.identity import Identity, anonymous_identity
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions
-from notifier.ops.tasks import TaskGroup
+from notifier.ops.tasks import TaskGroup, cancel_and_wait
 from notifier.settings import Settings
 from notifier.transport.auth import Authenticator
 from notifier.transport.writer import FlushQueue
@@ -37,6 +37,8 @@ class Services:
     # Set once the live feed follows the streams; sessions wait for it, since before it the hub
     # has no position and a resume could fall between history's end and the feed's start.
     following: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the gateway starts closing its connections: nothing waits for `following` any more.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     connections: ConnectionRegistry = field(default_factory=ConnectionRegistry)
     # The WebSockets' own tasks once aiohttp let go of them: acting on a message that must wait, finishing.
     connection_tasks: TaskGroup = field(default_factory=lambda: TaskGroup("websocket"))
@@ -65,13 +67,19 @@ class Services:
         return replace(identity, access=self.permissions.access(identity.roles))
 
     async def wait_following(self, timeout: float = 10.0) -> bool:
-        """Wait until the live feed follows the streams; False after `timeout` seconds."""
+        """Wait until the live feed follows the streams; False after `timeout` seconds, or at once when stopping.
+
+        A connection waiting here when the gateway shuts down would otherwise hold the shutdown
+        for the whole timeout.
+        """
+        if self.following.is_set():
+            return True
+        waits = [asyncio.ensure_future(self.following.wait()), asyncio.ensure_future(self.stopping.wait())]
         try:
-            async with asyncio.timeout(timeout):
-                await self.following.wait()
-        except TimeoutError:
-            return False
-        return True
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(*waits)
+        return self.following.is_set() and not self.stopping.is_set()
 
 
 SERVICES = web.AppKey("services", Services)

@@ -140,6 +140,8 @@ class WebSocketConnection:
         if identity is None:
             return False
         if not await self.services.wait_following():
+            if self.state is not WebSocketState.AUTHENTICATING:
+                return False  # shut down meanwhile: that close is the one the client gets
             log_event(log, logging.INFO, "connection refused", transport=self.transport, user=identity.user_id,
                       remote=self.remote, code=int(CloseCode.TRY_AGAIN_LATER), reason="starting")
             await self._close_now(CloseCode.TRY_AGAIN_LATER, "starting")
