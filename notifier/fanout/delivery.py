@@ -266,6 +266,15 @@ class LiveDelivery:
         """How many catch-ups (replays, snapshots) are under way; live events are held meanwhile."""
         return self._recoveries
 
+    def live_base(self, positions: Cursor) -> Cursor:
+        """`positions` (the hub's), lowered in each stream to just before the first live event held back here."""
+        base = Cursor(positions)
+        for outgoing in self._pending:
+            event = outgoing.event
+            if event.sequence <= base.position(event.stream):
+                base[event.stream] = event.sequence - 1
+        return base
+
     def begin_catch_up(self) -> None:
         """Hold live events from now on: called before registering with the hub, then history is read."""
         self._recoveries += 1

@@ -10,6 +10,8 @@ invariants.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from notifier.fanout.frames import OutgoingEvent
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
@@ -65,7 +67,7 @@ class HistoryStamps:
     # received that stream (a stream missing: recreated, its sequences not comparable, not tracked).
 
     def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
-                 since: Cursor, holes: set[str] | frozenset[str] = frozenset()):
+                 since: Cursor, holes: set[str] | frozenset[str] = frozenset(), ends: Mapping[str, int] | None = None):
         # The streams read take the epochs the replay found; the others keep the hub's.
         current = {**base.epochs, **start.epochs}
         epochs = dict(current)
@@ -79,9 +81,13 @@ class HistoryStamps:
         # A stream live channels also read is capped where live delivery paused (the lower wins).
         self._caps: dict[str, int | None] = {}
         # How far an earlier replay of this cursor sent each stream (`~`), in the incarnation the
-        # cursor names only: a recreated stream's sequences are not the ones it counted.
-        received = self.received = {stream: through for stream, through in since.through.items()
-                                    if since.epoch(stream) == current.get(stream)}
+        # cursor names (or any, for a part without epoch, as everywhere): a recreated stream's
+        # sequences are not the ones it counted. Never past the stream's end (`ends`): a hand-made
+        # `~2**64` would otherwise leave a floor no live event ever passes.
+        received = self.received = {
+            stream: through if ends is None else min(through, ends[stream])
+            for stream, through in since.through.items()
+            if since.epoch(stream) in (None, current.get(stream)) and (ends is None or stream in ends)}
         for stream in recovering:
             cap = stamp.position(stream) if stream in live else None
             self._caps[stream] = cap
@@ -91,8 +97,9 @@ class HistoryStamps:
             stamp[stream] = here if cap is None else min(cap, here)
         self._held = {stream: since.position(stream) for stream in holes}
         # How far the client received a held stream; only in the incarnation its cursor names.
-        self._through = {stream: received.get(stream, 0) for stream in holes
-                         if since.epoch(stream) == current.get(stream)}
+        self._through = {stream: received.get(stream, 0) if self._caps.get(stream) is None
+                         else min(received.get(stream, 0), self._caps[stream] or 0)
+                         for stream in holes if since.epoch(stream) in (None, current.get(stream))}
         stamp.update(self._held)
         order = sorted(stamp)
         self._stamp = stamp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +18,8 @@ from notifier.model.cursor import Cursor
 from notifier.model.events import StoredEvent, priority_admitted
 from notifier.model.identity import Identity
 from notifier.ops import metrics
+
+log = logging.getLogger(__name__)
 
 
 class CatchingUp(Protocol):
@@ -85,6 +88,7 @@ class CatchUpEnd:
     complete: bool | None  # None for a snapshot, which sends no `recovered`
     floor: Cursor  # the last position read in each stream read: live copies at or below it were sent
     position: Cursor  # where the client stands now, holes released: `recovered` carries it, live ids rise to it
+    failed: bool = False  # history could not be read (part-way): `position` is the client's cursor as it was
 
 
 async def replay_into(
@@ -108,42 +112,54 @@ async def replay_into(
     # Events an earlier replay of this cursor already sent (`m10490~10540`): read, so a hole is
     # judged from the cursor, but not sent again.
     received: dict[str, int] = {}
-    stopped = False
-    async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
-        async for chunk in chunks:
-            if position is None or stamps is None:
-                position = status.start_position(since)
-                stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
-                received = stamps.received
-            if outbox.closed:
-                break
-            batch: list[tuple[bytes, str]] = []
-            size = 0
-            for event in chunk:
-                position[event.stream] = event.sequence
-                if received and event.sequence <= received.get(event.stream, 0):
-                    continue
-                # Broadcast types pass every option live (even one a raw NATS producer sent below p0).
-                if priority is not None and not _admitted(event, priority) and not broadcast(event.envelope.type):
-                    continue
-                cursor = stamps.advance(event.stream, event.sequence)
-                frame = build(event, cursor)
-                batch.append((frame, cursor))
-                size += len(frame)
-                # A slice at most an outbox's worth: a chunk from the recent tail can be thousands
-                # of events, and frames built ahead of the client's pace would be memory unbounded.
-                if size >= outbox.max_bytes:
-                    if not await _queue(session, batch, size):
-                        stopped = True
-                        break
-                    batch, size = [], 0
-            if not stopped and batch and not await _queue(session, batch, size):
-                stopped = True
-            if stopped or outbox.closed:
-                break
+    # Where everything read was queued (or skipped as the client's): the floor if history fails.
+    queued: dict[str, int] = dict(since)
+    stopped = failed = False
+    try:
+        async with aclosing(session.history.replay_chunks(viewer, patterns, since, status)) as chunks:
+            async for chunk in chunks:
+                if position is None or stamps is None:
+                    position = status.start_position(since)
+                    stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes,
+                                           status.ends)
+                    received = stamps.received
+                if outbox.closed:
+                    break
+                batch: list[tuple[bytes, str]] = []
+                size = 0
+                for event in chunk:
+                    position[event.stream] = event.sequence
+                    if received and event.sequence <= received.get(event.stream, 0):
+                        continue
+                    # Broadcast types pass every option live (even one a raw NATS producer sent below p0).
+                    if priority is not None and not _admitted(event, priority) and not broadcast(event.envelope.type):
+                        continue
+                    cursor = stamps.advance(event.stream, event.sequence)
+                    frame = build(event, cursor)
+                    batch.append((frame, cursor))
+                    size += len(frame)
+                    # A slice at most an outbox's worth: a chunk from the recent tail can be thousands
+                    # of events, and frames built ahead of the client's pace would be memory unbounded.
+                    if size >= outbox.max_bytes:
+                        if not await _queue(session, batch, size):
+                            stopped = True
+                            break
+                        batch, size = [], 0
+                if not stopped and batch and not await _queue(session, batch, size):
+                    stopped = True
+                if stopped or outbox.closed:
+                    break
+                queued = dict(position)
+    except Exception:
+        log.exception("reading history failed for %s", viewer.user_id)
+        failed = True
     if position is None or stamps is None:
         position = status.start_position(since)
-        stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes)
+        stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes, status.ends)
+    if failed:
+        # Live copies of what was queued are dropped; the client keeps the id it has (no `recovered` id).
+        floor = Cursor({stream: queued.get(stream, 0) for stream in recovering})
+        return CatchUpEnd(False, floor, Cursor(since), failed=True)
     # Only the streams read here: a floor is forgotten once the hub passes them.
     floor = Cursor({stream: max(position.position(stream), stamps.received.get(stream, 0)) for stream in recovering})
     return CatchUpEnd(status.complete, floor, stamps.released(position))

@@ -148,7 +148,9 @@ class Session:
         if acknowledge:
             self.send_control("ack", subscribed=[pattern.text for pattern in patterns], unsubscribed=[])
         if catching_up:
-            base = Cursor(self.hub.positions)
+            # Where live delivery stands for this client: the hub's position, lowered to before any
+            # live event still held back by a catch-up under way (not sent yet, so no id may pass it).
+            base = delivery.live_base(self.hub.positions)
             read = self._with_broadcast(patterns) if since is not None and first else patterns
             if self.tasks is None:
                 self.tasks = TaskGroup("session")
@@ -192,14 +194,16 @@ class Session:
                     end = await snapshot_into(self, viewer, patterns, options.snapshot, options.priority, base)
         except Exception:
             log.exception("reading history failed for %s", self.identity.user_id)
-            self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
         finally:
             self.delivery.end_catch_up()
         if self.state is SessionState.CLOSED:
             return
-        if end is None:  # history failed: live from here, the client's cursor as it was
-            floor = Cursor(since or {})
-            end = CatchUpEnd(False if since is not None else None, floor, floor)
+        if end is None or end.failed:
+            # History failed (at the start or part-way): live from here, the client's id as it was.
+            self.send_control("error", code=str(ErrorCode.HISTORY_UNAVAILABLE), message="history could not be read; live only")
+            if end is None:
+                floor = Cursor(since or {})
+                end = CatchUpEnd(False if since is not None else None, floor, floor, failed=True)
             if since is not None:
                 metrics.RESUMES.child("false").increment()
                 self.send_control("recovered", complete=False)

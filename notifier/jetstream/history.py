@@ -99,6 +99,7 @@ class StreamHistory:
                 # subject are read (see `replay_chunks`), after earlier ones were sent.
                 status.holes.add(stream)
             status.starts[stream] = start
+            status.ends[stream] = state.last_seq
             served = self.recent.covering(stream, start - 1, epoch)
             if served is not None:
                 # The tail ends at the live feed's position, which may be behind the stream's end:

@@ -64,6 +64,9 @@ class ReplayStatus:
     # Streams whose history may miss events after the cursor (found before the first event is
     # read): their part of replayed cursors stays at the cursor's until `recovered` is sent.
     holes: set[str] = field(default_factory=set)
+    # The last sequence of each stream read, when the replay began: a client's `~` past it is no
+    # id the gateway issued, and is not trusted beyond it.
+    ends: dict[str, int] = field(default_factory=dict)
     # At most this many events are read (kept or filtered out) when set; `stopped` once that ended
     # the replay early, `read` then holding the last sequence read of each stream.
     scan_limit: int | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from cursors import ANY_CURSOR, recovered_block
 from sse_client import open_sse
 
@@ -46,3 +48,14 @@ async def test_recovered_id_after_a_declared_hole_resumes_exactly(gateway):
     again = await open_sse(gateway, "channels=market.ticker:BTC", headers={"Last-Event-ID": recovered.id})
     assert [block.json["payload"]["n"] for block in await again.events(1)] == [21]
     assert recovered_block((await again.message()).raw) == {"complete": True}
+
+
+async def test_a_made_up_through_past_the_end_of_the_stream_still_gets_live_events(gateway):
+    """A hand-made `~2**64-1` skips only what is stored: `recovered`, then the next live event arrives."""
+    cursor = await gateway.cursor_after_one_event()
+    hostile = re.sub(r"^a(\d+)", r"a\1~18446744073709551615", cursor)
+    client = await gateway.websocket(token="alice")
+    await client.subscribe("order.event", since=hostile)
+    assert await client.receive() == {"action": "recovered", "complete": True, "id": ANY_CURSOR}
+    await gateway.publish({"type": "order.event", "payload": {"n": 1}})
+    assert [event["data"]["payload"]["n"] for event in await client.events(1)] == [1]

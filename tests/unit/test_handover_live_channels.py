@@ -76,3 +76,90 @@ def test_no_id_points_past_an_event_sent_after_it():
     for index, (_, cursor) in enumerate(received):
         later = [int(event_id[1:]) for event_id, _ in received[index + 1:]]
         assert all(sequence > decode_cursor(cursor).position("a") for sequence in later), received
+
+
+class TwoStreams:
+    """`order.*` in stream `a`, `market.*` in `m`; the `order.*` replay takes its end, then waits for `gate`."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+        self.events: dict[str, list[StoredEvent]] = {"a": [], "m": []}
+        self.gate = asyncio.Event()
+
+    def publish(self, stream: str) -> None:
+        sequence = len(self.events[stream]) + 1
+        envelope = Envelope(type="order.event" if stream == "a" else "market.ticker", id=f"{stream}{sequence}",
+                            timestamp=0)
+        event = StoredEvent(stream, sequence, envelope, encode_envelope(envelope), sequence)
+        self.events[stream].append(event)
+        self.hub.dispatch(event)
+
+    def stream_ids_for(self, patterns) -> set[str]:
+        return {"a" if pattern.text.startswith("order") else "m" for pattern in patterns}
+
+    async def replay_chunks(self, viewer, patterns, since: Cursor, status: ReplayStatus):
+        [stream] = self.stream_ids_for(patterns)
+        end = len(self.events[stream])
+        status.starts[stream] = since.position(stream) + 1
+        if stream == "a":
+            await self.gate.wait()  # history is slow; the hub moves on meanwhile
+        yield self.events[stream][since.position(stream):end]
+
+
+async def _second_catch_up_while_the_first_runs() -> list[tuple[str, str]]:
+    hub = Hub()
+    hub.start_at({"a": 0, "m": 0})
+    store = TwoStreams(hub)
+    store.publish("m")
+    session = Session(Identity("u0"), hub, store, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
+    await session.subscribe([parse_channel("order.*")], Cursor({"a": 0, "m": 1}), acknowledge=False)
+    await asyncio.sleep(0)  # the first catch-up starts reading: one loop step, not a delay
+    store.publish("a")  # held back: the first catch-up's read ended before it
+    await session.subscribe([parse_channel("market.*")], Cursor({"a": 0, "m": 0}), acknowledge=False)
+    store.gate.set()
+    while session.delivery.catching_up:  # a condition, not a delay
+        await asyncio.sleep(0)
+    messages = [_message(frame) for frame in session.outbox.take_now()]
+    await session.aclose()
+    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+
+
+def test_a_second_catch_up_stamps_no_id_past_an_event_the_first_holds_back():
+    """A replay started while another runs gives ids below the live events still held back, so no resume skips one."""
+    received = asyncio.run(_second_catch_up_while_the_first_runs())
+    assert sorted(event_id for event_id, _ in received) == ["a1", "m1"]
+    for index, (_, cursor) in enumerate(received):
+        for event_id, _ in received[index + 1:]:
+            assert int(event_id[1:]) > decode_cursor(cursor).position(event_id[0]), received
+
+
+class FailingPartWay(OneStream):
+    """Two events are stored (and dispatched live) as the read begins; history hands over the first, then fails."""
+
+    async def replay_chunks(self, viewer, patterns, since: Cursor, status: ReplayStatus):
+        self.publish("order.event")
+        self.publish("order.event")
+        status.starts["a"] = since.position("a") + 1
+        yield self.events[:1]
+        raise ConnectionError("JetStream went away")
+
+
+async def _failing_replay() -> list[dict]:
+    hub = Hub()
+    hub.start_at({"a": 0})
+    store = FailingPartWay(hub)
+    session = Session(Identity("u0"), hub, store, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
+    await session.subscribe([parse_channel("order.event")], Cursor({"a": 0}), acknowledge=False)
+    while session.delivery.catching_up:  # a condition, not a delay
+        await asyncio.sleep(0)
+    messages = [_message(frame) for frame in session.outbox.take_now()]
+    await session.aclose()
+    return messages
+
+
+def test_history_failing_part_way_sends_no_event_twice():
+    """Replayed a1, then history failed: the held-back live copy of a1 is not sent again, a2 comes live once."""
+    messages = asyncio.run(_failing_replay())
+    assert [(message["action"], message.get("data", {}).get("id") or message.get("code") or message.get("complete"))
+            for message in messages] == [("event", "a1"), ("error", "history_unavailable"), ("recovered", False),
+                                         ("event", "a2")]

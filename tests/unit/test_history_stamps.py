@@ -69,3 +69,17 @@ def test_through_of_a_recreated_stream_is_not_trusted():
     stamps = HistoryStamps(start, {"a"}, set(), Cursor({"a": 3}, {"a": "new1"}), Cursor(), since, {"a"})
     assert stamps.received == {}
     assert stamps.advance("a", 2) == "a5-old0"
+
+
+def test_a_part_without_epoch_keeps_how_far_the_replay_went():
+    """`a5` (no epoch) points into the current incarnation, so its held part still says how far the replay went."""
+    stamps = HistoryStamps(Cursor({"a": 19}, {"a": "k3f9"}), {"a"}, set(), Cursor({"a": 30}, {"a": "k3f9"}), Cursor(),
+                           decode_cursor("a5"), {"a"})
+    assert stamps.advance("a", 20) == "a5~20"
+
+
+def test_a_through_past_the_end_of_the_stream_is_taken_as_the_end():
+    """A hand-made `~2**64-1` counts only up to the stream's last sequence when the replay began."""
+    stamps = HistoryStamps(Cursor({"a": 5}), {"a"}, set(), Cursor({"a": 30}), Cursor(),
+                           decode_cursor("a5~18446744073709551615"), frozenset(), {"a": 30})
+    assert stamps.received == {"a": 30}

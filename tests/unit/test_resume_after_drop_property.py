@@ -65,6 +65,7 @@ class History:
             if stream == "m" and position < len(stored):
                 status.holes.add(stream)  # a stream keeping N per subject: a hole is known only later
             status.starts[stream] = max(position + 1, first)
+            status.ends[stream] = len(stored)
             events += stored[status.starts[stream] - 1:]
         events.sort(key=lambda event: event.stored_at_ns)
         for start in range(0, len(events), 2):
