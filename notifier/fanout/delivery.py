@@ -68,7 +68,7 @@ class LiveDelivery:
 
     __slots__ = ("identity", "hub", "framing", "outbox", "on_slow", "subscriptions", "connection_limiter", "state",
                  "_recoveries", "_pending", "_pending_bytes", "_floors", "replayed", "_flush_timer",
-                 "_has_options", "_ceiling", "_restricted")
+                 "_has_options", "_ceiling", "_restricted", "late_caps")
 
     def __init__(
         self,
@@ -102,6 +102,9 @@ class LiveDelivery:
         # Some subscribed channel holds types the identity's roles may not see (`market.>` without
         # role `pro`): each event is checked against the permissions before anything else.
         self._restricted = False
+        # While catch-ups run: per stream, where live delivery stood when a later subscribe came
+        # (its events are held back from there); the running catch-up's ids stay at or below it.
+        self.late_caps: dict[str, int] | None = None
 
     def deliver(self, outgoing: OutgoingEvent) -> None:
         """Take a live event: buffer it while recovering, else filter, limit and queue it."""
@@ -275,8 +278,20 @@ class LiveDelivery:
                 base[event.stream] = event.sequence - 1
         return base
 
+    def cap_running(self, streams: Collection[str], base: Cursor) -> None:
+        """A subscribe came while a catch-up runs: its ids in these streams stay at or below `base` from now on."""
+        caps = self.late_caps
+        if caps is None:
+            caps = self.late_caps = {}
+        for stream in streams:
+            position = base.position(stream)
+            if position < caps.get(stream, position + 1):
+                caps[stream] = position
+
     def begin_catch_up(self) -> None:
         """Hold live events from now on: called before registering with the hub, then history is read."""
+        if self.late_caps is None:
+            self.late_caps = {}  # the running catch-up's stamps read this very dict
         self._recoveries += 1
         self.state = SessionState.RECOVERING
 
@@ -296,6 +311,7 @@ class LiveDelivery:
         self._floors = [*self._floors, ReplayFloor(patterns, floor)]
         self.replayed = self.replayed.raised_to(reached)
         if self._recoveries == 0:
+            self.late_caps = None
             self.state = SessionState.LIVE
             pending, self._pending, self._pending_bytes = self._pending, (), 0
             for outgoing in pending:

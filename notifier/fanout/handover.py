@@ -61,13 +61,14 @@ class HistoryStamps:
     a resume told `complete: false` may repeat them.
     """
 
-    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held", "_through", "_released", "received")
+    __slots__ = ("_parts", "_index", "_caps", "_stamp", "_held", "_through", "_released", "received", "_late")
 
     # `_through`: for each held stream the client's cursor names the incarnation of, how far it
     # received that stream (a stream missing: recreated, its sequences not comparable, not tracked).
 
     def __init__(self, start: Cursor, recovering: set[str], live: set[str], base: Cursor, replayed: Cursor,
-                 since: Cursor, holes: set[str] | frozenset[str] = frozenset(), ends: Mapping[str, int] | None = None):
+                 since: Cursor, holes: set[str] | frozenset[str] = frozenset(), ends: Mapping[str, int] | None = None,
+                 late: Mapping[str, int] | None = None):
         # The streams read take the epochs the replay found; the others keep the hub's.
         current = {**base.epochs, **start.epochs}
         epochs = dict(current)
@@ -78,7 +79,9 @@ class HistoryStamps:
             else:
                 epochs.pop(stream, None)
         stamp = Cursor(base, epochs).raised_to(replayed)
-        # A stream live channels also read is capped where live delivery paused (the lower wins).
+        # A stream live channels also read is capped where live delivery paused (the lower wins);
+        # `late` is the session's own dict, which a subscribe arriving during this catch-up fills.
+        self._late = late if late is not None else {}
         self._caps: dict[str, int | None] = {}
         # How far an earlier replay of this cursor sent each stream (`~`), in the incarnation the
         # cursor names (or any, for a part without epoch, as everywhere): a recreated stream's
@@ -114,6 +117,9 @@ class HistoryStamps:
     def advance(self, stream: str, sequence: int) -> str:
         """The cursor once the event at `sequence` in `stream` is read."""
         cap = self._caps[stream]
+        late = self._late.get(stream)
+        if late is not None and (cap is None or late < cap):
+            cap = late
         if cap is not None and cap < sequence:
             sequence = cap
         parts = self._parts
@@ -122,7 +128,10 @@ class HistoryStamps:
             part = self._stamp.part(stream, sequence)
         elif stream in self._through:
             # The position stays at the cursor's; the client has this stream's events up to here.
-            through = self._through[stream] = max(self._through[stream], sequence)
+            through = max(self._through[stream], sequence)
+            if cap is not None and cap < through:
+                through = cap
+            self._through[stream] = through
             part = self._stamp.part(stream, held, through)
         else:
             return ".".join(parts)  # a recreated stream: nothing moves
@@ -143,5 +152,8 @@ class HistoryStamps:
             # Not below what the stamps said already: `~` of a held stream, `~` raised into a stream without hole.
             already = self._through.get(stream, 0) if stream in self._held else self._stamp.position(stream)
             sequence = max(read.position(stream), already)
+            late = self._late.get(stream)
+            if late is not None and (cap is None or late < cap):
+                cap = late
             released[stream] = sequence if cap is None else min(cap, sequence)
         return released

@@ -40,6 +40,9 @@ class CatchingUp(Protocol):
     @property
     def replayed(self) -> Cursor: ...
 
+    @property
+    def late_caps(self) -> dict[str, int]: ...
+
     def live_stream_ids(self, excluding: list[ChannelPattern]) -> set[str]: ...
 
     def too_slow(self) -> None: ...
@@ -121,7 +124,7 @@ async def replay_into(
                 if position is None or stamps is None:
                     position = status.start_position(since)
                     stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes,
-                                           status.ends)
+                                           status.ends, session.late_caps)
                     received = stamps.received
                 if outbox.closed:
                     break
@@ -155,7 +158,8 @@ async def replay_into(
         failed = True
     if position is None or stamps is None:
         position = status.start_position(since)
-        stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes, status.ends)
+        stamps = HistoryStamps(position, recovering, live, base, session.replayed, since, status.holes, status.ends,
+                               session.late_caps)
     if failed:
         # Live copies of what was queued are dropped; the client keeps the id it has (no `recovered` id).
         floor = Cursor({stream: queued.get(stream, 0) for stream in recovering})
@@ -185,7 +189,7 @@ async def snapshot_into(
         floor[event.stream] = max(floor.position(event.stream), event.sequence)
     recovering = set(floor)
     stamps = HistoryStamps(floor, recovering, session.live_stream_ids(excluding=patterns), base, session.replayed,
-                           Cursor())
+                           Cursor(), late=session.late_caps)
     cursor = stamps.current()
     for event in events:
         if _admitted(event, priority):

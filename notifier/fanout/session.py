@@ -97,6 +97,11 @@ class Session:
     def replayed(self) -> Cursor:
         return self.delivery.replayed
 
+    @property
+    def late_caps(self) -> dict[str, int]:
+        """Caps a later subscribe put on the running catch-up's ids (see `LiveDelivery.cap_running`)."""
+        return self.delivery.late_caps or {}
+
     def send_control(self, action: str, **fields: object) -> None:
         """Queue a control message (ack, error, pong, recovered, lost)."""
         self.delivery.send_control(action, **fields)
@@ -138,6 +143,10 @@ class Session:
             streams = _STREAM_SETS.setdefault(streams, streams)
             viewer = self.identity.narrowed_to(options.session) if options.session is not None else None
             subscriptions.append(Subscription(pattern, options, limiter, streams, viewer))
+        if delivery.catching_up:
+            # A catch-up under way must give no id past this subscription's held-back live events.
+            delivery.cap_running({stream for subscription in subscriptions for stream in subscription.streams},
+                                 delivery.live_base(self.hub.positions))
         delivery.add_subscriptions(subscriptions)
         catching_up = since is not None or options.snapshot is not None
         first, self._joined = not self._joined, True

@@ -163,3 +163,57 @@ def test_history_failing_part_way_sends_no_event_twice():
     assert [(message["action"], message.get("data", {}).get("id") or message.get("code") or message.get("complete"))
             for message in messages] == [("event", "a1"), ("error", "history_unavailable"), ("recovered", False),
                                          ("event", "a2")]
+
+
+class LaggingFeed(OneStream):
+    """Events are stored before the hub dispatches them (a live feed behind JetStream); the read waits for `gate`."""
+
+    def __init__(self, hub: Hub):
+        super().__init__(hub)
+        self.gate = asyncio.Event()
+
+    def store(self, event_type: str) -> None:
+        sequence = len(self.events) + 1
+        envelope = Envelope(type=event_type, id=f"a{sequence}", timestamp=0)
+        self.events.append(StoredEvent("a", sequence, envelope, encode_envelope(envelope), sequence))
+
+    def catch_up_live(self) -> None:
+        for event in self.events[self.hub.positions.position("a"):]:
+            self.hub.dispatch(event)
+
+    async def replay_chunks(self, viewer, patterns, since: Cursor, status: ReplayStatus):
+        status.starts["a"] = since.position("a") + 1
+        await self.gate.wait()
+        yield [event for event in self.events[since.position("a"):]
+               if any(pattern.matches(event.envelope.type, None) for pattern in patterns)]
+
+
+async def _subscribe_during_a_replay() -> list[tuple[str, str]]:
+    hub = Hub()
+    hub.start_at({"a": 0})
+    store = LaggingFeed(hub)
+    for event_type in ("order.created", "order.event", "order.event", "order.created"):
+        store.store(event_type)
+    store.catch_up_live()  # a1..a4: nobody subscribed yet
+    for event_type in ("order.event", "order.event", "order.created"):
+        store.store(event_type)  # a5..a7, stored; the hub still stands at a4
+    session = Session(Identity("u0"), hub, store, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
+    await session.subscribe([parse_channel("order.created")], Cursor({"a": 0}), acknowledge=False)
+    await asyncio.sleep(0)  # the replay starts reading: one loop step, not a delay
+    await session.subscribe([parse_channel("order.event")], None, acknowledge=False)  # live, held back from a4
+    store.catch_up_live()  # a5, a6 (order.event) are held back for the client
+    store.gate.set()
+    while session.delivery.catching_up:  # a condition, not a delay
+        await asyncio.sleep(0)
+    messages = [_message(frame) for frame in session.outbox.take_now()]
+    await session.aclose()
+    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+
+
+def test_a_channel_subscribed_during_a_replay_is_not_skipped_by_its_ids():
+    """A live channel added while history is read: no replayed or held-back id points past one of its held events."""
+    received = asyncio.run(_subscribe_during_a_replay())
+    assert sorted(event_id for event_id, _ in received) == ["a1", "a4", "a5", "a6", "a7"]
+    for index, (_, cursor) in enumerate(received):
+        later = [int(event_id[1:]) for event_id, _ in received[index + 1:]]
+        assert all(sequence > decode_cursor(cursor).position("a") for sequence in later), received
