@@ -90,9 +90,8 @@ async def test_runs_give_every_session_the_bytes_one_by_one_would(steps, monkeyp
     assert in_runs == one_by_one
 
 
-async def test_a_plain_session_takes_a_run_as_one_frame_of_every_event():
-    """Three events of one channel in one step reach a plain WebSocket session as one outbox frame holding all three."""
-    hub = Hub()
+def _three_in_one_step(hub: Hub) -> list[bytes]:
+    """What a plain WebSocket session on `order.*` has queued after three events of one channel in one loop step."""
     hub.start_at({"a": 0})
     delivery = LiveDelivery(Identity("u"), hub, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
     pattern = parse_channel("order.*")
@@ -101,23 +100,19 @@ async def test_a_plain_session_takes_a_run_as_one_frame_of_every_event():
     for sequence in (1, 2, 3):
         envelope = Envelope(type="order.event", id=f"e{sequence}")
         hub.dispatch(StoredEvent("a", sequence, envelope, encode_envelope(envelope)), alone=sequence == 3)
-    queued = delivery.outbox.take_now()
+    return delivery.outbox.take_now()
+
+
+async def test_a_plain_session_takes_a_run_as_one_frame_of_every_event():
+    """Three events of one channel in one step reach a plain WebSocket session as one outbox frame holding all three."""
+    queued = _three_in_one_step(Hub())
     assert len(queued) == 1
     assert [queued[0].count(f'"id":"e{sequence}"'.encode()) for sequence in (1, 2, 3)] == [1, 1, 1]
 
 
 async def test_with_runs_off_each_event_is_its_own_frame():
     """`NOTIFIER_EVENT_RUNS=false`: three events of one channel in one step reach a plain session as three frames."""
-    hub = Hub(runs=False)
-    hub.start_at({"a": 0})
-    delivery = LiveDelivery(Identity("u"), hub, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
-    pattern = parse_channel("order.*")
-    delivery.add_subscriptions([Subscription(pattern, NO_OPTIONS, None, frozenset({"a"}))])
-    hub.subscribe(delivery, [pattern])
-    for sequence in (1, 2, 3):
-        envelope = Envelope(type="order.event", id=f"e{sequence}")
-        hub.dispatch(StoredEvent("a", sequence, envelope, encode_envelope(envelope)), alone=sequence == 3)
-    assert [frame.count(b'"id":"e') for frame in delivery.outbox.take_now()] == [1, 1, 1]
+    assert [frame.count(b'"id":"e') for frame in _three_in_one_step(Hub(runs=False))] == [1, 1, 1]
 
 
 async def test_a_subscribe_ends_the_held_run_before_the_new_session_is_matched():

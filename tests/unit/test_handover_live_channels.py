@@ -50,6 +50,20 @@ def _message(frame: bytes) -> dict:
     return json.loads(frame[4:] if frame[1] == 126 else frame[2:])
 
 
+async def _finish(session: Session) -> list[dict]:
+    """Every message the session queued once its catch-ups are over; the session is closed."""
+    while session.delivery.catching_up:  # a condition, not a delay
+        await asyncio.sleep(0)
+    messages = [_message(frame) for frame in session.outbox.take_now()]
+    await session.aclose()
+    return messages
+
+
+def _events(messages: list[dict]) -> list[tuple[str, str]]:
+    """(envelope id, cursor) of each event message, in order."""
+    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+
+
 async def _received() -> list[tuple[str, str]]:
     hub = Hub()
     hub.start_at({"a": 0})
@@ -62,11 +76,7 @@ async def _received() -> list[tuple[str, str]]:
     # While order.created is read from a0, two order.event and one order.created are stored.
     store.during_read = ["order.event", "order.event", "order.created"]
     await session.subscribe([parse_channel("order.created")], Cursor({"a": 0}), acknowledge=False)
-    while session.delivery.catching_up:  # a condition, not a delay
-        await asyncio.sleep(0)
-    messages = [_message(frame) for frame in session.outbox.take_now()]
-    await session.aclose()
-    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+    return _events(await _finish(session))
 
 
 def test_no_id_points_past_an_event_sent_after_it():
@@ -117,11 +127,7 @@ async def _second_catch_up_while_the_first_runs() -> list[tuple[str, str]]:
     store.publish("a")  # held back: the first catch-up's read ended before it
     await session.subscribe([parse_channel("market.*")], Cursor({"a": 0, "m": 0}), acknowledge=False)
     store.gate.set()
-    while session.delivery.catching_up:  # a condition, not a delay
-        await asyncio.sleep(0)
-    messages = [_message(frame) for frame in session.outbox.take_now()]
-    await session.aclose()
-    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+    return _events(await _finish(session))
 
 
 def test_a_second_catch_up_stamps_no_id_past_an_event_the_first_holds_back():
@@ -150,11 +156,7 @@ async def _failing_replay() -> list[dict]:
     store = FailingPartWay(hub)
     session = Session(Identity("u0"), hub, store, WEBSOCKET_FRAMING, 1 << 20, on_slow=lambda: None)
     await session.subscribe([parse_channel("order.event")], Cursor({"a": 0}), acknowledge=False)
-    while session.delivery.catching_up:  # a condition, not a delay
-        await asyncio.sleep(0)
-    messages = [_message(frame) for frame in session.outbox.take_now()]
-    await session.aclose()
-    return messages
+    return await _finish(session)
 
 
 def test_history_failing_part_way_sends_no_event_twice():
@@ -203,11 +205,7 @@ async def _subscribe_during_a_replay() -> list[tuple[str, str]]:
     await session.subscribe([parse_channel("order.event")], None, acknowledge=False)  # live, held back from a4
     store.catch_up_live()  # a5, a6 (order.event) are held back for the client
     store.gate.set()
-    while session.delivery.catching_up:  # a condition, not a delay
-        await asyncio.sleep(0)
-    messages = [_message(frame) for frame in session.outbox.take_now()]
-    await session.aclose()
-    return [(message["data"]["id"], message["id"]) for message in messages if message["action"] == "event"]
+    return _events(await _finish(session))
 
 
 def test_a_channel_subscribed_during_a_replay_is_not_skipped_by_its_ids():

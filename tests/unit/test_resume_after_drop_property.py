@@ -21,28 +21,16 @@ from notifier.fanout.session import Session
 from notifier.model.broker import ReplayStatus
 from notifier.model.channels import parse_channel
 from notifier.model.cursor import Cursor, decode_cursor
-from notifier.model.events import Envelope, StoredEvent, encode_envelope
 from notifier.model.identity import Identity
+from tests.unit.test_handover_property import InMemoryStore
 
-TYPES = {"a": "order.event", "m": "market.ticker"}
 
-
-class Store:
+class Store(InMemoryStore):
     """Two streams; `trimmed[stream]` of the oldest events are gone (aged out)."""
 
     def __init__(self, hub: Hub):
-        self.hub = hub
-        self.streams: dict[str, list[StoredEvent]] = {"a": [], "m": []}
+        super().__init__(hub)
         self.trimmed = {"a": 0, "m": 0}
-        self.clock = 0
-
-    def publish(self, stream: str) -> None:
-        self.clock += 1
-        sequence = len(self.streams[stream]) + 1
-        envelope = Envelope(type=TYPES[stream], id=f"{stream}{sequence}", timestamp=0)
-        event = StoredEvent(stream, sequence, envelope, encode_envelope(envelope), self.clock)
-        self.streams[stream].append(event)
-        self.hub.dispatch(event)
 
 
 class History:
