@@ -116,10 +116,7 @@ class HistoryStamps:
 
     def advance(self, stream: str, sequence: int) -> str:
         """The cursor once the event at `sequence` in `stream` is read."""
-        cap = self._caps[stream]
-        late = self._late.get(stream)
-        if late is not None and (cap is None or late < cap):
-            cap = late
+        cap = self._cap(stream)
         if cap is not None and cap < sequence:
             sequence = cap
         parts = self._parts
@@ -148,12 +145,18 @@ class HistoryStamps:
         live events of those channels still count).
         """
         released = Cursor(self._released)
-        for stream, cap in self._caps.items():
+        for stream in self._caps:
             # Not below what the stamps said already: `~` of a held stream, `~` raised into a stream without hole.
             already = self._through.get(stream, 0) if stream in self._held else self._stamp.position(stream)
             sequence = max(read.position(stream), already)
-            late = self._late.get(stream)
-            if late is not None and (cap is None or late < cap):
-                cap = late
+            cap = self._cap(stream)
             released[stream] = sequence if cap is None else min(cap, sequence)
         return released
+
+    def _cap(self, stream: str) -> int | None:
+        """Where ids in `stream` stop: where live delivery paused, or where a later subscribe found it (the lower)."""
+        cap = self._caps[stream]
+        late = self._late.get(stream)
+        if late is not None and (cap is None or late < cap):
+            return late
+        return cap
