@@ -118,7 +118,7 @@ class WebSocketConnection:
         assert self.rate is not None
         if self.rate.abusive:
             self.close_soon(CloseCode.TOO_MANY_MESSAGES, "too many messages")
-        elif self.rate.dropped == 1:
+        elif self.rate.dropped == 1 and self.session is not None:  # before auth there is no one to tell
             self._send_error(NotifierError(f"more than {self.settings.client_messages_per_second:g} messages per "
                                            "second: this message and those right after it are dropped",
                                            code=ErrorCode.RATE_LIMITED))
@@ -194,11 +194,10 @@ class WebSocketConnection:
         try:
             async with asyncio.timeout(self.settings.auth_timeout):
                 message = await self.stream.receive()
-                # Control frames may come at any time after the handshake (RFC 6455 5.5): a ping is
-                # answered, a pong ignored, and the first message is still awaited.
+                # Control frames may come at any time after the handshake (RFC 6455 5.5): `received`
+                # answers them as it does later, inbound rate included, and the first message is still awaited.
                 while message.type in (WSMsgType.PING, WSMsgType.PONG):
-                    if message.type is WSMsgType.PING:
-                        self.stream.send_pong(message.data)
+                    self.received(message)
                     message = await self.stream.receive()
         except TimeoutError:
             raise AuthenticationError("authentication timeout") from None

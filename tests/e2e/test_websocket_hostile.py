@@ -235,3 +235,17 @@ async def test_a_client_that_closes_but_stops_reading_is_released(make_gateway, 
         again.close()
     finally:
         writer.close()
+
+
+async def test_a_ping_flood_before_auth_is_closed_4029(gateway):
+    """Pings before the `auth` message count toward the inbound rate as they do after it: 200 of them close 4029."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+    writer.write(AUTHLESS_HANDSHAKE.encode())
+    try:
+        async with asyncio.timeout(RECEIVE_TIMEOUT):
+            await reader.readuntil(b"\r\n\r\n")
+        writer.write(client_frame(0x9, b"x") * 200)
+        closed = await answered_close(reader, writer)
+    finally:
+        writer.close()
+    assert closed == (4029, "too many messages", b"")
