@@ -87,10 +87,11 @@ class HistoryStamps:
         # cursor names (or any, for a part without epoch, as everywhere): a recreated stream's
         # sequences are not the ones it counted. Never past the stream's end (`ends`): a hand-made
         # `~2**64` would otherwise leave a floor no live event ever passes.
+        named = {stream for stream in recovering if since.epoch(stream) in (None, current.get(stream))}
         received = self.received = {
             stream: through if ends is None else min(through, ends[stream])
             for stream, through in since.through.items()
-            if since.epoch(stream) in (None, current.get(stream)) and (ends is None or stream in ends)}
+            if stream in named and (ends is None or stream in ends)}
         for stream in recovering:
             cap = stamp.position(stream) if stream in live else None
             self._caps[stream] = cap
@@ -100,9 +101,11 @@ class HistoryStamps:
             stamp[stream] = here if cap is None else min(cap, here)
         self._held = {stream: since.position(stream) for stream in holes}
         # How far the client received a held stream; only in the incarnation its cursor names.
-        self._through = {stream: received.get(stream, 0) if self._caps.get(stream) is None
-                         else min(received.get(stream, 0), self._caps[stream] or 0)
-                         for stream in holes if since.epoch(stream) in (None, current.get(stream))}
+        self._through: dict[str, int] = {}
+        for stream in holes & named:
+            cap = self._cap(stream)
+            through = received.get(stream, 0)
+            self._through[stream] = through if cap is None else min(through, cap)
         stamp.update(self._held)
         order = sorted(stamp)
         self._stamp = stamp
