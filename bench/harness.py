@@ -45,7 +45,7 @@ class Bench:
         self.summaries: dict[str, dict] = {}  # per scenario: ratios and derived figures for the report
         self.notes: list[str] = []
         self._authenticator = Authenticator(secret=JWT_SECRET)
-        self.pool = LoadPool(workers)
+        self.pool = LoadPool.spawn(workers)
         try:
             self.publisher = WorkerHandle("publisher", publisher_main)
         except BaseException:
@@ -79,7 +79,7 @@ class Bench:
         except BenchError as error:
             # Name the server: a failed warm-up or connect does not say whose clients it was.
             if not isinstance(error, PeerUnavailable):
-                raise BenchError(f"{kind}: {error}") from error
+                raise BenchError(f"{kind}: {error}\n{server.post_mortem()}") from error
             raise
         finally:
             try:

@@ -149,6 +149,20 @@ class Server:
             for line in self.process.stdout:
                 log.write(line)
 
+    def post_mortem(self, lines: int = 12) -> str:
+        """Whether the process still runs (or how it ended) and its log's last lines: for a failed scenario's error."""
+        if self.process is None:
+            state = "never started"
+        elif (code := self.process.poll()) is None:
+            state = "still running"
+        else:
+            state = f"exited with {code}"
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except OSError as error:
+            tail = [f"(no log: {error})"]
+        return f"{self.kind} {state}; the last lines of {self.log_path}:\n" + "\n".join(tail)
+
     def url(self, path: str) -> str:
         return f"http://{self.host}:{self.port}{path}"
 
