@@ -1,4 +1,5 @@
-"""`python -m bench.delivery_cost [CLIENTS] [EVENTS]`: the Python side of one live delivery, without sockets.
+"""`python -m bench.delivery_cost [CLIENTS] [EVENTS] [--ticker] [--cold] [--profile]`: the Python side of one
+live delivery, without sockets.
 
 The real hub, sessions, outboxes and writers fan events out to transports that only count
 writes, one event per loop iteration as the live feed hands them on. What this prints is the
@@ -15,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from notifier.catalog import load_catalog
 from notifier.fanout.frames import WEBSOCKET_FRAMING
 from notifier.fanout.hub import Hub
 from notifier.fanout.session import Session
@@ -67,16 +69,17 @@ class OneStreamHistory:
         return {"a"}
 
 
-async def subscribed_hub(streams: list[FakeStream], limit: int | None) -> Hub:
-    """A hub with its flush queue and a subscribed WebSocket session on `alert.price` writing to each stream."""
-    hub = Hub()
+async def subscribed_hub(streams: list[FakeStream], limit: int | None, channel: str = "alert.price") -> Hub:
+    """A hub with its flush queue (and the gateway's packaged catalog) and a subscribed WebSocket session on
+    `channel` writing to each stream."""
+    hub = Hub(load_catalog())
     hub.start_at({"a": 0})
     flushes = hub.flushes = FlushQueue()
     for index, stream in enumerate(streams):
         session = Session(Identity(f"user-{index}"), hub, OneStreamHistory(), WEBSOCKET_FRAMING, 1 << 20,
                           on_slow=lambda: None, max_events_per_second=limit)
         WebSocketWriter(session.outbox, stream, False, flushes)
-        await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
+        await session.subscribe([parse_channel(channel)], None, acknowledge=False)
     return hub
 
 
@@ -86,10 +89,12 @@ async def subscribed_hub(streams: list[FakeStream], limit: int | None) -> Hub:
 EVICTING_BYTES = 8 << 20
 
 
-async def measure(clients: int, events: int, profile: bool, cold: bool = False) -> float:
-    """Microseconds of process CPU per delivery over `events` events to `clients` subscribers."""
-    hub = await subscribed_hub([FakeStream() for _ in range(clients)], limit=1_000_000)
-    envelope = Envelope(type="alert.price", id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})
+async def measure(clients: int, events: int, profile: bool, cold: bool = False, channel: str = "alert.price") -> float:
+    """Microseconds of process CPU per delivery over `events` events on `channel` to `clients` subscribers."""
+    hub = await subscribed_hub([FakeStream() for _ in range(clients)], limit=1_000_000, channel=channel)
+    event_type, _, key = channel.partition(":")
+    envelope = Envelope(type=event_type, key=key or None, id="e" * 32, timestamp=int(time.time() * 1000),
+                        payload={"price": 1.0})
     body = encode_envelope(envelope)
     sequence = 0
 
@@ -124,12 +129,14 @@ async def measure(clients: int, events: int, profile: bool, cold: bool = False) 
 def main(argv: list[str]) -> int:
     profile = "--profile" in argv
     cold = "--cold" in argv
+    # `--ticker`: market.ticker:BTC/USDT, conflatable in the packaged catalog (the bench's fan-out); else alert.price.
+    channel = "market.ticker:BTC/USDT" if "--ticker" in argv else "alert.price"
     numbers = [int(argument) for argument in argv if argument.isdigit()]
     defaults = [1000, 500]
     clients, events = (numbers + defaults[len(numbers):])[:2]
-    cost = asyncio.run(measure(clients, events, profile, cold))
+    cost = asyncio.run(measure(clients, events, profile, cold, channel))
     caches = ", caches evicted between events" if cold else ""
-    print(f"{clients} clients x {events} events: {cost:.2f} us of gateway CPU per delivery (no sockets{caches})")
+    print(f"{clients} clients x {events} events on {channel}: {cost:.2f} us of gateway CPU per delivery (no sockets{caches})")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""`python -m bench.socket_cost [CLIENTS] [EVENTS] [--rounds N] [--rate EV/S] [--limit N]`: CPU per live delivery
-over real sockets, the gateway's delivery path beside the coalescing ceiling's loop, in one process.
+"""`python -m bench.socket_cost [CLIENTS] [EVENTS] [--rounds N] [--rate EV/S] [--limit N] [--channel C]`:
+CPU per live delivery over real sockets, the gateway's delivery path beside the coalescing ceiling's loop, in one
+process.
 
 The full bench's CPU per delivery moves 10-20 % from step to step: JetStream, the publisher and the clients
 that read latencies share the machine's cores with the server measured. This measures the delivery alone.
@@ -10,7 +11,8 @@ sessions, outboxes and writers (`alone=True`, as the live feed hands on an event
 for ROUNDS rounds of EVENTS events and prints the process CPU per delivery of each, their medians and the
 ratio. Kernel time counts, as in the bench: on loopback each `send()` also runs the receiver's TCP.
 `--limit N` is the per-connection ceiling (NOTIFIER_MAX_EVENTS_PER_SECOND; the bench's 1,000,000 by
-default, 0 for none).
+default, 0 for none). `--channel` is what every client subscribes to: `alert.price` (exact) by default,
+`market.ticker:BTC/USDT` for what the bench's fan-out publishes (conflatable in the packaged catalog).
 """
 
 from __future__ import annotations
@@ -57,20 +59,22 @@ class Sending(asyncio.Protocol):
         self.writing_paused = False
 
 
-async def measure(port: int, clients: int, events: int, rounds: int, rate: float, limit: int
-                  ) -> dict[str, list[float]]:
+async def measure(port: int, clients: int, events: int, rounds: int, rate: float, limit: int,
+                  channel: str = "alert.price") -> dict[str, list[float]]:
     """Microseconds of process CPU per delivery, per round, for the gateway's path and the ceiling's loop."""
     loop = asyncio.get_running_loop()
     connections = [await loop.create_connection(Sending, "127.0.0.1", port) for _ in range(clients)]
     hub = await subscribed_hub([FakeStream(transport, protocol) for transport, protocol in connections],
-                               limit=limit or None)
+                               limit=limit or None, channel=channel)
     transports = [transport for transport, _ in connections]
+    event_type, _, key = channel.partition(":")
+    key = key or None
     sequence = 0
 
     def event() -> StoredEvent:
         nonlocal sequence
         sequence += 1
-        envelope = Envelope(type="alert.price", id=f"e{sequence:031d}", timestamp=int(time.time() * 1000),
+        envelope = Envelope(type=event_type, key=key, id=f"e{sequence:031d}", timestamp=int(time.time() * 1000),
                             payload={"price": 1.0, "padding": "x" * 120})
         return StoredEvent("a", sequence, envelope, encode_envelope(envelope))
 
@@ -118,6 +122,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rate", type=float, default=50.0, help="events per second")
     parser.add_argument("--limit", type=int, default=1_000_000, help="per-connection ceiling, 0 for none")
+    parser.add_argument("--channel", default="alert.price",
+                        help="what the clients subscribe to and the events are; market.ticker:BTC/USDT is "
+                             "conflatable in the packaged catalog, as the bench's fan-out publishes")
     arguments = parser.parse_args(argv)
     clients, events, rounds, rate, limit = (arguments.clients, arguments.events, arguments.rounds, arguments.rate,
                                             arguments.limit)
@@ -126,14 +133,15 @@ def main(argv: list[str]) -> int:
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())
-        results = uvloop.run(measure(port, clients, events, rounds, rate, limit))
+        results = uvloop.run(measure(port, clients, events, rounds, rate, limit, arguments.channel))
     finally:
         child.kill()
         child.wait()
     gateway, ceiling = statistics.median(results["gateway"]), statistics.median(results["ceiling"])
     for name, figures in results.items():
         print(f"{name:8s} µs per delivery: " + ", ".join(f"{figure:.2f}" for figure in figures))
-    print(f"{clients} clients, {events} events x {rounds} rounds at {rate:g} ev/s, limit {limit or 'none'}: "
+    print(f"{clients} clients, {arguments.channel}, {events} events x {rounds} rounds at {rate:g} ev/s, "
+          f"limit {limit or 'none'}: "
           f"gateway {gateway:.2f} µs, ceiling {ceiling:.2f} µs per delivery (medians): {gateway / ceiling:.2f}x")
     return 0
 

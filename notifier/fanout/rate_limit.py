@@ -48,7 +48,7 @@ class TokenBucket:
 
     __slots__ = ("rate", "capacity", "interval", "tolerance", "most_owed", "full_at", "updated")
 
-    def __init__(self, rate: float):
+    def __init__(self, rate: float, since: float | None = None):
         self.rate = float(rate)  # an int rate would be converted on every call
         self.capacity = max(1.0, self.rate)
         self.interval = 1.0 / self.rate  # the time one token takes to come back
@@ -56,7 +56,8 @@ class TokenBucket:
         self.tolerance = (self.capacity - 1.0) / self.rate + _SLACK_SECONDS
         # `charge` owes at most one bucket's worth: full again within 2 x capacity tokens' time.
         self.most_owed = 2.0 * self.capacity / self.rate
-        self.updated = time.monotonic()  # the latest moment the bucket was asked about
+        # The latest moment the bucket was asked about; it is full then.
+        self.updated = time.monotonic() if since is None else since
         self.full_at = self.updated
 
     def take(self, now: float) -> bool:
@@ -121,13 +122,6 @@ class TokenBucket:
                 full_at = most
         self.full_at = full_at
 
-    def copy(self) -> TokenBucket:
-        """A bucket in this one's state, to go on apart (a plain bucket, also from a `RateLimiter`)."""
-        twin = TokenBucket.__new__(TokenBucket)
-        for name in TokenBucket.__slots__:
-            setattr(twin, name, getattr(self, name))
-        return twin
-
     def seconds_until_token(self, now: float) -> float:
         """How long until `take` would succeed."""
         if now < self.updated:
@@ -139,52 +133,59 @@ class TokenBucket:
 class RateLimiter(TokenBucket):
     """One limit: conflation slots for conflatable events, counts of exact events not sent, and two buckets.
 
-    The limiter is itself the bucket of exact events (once `unkeyed`: only keyless events were
-    exact then); `bucket` holds the limit for everything. An exact event needs a token of
-    the limiter's own and is charged to `bucket` even when that runs dry, so the conflatable events
-    that need a `bucket` token wait until the exact ones have had theirs.
+    The limiter is itself the bucket for everything; `exact` holds the limit of exact events
+    alone. An exact event needs an `exact` token and is charged to the limiter's own bucket even
+    when that runs dry, so the conflatable events that need a token of the limiter's wait until
+    the exact ones have had theirs.
 
-    Both choices spare the per-delivery path objects to pull into the CPU cache, which is most of
-    what a delivery costs when thousands of connections take turns (`python -m bench.delivery_cost
-    10000`, per-connection ceiling on: 1.87 us per delivery with three objects, 1.35 with two,
-    1.1-1.25 with one).
-    `bucket` is made with the first conflatable event, as a copy of the limiter's own: until then
-    every exact token taken was charged to it alike, so it would hold the same state.
+    The per-delivery path then touches one object for a conflatable event (market data, the bulk
+    of what a trading connection gets; `conflated` is None while no slot waits) and two for an
+    exact one: objects to pull into the CPU cache are most of what a delivery costs when thousands
+    of connections take turns (`python -m bench.delivery_cost 10000`, per-connection ceiling on:
+    1.87 us per delivery with three objects, 1.35 with two, 1.1-1.25 with one). `exact` is made
+    with the first exact event, full: until then no event took one of its tokens.
     """
 
-    __slots__ = ("bucket", "conflated", "lost", "lost_from")
+    __slots__ = ("exact", "conflated", "lost", "lost_from")
 
     def __init__(self, rate: float):
         super().__init__(rate)
-        self.bucket: TokenBucket | None = None
+        self.exact: TokenBucket | None = None
         # channel (type:key) -> newest waiting event; dict order is the order slots were opened.
-        self.conflated: dict[str, OutgoingEvent] = {}
+        # None while none waits.
+        self.conflated: dict[str, OutgoingEvent] | None = None
         self.lost: Counter[str] = Counter()
         # channel -> the cursor the client had before its first lost event, to read the gap from history.
         self.lost_from: dict[str, str | None] = {}
 
+    def _exact(self) -> TokenBucket:
+        if self.exact is None:
+            self.exact = TokenBucket(self.rate, since=self.updated)  # full, on the limiter's clock
+        return self.exact
+
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:
         """True when the event may be sent now; otherwise it is conflated or counted as lost."""
         if not outgoing.conflatable:
-            if self.take(now):
-                if self.bucket is not None:
-                    self.bucket.charge(now)
+            exact = self.exact
+            if exact is None:
+                exact = self._exact()
+            if exact.take(now):
+                self.charge(now)
                 return True
             channel = outgoing.channel
             self.lost[channel] += 1
             self.lost_from.setdefault(channel, last_cursor)
             return False
-        channel = outgoing.channel
-        if channel in self.conflated:
+        conflated = self.conflated
+        if conflated is not None and outgoing.channel in conflated:
             # Keep the slot's place in line but hold the newest value (MERGE).
-            self.conflated[channel] = outgoing
+            conflated[outgoing.channel] = outgoing
             return False
-        bucket = self.bucket
-        if bucket is None:
-            bucket = self.bucket = self.copy()
-        if bucket.take(now):
+        if self.take(now):
             return True
-        self.conflated[channel] = outgoing
+        if conflated is None:
+            conflated = self.conflated = {}
+        conflated[outgoing.channel] = outgoing
         return False
 
     def admit_all(self, conflatable: bool, channel: str, count: int, now: float) -> bool:
@@ -194,16 +195,12 @@ class RateLimiter(TokenBucket):
         conflated or counted one by one.
         """
         if conflatable:
-            if channel in self.conflated:
+            if self.conflated is not None and channel in self.conflated:
                 return False
-            bucket = self.bucket
-            if bucket is None:
-                bucket = self.bucket = self.copy()
-            return bucket.take_many(count, now)
-        if not self.take_many(count, now):
+            return self.take_many(count, now)
+        if not self._exact().take_many(count, now):
             return False
-        if self.bucket is not None:
-            self.bucket.charge_many(count, now)
+        self.charge_many(count, now)
         return True
 
     @property
@@ -214,10 +211,12 @@ class RateLimiter(TokenBucket):
     def release(self, now: float) -> list[OutgoingEvent]:
         """Conflated events whose turn has come, oldest slot first."""
         released: list[OutgoingEvent] = []
-        bucket = self.bucket
-        while self.conflated and bucket is not None and bucket.take(now):
-            channel = next(iter(self.conflated))
-            released.append(self.conflated.pop(channel))
+        conflated = self.conflated
+        while conflated and self.take(now):
+            channel = next(iter(conflated))
+            released.append(conflated.pop(channel))
+        if not conflated:
+            self.conflated = None
         return released
 
     def take_lost(self) -> list[tuple[str, int, str | None]]:
@@ -230,8 +229,8 @@ class RateLimiter(TokenBucket):
     def seconds_until_next(self, now: float) -> float:
         """When the next conflated event may go, or the next `lost` report is due."""
         due = []
-        if self.conflated and self.bucket is not None:
-            due.append(self.bucket.seconds_until_token(now))
-        if self.lost:
+        if self.conflated:
             due.append(self.seconds_until_token(now))
+        if self.lost and self.exact is not None:
+            due.append(self.exact.seconds_until_token(now))
         return min(due, default=0.0)

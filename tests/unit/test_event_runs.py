@@ -172,15 +172,22 @@ class _Event:
 
 
 def _state(limiter: RateLimiter) -> tuple:
-    bucket = limiter.bucket
-    return (limiter.full_at, limiter.updated, None if bucket is None else (bucket.full_at, bucket.updated))
+    exact = limiter.exact
+    return (limiter.full_at, limiter.updated, None if exact is None else (exact.full_at, exact.updated))
+
+
+def _bucket_copy(bucket: TokenBucket | None) -> TokenBucket | None:
+    if bucket is None:
+        return None
+    twin = TokenBucket(bucket.rate)
+    for name in TokenBucket.__slots__:
+        setattr(twin, name, getattr(bucket, name))
+    return twin
 
 
 def _copy(limiter: RateLimiter) -> RateLimiter:
     twin = RateLimiter(limiter.rate)
-    for name in TokenBucket.__slots__:
-        setattr(twin, name, getattr(limiter, name))
-    twin.bucket = None if limiter.bucket is None else limiter.bucket.copy()
+    _restore(twin, limiter)
     return twin
 
 
@@ -188,4 +195,4 @@ def _restore(target: RateLimiter, source: RateLimiter) -> None:
     """Bring `target` back in step with `source` (a refused run changes nothing; the one-by-one side may not)."""
     for name in TokenBucket.__slots__:
         setattr(target, name, getattr(source, name))
-    target.bucket = None if source.bucket is None else source.bucket.copy()
+    target.exact = _bucket_copy(source.exact)

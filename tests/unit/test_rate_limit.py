@@ -50,17 +50,16 @@ class _Outgoing:
 
 
 class _EagerLimiter:
-    """The limiter's rule with both buckets made up front: the reference the lazy `bucket` must match."""
+    """The limiter's rule with both buckets made up front: the reference the lazy `exact` bucket must match."""
 
     def __init__(self, rate: float, start: float):
-        self.bucket = TokenBucket(rate)
-        self.unkeyed = TokenBucket(rate)
-        self.bucket.updated = self.bucket.full_at = self.unkeyed.updated = self.unkeyed.full_at = start
+        self.bucket = TokenBucket(rate, since=start)
+        self.exact = TokenBucket(rate, since=start)
         self.conflated: set[str] = set()
 
     def admit(self, channel: str, conflatable: bool, now: float) -> bool:
         if not conflatable:
-            if self.unkeyed.take(now):
+            if self.exact.take(now):
                 self.bucket.charge(now)
                 return True
             return False
@@ -76,8 +75,8 @@ class _EagerLimiter:
 @given(rate=st.sampled_from([1.0, 3.0, 10.0, 100.0]),
        steps=st.lists(st.tuples(st.floats(min_value=0.0, max_value=0.5), st.booleans(), st.sampled_from("ab")),
                       max_size=80))
-def test_bucket_made_at_the_first_conflatable_event_decides_as_one_made_up_front(rate, steps):
-    """A limiter admits and holds the same events whether its shared bucket exists from the start or not."""
+def test_exact_bucket_made_at_the_first_exact_event_decides_as_one_made_up_front(rate, steps):
+    """A limiter admits and holds the same events whether its bucket of exact events exists from the start or not."""
     limiter = RateLimiter(rate)
     start = limiter.updated
     reference = _EagerLimiter(rate, start)
