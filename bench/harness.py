@@ -197,7 +197,8 @@ class Bench:
             extra={"closed_clients": sum(answer["closed"] for answer in answers),
                    "after_cutoff": sum(answer["after_cutoff"] for answer in answers),
                    "framing": _framing([answer["framing"] for answer in answers]),
-                   **(_gateway_figures(metrics_before, metrics_after, sampler.largest, sum(published["sent"]))
+                   **(_gateway_figures(metrics_before, metrics_after, sampler.largest, sum(published["sent"]),
+                                       feeds=len(server.workers) or 1)
                       if gateway else {})},
         )
         self.results.append(result)
@@ -220,7 +221,7 @@ class Bench:
                           self.publisher.cpu_seconds())
 
 
-def _gateway_figures(before: dict, after: dict, pending_largest: float, published: int) -> dict:
+def _gateway_figures(before: dict, after: dict, pending_largest: float, published: int, feeds: int = 1) -> dict:
     """The gateway's full garbage collections and time paused in any collection over the step, and its path figures.
 
     A full collection walks every object of every connection and stops all delivery meanwhile,
@@ -231,7 +232,7 @@ def _gateway_figures(before: dict, after: dict, pending_largest: float, publishe
 
     return {"full_collections": delta("notifier_gc_full_collections_total"),
             "gc_pause_seconds": delta("notifier_gc_pause_seconds_total"),
-            "pipeline": pipeline_figures(before, after, pending_largest, published)}
+            "pipeline": pipeline_figures(before, after, pending_largest, published, feeds)}
 
 
 def _framing(figures: list[dict]) -> dict:

@@ -62,8 +62,12 @@ def _histogram(before: dict, after: dict, name: str) -> tuple[float, float, floa
     return count, total / count, p99
 
 
-def pipeline_figures(before: dict, after: dict, pending_largest: float, published: int) -> dict:
-    """The step's figures along the path, from two `/metrics` readings and the events published."""
+def pipeline_figures(before: dict, after: dict, pending_largest: float, published: int, feeds: int = 1) -> dict:
+    """The step's figures along the path, from two `/metrics` readings and the events published.
+
+    `feeds`: the gateway's worker processes, each with a live feed of its own (`NOTIFIER_WORKERS`);
+    the readings are their sums, so each event is received once per feed.
+    """
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
@@ -76,7 +80,7 @@ def pipeline_figures(before: dict, after: dict, pending_largest: float, publishe
         # Published but not taken from JetStream by the live feed when the step was cut off: the
         # market stream keeps 16 ticks per instrument, so a feed that lags by more loses the older
         # ones to the stream's conflation (a consumer is told nothing), or they are merely late.
-        "feed_missing": published - delta("notifier_events_received_total"),
+        "feed_missing": published * feeds - delta("notifier_events_received_total"),
         "stored_mean_ms": stored_mean * 1000, "stored_p99_bound_ms": stored_p99 * 1000,
         "hop_mean_ms": hop_mean * 1000, "hop_p99_bound_ms": hop_p99 * 1000,
         "written_mean_ms": written_mean * 1000, "written_p99_bound_ms": written_p99 * 1000,
