@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rates", help="comma-separated multiples of the base rate for the fan-out steps")
     parser.add_argument("--alternative", help="NAME=VALUE[,NAME=VALUE]: the fan-out also runs the gateway with these "
                                               "NOTIFIER_* settings, as `notifier_alt` (a before/after in one run)")
+    parser.add_argument("--repeat", type=int, help="how many times the fan-out runs the gateway's and the ceiling's "
+                                                   "ladders, alternating (full default 3); targets read medians")
     parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
     parser.add_argument("--profile", action="store_true",
                         help="run the gateway under cProfile; the report lists its hottest functions")
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         mode = replace(mode, idle_scale_connections=arguments.idle_connections)
     if arguments.workers:
         mode = replace(mode, workers=arguments.workers)
+    if arguments.repeat:
+        mode = replace(mode, fanout_repeats=arguments.repeat)
     raise_open_file_limit()  # inherited by every server and worker process started from here
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every process this run started.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))

@@ -12,7 +12,7 @@ from matplotlib import pyplot
 from matplotlib.ticker import FuncFormatter
 
 from bench.modes import FANOUT_SERVERS as SERVERS
-from bench.stats import PERCENTILES, StepResult
+from bench.stats import PERCENTILES, StepResult, merge_repeats
 
 COLORS = {"notifier": "tab:blue", "naive": "tab:red", "ceiling": "tab:green", "per_event": "tab:olive",
           "nats_ws": "tab:purple", "node_ws": "tab:orange", "socketio": "tab:brown",
@@ -82,7 +82,7 @@ def throughput_plot(summaries: dict, results: list[StepResult], path: Path) -> P
             connections = sorted(counts)
             left.plot(connections, [counts[count] for count in connections], marker="o", label=server,
                       color=COLORS[server])
-        steps = [result for result in results if result.scenario == "fanout" and result.server == server
+        steps = [result for result in merge_repeats(results) if result.scenario == "fanout" and result.server == server
                  and result.clients == fanout["headline_clients"]]
         if steps:
             right.plot([step.offered_per_second for step in steps], [step.delivered_per_second for step in steps],

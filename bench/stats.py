@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import statistics
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy
 
@@ -80,3 +81,28 @@ class StepResult:
                     server_kernel_us_per_delivery=self.server_kernel_us_per_delivery,
                     loadgen_core_percent=self.loadgen_core_percent, frames_per_event=self.frames_per_event)
         return data
+
+
+def median_step(steps: list[StepResult]) -> StepResult:
+    """Repeats of one step (same server, load and rate) read as one: median latencies and server CPU.
+
+    The delivery figures are those of the repeat that delivered least, so the step counts as kept
+    up only if every repeat kept up; `extra["repeats"]` says how many there were.
+    """
+    if len(steps) == 1:
+        return steps[0]
+    worst = min(steps, key=lambda step: (step.kept_up, step.delivered_per_second))
+    latency = {name: float(statistics.median(step.latency_ms[name] for step in steps)) for name in worst.latency_ms}
+    per_delivery = statistics.median(step.server_us_per_delivery for step in steps)
+    kernel = statistics.median(step.server_kernel_us_per_delivery for step in steps)
+    return replace(worst, latency_ms=latency, server_cpu_seconds=per_delivery * worst.delivered / 1e6,
+                   server_kernel_seconds=kernel * worst.delivered / 1e6, extra={**worst.extra, "repeats": len(steps)})
+
+
+def merge_repeats(results: list[StepResult]) -> list[StepResult]:
+    """The steps with each repeated one (same scenario, server, connection count and step) as its `median_step`,
+    in the order each was first run."""
+    groups: dict[tuple, list[StepResult]] = {}
+    for result in results:
+        groups.setdefault((result.scenario, result.server, result.clients, result.label), []).append(result)
+    return [median_step(group) for group in groups.values()]

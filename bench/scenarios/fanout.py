@@ -20,6 +20,7 @@ from bench.scenarios.common import (
     user_name,
 )
 from bench.servers import Server
+from bench.stats import merge_repeats
 
 BATCHED = "fanout-batch"
 
@@ -43,7 +44,28 @@ def run(bench: Bench, mode: Mode, transport: str = "ws") -> None:
             summary["counts"].setdefault(kind, {})[clients] = peak
         if kind in summary["counts"]:
             summary["peak"][kind] = summary["counts"][kind][headline]
+    if transport == "ws":
+        _repeat(bench, mode, summary, headline)
     bench.summaries[scenario] = summary
+
+
+def _repeat(bench: Bench, mode: Mode, summary: dict, headline: int) -> None:
+    """The gateway's and the ceiling's ladders at the headline count again, `fanout_repeats - 1` times.
+
+    Issue 17 judges the gateway's p99 and CPU per delivery step by step against the ceiling's, and
+    one ladder of each moved those ratios by 10-40 % between runs with nothing changed (the ceiling's
+    p99 at 100 ev/s read 7.9 to 20.5 ms). Alternating which goes first, the repeats spread the
+    machine's drift over both; the report reads each step's median (`bench.stats.merge_repeats`).
+    """
+    pair = [kind for kind in ("notifier", "ceiling") if headline in summary["counts"].get(kind, {})]
+    if len(pair) < 2 or mode.fanout_repeats < 2:
+        return
+    for repeat in range(1, mode.fanout_repeats):
+        for kind in pair[::-1] if repeat % 2 else pair:
+            with bench.serving(kind) as server:
+                peak = _climb(bench, mode, server, "fanout", "ws", headline, headline)
+            summary["counts"][kind][headline] = summary["peak"][kind] = max(summary["peak"][kind], peak)
+    summary["repeats"] = mode.fanout_repeats
 
 
 def skip(bench: Bench, summary: dict, kind: str, error: Exception) -> None:
@@ -82,9 +104,10 @@ def _climb(bench: Bench, mode: Mode, server: Server, scenario: str, transport: s
 
 
 def headline_results(bench: Bench, scenario: str, clients: int) -> dict[str, list]:
-    """Each server's steps at the headline connection count, in order."""
+    """Each server's steps at the headline connection count, in order; a step run more than once (`_repeat`) as
+    the median of its repeats (`merge_repeats`)."""
     found: dict[str, list] = {}
-    for result in bench.results:
+    for result in merge_repeats(bench.results):
         if result.scenario == scenario and result.clients == clients:
             found.setdefault(result.server, []).append(result)
     return found
