@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import quote
 
-from bench.peers.commands import PeerUnavailable
+from bench.peers.commands import PEERS, PeerUnavailable
 from bench.pipeline import PendingSampler, pipeline_figures
 from bench.publisher_worker import main as publisher_main
 from bench.servers import ALTERNATIVE, JWT_SECRET, Server
@@ -77,10 +77,15 @@ class Bench:
                 self.publisher.call("open", 30, publish_url=f"ws://{server.host}:{server.port}/publish")
             yield server
         except BenchError as error:
+            if isinstance(error, PeerUnavailable):
+                raise
+            if kind in PEERS and server.exited:
+                # A peer that died under this load could not run here: skipped as loudly (console and report),
+                # as a missing `node` is. The gateway or a baseline dying fails the scenario.
+                raise PeerUnavailable(f"{kind} skipped: it exited during the run ({error})\n"
+                                      f"{server.post_mortem()}") from error
             # Name the server: a failed warm-up or connect does not say whose clients it was.
-            if not isinstance(error, PeerUnavailable):
-                raise BenchError(f"{kind}: {error}\n{server.post_mortem()}") from error
-            raise
+            raise BenchError(f"{kind}: {error}\n{server.post_mortem()}") from error
         finally:
             try:
                 self.disconnect()

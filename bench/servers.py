@@ -149,6 +149,11 @@ class Server:
             for line in self.process.stdout:
                 log.write(line)
 
+    @property
+    def exited(self) -> bool:
+        """Whether the server's process has ended."""
+        return self.process is not None and self.process.poll() is not None
+
     def post_mortem(self, lines: int = 12) -> str:
         """Whether the process still runs (or how it ended) and its log's last lines: for a failed scenario's error."""
         if self.process is None:

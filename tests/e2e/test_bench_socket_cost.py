@@ -19,7 +19,7 @@ def test_socket_cost_prints_the_gateway_and_ceiling_figures_and_their_ratio():
                          cwd=REPOSITORY, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     last = run.stdout.strip().splitlines()[-1]
-    assert last.startswith("20 clients, 10 events x 1 rounds at 100 ev/s"), last
+    assert last.startswith("20 clients, alert.price, 10 events x 1 rounds at 100 ev/s"), last
     found = re.search(r"gateway ([0-9.]+) µs, ceiling ([0-9.]+) µs per delivery \(medians\): ([0-9.]+)x", last)
     assert found is not None, last
     gateway, ceiling, ratio = (float(value) for value in found.groups())
