@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from bench.scenarios.common import TICKER_CHANNEL
 from notifier.catalog import load_catalog
 from notifier.fanout.frames import WEBSOCKET_FRAMING
 from notifier.fanout.hub import Hub
@@ -83,6 +84,12 @@ async def subscribed_hub(streams: list[FakeStream], limit: int | None, channel: 
     return hub
 
 
+def envelope_on(channel: str, **fields: Any) -> Envelope:
+    """An event of the type and key an exact channel (no wildcards) names, with these other fields."""
+    pattern = parse_channel(channel)
+    return Envelope(type=".".join(pattern.tokens), key=pattern.key, **fields)
+
+
 # `--cold`: what the machine does between two events in a real run (the kernel's socket writes,
 # the load generator, nats-server) leaves little of a connection's objects in the CPU caches.
 # Writing over this much memory between events (not timed) evicts them as that would.
@@ -92,9 +99,7 @@ EVICTING_BYTES = 8 << 20
 async def measure(clients: int, events: int, profile: bool, cold: bool = False, channel: str = "alert.price") -> float:
     """Microseconds of process CPU per delivery over `events` events on `channel` to `clients` subscribers."""
     hub = await subscribed_hub([FakeStream() for _ in range(clients)], limit=1_000_000, channel=channel)
-    event_type, _, key = channel.partition(":")
-    envelope = Envelope(type=event_type, key=key or None, id="e" * 32, timestamp=int(time.time() * 1000),
-                        payload={"price": 1.0})
+    envelope = envelope_on(channel, id="e" * 32, timestamp=int(time.time() * 1000), payload={"price": 1.0})
     body = encode_envelope(envelope)
     sequence = 0
 
@@ -129,8 +134,8 @@ async def measure(clients: int, events: int, profile: bool, cold: bool = False, 
 def main(argv: list[str]) -> int:
     profile = "--profile" in argv
     cold = "--cold" in argv
-    # `--ticker`: market.ticker:BTC/USDT, conflatable in the packaged catalog (the bench's fan-out); else alert.price.
-    channel = "market.ticker:BTC/USDT" if "--ticker" in argv else "alert.price"
+    # `--ticker`: the fan-out's channel, conflatable in the packaged catalog; else alert.price (exact).
+    channel = TICKER_CHANNEL if "--ticker" in argv else "alert.price"
     numbers = [int(argument) for argument in argv if argument.isdigit()]
     defaults = [1000, 500]
     clients, events = (numbers + defaults[len(numbers):])[:2]

@@ -26,10 +26,10 @@ import time
 
 import uvloop
 
-from bench.delivery_cost import FakeStream, subscribed_hub
+from bench.delivery_cost import FakeStream, envelope_on, subscribed_hub
 from bench.machine import die_with_parent, raise_open_file_limit
 from notifier.fanout.frames import websocket_event, websocket_text_frame
-from notifier.model.events import Envelope, StoredEvent, encode_envelope
+from notifier.model.events import StoredEvent, encode_envelope
 
 
 class Discard(asyncio.Protocol):
@@ -67,15 +67,13 @@ async def measure(port: int, clients: int, events: int, rounds: int, rate: float
     hub = await subscribed_hub([FakeStream(transport, protocol) for transport, protocol in connections],
                                limit=limit or None, channel=channel)
     transports = [transport for transport, _ in connections]
-    event_type, _, key = channel.partition(":")
-    key = key or None
     sequence = 0
 
     def event() -> StoredEvent:
         nonlocal sequence
         sequence += 1
-        envelope = Envelope(type=event_type, key=key, id=f"e{sequence:031d}", timestamp=int(time.time() * 1000),
-                            payload={"price": 1.0, "padding": "x" * 120})
+        envelope = envelope_on(channel, id=f"e{sequence:031d}", timestamp=int(time.time() * 1000),
+                               payload={"price": 1.0, "padding": "x" * 120})
         return StoredEvent("a", sequence, envelope, encode_envelope(envelope))
 
     def gateway() -> None:

@@ -65,7 +65,6 @@ def _repeat(bench: Bench, mode: Mode, summary: dict, headline: int) -> None:
             with bench.serving(kind) as server:
                 peak = _climb(bench, mode, server, "fanout", "ws", headline, headline)
             summary["counts"][kind][headline] = summary["peak"][kind] = max(summary["peak"][kind], peak)
-    summary["repeats"] = mode.fanout_repeats
 
 
 def skip(bench: Bench, summary: dict, kind: str, error: Exception) -> None:
