@@ -3,8 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+
+class WriteRound(Protocol):
+    """The writers to flush after this loop iteration (the transports' flush queue), as an outbox fills it."""
+
+    @property
+    def waiting(self) -> list[Any]:
+        """Writers whose outboxes got their first frame since the last flush, in that order."""
+        ...
+
+    @property
+    def handle(self) -> object | None:
+        """Set while a flush is scheduled."""
+        ...
+
+    def schedule(self) -> None:
+        """Schedule the flush (called by the first writer to join a round)."""
+        ...
 
 
 class Outbox:
@@ -12,45 +30,48 @@ class Outbox:
 
     An idle connection holds no queue and no waiter objects: the future a replay waits on for room
     is made when needed, since thousands of idle connections add up. The writer is not a task:
-    it sets `on_ready` and `writer`: `on_ready(writer)` is called when the first frame arrives in
-    an empty outbox (later ones join the writer's next flush), and it collects with `take_now`.
+    it sets `round` and `writer`: when the first frame arrives in an empty outbox the writer joins
+    the round (later frames go out with the writer's next flush), and it collects with `take`.
     """
 
-    __slots__ = ("max_bytes", "size", "_frames", "_room", "closed", "queued_cursor", "delivered_cursor", "on_ready",
+    __slots__ = ("max_bytes", "size", "frames", "room", "closed", "queued_cursor", "delivered_cursor", "round",
                  "writer", "joined_messages")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.size = 0
-        # What waits: None, one frame (bytes), or several (a list). Bare frames, no (frame, cursor)
+        # What waits: None, one frame (bytes), or several (a list); taken by `take` (or the writer's
+        # copy of it). Bare frames, no (frame, cursor)
         # pairs: only the newest cursor is ever needed. One frame is held as itself because at low
         # rates every write is one frame: no list and item array per client to allocate and pull
         # into the CPU cache between two sends.
-        self._frames: bytes | list[bytes] | None = None
-        self._room: asyncio.Future[None] | None = None  # a replay waiting for room
+        self.frames: bytes | list[bytes] | None = None
+        self.room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
         # The cursor of the newest event ever queued; once the writer has written everything it
         # took, it is also that of the last event written.
         self.queued_cursor: str | None = None
         # The cursor of the last event written to the transport: what a slow client resumes from.
         self.delivered_cursor: str | None = None
-        # One callable shared by every outbox (the flush queue's), called with this outbox's writer:
-        # a bound method or partial per connection would cost 64-190 bytes each, idle or not.
-        self.on_ready: Callable[[Any], None] | None = None
+        # The flush queue every outbox shares, which `writer` joins when frames start to wait; None
+        # while no writer listens (none attached yet, or one waiting for its socket to drain). Not a
+        # callback: a bound method or partial per connection would cost 64-190 bytes each, idle or
+        # not, and a shared one a Python call per delivery.
+        self.round: WriteRound | None = None
         self.writer: Any = None
         # Messages that went out inside a frame of several (`offer_joined`) beyond the one the writer counts.
         self.joined_messages = 0
 
     def _fits(self, frame: bytes) -> bool:
         # One frame always fits into an empty outbox, however large.
-        return self._frames is None or self.size + len(frame) <= self.max_bytes
+        return self.frames is None or self.size + len(frame) <= self.max_bytes
 
     def _append(self, frame: bytes) -> None:
-        frames = self._frames
+        frames = self.frames
         if frames is None:
-            self._frames = frame
+            self.frames = frame
         elif type(frames) is bytes:
-            self._frames = [frames, frame]
+            self.frames = [frames, frame]
         else:
             frames.append(frame)  # type: ignore[union-attr]
 
@@ -60,7 +81,7 @@ class Outbox:
             return True
         length = len(frame)
         # `_fits` and `_append`, written out: this runs once per delivery.
-        if self._frames is not None:
+        if self.frames is not None:
             if self.size + length > self.max_bytes:
                 return False
             self._append(frame)
@@ -68,13 +89,25 @@ class Outbox:
             if cursor is not None:
                 self.queued_cursor = cursor
             return True
-        self._frames = frame
+        self.frames = frame
         self.size = length  # an empty outbox holds 0 bytes
         if cursor is not None:
             self.queued_cursor = cursor
-        if self.on_ready is not None:
-            self.on_ready(self.writer)
+        write_round = self.round
+        if write_round is not None:
+            # `_join_round`, written out: a Python call less per delivery (see the README's CPU figures).
+            write_round.waiting.append(self.writer)
+            if write_round.handle is None:
+                write_round.schedule()
         return True
+
+    def _join_round(self) -> None:
+        """The outbox stopped being empty: its writer joins the next flush, which is scheduled if none is."""
+        write_round = self.round
+        if write_round is not None:
+            write_round.waiting.append(self.writer)
+            if write_round.handle is None:
+                write_round.schedule()
 
     def offer_joined(self, frame: bytes, cursor: str, count: int) -> bool:
         """Queue `count` messages joined into one frame (an event run), as `offer` does one."""
@@ -93,7 +126,7 @@ class Outbox:
         """Queue several frames (`size` bytes in all) only if all fit under the bound now; else queue none."""
         if self.closed:
             return True
-        was_empty = self._frames is None
+        was_empty = self.frames is None
         if (not was_empty or len(frames) > 1) and self.size + size > self.max_bytes:
             return False
         for frame, cursor in frames:
@@ -101,16 +134,16 @@ class Outbox:
             if cursor is not None:
                 self.queued_cursor = cursor
         self.size += size
-        if was_empty and self.on_ready is not None:
-            self.on_ready(self.writer)
+        if was_empty:
+            self._join_round()
         return True
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:
         """Queue a frame, first waiting for room (replay uses this, so history is read at the client's pace)."""
         while not self.closed and not self._fits(frame):
-            self._room = asyncio.get_running_loop().create_future()
-            await self._room
-            self._room = None
+            self.room = asyncio.get_running_loop().create_future()
+            await self.room
+            self.room = None
         self.offer(frame, cursor)
 
     def take_now(self) -> list[bytes]:
@@ -125,18 +158,18 @@ class Outbox:
 
     def take(self) -> bytes | list[bytes] | None:
         """What `take_now` returns, except that one frame comes as itself and none as None (the writer's form)."""
-        frames, self._frames = self._frames, None
+        frames, self.frames = self.frames, None
         self.size = 0
-        if self._room is not None:
-            _wake(self._room)
+        if self.room is not None:
+            _wake(self.room)
         return frames
 
     def close(self) -> None:
         """Drop what is queued and wake a replay waiting for room; later offers are ignored."""
         self.closed = True
-        self._frames = None
+        self.frames = None
         self.size = 0
-        _wake(self._room)
+        _wake(self.room)
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

@@ -181,7 +181,19 @@ class RateLimiter(TokenBucket):
             # Keep the slot's place in line but hold the newest value (MERGE).
             conflated[outgoing.channel] = outgoing
             return False
-        if self.take(now):
+        # `self.take(now)`, written out: this line runs for every client of every market data
+        # event, and a Python call less is about 0.1 us less per delivery at 1,000 clients
+        # (docs/benchmarks/README.md, eighth session). test_rate_limit's reference limiter holds it to `take`.
+        if now > self.updated:
+            self.updated = now
+        else:
+            now = self.updated
+        full_at = self.full_at
+        if full_at < now:
+            self.full_at = now + self.interval
+            return True
+        if full_at - now <= self.tolerance:
+            self.full_at = full_at + self.interval
             return True
         if conflated is None:
             conflated = self.conflated = {}

@@ -41,21 +41,27 @@ log = logging.getLogger(__name__)
 
 
 class FlushQueue:
-    """Writers that got frames in this loop iteration, flushed together by one callback after it (or sooner)."""
+    """Writers that got frames in this loop iteration, flushed together by one callback after it (or sooner).
+
+    Outboxes join it themselves (`Outbox.round`): they append their writer to `waiting` and call
+    `schedule` when `handle` is None.
+    """
 
     def __init__(self) -> None:
-        self._waiting: list[TransportWriter] = []
-        self._handle: asyncio.Handle | None = None
-        # What every outbox calls when it stops being empty: one bound method for all of them.
-        self.notify = self.add
+        self.waiting: list[TransportWriter] = []
+        self.handle: asyncio.Handle | None = None
         # Publish timestamp (ms) of the first live event whose frames wait for this round, if any.
         self.published_ms: int | None = None
 
     def add(self, writer: TransportWriter) -> None:
         """Flush this writer after the current iteration's callbacks."""
-        self._waiting.append(writer)
-        if self._handle is None:
-            self._handle = asyncio.get_running_loop().call_soon(self._flush)
+        self.waiting.append(writer)
+        if self.handle is None:
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Flush the waiting writers after the current iteration's callbacks."""
+        self.handle = asyncio.get_running_loop().call_soon(self._flush)
 
     def note_published(self, timestamp_ms: int) -> None:
         """The hub offered a live event published at `timestamp_ms`; the round it is written in measures it.
@@ -63,19 +69,19 @@ class FlushQueue:
         Kept only while a round is scheduled, so an event whose frames all waited (rate limits)
         is never measured by a later, unrelated round.
         """
-        if self._handle is not None and self.published_ms is None:
+        if self.handle is not None and self.published_ms is None:
             self.published_ms = timestamp_ms
 
     def flush_now(self) -> None:
         """Write the round that waits now, not after the loop's turn (the live feed has nothing behind it)."""
-        if self._handle is not None:
-            self._handle.cancel()
+        if self.handle is not None:
+            self.handle.cancel()
             self._flush()
 
     def _flush(self) -> None:
-        self._handle = None
+        self.handle = None
         published_ms, self.published_ms = self.published_ms, None
-        waiting, self._waiting = self._waiting, []
+        waiting, self.waiting = self.waiting, []
         # Delivery latency: one observation per transport per round (the round's oldest live event),
         # not one per delivery: the per-delivery path stays as it was, allocation-free.
         written: set[metrics.HistogramSeries] | None = set() if published_ms is not None else None
@@ -101,10 +107,10 @@ class FlushQueue:
 
     def close(self) -> None:
         """Forget waiting writers (the gateway is stopping; their connections are closing)."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._waiting = []
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+        self.waiting = []
 
 
 class FlowControlled(Protocol):
@@ -132,11 +138,11 @@ class TransportWriter:
         # The task waiting for a full socket buffer to drain; frames wait in the outbox meanwhile,
         # and the outbox notifies no one: the drain task flushes when it is done.
         self._draining: asyncio.Task[None] | None = None
-        # The outbox calls straight into the flush queue (no method of ours in between: it runs
-        # once per delivery). An outbox only calls it when it stops being empty, and only a flush
-        # empties it, so a writer is never queued twice between flushes.
+        # The outbox joins the flush queue itself (no method of ours in between: it runs once per
+        # delivery). An outbox only joins when it stops being empty, and only a flush empties it,
+        # so a writer is never queued twice between flushes.
         outbox.writer = self
-        outbox.on_ready = flushes.notify
+        outbox.round = flushes
         if outbox.size:
             flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
 
@@ -158,9 +164,16 @@ class TransportWriter:
         if self._draining is not None:
             return 0
         outbox = self.outbox
-        frames = outbox.take()
+        frames = outbox.frames
         if frames is None:
             return 0
+        if outbox.room is None:
+            # `outbox.take()`, written out for the common case (no replay waits for room): a Python
+            # call less per delivery.
+            outbox.frames = None
+            outbox.size = 0
+        else:
+            outbox.take()
         transport = self.transport
         if transport is None or transport.is_closing():
             return 0  # the client went away; the handler sees the close
@@ -181,7 +194,7 @@ class TransportWriter:
         if transport.get_write_buffer_size():
             metrics.FLUSH_BUFFERED.increment()
             if self.protocol.writing_paused:
-                self.outbox.on_ready = None
+                self.outbox.round = None
                 self._draining = asyncio.create_task(self._drain(), name="transport-drain")
         return count
 
@@ -192,7 +205,7 @@ class TransportWriter:
             return  # stays "draining": nothing more is written to a lost connection
         self._draining = None
         if not self.outbox.closed:
-            self.outbox.on_ready = self.flushes.notify
+            self.outbox.round = self.flushes
         try:
             self.flush()
         except Exception:
@@ -200,7 +213,7 @@ class TransportWriter:
 
     async def close(self) -> None:
         """Stop writing: cancel a drain wait (queued frames were dropped with the closed outbox)."""
-        self.outbox.on_ready = None
+        self.outbox.round = None
         self.outbox.writer = None  # no cycle left for the garbage collector to find
         await cancel_and_wait(self._draining)
 

@@ -9,6 +9,22 @@ from notifier.fanout.outbox import Outbox
 
 BOUND = 64
 
+
+class Round:
+    """A flush queue as an outbox sees it: records the writers that joined and the schedules asked for."""
+
+    def __init__(self) -> None:
+        self.waiting: list[object] = []
+        self.handle: object | None = None
+        self.schedules = 0
+
+    def schedule(self) -> None:
+        self.schedules += 1
+        self.handle = object()
+
+    def flushed(self) -> None:
+        self.handle = None
+
 # Offer a frame of n bytes (1..40), offer several at once if all fit, or take what waits.
 operations = st.lists(st.one_of(st.tuples(st.just("offer"), st.integers(1, 40)),
                                 st.tuples(st.just("offer_all"), st.lists(st.integers(1, 30), min_size=1, max_size=3)),
@@ -22,8 +38,7 @@ def test_offers_and_takes_match_a_list_of_frames(operations):
     """Any offers and takes give back the offered frames in order, refuse what would pass the bound, and track size."""
     outbox = Outbox(BOUND)
     model: list[bytes] = []
-    ready = []
-    outbox.on_ready = ready.append
+    outbox.round = Round()
     counter = 0
     for operation, argument in operations:
         if operation == "offer":
@@ -54,14 +69,27 @@ def test_offers_and_takes_match_a_list_of_frames(operations):
     assert outbox.take_now() == model
 
 
-def test_the_first_frame_of_an_empty_outbox_calls_on_ready_once():
-    """Only the frame that makes an empty outbox non-empty calls `on_ready`, with the writer."""
+def test_the_first_frame_of_an_empty_outbox_joins_the_round_once():
+    """Only the frame that makes an empty outbox non-empty adds its writer to the round."""
     outbox = Outbox(BOUND)
-    called = []
-    outbox.on_ready = called.append
+    outbox.round = write_round = Round()
     outbox.writer = "writer"
     for frame in (b"a", b"b", b"c"):
         outbox.offer(frame)
     outbox.take_now()
     outbox.offer(b"d")
-    assert called == ["writer", "writer"]
+    assert write_round.waiting == ["writer", "writer"]
+
+
+def test_only_the_first_writer_of_a_round_schedules_its_flush():
+    """Writers joining a round already scheduled do not schedule it again; after the flush the next one does."""
+    write_round = Round()
+    outboxes = [Outbox(BOUND) for _ in range(3)]
+    for number, outbox in enumerate(outboxes):
+        outbox.round = write_round
+        outbox.writer = number
+    outboxes[0].offer(b"a")
+    outboxes[1].offer_all_if_room([(b"b", None)], 1)
+    write_round.flushed()
+    outboxes[2].offer(b"c")
+    assert (write_round.waiting, write_round.schedules) == ([0, 1, 2], 2)
