@@ -146,10 +146,14 @@ class RateLimiter(TokenBucket):
     with the first exact event, full: until then no event took one of its tokens.
     """
 
-    __slots__ = ("exact", "conflated", "lost", "lost_from")
+    __slots__ = ("exact", "conflated", "lost", "lost_from", "created")
 
     def __init__(self, rate: float):
         super().__init__(rate)
+        # When this limit began: `exact`, made later, starts full at this moment, as if made with it.
+        # (Not at `updated`: an event judged at an older moment, held during a replay, would find it
+        # owing the time between.)
+        self.created = self.updated
         self.exact: TokenBucket | None = None
         # channel (type:key) -> newest waiting event; dict order is the order slots were opened.
         # None while none waits.
@@ -160,7 +164,7 @@ class RateLimiter(TokenBucket):
 
     def _exact(self) -> TokenBucket:
         if self.exact is None:
-            self.exact = TokenBucket(self.rate, since=self.updated)  # full, on the limiter's clock
+            self.exact = TokenBucket(self.rate, since=self.created)  # full, as if made with the limiter
         return self.exact
 
     def admit(self, outgoing: OutgoingEvent, now: float, last_cursor: str | None) -> bool:

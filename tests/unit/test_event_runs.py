@@ -144,7 +144,7 @@ def test_admitting_a_run_at_once_decides_as_admitting_its_events_one_by_one(conf
     """`admit_all` passes exactly when `admit` would pass every event at that instant, and leaves the same state."""
     one_by_one, at_once = RateLimiter(rate), RateLimiter(rate)
     for limiter in (one_by_one, at_once):
-        limiter.updated = limiter.full_at = 0.0
+        limiter.updated = limiter.full_at = limiter.created = 0.0
     now = 0.0
     for step, count in times:
         now += step
@@ -196,3 +196,4 @@ def _restore(target: RateLimiter, source: RateLimiter) -> None:
     for name in TokenBucket.__slots__:
         setattr(target, name, getattr(source, name))
     target.exact = _bucket_copy(source.exact)
+    target.created = source.created
