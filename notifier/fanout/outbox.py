@@ -41,10 +41,9 @@ class Outbox:
         self.max_bytes = max_bytes
         self.size = 0
         # What waits: None, one frame (bytes), or several (a list); taken by `take` (or the writer's
-        # copy of it). Bare frames, no (frame, cursor)
-        # pairs: only the newest cursor is ever needed. One frame is held as itself because at low
-        # rates every write is one frame: no list and item array per client to allocate and pull
-        # into the CPU cache between two sends.
+        # copy of it). Bare frames, no (frame, cursor) pairs: only the newest cursor is ever needed.
+        # One frame is held as itself because at low rates every write is one frame: no list and
+        # item array per client to allocate and pull into the CPU cache between two sends.
         self.frames: bytes | list[bytes] | None = None
         self.room: asyncio.Future[None] | None = None  # a replay waiting for room
         self.closed = False
@@ -95,7 +94,7 @@ class Outbox:
             self.queued_cursor = cursor
         write_round = self.round
         if write_round is not None:
-            # `_join_round`, written out: a Python call less per delivery (see the README's CPU figures).
+            # `_join_round`, written out: a Python call less per delivery (docs/benchmarks/README.md, eighth session).
             write_round.waiting.append(self.writer)
             if write_round.handle is None:
                 write_round.schedule()
