@@ -94,14 +94,14 @@ class Outbox:
             self.queued_cursor = cursor
         write_round = self.round
         if write_round is not None:
-            # `_join_round`, written out: a Python call less per delivery (docs/benchmarks/README.md, eighth session).
+            # `join_round`, written out: a Python call less per delivery (docs/benchmarks/README.md, eighth session).
             write_round.waiting.append(self.writer)
             if write_round.handle is None:
                 write_round.schedule()
         return True
 
-    def _join_round(self) -> None:
-        """The outbox stopped being empty: its writer joins the next flush, which is scheduled if none is."""
+    def join_round(self) -> None:
+        """Frames wait here: the writer joins the next flush, which is scheduled if none is (once per flush)."""
         write_round = self.round
         if write_round is not None:
             write_round.waiting.append(self.writer)
@@ -134,7 +134,7 @@ class Outbox:
                 self.queued_cursor = cursor
         self.size += size
         if was_empty:
-            self._join_round()
+            self.join_round()
         return True
 
     async def put(self, frame: bytes, cursor: str | None = None) -> None:

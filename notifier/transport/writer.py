@@ -53,12 +53,6 @@ class FlushQueue:
         # Publish timestamp (ms) of the first live event whose frames wait for this round, if any.
         self.published_ms: int | None = None
 
-    def add(self, writer: TransportWriter) -> None:
-        """Flush this writer after the current iteration's callbacks."""
-        self.waiting.append(writer)
-        if self.handle is None:
-            self.schedule()
-
     def schedule(self) -> None:
         """Flush the waiting writers after the current iteration's callbacks."""
         self.handle = asyncio.get_running_loop().call_soon(self._flush)
@@ -144,7 +138,7 @@ class TransportWriter:
         outbox.writer = self
         outbox.round = flushes
         if outbox.size:
-            flushes.add(self)  # frames queued before the writer was attached (SSE: before the retry line)
+            outbox.join_round()  # frames queued before the writer was attached (SSE: before the retry line)
 
     @property
     def sent(self) -> int:
