@@ -35,7 +35,7 @@ class Outbox:
     """
 
     __slots__ = ("max_bytes", "size", "frames", "room", "closed", "queued_cursor", "delivered_cursor", "round",
-                 "writer", "joined_messages")
+                 "writer", "queued", "unsent")
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
@@ -58,8 +58,11 @@ class Outbox:
         # not, and a shared one a Python call per delivery.
         self.round: WriteRound | None = None
         self.writer: Any = None
-        # Messages that went out inside a frame of several (`offer_joined`) beyond the one the writer counts.
-        self.joined_messages = 0
+        # Messages ever queued (a joined frame counts its messages) and, of those, dropped unsent: what
+        # `sent` is worked out from. Counted here, not per write: the hub's pass over the outboxes
+        # runs warm, the writes' pass between kernel sends (0.16 µs per delivery there).
+        self.queued = 0
+        self.unsent = 0
 
     def _fits(self, frame: bytes) -> bool:
         # One frame always fits into an empty outbox, however large.
@@ -85,11 +88,13 @@ class Outbox:
                 return False
             self._append(frame)
             self.size += length
+            self.queued += 1
             if cursor is not None:
                 self.queued_cursor = cursor
             return True
         self.frames = frame
         self.size = length  # an empty outbox holds 0 bytes
+        self.queued += 1
         if cursor is not None:
             self.queued_cursor = cursor
         write_round = self.round
@@ -114,7 +119,7 @@ class Outbox:
             return True
         if not self.offer(frame, cursor):
             return False
-        self.joined_messages += count - 1
+        self.queued += count - 1
         return True
 
     def offer_if_room(self, frame: bytes, cursor: str | None = None) -> bool:
@@ -133,6 +138,7 @@ class Outbox:
             if cursor is not None:
                 self.queued_cursor = cursor
         self.size += size
+        self.queued += len(frames)
         if was_empty:
             self.join_round()
         return True
@@ -163,8 +169,20 @@ class Outbox:
             _wake(self.room)
         return frames
 
+    @property
+    def waiting_messages(self) -> int:
+        """Frames queued and not yet taken by the writer."""
+        frames = self.frames
+        return 0 if frames is None else 1 if type(frames) is bytes else len(frames)
+
+    @property
+    def sent(self) -> int:
+        """Messages taken by the writer and written (events and control messages, a joined frame's each)."""
+        return self.queued - self.unsent - self.waiting_messages
+
     def close(self) -> None:
         """Drop what is queued and wake a replay waiting for room; later offers are ignored."""
+        self.unsent += self.waiting_messages
         self.closed = True
         self.frames = None
         self.size = 0

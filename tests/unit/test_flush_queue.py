@@ -21,6 +21,7 @@ class RecordingTransport:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.fail = False
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         if self.fail:
@@ -28,7 +29,7 @@ class RecordingTransport:
         self.writes.append(data)
 
     def is_closing(self) -> bool:
-        return False
+        return self.closing
 
     def get_write_buffer_size(self) -> int:
         return 0
@@ -51,8 +52,9 @@ class OneStream:
         return {"a"}
 
 
-async def subscribed_clients(count: int) -> tuple[Hub, list[RecordingTransport]]:
-    """A hub with its flush queue and `count` WebSocket clients on `alert.price`."""
+async def subscribed_clients(count: int, writers: list[WebSocketWriter] | None = None
+                             ) -> tuple[Hub, list[RecordingTransport]]:
+    """A hub with its flush queue and `count` WebSocket clients on `alert.price` (their writers into `writers`)."""
     hub = Hub()
     hub.start_at({"a": 0})
     flushes = hub.flushes = FlushQueue()
@@ -61,7 +63,9 @@ async def subscribed_clients(count: int) -> tuple[Hub, list[RecordingTransport]]
         session = Session(Identity(f"user-{index}"), hub, OneStream(), WEBSOCKET_FRAMING, 1 << 20,
                           on_slow=lambda session: None)
         stream = Stream()
-        WebSocketWriter(session.outbox, stream, False, flushes)
+        writer = WebSocketWriter(session.outbox, stream, False, flushes)
+        if writers is not None:
+            writers.append(writer)
         await session.subscribe([parse_channel("alert.price")], None, acknowledge=False)
         transports.append(stream.transport)
     return hub, transports
@@ -118,3 +122,15 @@ async def test_a_failing_socket_does_not_keep_the_lone_event_from_the_others():
     hub.dispatch(event(1), alone=True)
     assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
         [[["event-1"]], [], [["event-1"]]]
+
+
+async def test_a_writer_counts_what_reached_its_socket_and_not_what_a_closing_one_dropped():
+    """`sent` counts the frames written, whether they went out alone or together, and not those of a closing socket."""
+    writers: list[WebSocketWriter] = []
+    hub, transports = await subscribed_clients(2, writers)
+    hub.dispatch(event(1), alone=True)
+    hub.dispatch(event(2), alone=False)
+    hub.dispatch(event(3), alone=True)
+    transports[1].closing = True
+    hub.dispatch(event(4), alone=True)
+    assert [writer.sent for writer in writers] == [4, 3]
