@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import replace
+
+from bench.modes import FULL
+from bench.scenarios import fanout
 from bench.stats import StepResult, median_step, merge_repeats
 
 
@@ -33,3 +38,37 @@ def test_only_repeats_of_the_same_step_are_merged() -> None:
     second.label, second.events_per_second = "200 ev/s", 200.0
     merged = merge_repeats([first, second, repeat])
     assert [(result.label, result.latency_ms["p99"]) for result in merged] == [("50 ev/s", 20.0), ("200 ev/s", 40.0)]
+
+
+class RecordingBench:
+    """What `fanout._repeat` uses of the harness: records which server's ladder ran, and how far up it went."""
+
+    def __init__(self) -> None:
+        self.ladders: list[str] = []
+
+    @contextlib.contextmanager
+    def serving(self, kind: str):  # noqa: ANN201 - a context manager like the harness's
+        self.ladders.append(kind)
+        yield kind
+
+    def path(self, server, transport, channels, baseline_channels, user, batch=False):  # noqa: ANN001, ANN201
+        return user
+
+    def connect(self, server, transport, paths) -> None:  # noqa: ANN001
+        pass
+
+    def warm(self, lane) -> bool:  # noqa: ANN001
+        return True
+
+    def step(self, server, scenario, label, lanes, duration, expect, grace):  # noqa: ANN001, ANN201
+        return step(10.0, 0.008)
+
+
+def test_the_ladders_repeat_alternating_which_server_goes_first() -> None:
+    """With five repeats the gateway's and the ceiling's ladders run four more times each, the first server swapping."""
+    bench = RecordingBench()
+    summary = {"counts": {"notifier": {20: 1.0}, "ceiling": {20: 1.0}}, "peak": {"notifier": 1.0, "ceiling": 1.0}}
+    mode = replace(FULL, fanout_repeats=5, rate_steps=(1, 2))
+    fanout._repeat(bench, mode, summary, 20)  # type: ignore[arg-type]
+    assert bench.ladders == ["ceiling", "notifier", "notifier", "ceiling", "ceiling", "notifier",
+                             "notifier", "ceiling"]
