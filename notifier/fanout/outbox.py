@@ -172,8 +172,7 @@ class Outbox:
     @property
     def waiting_messages(self) -> int:
         """Frames queued and not yet taken by the writer."""
-        frames = self.frames
-        return 0 if frames is None else 1 if type(frames) is bytes else len(frames)
+        return frame_count(self.frames)
 
     @property
     def sent(self) -> int:
@@ -187,6 +186,11 @@ class Outbox:
         self.frames = None
         self.size = 0
         _wake(self.room)
+
+
+def frame_count(frames: bytes | list[bytes] | None) -> int:
+    """How many frames an outbox's `frames` (or what `take` returned) holds."""
+    return 0 if frames is None else 1 if type(frames) is bytes else len(frames)
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from notifier.fanout.frames import websocket_text_frame
-from notifier.fanout.outbox import Outbox
+from notifier.fanout.outbox import Outbox, frame_count
 from notifier.ops import metrics
 from notifier.ops.tasks import cancel_and_wait
 
@@ -134,6 +134,7 @@ def write_waiting(writers: Sequence[TransportWriter]) -> tuple[int, int]:
     """
     skipped = extra_frames = 0
     for writer in writers:
+        frames = None  # once taken from the outbox: until written, what a failure leaves unsent
         try:
             if writer.draining is not None:
                 skipped += 1  # frames wait in the outbox; the drain task writes them
@@ -154,7 +155,7 @@ def write_waiting(writers: Sequence[TransportWriter]) -> tuple[int, int]:
             if transport is None or transport.is_closing():
                 # The client went away (the handler sees the close): these frames are not sent.
                 skipped += 1
-                outbox.unsent += 1 if type(frames) is bytes else len(frames)
+                outbox.unsent += frame_count(frames)
                 continue
             if type(frames) is bytes:
                 # One frame, as the outbox holds it: most writes at low rates. A WebSocket frame is its
@@ -163,6 +164,7 @@ def write_waiting(writers: Sequence[TransportWriter]) -> tuple[int, int]:
             else:
                 extra_frames += len(frames) - 1
                 transport.write(writer.encode(frames))  # type: ignore[arg-type]
+            frames = None
             # Written to the transport means ahead of any close frame, so a slow close may name it.
             outbox.delivered_cursor = outbox.queued_cursor
             # The protocol is paused only above the transport's high-water mark, so only a write that
@@ -173,6 +175,7 @@ def write_waiting(writers: Sequence[TransportWriter]) -> tuple[int, int]:
         except Exception:
             # One connection's failure must not keep the others' frames from going out.
             skipped += 1
+            writer.outbox.unsent += frame_count(frames)
             log.exception("writing to a client failed")
     writes = len(writers) - skipped
     return writes, writes + extra_frames

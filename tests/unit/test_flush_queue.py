@@ -134,3 +134,13 @@ async def test_a_writer_counts_what_reached_its_socket_and_not_what_a_closing_on
     transports[1].closing = True
     hub.dispatch(event(4), alone=True)
     assert [writer.sent for writer in writers] == [4, 3]
+
+
+async def test_a_write_that_raises_is_not_counted_as_sent():
+    """The frames of a write that failed do not count in the writer's `sent`; the other clients' do."""
+    writers: list[WebSocketWriter] = []
+    hub, transports = await subscribed_clients(2, writers)
+    hub.dispatch(event(1), alone=True)
+    transports[0].fail = True
+    hub.dispatch(event(2), alone=True)
+    assert [writer.sent for writer in writers] == [1, 2]
