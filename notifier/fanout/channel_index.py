@@ -17,8 +17,9 @@ class _Node(Generic[Subscriber]):
 
     def __init__(self) -> None:
         self.children: dict[str, _Node[Subscriber]] | None = None
-        # (pattern ends with `>`, key or None for any key) -> subscribers whose pattern ends here.
-        self.buckets: dict[tuple[bool, str | None], set[Subscriber]] | None = None
+        # (pattern ends with `>`, key or None for any key) -> subscribers whose pattern ends here, in
+        # subscription order (a dict as an ordered set: see `ChannelIndex.match`).
+        self.buckets: dict[tuple[bool, str | None], dict[Subscriber, None]] | None = None
 
     def child(self, token: str) -> _Node[Subscriber]:
         if self.children is None:
@@ -45,9 +46,9 @@ class ChannelIndex(Generic[Subscriber]):
             node = node.child(token)
         if node.buckets is None:
             node.buckets = {}
-        target = node.buckets.setdefault((ends_with_rest, pattern.key), set())
+        target = node.buckets.setdefault((ends_with_rest, pattern.key), {})
         if subscriber not in target:
-            target.add(subscriber)
+            target[subscriber] = None
             self.count += 1
 
     def remove(self, pattern: ChannelPattern, subscriber: Subscriber) -> None:
@@ -66,7 +67,7 @@ class ChannelIndex(Generic[Subscriber]):
         target = node.buckets.get(bucket_key) if node.buckets else None
         if target is None or subscriber not in target:
             return
-        target.discard(subscriber)
+        del target[subscriber]
         self.count -= 1
         if not target:
             assert node.buckets is not None  # target came from it
@@ -82,12 +83,19 @@ class ChannelIndex(Generic[Subscriber]):
             if not parent.children:
                 parent.children = None
 
-    def match(self, type_tokens: list[str], key: str | None, into: set[Subscriber]) -> None:
-        """Add to `into` every subscriber whose pattern matches this event type and key."""
+    def match(self, type_tokens: list[str], key: str | None, into: dict[Subscriber, None]) -> None:
+        """Add to `into` (an ordered set) every subscriber whose pattern matches this event type and key.
+
+        In subscription order, which is about the order the subscribers' objects were allocated in: the
+        fan-out then walks memory forwards rather than in a set's hash order, and the kernel's send
+        between two deliveries leaves little of it in the CPU caches. Measured over 1,000 sockets with
+        the orders interleaved event by event: the gateway's path 0.1-0.4 µs less per delivery than in
+        the set's order (1-3 %), the ceiling's own loop 0.35-0.5 µs more in a shuffled order.
+        """
         self._walk(self._root, type_tokens, 0, key, into)
 
     def _walk(self, node: _Node[Subscriber], tokens: list[str], position: int, key: str | None,
-              into: set[Subscriber]) -> None:
+              into: dict[Subscriber, None]) -> None:
         # Before the last token a `>` here matches the rest; after it, patterns ending here match.
         rest = position < len(tokens)
         buckets = node.buckets
@@ -154,11 +162,11 @@ class SmallChannelIndex(Generic[Subscriber]):
         if entry in self._entries:
             self._entries.remove(entry)
 
-    def match(self, type_tokens: list[str], key: str | None, into: set[Subscriber]) -> None:
-        """Add to `into` every subscriber whose pattern matches this event type and key."""
+    def match(self, type_tokens: list[str], key: str | None, into: dict[Subscriber, None]) -> None:
+        """Add to `into` (an ordered set) every subscriber whose pattern matches this event type and key."""
         if self._trie is not None:
             self._trie.match(type_tokens, key, into)
             return
         for pattern, subscriber in self._entries:
             if pattern.matches_tokens(type_tokens, key):
-                into.add(subscriber)
+                into[subscriber] = None

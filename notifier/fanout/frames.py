@@ -102,7 +102,7 @@ class EventRun:
 
     __slots__ = ("type", "key", "conflatable", "limited", "events", "recipients", "_joined")
 
-    def __init__(self, first: OutgoingEvent, recipients: set):  # noqa: ANN001 - the hub's recipients
+    def __init__(self, first: OutgoingEvent, recipients: dict):  # noqa: ANN001 - the hub's recipients (an ordered set)
         envelope = first.event.envelope
         self.type = envelope.type
         self.key = envelope.key

@@ -156,7 +156,7 @@ class Hub:
                 return len(run.recipients)
             self.end_run()
         tokens = envelope.type.split(".")
-        recipients: set[Recipient] = set()
+        recipients: dict[Recipient, None] = {}  # an ordered set: see `ChannelIndex.match`
         if envelope.user_id is None:
             self.public.match(tokens, envelope.key, recipients)
         else:
@@ -169,8 +169,9 @@ class Hub:
                 recipients.update(self.listeners)
             else:
                 user_id = envelope.user_id
-                recipients.update(listener for listener in self.listeners if listener.identity.user_id == user_id)
-                recipients.update(self.admin_listeners)
+                recipients.update((listener, None) for listener in self.listeners
+                                  if listener.identity.user_id == user_id)
+                recipients.update(dict.fromkeys(self.admin_listeners))
         if not recipients:
             return 0
         conflatable = envelope.key is not None and self.catalog.is_conflatable(envelope.type)

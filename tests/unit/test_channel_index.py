@@ -9,9 +9,9 @@ from notifier.model.channels import parse_channel
 
 
 def _matches(index: ChannelIndex, event_type: str, key: str | None = None) -> set[str]:
-    found: set[str] = set()
+    found: dict[str, None] = {}
     index.match(event_type.split("."), key, found)
-    return found
+    return set(found)
 
 
 @pytest.mark.parametrize("index_class", [ChannelIndex, SmallChannelIndex])
@@ -62,3 +62,16 @@ def test_small_index_keeps_matching_exactly_after_outgrowing_its_list():
     assert index.count == total
     assert _matches(index, "order.event", "K3") == {"all-orders"}
     assert _matches(index, "order.event", f"K{total - 1}") == {f"tab-{total - 1}", "all-orders"}
+
+
+
+@pytest.mark.parametrize("index_class", [ChannelIndex, SmallChannelIndex])
+def test_match_gives_one_patterns_subscribers_in_subscription_order(index_class):
+    """Subscribers of a pattern come out of `match` in the order they subscribed: the order the fan-out writes."""
+    index = index_class()
+    subscribers = [f"session-{number}" for number in range(200)]
+    for subscriber in subscribers:
+        index.add(parse_channel("market.ticker:BTC"), subscriber)
+    found: dict[str, None] = {}
+    index.match(["market", "ticker"], "BTC", found)
+    assert list(found) == subscribers
