@@ -121,11 +121,12 @@ class Hub:
         """Offer one live event to every session that subscribed to it and may see it; returns how many.
 
         `alone`: no other event waits to be dispatched in this loop iteration. Then what waits is
-        offered and the write round is written now (the flush queue's `flush_now`), not after the
-        loop's turn. Otherwise consecutive public events of one channel are held as a run
-        (`EventRun`) and offered together when the run ends: at the next event of another
-        channel, the next `alone` one, a subscription change, or `end_run` (the live feed calls it
-        when the consumer it read from has nothing more queued).
+        offered and the write round is written now (the flush queue's `flush_now`; a large round's
+        first slice, see `writer.WRITE_SLICE`), not after the loop's turn. Otherwise consecutive
+        public events of one channel are held as a run (`EventRun`) and offered together when the
+        run ends: at the next event of another channel, the next `alone` one, a subscription
+        change, or `end_run` (the live feed calls it when the consumer it read from has nothing
+        more queued).
 
         Invariant: no run outlives the loop step that dispatched it (a call_soon backstop aside).
         The hub's positions include a held run's events; anything that reads them between steps

@@ -12,7 +12,7 @@ from notifier.fanout.session import Session
 from notifier.model.channels import parse_channel
 from notifier.model.events import Envelope, StoredEvent, encode_envelope
 from notifier.model.identity import Identity
-from notifier.transport.writer import FlushQueue, WebSocketWriter
+from notifier.transport.writer import WRITE_SLICE, FlushQueue, WebSocketWriter
 
 
 class RecordingTransport:
@@ -144,3 +144,24 @@ async def test_a_write_that_raises_is_not_counted_as_sent():
     transports[0].fail = True
     hub.dispatch(event(2), alone=True)
     assert [writer.sent for writer in writers] == [1, 2]
+
+
+async def test_a_round_larger_than_a_slice_reaches_the_rest_after_the_loop_turn():
+    """A lone event reaches the first slice of clients at once and every other client one loop turn later."""
+    hub, transports = await subscribed_clients(WRITE_SLICE + 3)
+    hub.dispatch(event(1), alone=True)
+    assert [len(transport.writes) for transport in transports] == [1] * WRITE_SLICE + [0] * 3
+    await asyncio.sleep(0)
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
+        [[["event-1"]]] * (WRITE_SLICE + 3)
+
+
+async def test_an_event_offered_between_slices_joins_the_clients_not_yet_written():
+    """Clients a round had not reached get the next event in the same write; the others get it in the next round."""
+    hub, transports = await subscribed_clients(WRITE_SLICE + 2)
+    hub.dispatch(event(1), alone=True)
+    hub.dispatch(event(2), alone=True)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert [[ids_in(write) for write in transport.writes] for transport in transports] == \
+        [[["event-1"], ["event-2"]]] * WRITE_SLICE + [[["event-1", "event-2"]]] * 2
