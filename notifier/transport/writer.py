@@ -92,7 +92,11 @@ class TransportRound:
             self.published_ms = timestamp_ms
 
     def flush_now(self) -> None:
-        """Write the round that waits now, not after the loop's turn (its first slice, if one is in progress)."""
+        """Write the waiting round (its first slice) now, not after the loop's turn.
+
+        While a round is in progress this does nothing: its next slice, then the waiting round,
+        come after the turn as scheduled, so writes keep their order.
+        """
         if self.handle is not None and not self.unwritten:
             self.handle.cancel()
             self.flush()
