@@ -22,6 +22,8 @@ import msgspec
 
 # Optional spaces: the naive baseline writes with `json.dumps` defaults (`"key": value`).
 SENT_AT = re.compile(rb'"sentAt": ?(\d+)')
+SENT_AT_KEY = b'"sentAt":'
+KEY_LENGTH = len(SENT_AT_KEY)
 WEBSOCKET_CURSOR = re.compile(rb', ?"id": ?"([^"]+)"')
 SSE_CURSOR = re.compile(rb"(?:^|\n)id: ([^\n\r]+)")
 COMPLETE = re.compile(rb'"complete": ?true')
@@ -32,6 +34,30 @@ MESSAGES = msgspec.json.Decoder(list[msgspec.Raw])  # an array's messages as raw
 
 
 NO_CUTOFF = 2**63 - 1
+
+
+def sent_at_in(data: bytes, start: int, end: int) -> int | None:
+    """The `sentAt` stamp (ns) in data[start:end], or None when there is none (a control message).
+
+    Found with `bytes.rfind` and read as the 19 digits a wall-clock ns stamp has (until 2286) rather
+    than with `SENT_AT.search`: 0.43 against 0.75 µs per event on the bench machine, where the load
+    generator took about 2.5 µs of CPU per delivery at 400 ev/s, more than the servers it measures
+    (1.4-1.9). Anything else (another width, a stamp that is not digits) goes to the regex.
+    """
+    at = data.rfind(SENT_AT_KEY, start, end)
+    if at < 0:
+        return None
+    at += KEY_LENGTH
+    if at < end and data[at] == 0x20:  # `json.dumps` writes `"sentAt": 1`
+        at += 1
+    stop = at + 19
+    if stop < end and not 0x30 <= data[stop] <= 0x39:
+        try:
+            return int(data[at:stop])
+        except ValueError:
+            pass
+    found = SENT_AT.search(data, start, end)
+    return int(found.group(1)) if found is not None else None
 
 
 class Stats:
@@ -68,16 +94,6 @@ class Stats:
         return {"event_frames": self.event_frames, "arrays": self.arrays, "array_events": self.array_events,
                 "longest_array": self.longest_array, "controls_in_arrays": self.controls_in_arrays,
                 "bad_frames": self.bad_frames, "out_of_order": self.out_of_order}
-
-    def counted(self, events: int, now_ns: int) -> None:
-        """`events` arrived in one read at `now_ns` (their latencies are already appended)."""
-        before = self.received
-        self.received = before + events
-        if not before:
-            self.first_ns = now_ns
-        self.last_ns = now_ns
-        if before < self.target <= self.received:
-            self.reached.set()
 
 
 class StreamClient(asyncio.Protocol):
@@ -159,8 +175,16 @@ class StreamClient(asyncio.Protocol):
             self.stats = stats
 
     def events_counted(self, events: int, now_ns: int) -> None:
+        """`events` arrived in one read at `now_ns` (their latencies are already appended)."""
         self.events += events
-        self.stats.counted(events, now_ns)
+        stats = self.stats
+        before = stats.received
+        stats.received = before + events
+        if not before:
+            stats.first_ns = now_ns
+        stats.last_ns = now_ns
+        if before < stats.target <= stats.received:
+            stats.reached.set()
         if self.next_event is not None:
             if not self.next_event.done():
                 self.next_event.set_result(None)
@@ -184,6 +208,7 @@ class WebSocketClient(StreamClient):
         super().__init__(*arguments, **keywords)
         self.pending = b""
         self.last_sent_at = 0  # the newest event's stamp, to notice events that arrive out of order or twice
+        self.tail = len(SENT_AT_KEY)  # where the stamp began in the last event frame, counted from its end
 
     def build_request(self, authority: str, path: str, cursor: str | None) -> bytes:
         if cursor is not None:
@@ -208,9 +233,14 @@ class WebSocketClient(StreamClient):
         offset = 0
         events = 0
         frames = 0
-        last_event = None  # (start, end) of the newest event in `data`, or its bytes if it came in an array
+        newest = None  # the newest event's bytes if it came in an array; else it is data[newest_start:newest_end]
+        newest_start = newest_end = 0
         stats = self.stats
-        search = SENT_AT.search
+        latencies = stats.latencies
+        last_sent_at = self.last_sent_at
+        find = data.rfind
+        starts = data.startswith
+        tail = self.tail
         while size - offset >= 2:
             first, second = data[offset], data[offset + 1]
             length = second & 0x7F
@@ -218,7 +248,7 @@ class WebSocketClient(StreamClient):
             if length == 126:
                 if size - offset < 4:
                     break
-                length = int.from_bytes(data[offset + 2:offset + 4], "big")
+                length = (data[offset + 2] << 8) | data[offset + 3]  # not `int.from_bytes`: 0.12 against 0.36 µs
                 header = 4
             elif length == 127:
                 if size - offset < 10:
@@ -234,24 +264,54 @@ class WebSocketClient(StreamClient):
                 self.control_frame(first & 0x0F, data[start:end])
                 continue
             if length and data[start] == ARRAY_START:
-                found_events, newest = self.array_received(data, start, end, now_ns)
+                self.last_sent_at = last_sent_at
+                found_events, in_array = self.array_received(data, start, end, now_ns)
+                last_sent_at = self.last_sent_at
                 if found_events:
                     events += found_events
                     frames += 1
-                    last_event = newest
+                    newest = in_array
                 continue
-            found = search(data, start, end)
-            if found is not None:
-                self._record(int(found.group(1)), now_ns)
-                events += 1
-                frames += 1
-                last_event = (start, end)
-            else:
-                self.control_frame(1, data[start:end])
+            # `sent_at_in`, written out for its common case (a call less per event). A server puts the
+            # stamp at the same distance from the end of each of its event frames: looked for there first
+            # (`startswith`, 0.07 µs), else searched for (`rfind`, 0.29 µs) and that distance learnt.
+            at = end - tail
+            if at < start or not starts(SENT_AT_KEY, at, end):
+                at = find(SENT_AT_KEY, start, end)
+                if at < 0:
+                    self.control_frame(1, data[start:end])
+                    continue
+                tail = self.tail = end - at
+            at += KEY_LENGTH
+            if at < end and data[at] == 0x20:
+                at += 1
+            stop = at + 19
+            sent_at = None
+            if stop < end and not 0x30 <= data[stop] <= 0x39:
+                try:
+                    sent_at = int(data[at:stop])
+                except ValueError:
+                    pass
+            if sent_at is None:
+                sent_at = sent_at_in(data, start, end)  # not 19 digits: the regex reads it, if anything does
+                if sent_at is None:
+                    self.control_frame(1, data[start:end])
+                    continue
+            # `_record`, written out: this runs for every event of every client (the load generator's
+            # own CPU is what leaves a 2-core machine to the server measured).
+            if sent_at <= last_sent_at:
+                stats.out_of_order += 1
+            last_sent_at = sent_at
+            latencies.append((now_ns - sent_at) // 1000)
+            events += 1
+            frames += 1
+            newest = None
+            newest_start, newest_end = start, end
+        self.last_sent_at = last_sent_at
         self.pending = data[offset:] if offset < size else b""
         if events:
             stats.event_frames += frames
-            self._cursor_source = last_event if isinstance(last_event, bytes) else data[last_event[0]:last_event[1]]
+            self._cursor_source = newest if newest is not None else data[newest_start:newest_end]
             self.events_counted(events, now_ns)
 
     def _record(self, sent_at: int, now_ns: int) -> None:
