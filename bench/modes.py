@@ -29,7 +29,10 @@ class Mode:
     # 1 (fan-out) and 4 (SSE): connection counts (the last is the headline count) and rate steps.
     fanout_clients: tuple[int, ...] = (250, 1000)
     base_rate: float = 50.0  # events/s of the first step at the headline count
-    rate_steps: tuple[float, ...] = (1, 2, 4, 8, 16)  # multiples of base_rate x headline deliveries/s
+    # Multiples of base_rate x headline deliveries/s. Up to 32 (1,600 ev/s at 1,000 clients): with the load
+    # generator's cost halved (issue 17, eleventh session) the ceiling kept up at 800 ev/s in every ladder, so
+    # its capacity, which the 90 % target is judged against, was not reached.
+    rate_steps: tuple[float, ...] = (1, 2, 4, 8, 16, 32)
     sse_clients: int = 1000
     # 2: private orders plus a shared ticker.
     private_users: int = 1000
