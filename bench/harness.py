@@ -79,10 +79,12 @@ class Bench:
         except BenchError as error:
             if isinstance(error, PeerUnavailable):
                 raise
-            if kind in PEERS and server.exited:
-                # A peer that died under this load could not run here: skipped as loudly (console and report),
-                # as a missing `node` is. The gateway or a baseline dying fails the scenario.
-                raise PeerUnavailable(f"{kind} skipped: it exited during the run ({error})\n"
+            if kind in PEERS:
+                # A peer that died or failed under this load could not run here: skipped as loudly (console and
+                # report), as a missing `node` is, and the run goes on (a nats_ws warm-up that timed out once
+                # cost a whole run's fan-out). The gateway or a baseline failing fails the scenario.
+                what = "exited" if server.exited else "failed"
+                raise PeerUnavailable(f"{kind} skipped: it {what} during the run ({error})\n"
                                       f"{server.post_mortem()}") from error
             # Name the server: a failed warm-up or connect does not say whose clients it was.
             raise BenchError(f"{kind}: {error}\n{server.post_mortem()}") from error

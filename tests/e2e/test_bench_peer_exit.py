@@ -1,4 +1,4 @@
-"""A peer whose process dies during a bench run is skipped loudly, not taken for a harness failure or the gateway's."""
+"""A peer whose process dies or fails during a bench run is skipped loudly, not taken for a harness failure."""
 
 from __future__ import annotations
 
@@ -23,3 +23,16 @@ def test_a_nats_ws_peer_that_exits_mid_run_is_skipped_with_its_exit_code(tmp_pat
         bench.close()
     assert "nats_ws skipped: it exited during the run" in str(raised.value)
     assert "exited with -9" in str(raised.value)
+
+
+@pytest.mark.heavy
+def test_a_running_nats_ws_peer_whose_clients_miss_the_warm_up_is_skipped(tmp_path):
+    """A peer still running whose clients never get the warm-up event ends in PeerUnavailable, not a failed run."""
+    bench = Bench(workers=1, log_dir=tmp_path)
+    try:
+        with pytest.raises(PeerUnavailable) as raised, bench.serving("nats_ws") as server:
+            bench.connect(server, "ws", [bench.path(server, "ws", [], ["alert.elsewhere"], "user-0")])
+            bench.warm(ticker_lane(), timeout=2.0)
+    finally:
+        bench.close()
+    assert "nats_ws skipped: it failed during the run" in str(raised.value)
