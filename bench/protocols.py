@@ -237,7 +237,6 @@ class WebSocketClient(StreamClient):
         newest_start = newest_end = 0
         stats = self.stats
         latencies = stats.latencies
-        last_sent_at = self.last_sent_at
         find = data.rfind
         starts = data.startswith
         tail = self.tail
@@ -264,9 +263,7 @@ class WebSocketClient(StreamClient):
                 self.control_frame(first & 0x0F, data[start:end])
                 continue
             if length and data[start] == ARRAY_START:
-                self.last_sent_at = last_sent_at
                 found_events, in_array = self.array_received(data, start, end, now_ns)
-                last_sent_at = self.last_sent_at
                 if found_events:
                     events += found_events
                     frames += 1
@@ -299,15 +296,14 @@ class WebSocketClient(StreamClient):
                     continue
             # `_record`, written out: this runs for every event of every client (the load generator's
             # own CPU is what leaves a 2-core machine to the server measured).
-            if sent_at <= last_sent_at:
+            if sent_at <= self.last_sent_at:
                 stats.out_of_order += 1
-            last_sent_at = sent_at
+            self.last_sent_at = sent_at
             latencies.append((now_ns - sent_at) // 1000)
             events += 1
             frames += 1
             newest = None
             newest_start, newest_end = start, end
-        self.last_sent_at = last_sent_at
         self.pending = data[offset:] if offset < size else b""
         if events:
             stats.event_frames += frames

@@ -85,3 +85,12 @@ async def test_socketio_client_counts_events():
     client, _ = opened(SocketIoClient, "/socket.io/?EIO=4&transport=websocket&channels=a")
     client.data_received(frame(b'42["event",{"data":{"sentAt":5}}]', 1))
     assert client.stats.received == 1
+
+
+async def test_nats_client_counts_a_message_stamped_before_the_previous_read_as_out_of_order():
+    """A MSG stamped no later than one from an earlier read is counted in `out_of_order`."""
+    client, _ = opened(NatsWebSocketClient, "/?channels=a")
+    for stamp in (1_764_000_000_000_000_002, 1_764_000_000_000_000_001):
+        body = b'{"sentAt":%d}' % stamp
+        client.data_received(frame(b"MSG a 1 %d\r\n" % len(body) + body + b"\r\n", 2))
+    assert client.stats.out_of_order == 1
