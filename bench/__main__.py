@@ -32,7 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--alternative", help="NAME=VALUE[,NAME=VALUE]: the fan-out also runs the gateway with these "
                                               "NOTIFIER_* settings, as `notifier_alt` (a before/after in one run)")
     parser.add_argument("--repeat", type=int, help="how many times the fan-out runs the gateway's and the ceiling's "
-                                                   "ladders, alternating (full default 3); targets read medians")
+                                                   "ladders, alternating (full default 5), and worker-scaling each "
+                                                   "gateway's (default 3); targets read medians")
+    parser.add_argument("--worker-share", type=float,
+                        help="worker-scaling: the share of a core each gateway process is capped at (default 0.1)")
     parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
     parser.add_argument("--profile", action="store_true",
                         help="run the gateway under cProfile; the report lists its hottest functions")
@@ -49,6 +52,10 @@ def run_scenario(bench, mode, name: str) -> None:
             fanout.run_batched(bench, mode)
         else:
             fanout.run(bench, mode, "ws" if name == "fanout" else "sse")
+    elif name == "worker-scaling":
+        from bench.scenarios import worker_scaling
+
+        worker_scaling.run(bench, mode)
     elif name == "idle-50k":
         from bench.scenarios import idle_scale
 
@@ -78,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.workers:
         mode = replace(mode, workers=arguments.workers)
     if arguments.repeat:
-        mode = replace(mode, fanout_repeats=arguments.repeat)
+        mode = replace(mode, fanout_repeats=arguments.repeat, scaling_repeats=arguments.repeat)
+    if arguments.worker_share:
+        mode = replace(mode, worker_share=arguments.worker_share)
     raise_open_file_limit()  # inherited by every server and worker process started from here
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every process this run started.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))

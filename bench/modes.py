@@ -12,8 +12,9 @@ PEERS = ("nats_ws", "node_ws", "socketio")  # what users would pick instead: fan
 # "notifier_alt" (the gateway with `--alternative` settings) runs only when asked, right after the gateway.
 FANOUT_SERVERS = ("notifier", "notifier_alt", *SERVERS[1:], "per_event", *PEERS)
 IDLE_SERVERS = (*SERVERS, *PEERS)
-# Scenario 3b, only when named in `--scenarios`: idle connections at scale (issue 17's 50,000).
-EXTRA_SCENARIOS = ("idle-50k",)
+# Only when named in `--scenarios`: 3b, idle connections at scale (issue 17's 50,000), and 7, 1 against 2
+# gateway processes each capped at `worker_share` of a core (root and a writable cgroup `cpu` controller).
+EXTRA_SCENARIOS = ("idle-50k", "worker-scaling")
 IDLE_SCALE_SERVERS = ("notifier", "ceiling", "nats_ws", "node_ws")
 
 
@@ -64,6 +65,13 @@ class Mode:
     # One ladder of each moved their ratios by 10-40 % between full runs with nothing changed, and
     # three pairs still left one pair deciding (run D's CPU pairs: 1.38, 1.15, 1.22).
     fanout_repeats: int = 5
+    # 7 (`worker-scaling`): the share of a core every gateway process is capped at (`--worker-share`), the
+    # rate steps (multiples of base_rate; every one runs) and ladders per gateway. 0.1: 1 worker (500 clients)
+    # peaked at 226k deliveries/s, 2 workers (1,000) at 447k with the machine 78 % busy; at 0.3 one worker
+    # alone delivered ~540k/s, about all the load generator reads on 2 cores, leaving no room to show 2.
+    worker_share: float = 0.1
+    scaling_steps: tuple[float, ...] = (1, 2, 4, 8, 16)
+    scaling_repeats: int = 3
     alternative: tuple[str, ...] = ()  # `--alternative`: NAME=VALUE settings of a second gateway in the fan-out
     servers: tuple[str, ...] = ()  # `--servers`: the fan-out runs only these (all when empty)
     reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report

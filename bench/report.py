@@ -13,6 +13,7 @@ from bench.peer_report import peers_table, steps_side_by_side, targets_17
 from bench.pipeline import pipeline_table
 from bench.plots import latency_plot, throughput_plot
 from bench.profiling import profile_section
+from bench.scaling_report import scaling_section
 from bench.scenarios.fanout import ratio
 from bench.scenarios.stall import WITH as STALL_WITH
 from bench.scenarios.stall import WITHOUT as STALL_WITHOUT
@@ -218,6 +219,7 @@ def write_report(output: Path, mode: Mode, info: dict[str, str], bench, elapsed:
     lines += idle_scale_section(bench)
     lines += _resume_section(bench)
     lines += _stall_rounds(bench)
+    lines += scaling_section(bench)
     if bench.results:
         lines += ["## Load generator", "", _LOAD_GENERATOR.format(info.get("nproc")), "",
                   *_load_generator(bench.results), ""]
