@@ -84,7 +84,7 @@ QUICK = Mode(
     fanout_clients=(50, 200), rate_steps=(1, 4, 16), sse_clients=200,
     private_users=200, ticker_rate=20.0, orders_per_user_per_second=1.0,
     idle_connections=1000, idle_rounds=1, resume_clients=200, resume_behind=200,
-    stall_clients=200, stall_rate=50.0, stall_duration=2.5, stall_rounds=1, fanout_repeats=1,
+    stall_clients=200, stall_rate=50.0, stall_duration=2.5, stall_rounds=1, fanout_repeats=1, scaling_repeats=1,
     reduced=(
         "fan-out (also with ?batch=1) and SSE: 200 clients (not 1,000), 1x/4x/16x 50 events/s, 1 s each (not 5 s)",
         "private: 200 users (not 1,000)",
@@ -97,7 +97,7 @@ QUICK = Mode(
 
 SMOKE = Mode(
     name="smoke", scenarios=("fanout",), workers=1, duration=2.0, grace=2.0,
-    fanout_clients=(20,), rate_steps=(1,), fanout_repeats=1,
+    fanout_clients=(20,), rate_steps=(1,), fanout_repeats=1, scaling_repeats=1,
     reduced=("smoke: the fan-out scenario only, 20 clients, one 2 s step at 50 events/s",),
 )
 

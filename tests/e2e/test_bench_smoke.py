@@ -50,3 +50,18 @@ def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Pa
         assert re.search(r"\d+\.\d+×", row) or "**skipped**" in row, (peer, report)
     assert sorted(path.name for path in tmp_path.glob("*.png")) == [
         "latency_percentiles.png", "throughput_vs_connections.png"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_worker_scaling_reports_the_workers_target_or_why_it_could_not(tmp_path: Path) -> None:
+    """`--smoke --scenarios worker-scaling` exits 0 with the 2-workers row: a ratio, or the reason caps are unavailable."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--scenarios", "worker-scaling", "--output", str(tmp_path)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = (tmp_path / "REPORT.md").read_text()
+    row = next((line for line in report.splitlines()
+                if line.startswith("| 2 workers ≥ 1.7× one worker's deliveries/s (10 clients per worker")), "")
+    assert re.search(r"\d+\.\d+× \(medians of 1 ladders", row) or "skipped: " in row, report
