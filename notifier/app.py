@@ -107,6 +107,8 @@ class Gateway:
         self.following = self.services.following
         self.services.gauges = [
             *self.services.connections.gauges(),
+            metrics.Gauge("notifier_subscriptions_active", "Channel subscriptions of the open connections.",
+                          lambda: self.hub.subscription_count),
             metrics.Gauge("notifier_nats_connected", "1 while connected to NATS.",
                           lambda: int(self.client is not None and self.client.is_connected)),
             metrics.Gauge("notifier_live_feed_pending_messages",

@@ -96,18 +96,11 @@ class ConnectionRegistry:
         """Open connections per transport (read at scrape time)."""
         return {transport: float(count) for transport, count in self._per_transport.items()}
 
-    def subscriptions(self) -> float:
-        """Channel subscriptions held by the open connections (read at scrape time)."""
-        return float(sum(len(session.subscriptions) for connection in self.open
-                         if (session := getattr(connection, "session", None)) is not None))
-
     def gauges(self) -> list[metrics.Gauge | metrics.LabelledGauge]:
-        """This registry's metrics, for the gateway that owns it."""
+        """This registry's metrics, for the gateway that owns it (subscriptions are the hub's: `Hub.gauges`)."""
         return [
             metrics.LabelledGauge("notifier_connections", "Open connections: authenticated WebSockets and SSE streams.",
                                   "transport", self.by_transport),
-            metrics.Gauge("notifier_subscriptions_active", "Channel subscriptions of the open connections.",
-                          self.subscriptions),
         ]
 
     def resume_readers_of(self, stream: str, reason: str) -> int:

@@ -85,6 +85,28 @@ async def test_active_subscriptions_are_counted(gateway):
     assert _value(await _metrics(gateway), "notifier_subscriptions_active") == 2
 
 
+async def test_subscriptions_of_a_closed_connection_stop_counting(gateway):
+    """Once a client leaves, notifier_subscriptions_active holds only the other client's channels."""
+    staying = await gateway.websocket()
+    await staying.subscribe("order.*")
+    leaving = await gateway.websocket()
+    await leaving.subscribe("risk.notice", "position.update")
+    assert _value(await _metrics(gateway), "notifier_subscriptions_active") == 3
+    await leaving.close()
+    async with asyncio.timeout(RECEIVE_TIMEOUT):  # until the gateway has seen the close
+        while (value := _value(await _metrics(gateway), "notifier_subscriptions_active")) == 3:
+            await asyncio.sleep(0.01)
+    assert value == 1
+
+
+async def test_subscribing_a_channel_again_counts_it_once(gateway):
+    """A channel subscribed twice by one client (new options) is one subscription."""
+    client = await gateway.websocket()
+    await client.subscribe("order.*")
+    await client.subscribe("order.*")
+    assert _value(await _metrics(gateway), "notifier_subscriptions_active") == 1
+
+
 async def test_each_gateway_reports_its_own_connections(make_gateway):
     """Two gateways in one process each report their own connections, not the last started one's."""
     first = await make_gateway()
