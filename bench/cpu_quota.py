@@ -3,7 +3,7 @@
 The worker-scaling scenario asks whether a second gateway process adds what the first one
 delivers. On a machine whose cores the load generator, nats-server and the publisher share with
 the gateway, two uncapped processes cannot show it: the first already takes what the others
-leave. Capping every gateway process at the same share of a core (0.1 by default) makes each
+leave. Capping every gateway process at the same share of a core (`--worker-share`) makes each
 one's capacity that share, whatever the machine; 2 processes then have twice the CPU of 1, and
 what they deliver says whether the gateway scales, as long as the machine keeps idle CPU.
 

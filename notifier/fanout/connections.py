@@ -97,7 +97,7 @@ class ConnectionRegistry:
         return {transport: float(count) for transport, count in self._per_transport.items()}
 
     def gauges(self) -> list[metrics.Gauge | metrics.LabelledGauge]:
-        """This registry's metrics, for the gateway that owns it (subscriptions are the hub's: `Hub.gauges`)."""
+        """This registry's metrics, for the gateway that owns it (subscriptions: `Hub.subscription_count`)."""
         return [
             metrics.LabelledGauge("notifier_connections", "Open connections: authenticated WebSockets and SSE streams.",
                                   "transport", self.by_transport),
