@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from notifier.model.channels import ChannelPattern
 
@@ -125,7 +125,7 @@ class SmallChannelIndex(Generic[Subscriber]):
     walking a trie, so it moves its pairs into a `ChannelIndex` and asks that from then on.
     """
 
-    MAX_LISTED = 32
+    MAX_LISTED: ClassVar[int] = 32
 
     __slots__ = ("_entries", "_trie")
 

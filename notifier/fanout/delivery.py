@@ -16,7 +16,8 @@ from notifier.fanout.frames import EventRun, Framing, OutgoingEvent
 from notifier.fanout.handover import ReplayFloor
 from notifier.fanout.hub import Hub
 from notifier.fanout.outbox import Outbox
-from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.fanout.rate_limit import RateLimiter
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.events import Envelope, priority_admitted

@@ -14,23 +14,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Annotated, Literal
-
-import msgspec
 
 from notifier.fanout.frames import OutgoingEvent
-from notifier.model.events import Priority, SessionFilter
-
-
-class SubscriptionOptions(msgspec.Struct, forbid_unknown_fields=True):
-    """The `options` of a subscribe message (SSE: the same names as query parameters)."""
-
-    priority: Priority | None = None
-    limit: Annotated[float, msgspec.Meta(gt=0, le=100_000)] | None = None
-    snapshot: Literal["last"] | Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
-    # Only events whose `sessionId` is this one, live and from history (see `Identity.narrowed_to`).
-    session: SessionFilter | None = None
-
 
 # Rounding slack for `take`: the moment a bucket is full again grows by 1/rate per token, which
 # binary floating point cannot hold exactly, and the last token of a burst must not be refused.

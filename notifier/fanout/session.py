@@ -16,8 +16,9 @@ from notifier.fanout.delivery import LiveDelivery, SessionState, Subscription
 from notifier.fanout.frames import Framing
 from notifier.fanout.hub import Hub
 from notifier.fanout.outbox import Outbox
-from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions
+from notifier.fanout.rate_limit import RateLimiter
 from notifier.fanout.recovery import CatchUpEnd, replay_into, snapshot_into
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.broker import EventHistory
 from notifier.model.channels import ChannelPattern
 from notifier.model.close_codes import ErrorCode

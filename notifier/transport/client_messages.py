@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 
-from notifier.fanout.rate_limit import SubscriptionOptions
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.close_codes import ErrorCode
 from notifier.model.errors import NotifierError
 from notifier.model.json_limits import JsonTooDeep, check_depth

@@ -17,8 +17,8 @@ from aiohttp_sse import EventSourceResponse
 
 from notifier.fanout.connections import summary
 from notifier.fanout.frames import SseFraming
-from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import Session
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.channels import ChannelPattern
 from notifier.model.cursor import Cursor
 from notifier.model.identity import Identity

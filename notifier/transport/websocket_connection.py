@@ -14,8 +14,8 @@ from multidict import MultiDict
 
 from notifier.fanout.connections import ConnectionCounter, summary
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING
-from notifier.fanout.rate_limit import SubscriptionOptions
 from notifier.fanout.session import NO_OPTIONS, Session
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.channels import InvalidChannel, parse_channel, parse_channel_list
 from notifier.model.close_codes import CloseCode, ErrorCode
 from notifier.model.cursor import Cursor, InvalidCursor, decode_cursor

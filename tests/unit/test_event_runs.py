@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -11,9 +13,11 @@ from notifier.fanout import frames, rate_limit
 from notifier.fanout.delivery import LiveDelivery, Subscription
 from notifier.fanout.frames import WEBSOCKET_BATCH_FRAMING, WEBSOCKET_FRAMING, Framing, SseFraming
 from notifier.fanout.hub import Hub
-from notifier.fanout.rate_limit import RateLimiter, SubscriptionOptions, TokenBucket
+from notifier.fanout.rate_limit import RateLimiter, TokenBucket
 from notifier.fanout.session import NO_OPTIONS
+from notifier.fanout.subscription_options import SubscriptionOptions
 from notifier.model.channels import parse_channel
+from notifier.model.cursor import Cursor
 from notifier.model.events import Envelope, StoredEvent, encode_envelope
 from notifier.model.identity import Identity
 
@@ -151,24 +155,27 @@ def test_admitting_a_run_at_once_decides_as_admitting_its_events_one_by_one(conf
         snapshot = _state(at_once)
         passed = at_once.admit_all(conflatable, "market.ticker:BTC", count, now)
         trial = _copy(one_by_one)
-        every = all(trial.admit(_Event(conflatable), now, None) for _ in range(count))
+        every = all(trial.admit(_ticker(conflatable), now, None) for _ in range(count))
         assert passed == every
         if passed:
             for _ in range(count):
-                one_by_one.admit(_Event(conflatable), now, None)
+                one_by_one.admit(_ticker(conflatable), now, None)
             assert _state(at_once) == _state(one_by_one)
         else:
             assert _state(at_once)[:2] == snapshot[:2]
             _restore(at_once, one_by_one)
 
 
-class _Event:
-    """What a limiter reads of an outgoing event."""
+def _ticker(conflatable: bool) -> frames.OutgoingEvent:
+    """A live event of `market.ticker:BTC`, conflatable or not, as the hub offers it."""
+    envelope = Envelope(type="market.ticker", key="BTC", id="e1")
+    return frames.OutgoingEvent(StoredEvent("a", 1, envelope, encode_envelope(envelope)), Cursor(), conflatable)
 
-    channel = "market.ticker:BTC"
 
-    def __init__(self, conflatable: bool):
-        self.conflatable = conflatable
+def _bucket_fields() -> list[str]:
+    """A bucket's fields: slots in Python, attributes of the native class when mypyc compiled the module."""
+    return [name for name, value in vars(TokenBucket).items()
+            if isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType)]
 
 
 def _state(limiter: RateLimiter) -> tuple:
@@ -180,7 +187,7 @@ def _bucket_copy(bucket: TokenBucket | None) -> TokenBucket | None:
     if bucket is None:
         return None
     twin = TokenBucket(bucket.rate)
-    for name in TokenBucket.__slots__:
+    for name in _bucket_fields():
         setattr(twin, name, getattr(bucket, name))
     return twin
 
@@ -193,7 +200,7 @@ def _copy(limiter: RateLimiter) -> RateLimiter:
 
 def _restore(target: RateLimiter, source: RateLimiter) -> None:
     """Bring `target` back in step with `source` (a refused run changes nothing; the one-by-one side may not)."""
-    for name in TokenBucket.__slots__:
+    for name in _bucket_fields():
         setattr(target, name, getattr(source, name))
     target.exact = _bucket_copy(source.exact)
     target.created = source.created

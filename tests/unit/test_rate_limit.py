@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from notifier.fanout.frames import OutgoingEvent
 from notifier.fanout.rate_limit import RateLimiter, TokenBucket
+from notifier.model.cursor import Cursor
+from notifier.model.events import Envelope, StoredEvent, encode_envelope
 
 
 def test_bucket_judging_an_older_moment_does_not_run_time_backwards():
@@ -41,12 +44,10 @@ def test_charge_judged_at_an_older_moment_refills_nothing():
     assert [bucket.take(997.0) for _ in range(9)] == [True] * 8 + [False]
 
 
-class _Outgoing:
-    """The fields of an `OutgoingEvent` a limiter reads."""
-
-    def __init__(self, channel: str, conflatable: bool):
-        self.channel = channel
-        self.conflatable = conflatable
+def _outgoing(channel: str, conflatable: bool) -> OutgoingEvent:
+    """A live event of `channel` (its type, no key), conflatable or not, as the hub offers it."""
+    envelope = Envelope(type=channel, id="e1")
+    return OutgoingEvent(StoredEvent("a", 1, envelope, encode_envelope(envelope)), Cursor(), conflatable)
 
 
 class _EagerLimiter:
@@ -84,5 +85,5 @@ def test_exact_bucket_made_at_the_first_exact_event_decides_as_one_made_up_front
     now = start
     for gap, conflatable, channel in steps:
         now += gap
-        outgoing = _Outgoing(channel, conflatable)
-        assert limiter.admit(outgoing, now, None) == reference.admit(channel, conflatable, now)  # type: ignore[arg-type]
+        outgoing = _outgoing(channel, conflatable)
+        assert limiter.admit(outgoing, now, None) == reference.admit(channel, conflatable, now)
