@@ -10,6 +10,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from bench.compiled_tree import REPOSITORY
 from bench.machine import machine_info, raise_open_file_limit
 from bench.modes import ALL_SCENARIOS, EXTRA_SCENARIOS, MODES
 from bench.workers import BenchError
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
                                                    "gateway's (default 3); targets read medians")
     parser.add_argument("--worker-share", type=float,
                         help="worker-scaling: the share of a core each gateway process is capped at (default 0.1)")
+    parser.add_argument("--gateway-build", choices=("compiled", "python"),
+                        help="the gateway as production builds it, its delivery path compiled by mypyc (default), "
+                             "or the pure Python sources")
     parser.add_argument("--workers", type=int, help="load-generating processes (default: cores, at most 4)")
     parser.add_argument("--profile", action="store_true",
                         help="run the gateway under cProfile; the report lists its hottest functions")
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         mode = replace(mode, fanout_repeats=arguments.repeat, scaling_repeats=arguments.repeat)
     if arguments.worker_share:
         mode = replace(mode, worker_share=arguments.worker_share)
+    if arguments.gateway_build:
+        mode = replace(mode, gateway_build=arguments.gateway_build)
     raise_open_file_limit()  # inherited by every server and worker process started from here
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every process this run started.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
@@ -104,7 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         profile_dir = output / "profiles"
         profile_dir.mkdir(parents=True, exist_ok=True)
     alternative = dict(item.split("=", 1) for item in mode.alternative)
-    bench = Bench(mode.workers, log_dir, profile_dir, alternative)
+    gateway_root = REPOSITORY
+    if mode.gateway_build == "compiled":
+        from bench.compiled_tree import compiled_tree
+
+        gateway_root = compiled_tree()
+    bench = Bench(mode.workers, log_dir, profile_dir, alternative, gateway_root)
     failure = None
     try:
         for name in mode.scenarios:
@@ -122,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.close()
     elapsed = time.monotonic() - started
     info = machine_info()
+    info["gateway build"] = ("delivery path compiled by mypyc (setup.py, as the Dockerfile builds it)"
+                             if mode.gateway_build == "compiled" else "pure Python sources (`--gateway-build python`)")
     (output / "results.json").write_text(json.dumps(
         {"mode": mode.name, "machine": info, "elapsed_seconds": elapsed, "notes": bench.notes,
          "summaries": bench.summaries, "steps": [result.to_dict() for result in bench.results]},

@@ -37,8 +37,10 @@ class Bench:
     """Owns the load workers and the publisher for the whole run; scenarios borrow them."""
 
     def __init__(self, workers: int, log_dir: Path, profile_dir: Path | None = None,
-                 alternative: dict[str, str] | None = None):
+                 alternative: dict[str, str] | None = None, gateway_root: Path | None = None):
         self.log_dir = log_dir
+        # The tree the gateway runs from: this one, or a copy with its delivery path compiled (bench/compiled_tree.py).
+        self.gateway_root = gateway_root
         self.alternative = alternative or {}  # settings of the `notifier_alt` gateway
         self.profile_dir = profile_dir
         self.results: list[StepResult] = []
@@ -67,7 +69,7 @@ class Bench:
         `settings` (NOTIFIER_* variables) apply to a gateway, over the bench's own.
         """
         server = Server(kind, self.log_dir, self.profile_dir,
-                        self.alternative if kind == ALTERNATIVE else settings).start()
+                        self.alternative if kind == ALTERNATIVE else settings, self.gateway_root).start()
         try:
             if server.gateway:
                 self.publisher.call("open", 30, nats_url=server.nats_url)

@@ -72,6 +72,9 @@ class Mode:
     worker_share: float = 0.1
     scaling_steps: tuple[float, ...] = (1, 2, 4, 8, 16)
     scaling_repeats: int = 3
+    # How the measured gateway is built (`--gateway-build`): "compiled" as production builds it (the delivery path
+    # compiled by mypyc, setup.py; bench/compiled_tree.py) or "python", the sources as they are.
+    gateway_build: str = "compiled"
     alternative: tuple[str, ...] = ()  # `--alternative`: NAME=VALUE settings of a second gateway in the fan-out
     servers: tuple[str, ...] = ()  # `--servers`: the fan-out runs only these (all when empty)
     reduced: tuple[str, ...] = ()  # what this mode shrinks compared with the issue, for the report

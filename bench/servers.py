@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.compiled_tree import is_compiled
 from bench.machine import PARENT_VARIABLE, die_with_parent
 from bench.peers.commands import PEERS, nats_ws_command, node_ws_command, socketio_command
 from bench.profiling import profiled_command
@@ -41,12 +42,14 @@ class Server:
     started = 0  # numbers the log files of one run
 
     def __init__(self, kind: str, log_dir: Path, profile_dir: Path | None = None,
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, gateway_root: Path | None = None):
         if kind not in SERVER_KINDS:
             raise ValueError(f"unknown server {kind!r}")
         self.kind = kind
         self.gateway = kind in ("notifier", ALTERNATIVE)
         self.settings = settings or {}  # NOTIFIER_* variables over the bench's own (the alternative gateway)
+        # A gateway runs from here (`-m bench.gateway` imports this tree's notifier): a compiled copy, or this tree.
+        self.root = gateway_root if gateway_root is not None and self.gateway else REPOSITORY
         Server.started += 1
         self.log_path = log_dir / f"{time.strftime('%H%M%S')}-{Server.started:02d}-{kind}.log"
         self.profile_path = profile_dir / f"{self.log_path.stem}.pstats" if profile_dir and self.gateway else None
@@ -89,7 +92,7 @@ class Server:
         log = self.log_path.open("wb")
         parent = os.getpid()
         # nats-server logs its listening lines to stderr; the ready lines are read from stdout.
-        self.process = subprocess.Popen(command, cwd=REPOSITORY, env=environment, stdout=subprocess.PIPE,
+        self.process = subprocess.Popen(command, cwd=self.root, env=environment, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT if self.kind == "nats_ws" else log,
                                         stdin=subprocess.DEVNULL, preexec_fn=lambda: die_with_parent(parent))
         log.close()
@@ -106,7 +109,16 @@ class Server:
         self.workers = [child for child in children if "notifier" in " ".join(_command_line(child))
                         and not _command_line(child)[0].endswith("nats-server")]
         self.helpers = [child for child in children if child not in self.workers]
+        if self.gateway and is_compiled(self.root):
+            self._check_compiled()
         return self
+
+    def _check_compiled(self) -> None:
+        """A gateway started from a compiled tree must say it runs compiled: what the report states is what ran."""
+        builds = [name for name in self.metrics() if name.startswith("notifier_build_info")]
+        if not any('compiled="true"' in name for name in builds):
+            self.stop()
+            raise BenchError(f"{self.kind} started from the compiled tree {self.root} runs pure Python: {builds}")
 
     def _wait_until_ready(self) -> None:
         """Read stdout lines until the URL (and, for the gateway, the NATS line); bounded in time."""

@@ -18,6 +18,7 @@ from notifier.app import Gateway, create_app, ssl_context
 from notifier.jetstream.connection import named_servers
 from notifier.model.origins import is_loopback_name
 from notifier.model.permissions import DEFAULT_PERMISSIONS, Permissions, load_permissions
+from notifier.ops.metrics import delivery_compiled
 from notifier.ops.tasks import cancel_and_wait
 from notifier.settings import Settings, SettingsError
 from notifier.transport.access_log import RedactingAccessLogger
@@ -200,6 +201,8 @@ def print_banner(settings: Settings, port: int, tls: bool, nats_servers: list[st
     """What `serve` prints once it follows the streams: the URLs, the data dir, a dev token with a generated secret."""
     _print_urls(settings.host, port, tls, nats_servers)
     print(f"  data dir   {data_dir.resolve()}", flush=True)
+    build = "compiled by mypyc" if delivery_compiled() else "pure Python (NOTIFIER_COMPILE=1 at build compiles it)"
+    print(f"  delivery   {build}", flush=True)
     permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
     print(f"  permissions {_permissions_line(settings, permissions)}", flush=True)
     if generated is not None:

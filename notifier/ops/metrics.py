@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import bisect
+import importlib.machinery
+import importlib.util
 import os
 import platform
 import resource
@@ -216,8 +218,14 @@ def _process_start_time() -> float:
         return time.time()
 
 
+def delivery_compiled() -> bool:
+    """Whether mypyc compiled the delivery path (setup.py, NOTIFIER_COMPILE=1): its modules load as extensions."""
+    spec = importlib.util.find_spec("notifier.fanout.delivery")
+    return spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader)
+
+
 class BuildInfo:
-    """`notifier_build_info{version=...,python=...} 1`: which build runs where."""
+    """`notifier_build_info{version=...,python=...,compiled=...} 1`: which build runs where."""
 
     def __init__(self) -> None:
         try:
@@ -229,11 +237,14 @@ class BuildInfo:
                 self.version = "unknown"
         except ImportError:  # pragma: no cover
             self.version = "unknown"
+        self.compiled = "true" if delivery_compiled() else "false"
 
     def render(self) -> str:
         """Prometheus exposition lines."""
-        return (_header("notifier_build_info", "Version of the notifier package and of Python; always 1.", "gauge")
-                + f'notifier_build_info{{version="{self.version}",python="{platform.python_version()}"}} 1\n')
+        return (_header("notifier_build_info", "Version of the notifier package and of Python, and whether the "
+                        "delivery path is compiled; always 1.", "gauge")
+                + f'notifier_build_info{{version="{self.version}",python="{platform.python_version()}",'
+                  f'compiled="{self.compiled}"}} 1\n')
 
 
 EVENTS_PUBLISHED = Counter("notifier_events_published_total", "Events accepted by POST /api/publish.")

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import RECEIVE_TIMEOUT
 
+from notifier.fanout import delivery
+
 
 async def _metrics(gateway) -> str:
     async with gateway.http.get(f"{gateway.base_url}/metrics") as response:
@@ -149,12 +151,15 @@ async def test_nats_reconnect_is_counted(gateway, nats_server):
 
 
 async def test_process_and_build_info_metrics_are_exposed(gateway):
-    """/metrics carries the standard process_* metrics and notifier_build_info with the version."""
+    """/metrics carries the standard process_* metrics and notifier_build_info with the version and the build."""
     text = await _metrics(gateway)
+    # The test run's own build: `.ci/run` runs the fast suite on the sources and on a compiled copy.
+    compiled = "true" if Path(delivery.__file__).suffix == ".so" else "false"
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
                  "process_start_time_seconds"):
         assert _value(text, name) > 0, name
-    assert re.search(r'^notifier_build_info\{version="\d+\.\d+\.\d+[^"]*",python="3\.\d+\.\d+"\} 1$', text, re.M)
+    assert re.search(r'^notifier_build_info\{version="\d+\.\d+\.\d+[^"]*",python="3\.\d+\.\d+",'
+                     rf'compiled="{compiled}"\}} 1$', text, re.M)
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (package prometheus) is not installed")

@@ -1,0 +1,44 @@
+"""setuptools' build backend, asking for mypyc only when the build compiles (NOTIFIER_COMPILE=1, see setup.py).
+
+An editable install is never compiled: its modules would shadow the sources being edited, and a
+change to a `.py` file would silently not run. NOTIFIER_COMPILE is ignored there, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import build_meta
+from setuptools.build_meta import *  # noqa: F403  (the rest of the backend as setuptools has it)
+
+# mypyc is part of mypy: the version .ci/run's compiled test run uses (the dev extra's).
+MYPYC_REQUIREMENT = "mypy>=2.4,<2.5"
+
+
+def _pure() -> bool:
+    """Drop NOTIFIER_COMPILE for the rest of this hook's process; whether it was set."""
+    return os.environ.pop("NOTIFIER_COMPILE", None) == "1"
+
+
+def get_requires_for_build_wheel(config_settings=None):
+    # setup.py runs here to read its requirements, before they are installed: without mypyc yet.
+    compiling = _pure()
+    return [*build_meta.get_requires_for_build_wheel(config_settings), *([MYPYC_REQUIREMENT] if compiling else [])]
+
+
+def get_requires_for_build_editable(config_settings=None):
+    _pure()
+    return build_meta.get_requires_for_build_editable(config_settings)
+
+
+def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
+    _pure()
+    return build_meta.prepare_metadata_for_build_editable(metadata_directory, config_settings)
+
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    if _pure():
+        print("notifier: NOTIFIER_COMPILE=1 ignored for an editable install (compiled modules would shadow the "
+              "sources being edited); `pip install .` or build a wheel to compile", file=sys.stderr)
+    return build_meta.build_editable(wheel_directory, config_settings, metadata_directory)
