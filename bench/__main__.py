@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         mode = replace(mode, worker_share=arguments.worker_share)
     if arguments.gateway_build:
         mode = replace(mode, gateway_build=arguments.gateway_build)
+    elif arguments.profile:
+        mode = replace(mode, gateway_build="python")  # cProfile sees no function inside a compiled module
     raise_open_file_limit()  # inherited by every server and worker process started from here
     # SIGTERM unwinds like Ctrl-C, so the `finally` blocks stop every process this run started.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))

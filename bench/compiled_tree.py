@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 # Not copied: version control, environments, build output, results, caches, compiled modules.
-IGNORED = (".git", ".venv", "build", "node_modules", "results", "__pycache__", "*.egg-info", "*.so",
+IGNORED = (".git", ".venv", "build", "var", "node_modules", "package-lock.json", "results", "__pycache__", "*.egg-info", "*.so",
            ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache")
 BUILT_MARK = ".compiled"
 

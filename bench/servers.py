@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.compiled_tree import is_compiled
+from bench.compiled_tree import REPOSITORY, is_compiled
 from bench.machine import PARENT_VARIABLE, die_with_parent
 from bench.peers.commands import PEERS, nats_ws_command, node_ws_command, socketio_command
 from bench.profiling import profiled_command
@@ -33,7 +33,6 @@ UNLIMITED_EVENTS_PER_SECOND = 1_000_000
 STOP_SECONDS = 15.0
 _URL_LINE = re.compile(r"(?:serving on http|Listening for websocket clients on ws)://([\d.]+):(\d+)")
 _NATS_LINE = re.compile(r"^\s*NATS\s+(nats://\S+)|Listening for client connections on ([\d.]+:\d+)")
-REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 class Server:

@@ -12,7 +12,7 @@ import sys
 from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403  (the rest of the backend as setuptools has it)
 
-# mypyc is part of mypy: the version .ci/run's compiled test run uses (the dev extra's).
+# mypyc is part of mypy: the range the dev extra pins, which .ci/run's compiled test run uses (setup.cfg).
 MYPYC_REQUIREMENT = "mypy>=2.4,<2.5"
 
 

@@ -54,6 +54,22 @@ def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Pa
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+def test_smoke_run_measures_the_compiled_gateway_and_says_so(tmp_path: Path) -> None:
+    """By default the bench runs the gateway compiled, as production builds it, and the report's machine table says so."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--servers", "notifier", "--output", str(tmp_path)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    build = next((line for line in (tmp_path / "REPORT.md").read_text().splitlines()
+                  if line.startswith("| gateway build |")), "")
+    assert "compiled by mypyc" in build, build
+    gateway_logs = "".join(path.read_text() for path in (tmp_path / "logs").glob("*-notifier.log"))
+    assert "delivery   compiled by mypyc" in gateway_logs, gateway_logs[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_worker_scaling_reports_the_workers_target_or_why_it_could_not(tmp_path: Path) -> None:
     """`--smoke --scenarios worker-scaling` exits 0 with the 2-workers row: a ratio, or the reason caps are unavailable."""
     completed = subprocess.run(
