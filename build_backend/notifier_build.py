@@ -6,6 +6,7 @@ change to a `.py` file would silently not run. NOTIFIER_COMPILE is ignored there
 
 from __future__ import annotations
 
+import configparser
 import os
 import sys
 
@@ -16,6 +17,17 @@ from setuptools.build_meta import *  # noqa: F403  (the rest of the backend as s
 MYPYC_REQUIREMENT = "mypy>=2.4,<2.5"
 
 
+def _runtime_requirements() -> list[str]:
+    """setup.cfg's install_requires: mypyc types the compiled modules against them (msgspec's Struct, aiohttp's web).
+
+    Without them in the isolated build environment the compile stops at msgspec's class keywords.
+    """
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.cfg"))
+    lines = (line.strip() for line in parser["options"]["install_requires"].splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+
 def _pure() -> bool:
     """Drop NOTIFIER_COMPILE for the rest of this hook's process; whether it was set."""
     return os.environ.pop("NOTIFIER_COMPILE", None) == "1"
@@ -24,7 +36,8 @@ def _pure() -> bool:
 def get_requires_for_build_wheel(config_settings=None):
     # setup.py runs here to read its requirements, before they are installed: without mypyc yet.
     compiling = _pure()
-    return [*build_meta.get_requires_for_build_wheel(config_settings), *([MYPYC_REQUIREMENT] if compiling else [])]
+    extra = [MYPYC_REQUIREMENT, *_runtime_requirements()] if compiling else []
+    return [*build_meta.get_requires_for_build_wheel(config_settings), *extra]
 
 
 def get_requires_for_build_editable(config_settings=None):
