@@ -26,17 +26,22 @@ TARGET_ROWS = (
 )
 
 
+def _bench(output: Path, *arguments: str, timeout: int) -> str:
+    """Run `python -m bench ARGUMENTS --output OUTPUT` from the repository; REPORT.md's text once it exited 0."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench", *arguments, "--output", str(output)],
+        cwd=REPOSITORY, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return (output / "REPORT.md").read_text()
+
+
 # The run takes 90-180 s on 2 shared cores (with the peers): above the suite's 120 s default.
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Path) -> None:
     """`python -m bench --quick` exits 0 having written REPORT.md (every target with a figure, ratios) and both plots."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--output", str(tmp_path)],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=600, check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    report = (tmp_path / "REPORT.md").read_text()
+    report = _bench(tmp_path, "--quick", timeout=600)
     lines = report.splitlines()
     for target in TARGET_ROWS:
         row = next((line for line in lines if line.startswith(f"| {target}")), None)
@@ -56,13 +61,8 @@ def test_quick_run_writes_report_with_every_target_ratios_and_plots(tmp_path: Pa
 @pytest.mark.timeout(300)
 def test_smoke_run_measures_the_compiled_gateway_and_says_so(tmp_path: Path) -> None:
     """By default the bench runs the gateway compiled, as production builds it, and the report's machine table says so."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--servers", "notifier", "--output", str(tmp_path)],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    build = next((line for line in (tmp_path / "REPORT.md").read_text().splitlines()
-                  if line.startswith("| gateway build |")), "")
+    report = _bench(tmp_path, "--smoke", "--servers", "notifier", timeout=300)
+    build = next((line for line in report.splitlines() if line.startswith("| gateway build |")), "")
     assert "compiled by mypyc" in build, build
     gateway_logs = "".join(path.read_text() for path in (tmp_path / "logs").glob("*-notifier.log"))
     assert "delivery   compiled by mypyc" in gateway_logs, gateway_logs[-2000:]
@@ -72,12 +72,7 @@ def test_smoke_run_measures_the_compiled_gateway_and_says_so(tmp_path: Path) -> 
 @pytest.mark.timeout(300)
 def test_worker_scaling_reports_the_workers_target_or_why_it_could_not(tmp_path: Path) -> None:
     """`--smoke --scenarios worker-scaling` exits 0 with the 2-workers row: a ratio, or the reason caps are unavailable."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--scenarios", "worker-scaling", "--output", str(tmp_path)],
-        cwd=REPOSITORY, capture_output=True, text=True, timeout=300, check=False,
-    )
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    report = (tmp_path / "REPORT.md").read_text()
+    report = _bench(tmp_path, "--smoke", "--scenarios", "worker-scaling", timeout=300)
     row = next((line for line in report.splitlines()
                 if line.startswith("| 2 workers ≥ 1.7× one worker's deliveries/s (10 clients per worker")), "")
     assert re.search(r"\d+\.\d+× \(medians of 1 ladders", row) or "skipped: " in row, report
