@@ -1,14 +1,19 @@
 """Packaging beside setup.cfg. With NOTIFIER_COMPILE=1 mypyc compiles the modules every live delivery runs through.
 
-Compiled, the gateway's own CPU per delivery (hub, session, rate limit, outbox, writer) halves:
-`python -m bench.delivery_cost 1000 300 --ticker --cold` 1.7 us pure, 0.3-0.9 us compiled; in the
-bench's fan-out at 50 ev/s its user time fell from 4.5 to 2.4-2.7 us per delivery, the coalescing
-ceiling's 2.1-2.3 (docs/benchmarks/README.md, thirteenth session). The same sources run pure
-Python when not compiled (an editable install, the tests' default): compiled or not is a build
-choice, never a behaviour, and `.ci/run` runs the fast suite on both.
+Why: the gateway's Python time per delivery halves. `python -m bench.delivery_cost 1000 300 --ticker
+--cold` (the Python side alone) read 1.38-1.77 us pure, 0.30-0.89 compiled; in the bench's fan-out
+at 50 ev/s the gateway's user time went from 4.80-5.10 to 2.50-3.23 us per delivery, and its CPU
+per delivery from 1.24-1.30x the coalescing ceiling's to 1.09-1.13x (same run; docs/benchmarks/
+README.md, thirteenth session). The same sources run as pure Python when not compiled (an editable
+install, the tests by default): compiled or not is a build choice, never a behaviour, and
+`.ci/run` runs the fast suite on both.
 
-Compiled modules hold only plain classes (no msgspec types: `fanout/subscription_options.py`),
-and a class compiled here is subclassed only by a compiled module (mypyc refuses the rest).
+What a compiled module must keep to (mypyc's rules, each met once the hard way):
+- no msgspec type defined in it: a `Struct` defined there stops decoding (`fanout/subscription_options.py`);
+- class constants read from the class annotated `ClassVar` (else they become instance attributes);
+- a class compiled here is subclassed only in a compiled module (`trading_frames.py` is listed for that);
+- arguments are checked against their annotations where those name a built-in or a compiled class: a
+  `bytes` parameter refuses a bytearray, an `OutgoingEvent` one a look-alike (the tests pass real ones).
 """
 
 import os

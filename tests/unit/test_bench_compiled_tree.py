@@ -11,15 +11,18 @@ def _tree(root: Path) -> Path:
     for relative, text in {"notifier/fanout/delivery.py": "x = 1\n", "setup.py": "", "docs/a.md": "a",
                            ".git/HEAD": "ref", ".venv/bin/python": "", "build/compiled/old/x.py": "",
                            "notifier/fanout/delivery.cpython-311-x86_64-linux-gnu.so": "",
-                           "notifier/__pycache__/x.pyc": "", "bench/results/REPORT.md": ""}.items():
+                           "notifier/__pycache__/x.pyc": "", "bench/results/REPORT.md": "",
+                           "notifier/build/kept.py": ""}.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
     return root
 
 
 def test_the_copy_holds_sources_and_docs_but_no_repository_environment_build_or_compiled_module(tmp_path):
-    """Version control, the virtualenv, build output, caches, results and compiled modules stay behind."""
-    assert tree_files(_tree(tmp_path)) == [Path("docs/a.md"), Path("notifier/fanout/delivery.py"), Path("setup.py")]
+    """Version control, the virtualenv, build output, caches, results and compiled modules stay behind; a source folder
+    named like an ignored root folder does not."""
+    assert tree_files(_tree(tmp_path)) == [Path("docs/a.md"), Path("notifier/build/kept.py"),
+                                           Path("notifier/fanout/delivery.py"), Path("setup.py")]
 
 
 def test_a_changed_source_changes_the_hash(tmp_path):
