@@ -201,10 +201,10 @@ def print_banner(settings: Settings, port: int, tls: bool, nats_servers: list[st
     """What `serve` prints once it follows the streams: the URLs, the data dir, a dev token with a generated secret."""
     _print_urls(settings.host, port, tls, nats_servers)
     print(f"  data dir   {data_dir.resolve()}", flush=True)
-    build = "compiled by mypyc" if delivery_compiled() else "pure Python (NOTIFIER_COMPILE=1 at build compiles it)"
-    print(f"  delivery   {build}", flush=True)
     permissions = load_permissions(settings.permissions_path, required=settings.permissions_file is not None)
     print(f"  permissions {_permissions_line(settings, permissions)}", flush=True)
+    build = "compiled by mypyc" if delivery_compiled() else "pure Python (NOTIFIER_COMPILE=1 at build compiles it)"
+    print(f"  delivery   {build}", flush=True)
     if generated is not None:
         token = generated.issue("dev", ["admin", "publisher"], DEV_TOKEN_HOURS * 3600)
         print(f"  dev token  {token}", flush=True)
