@@ -13,8 +13,9 @@ import configparser
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from setuptools import build_meta
 from setuptools.build_meta import *  # noqa: F403  (the rest of the backend as setuptools has it)
@@ -60,29 +61,21 @@ def get_requires_for_build_wheel(config_settings=None):
         return [*build_meta.get_requires_for_build_wheel(config_settings), *(_compile_requirements() if compiling else [])]
 
 
-def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
-    with _pure():
-        return build_meta.prepare_metadata_for_build_wheel(metadata_directory, config_settings)
+def _without_compile(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """setuptools' `hook`, run with NOTIFIER_COMPILE hidden (see the module's docstring for why each one is)."""
+
+    def wrapped(*arguments: Any, **keywords: Any) -> Any:
+        with _pure():
+            return hook(*arguments, **keywords)
+
+    return wrapped
 
 
-def get_requires_for_build_sdist(config_settings=None):
-    with _pure():
-        return build_meta.get_requires_for_build_sdist(config_settings)
-
-
-def build_sdist(sdist_directory, config_settings=None):
-    with _pure():
-        return build_meta.build_sdist(sdist_directory, config_settings)
-
-
-def get_requires_for_build_editable(config_settings=None):
-    with _pure():
-        return build_meta.get_requires_for_build_editable(config_settings)
-
-
-def prepare_metadata_for_build_editable(metadata_directory, config_settings=None):
-    with _pure():
-        return build_meta.prepare_metadata_for_build_editable(metadata_directory, config_settings)
+prepare_metadata_for_build_wheel = _without_compile(build_meta.prepare_metadata_for_build_wheel)
+get_requires_for_build_sdist = _without_compile(build_meta.get_requires_for_build_sdist)
+build_sdist = _without_compile(build_meta.build_sdist)
+get_requires_for_build_editable = _without_compile(build_meta.get_requires_for_build_editable)
+prepare_metadata_for_build_editable = _without_compile(build_meta.prepare_metadata_for_build_editable)
 
 
 def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
